@@ -1,0 +1,37 @@
+# Both public targets set themselves up: a virtual environment in .venv with
+# torch, torchvision and this package installed in editable mode.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned explicitly: these releases install from this
+# machine kind's local disk; an unpinned torch may pull several GB of CUDA wheels.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.cil-installed
+
+.PHONY: demo test test-all bench clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## demo: a real incremental run offline (synthetic data, 50 base classes + 5 steps) and its report
+demo: $(STAMP)
+	$(BIN)/cil run --scenario synthetic-b50-5 --strategy il-baseline-bsce \
+		--epochs 6 --limit-per-class 100 --set model.backbone=resnet8 \
+		--out runs/demo --overwrite
+
+## test: the fast test suite (slow tests are excluded; `make test-all` runs them too)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/throughput.py
+
+clean-venv:
+	rm -rf $(VENV)
