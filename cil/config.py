@@ -1,0 +1,448 @@
+"""Typed run configuration: dataclasses, YAML layering, ``--set key=value`` overrides, validation.
+
+A run's configuration is assembled from layers, each a nested dict, later ones winning:
+
+    dataclass defaults < scenario YAML (dataset defaults) < strategy YAML (``extends`` chain)
+    < the strategy's profile for the dataset (e.g. ImageNet schedules) < CLI flags < ``--set``
+
+and then converted into dataclasses, checking every key and value on the way. Components
+(method, loss, plugins) are validated against the config dataclass their plugin registered, so
+``--set method.temperature=3`` is typed and ``--set method.temprature=3`` is an error that lists
+the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+
+from cil.errors import UserError, did_you_mean
+
+
+class ConfigError(UserError):
+    """A configuration key or value is invalid."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ComponentConfig:
+    """Base of every method, loss and plugin config: ``name`` selects the registered component."""
+
+    name: str = ""
+
+    def validate(self, prefix: str) -> None:
+        """Raise ConfigError for bad values; subclasses extend."""
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum and a per-epoch learning-rate schedule, rebuilt at every step."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    batch_size: int = 128
+    epochs: int = 250
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: list[int] = field(default_factory=lambda: [100, 150, 200])
+    gamma: float = 0.1
+    incremental_lr: float | None = None
+    """Learning rate of the incremental steps when it differs from the base step's."""
+
+    def validate(self, prefix: str) -> None:
+        _check(self.lr > 0, prefix, "lr", "must be > 0")
+        _check(self.incremental_lr is None or self.incremental_lr > 0, prefix, "incremental_lr", "must be > 0")
+        _check(0 <= self.momentum < 1, prefix, "momentum", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, prefix, "weight_decay", "must be >= 0")
+        _check(self.batch_size >= 2, prefix, "batch_size", "must be >= 2 (BatchNorm needs 2 samples)")
+        _check(self.epochs >= 1, prefix, "epochs", "must be >= 1")
+        _check(0 < self.gamma <= 1, prefix, "gamma", "must be in (0, 1]")
+        _check(
+            all(m > 0 for m in self.milestones) and self.milestones == sorted(set(self.milestones)),
+            prefix, "milestones", "must be increasing positive epochs",
+        )
+
+    def with_epochs(self, epochs: int) -> "OptimConfig":
+        """The same schedule stretched to ``epochs``: milestones scale in proportion."""
+        scale = epochs / self.epochs
+        milestones = sorted({max(1, round(m * scale)) for m in self.milestones if round(m * scale) < epochs})
+        return dataclasses.replace(self, epochs=epochs, milestones=milestones)
+
+
+@dataclass
+class MemoryConfig:
+    """Rehearsal memory: ``per_class`` exemplars per class (growing) or a fixed total ``budget``."""
+
+    per_class: int = 20
+    budget: int | None = None
+    selection: Literal["herding", "random"] = "herding"
+
+    def validate(self, prefix: str) -> None:
+        _check(self.per_class >= 0, prefix, "per_class", "must be >= 0 (0 = no exemplars)")
+        _check(self.budget is None or self.budget > 0, prefix, "budget", "must be > 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget is not None or self.per_class > 0
+
+    def describe(self) -> str:
+        if self.budget is not None:
+            return f"fixed budget {self.budget} ({self.selection})"
+        if self.per_class == 0:
+            return "none (exemplar-free)"
+        return f"{self.per_class} per class ({self.selection})"
+
+
+@dataclass
+class ModelConfig:
+    """Backbone by name (``auto``: the dataset's default) and the incremental head."""
+
+    backbone: str = "auto"
+    head: str = "linear"
+
+    def validate(self, prefix: str) -> None:
+        from cil.models import BACKBONES, HEADS
+
+        if self.backbone != "auto" and self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone '{self.backbone}' ({_join(prefix, 'backbone')})"
+                              f"{did_you_mean(self.backbone, ['auto', *BACKBONES])}")
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head '{self.head}' ({_join(prefix, 'head')}){did_you_mean(self.head, list(HEADS))}")
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how much of it a run uses."""
+
+    root: str | None = None
+    limit_per_class: int | None = None
+    """Cap on training images per class (the first N of each class), for quick experiments."""
+    test_limit_per_class: int | None = None
+    """Cap on test images per class; leave unset for benchmark numbers."""
+    num_workers: int = 4
+    """Worker processes decoding lazily loaded (large) images."""
+    image_size: int | None = None
+    """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
+    synthetic_classes: int = 100
+    synthetic_seed: int = 0
+    """Seed of the synthetic dataset's content; independent of the run's seeds."""
+
+    def validate(self, prefix: str) -> None:
+        _check(self.limit_per_class is None or self.limit_per_class >= 1, prefix, "limit_per_class", "must be >= 1")
+        _check(self.test_limit_per_class is None or self.test_limit_per_class >= 1, prefix,
+               "test_limit_per_class", "must be >= 1")
+        _check(self.num_workers >= 0, prefix, "num_workers", "must be >= 0")
+        _check(self.image_size is None or self.image_size >= 8, prefix, "image_size", "must be >= 8")
+        _check(2 <= self.synthetic_classes <= 1000, prefix, "synthetic_classes", "must be in [2, 1000]")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; saved resolved in the run directory."""
+
+    scenario: str
+    strategy: str
+    seed: int = 1993
+    """Training seed: initialisation, data order, augmentation."""
+    class_order_seed: int = 1993
+    """Seed of numpy.random.RandomState(seed).permutation(n_classes), the class order."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out: str | None = None
+    progress: bool = True
+    method: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="finetune"))
+    loss: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="ce"))
+    plugins: list[ComponentConfig] = field(default_factory=list)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+COMPONENT_SECTIONS = ("method", "loss")
+"""Top-level keys holding one component; ``plugins`` holds a list of them."""
+
+ComponentLookup = Callable[[str, str], type]
+"""(kind, name) -> the component's config dataclass; raises UserError for unknown names."""
+
+
+def _check(ok: bool, prefix: str, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid value for '{_join(prefix, key)}': {why}")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+# --------------------------------------------------------------------------------------------
+# YAML files and layering
+# --------------------------------------------------------------------------------------------
+
+
+def config_root() -> Path:
+    """The repository's configs/ folder (the package is installed in editable mode)."""
+    root = Path(__file__).resolve().parent.parent / "configs"
+    if not root.is_dir():
+        raise UserError(f"configs/ folder not found at {root}; install cil with 'pip install -e .'")
+    return root
+
+
+def available_strategies() -> list[str]:
+    return sorted(p.stem for p in (config_root() / "strategies").glob("*.yaml"))
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of keys to values")
+    return data
+
+
+def strategy_layers(strategy: str) -> list[dict[str, Any]]:
+    """The YAML layers of a named strategy (or a path to one), base first, following ``extends``."""
+    layers: list[dict[str, Any]] = []
+    seen: set[Path] = set()
+    ref: str | None = strategy
+    while ref is not None:
+        path = Path(ref) if ref.endswith((".yaml", ".yml")) else config_root() / "strategies" / f"{ref}.yaml"
+        if not path.is_file():
+            if ref.endswith((".yaml", ".yml")):
+                raise UserError(f"strategy file not found: {ref}")
+            raise UserError(f"unknown strategy '{ref}'{did_you_mean(ref, available_strategies())}")
+        if path.resolve() in seen:
+            raise UserError(f"strategy '{strategy}': 'extends' forms a cycle at {path}")
+        seen.add(path.resolve())
+        data = load_yaml(path)
+        ref = data.pop("extends", None)
+        data.pop("description", None)
+        layers.append(data)
+    return layers[::-1]
+
+
+def strategy_description(strategy: str) -> str:
+    path = config_root() / "strategies" / f"{strategy}.yaml"
+    return str(load_yaml(path).get("description", "")).strip()
+
+
+def scenario_layer(dataset: str) -> dict[str, Any]:
+    path = config_root() / "scenarios" / f"{dataset}.yaml"
+    return load_yaml(path) if path.is_file() else {}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``override`` on top of ``base``, merging nested mappings.
+
+    A component section whose ``name`` changes is replaced, not merged, so that a strategy that
+    swaps its loss does not inherit the previous loss's parameters.
+    """
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        renamed = isinstance(old, dict) and isinstance(value, dict) and "name" in value and value["name"] != old.get("name")
+        if isinstance(old, dict) and isinstance(value, dict) and not renamed:
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_set(assignment: str) -> tuple[list[str], Any]:
+    """``'optim.lr=0.05'`` -> (['optim', 'lr'], 0.05); values are parsed as YAML scalars/lists."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+    key, raw = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"--set has an empty key part in '{assignment}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Write ``value`` at the dotted path; ``plugins.NAME.key`` addresses a plugin by name."""
+    if parts[0] == "plugins" and len(parts) >= 2:
+        plugins = raw.setdefault("plugins", [])
+        names = [p.get("name") if isinstance(p, dict) else p for p in plugins]
+        if parts[1] not in names:
+            raise ConfigError(
+                f"unknown key 'plugins.{parts[1]}': this strategy has plugins [{', '.join(map(str, names))}]"
+            )
+        idx = names.index(parts[1])
+        if not isinstance(plugins[idx], dict):
+            plugins[idx] = {"name": plugins[idx]}
+        target, rest = plugins[idx], parts[2:]
+    else:
+        target, rest = raw, parts
+    for part in rest[:-1]:
+        nxt = target.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set '{'.'.join(parts)}': '{part}' is not a section")
+        target = nxt
+    if rest:
+        target[rest[-1]] = value
+
+
+# --------------------------------------------------------------------------------------------
+# Dict -> dataclasses, with types checked
+# --------------------------------------------------------------------------------------------
+
+
+def build_run_config(raw: dict[str, Any], lookup: ComponentLookup) -> RunConfig:
+    """Convert the merged raw dict into a validated RunConfig."""
+    raw = dict(raw)
+    components: dict[str, Any] = {}
+    for section in COMPONENT_SECTIONS:
+        if section in raw:
+            components[section] = _component(raw.pop(section), section, lookup, section)
+    if "plugins" in raw:
+        plugins = raw.pop("plugins") or []
+        if not isinstance(plugins, list):
+            raise ConfigError("invalid value for 'plugins': must be a list of plugin names or mappings")
+        components["plugins"] = [_component(p, "plugin", lookup, f"plugins.{i}") for i, p in enumerate(plugins)]
+        names = [p.name for p in components["plugins"]]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"invalid value for 'plugins': {', '.join(dupes)} listed twice")
+    cfg = _from_dict(RunConfig, raw, "")
+    for key, value in components.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def _component(value: Any, kind: str, lookup: ComponentLookup, prefix: str) -> ComponentConfig:
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConfigError(f"invalid value for '{prefix}': must be a name or a mapping with a 'name'")
+    cls = lookup(kind, value["name"])
+    obj = _from_dict(cls, value, prefix)
+    return obj
+
+
+def _from_dict(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid value for '{prefix}': must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(f"unknown key '{_join(prefix, key)}'{did_you_mean(key, list(fields))}")
+    kwargs = {key: _coerce(value, hints[key], _join(prefix, key)) for key, value in data.items()}
+    missing = [
+        name for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"missing key '{_join(prefix, missing[0])}'")
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(prefix)
+    return obj
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"invalid value for '{key}'")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"invalid value for '{key}': '{value}'; valid: {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        if isinstance(value, str):  # "10,20" from the command line
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"invalid value for '{key}': expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value)] if args else list(value)
+    if dataclasses.is_dataclass(hint):
+        return _from_dict(hint, value, key)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"invalid value for '{key}': expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"invalid value for '{key}': expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"invalid value for '{key}': expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"invalid value for '{key}': expected a string, got {value!r}")
+    if hint is Any:
+        return value
+    raise ConfigError(f"invalid value for '{key}': unsupported type {hint}")  # pragma: no cover
+
+
+def assemble(
+    *,
+    scenario: str,
+    strategy: str,
+    dataset: str,
+    flags: dict[str, Any],
+    sets: list[str],
+    lookup: ComponentLookup,
+) -> RunConfig:
+    """Resolve a run's config from its layers (see the module docstring)."""
+    scenario_defaults = scenario_layer(dataset)
+    profile = scenario_defaults.pop("profile", None)
+    raw: dict[str, Any] = {"scenario": scenario, "strategy": strategy}
+    raw = deep_merge(raw, scenario_defaults)
+    for layer in strategy_layers(strategy):
+        profiles = layer.pop("profiles", {}) or {}
+        raw = deep_merge(raw, layer)
+        if profile and profile in profiles:
+            raw = deep_merge(raw, profiles[profile])
+    epochs = flags.pop("epochs", None)
+    raw = deep_merge(raw, flags)
+    for assignment in sets:
+        parts, value = parse_set(assignment)
+        apply_set(raw, parts, value)
+    cfg = build_run_config(raw, lookup)
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError("invalid value for '--epochs': must be >= 1")
+        cfg.optim = cfg.optim.with_epochs(epochs)
+    return cfg

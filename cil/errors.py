@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for (a name, a value, a missing dataset).
+
+    The message must be one line that says what is wrong and, where it helps, what is valid.
+    """
+
+
+def did_you_mean(name: str, valid: list[str]) -> str:
+    """'valid: a, b, c' with the closest match first when there is one."""
+    import difflib
+
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{hint}; valid: {', '.join(sorted(valid))}"
