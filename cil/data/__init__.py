@@ -1,0 +1,149 @@
+"""Datasets by name: what each is and how to load its train and test splits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cil.config import DataConfig
+from cil.data.augment import Normalization, SmallImageAugment
+from cil.data import folder
+from cil.data.base import FileImageData, ImageData, TensorImageData, check_root, first_per_class
+from cil.data.cifar import CIFAR10_NORM, CIFAR100_NORM
+from cil.errors import UserError
+
+
+@dataclass
+class LoadedDataset:
+    train: ImageData
+    test: ImageData
+    class_names: list[str]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    summary: str
+    default_backbone: str
+    train_per_class: int | None
+    """Training images per class (for defaults expressed as a fraction of it); None if it varies."""
+    count_classes: Callable[[DataConfig], int]
+    load: Callable[[DataConfig], LoadedDataset]
+
+
+def _limited(train: ImageData, test: ImageData, cfg: DataConfig) -> tuple[ImageData, ImageData]:
+    if cfg.limit_per_class is not None:
+        train = train.subset(first_per_class(train.targets, cfg.limit_per_class))  # type: ignore[attr-defined]
+    if cfg.test_limit_per_class is not None:
+        test = test.subset(first_per_class(test.targets, cfg.test_limit_per_class))  # type: ignore[attr-defined]
+    return train, test
+
+
+def _load_synthetic(cfg: DataConfig) -> LoadedDataset:
+    from cil.data import synthetic
+
+    augment = SmallImageAugment(synthetic.NORMALIZATION)
+    n = cfg.synthetic_classes
+    xtr, ytr = synthetic.generate(n, split="train", seed=cfg.synthetic_seed, limit_per_class=cfg.limit_per_class)
+    xte, yte = synthetic.generate(n, split="test", seed=cfg.synthetic_seed, limit_per_class=cfg.test_limit_per_class)
+    names = [f"synthetic_{c:03d}" for c in range(n)]
+    return LoadedDataset(TensorImageData(xtr, ytr, augment), TensorImageData(xte, yte, augment), names)
+
+
+def _cifar_loader(name: str, norm: tuple) -> Callable[[DataConfig], LoadedDataset]:
+    def load(cfg: DataConfig) -> LoadedDataset:
+        from cil.data.cifar import load_cifar
+
+        augment = SmallImageAugment(Normalization(*norm))
+        xtr, ytr, names = load_cifar(name, cfg.root, train=True)
+        xte, yte, _ = load_cifar(name, cfg.root, train=False)
+        train, test = _limited(TensorImageData(xtr, ytr, augment), TensorImageData(xte, yte, augment), cfg)
+        return LoadedDataset(train, test, names)
+
+    return load
+
+
+def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, n_classes: int | None = None):
+    """(count_classes, load) of a folder dataset; ``n_classes`` fixes the count (ImageNet's 1000)."""
+    what = f"a folder with train/CLASS/*.jpg and {test_dirs[0]}/CLASS/*.jpg"
+
+    def classes(cfg: DataConfig) -> list[str]:
+        root = check_root(cfg.root, dataset, what)
+        names = folder.class_folders(folder.find_split(root, ("train",), dataset))
+        if not names:
+            raise UserError(f"{dataset}: no class folders under {root / 'train'}")
+        if n_classes is not None:
+            if len(names) < n_classes:
+                raise UserError(f"{dataset}: expected {n_classes} class folders under {root / 'train'}, "
+                                f"found {len(names)}")
+            names = names[:n_classes]  # ImageNet-Subset from a full ImageNet tree: its first 100 classes
+        return names
+
+    def count(cfg: DataConfig) -> int:
+        return n_classes if n_classes is not None else len(classes(cfg))
+
+    def load(cfg: DataConfig) -> LoadedDataset:
+        root = check_root(cfg.root, dataset, what)
+        names = classes(cfg)
+        train_split = folder.scan(root / "train", names, dataset)
+        test_split = folder.scan(folder.find_split(root, test_dirs, dataset), names, dataset)
+        train_keep = first_per_class(train_split.targets, cfg.limit_per_class)
+        test_keep = first_per_class(test_split.targets, cfg.test_limit_per_class)
+        small, side = (False, 0) if force_large else folder.is_small(train_split)
+        if small:
+            size = cfg.image_size or side
+            augment = SmallImageAugment(Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8))
+            train = TensorImageData(folder.decode_all([train_split.paths[i] for i in train_keep], size),
+                                    train_split.targets[train_keep], augment)
+            test = TensorImageData(folder.decode_all([test_split.paths[i] for i in test_keep], size),
+                                   test_split.targets[test_keep], augment)
+        else:
+            norm, size = Normalization(*folder.IMAGENET_NORM), cfg.image_size or 224
+            train = FileImageData([train_split.paths[i] for i in train_keep], train_split.targets[train_keep], norm,
+                                  size, cfg.num_workers)
+            test = FileImageData([test_split.paths[i] for i in test_keep], test_split.targets[test_keep], norm, size,
+                                 cfg.num_workers)
+        return LoadedDataset(train, test, names)
+
+    return count, load
+
+
+_folder_count, _folder_load = _folder_loader("folder", ("test", "val"), force_large=False)
+_imagenet_count, _imagenet_load = _folder_loader("imagenet", ("val", "test"), force_large=True, n_classes=1000)
+_subset_count, _subset_load = _folder_loader("imagenet-subset", ("val", "test"), force_large=True, n_classes=100)
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec("cifar100", "CIFAR-100: 100 classes, 500 train / 100 test 32x32 images each (torchvision)",
+                    "resnet32", 500, lambda cfg: 100, _cifar_loader("cifar100", CIFAR100_NORM)),
+        DatasetSpec("cifar10", "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
+                    "resnet32", 5000, lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
+        DatasetSpec("imagenet-subset", "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
+                    "resnet18", 1300, _subset_count, _subset_load),
+        DatasetSpec("imagenet", "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
+                    "resnet18", 1300, _imagenet_count, _imagenet_load),
+        DatasetSpec("folder", "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
+                    "resnet32", None, _folder_count, _folder_load),
+        DatasetSpec("synthetic", "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
+                    "resnet32", 500, lambda cfg: cfg.synthetic_classes, _load_synthetic),
+    ]
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    return DATASETS[name]
+
+
+def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
+    """The dataset's backbone, or ResNet-18 when a folder turned out to hold large images."""
+    if isinstance(loaded.train, FileImageData):
+        return "resnet18"
+    return "resnet32" if spec.default_backbone == "resnet18" and loaded.train.image_shape[1] <= 64 else spec.default_backbone
+
+
+__all__ = ["DATASETS", "DatasetSpec", "ImageData", "LoadedDataset", "dataset_spec", "default_backbone"]

@@ -1,0 +1,91 @@
+"""Image-folder datasets: ``ROOT/train/CLASS/*`` and ``ROOT/test/CLASS/*`` (ImageNet: ``val/``).
+
+Classes are the sub-folders of ``train/``, sorted by name (before the scenario's seeded shuffle).
+Small images (both sides <= 64 px, judged from the first image of every class) are decoded once
+into a uint8 tensor at a common size and augmented in batches like CIFAR; larger images stay on
+disk and are decoded lazily by DataLoader workers (ImageNet-style transforms). Files that cannot
+be read are reported by path.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cil.errors import UserError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SMALL_SIDE = 64
+IMAGENET_NORM = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass
+class FolderSplit:
+    paths: list[str]
+    targets: np.ndarray
+
+
+def class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def find_split(root: Path, names: tuple[str, ...], dataset: str) -> Path:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise UserError(f"{dataset}: {root} has no {' or '.join(n + '/' for n in names)} folder "
+                    f"(expected {names[0]}/CLASS/IMAGE files)")
+
+
+def scan(split_dir: Path, classes: list[str], dataset: str) -> FolderSplit:
+    paths, targets = [], []
+    for label, name in enumerate(classes):
+        folder = split_dir / name
+        if not folder.is_dir():
+            raise UserError(f"{dataset}: class '{name}' of train/ is missing from {split_dir}")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise UserError(f"{dataset}: no images in {folder} (extensions: {', '.join(IMAGE_EXTENSIONS)})")
+        paths += [str(p) for p in files]
+        targets += [label] * len(files)
+    return FolderSplit(paths, np.asarray(targets, dtype=np.int64))
+
+
+def is_small(split: FolderSplit) -> tuple[bool, int]:
+    """(all sampled images small, their most common side) from the first image of every class."""
+    from PIL import Image
+
+    firsts = np.unique(split.targets, return_index=True)[1]
+    sides = []
+    for i in firsts:
+        try:
+            with Image.open(split.paths[i]) as img:
+                sides.append(max(img.size))
+        except OSError as exc:
+            raise UserError(f"cannot read image {split.paths[i]}: {exc}") from None
+    return max(sides) <= SMALL_SIDE, Counter(sides).most_common(1)[0][0]
+
+
+def decode_all(paths: list[str], size: int) -> torch.Tensor:
+    """Every image as RGB uint8 [N, 3, size, size]; all unreadable files are listed in one error."""
+    from PIL import Image
+
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                if img.size != (size, size):
+                    img = img.resize((size, size), Image.BILINEAR)
+                out[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        except OSError:
+            bad.append(path)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise UserError(f"{len(bad)} unreadable image file(s): {', '.join(bad[:3])}{more}")
+    return out
