@@ -1,0 +1,6 @@
+"""cil's methods, classification losses and plugins; importing this package registers them all.
+
+One module per method or plugin; each cites the equations of its paper it implements.
+"""
+
+from strategies import bsce, ce, finetune, il_baseline  # noqa: F401  (registration side effects)

@@ -1,0 +1,72 @@
+"""IL-Baseline (Wu et al. 2019, as defined in seed 002, Sec. 3.1).
+
+L = rho * L_d + (1 - rho) * L_c                                             (Eq. 1)
+rho = N_{t-1} / N_t
+
+L_d(x) = sum_{k <= N_{t-1}} -p_hat_k(x) log p_k(x) * T^2                  (Eq. 2)
+
+with p_hat and p the temperature-T softmaxes over the old classes' logits of the previous step's
+(frozen) model and of the current model. L_c is whatever classification loss the strategy uses
+(cross-entropy, Balanced Softmax CE, ...). At the base step rho = 0: L = L_c.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cil.config import ComponentConfig, ConfigError
+from cil.plugin import CilPlugin
+from cil.registry import register
+
+
+def distillation_loss(logits_old: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Eq. 2, averaged over the batch: soft cross-entropy over the old classes, times T^2."""
+    log_p = F.log_softmax(logits_old / temperature, dim=1)
+    p_hat = F.softmax(teacher_logits / temperature, dim=1)
+    return -(p_hat * log_p).sum(dim=1).mean() * temperature**2
+
+
+def adaptive_rho(n_old: int, n_seen: int) -> float:
+    """rho = N_{t-1} / N_t (Eq. 1)."""
+    return n_old / n_seen
+
+
+@dataclass
+class ILBaselineConfig(ComponentConfig):
+    name: str = "il-baseline"
+    temperature: float = 2.0
+    """T of Eq. 2 (seed 002, Sec. 4.1.3)."""
+    rho: float | None = None
+    """Fixed distillation weight instead of the adaptive N_{t-1}/N_t (None: adaptive, as the paper)."""
+
+    def validate(self, prefix: str) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"invalid value for '{prefix}.temperature': must be > 0")
+        if self.rho is not None and not 0 <= self.rho < 1:
+            raise ConfigError(f"invalid value for '{prefix}.rho': must be in [0, 1)")
+
+
+@register("method", "il-baseline", ILBaselineConfig,
+          "classification loss + logit distillation weighted by rho = N_{t-1}/N_t (seed 002, Eq. 1-2)")
+class ILBaseline(CilPlugin):
+    def __init__(self, config: ILBaselineConfig):
+        super().__init__(config)
+        self.rho = 0.0
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.n_old == 0:
+            self.rho = 0.0
+        else:
+            self.rho = self.config.rho if self.config.rho is not None else adaptive_rho(strategy.n_old, strategy.n_seen)
+        strategy.classification_weight = 1.0 - self.rho
+        strategy.step_record["rho"] = self.rho
+
+    def loss_terms(self, strategy, output, targets):
+        if strategy.n_old == 0 or self.rho == 0.0:
+            return {}
+        teacher = strategy.previous_output().logits
+        return {"distillation": self.rho * distillation_loss(output.logits[:, : strategy.n_old], teacher,
+                                                              self.config.temperature)}
