@@ -1,0 +1,317 @@
+"""The incremental loop on Avalanche's ``SupervisedTemplate``.
+
+For every step t of the scenario::
+
+    adapt the head to the N_t classes seen so far
+    train for E epochs on the step's data (+ whatever plugins add, e.g. exemplars)
+    after_training_exp plugins (memory update, balanced finetuning, ...)
+    keep a frozen copy of the model as the previous model
+    evaluate on the test images of all seen classes, write the step's results
+
+What the engine offers plugins (and knows of none of them):
+
+* ``step``, ``n_old`` (N_{t-1}), ``n_seen`` (N_t), ``new_classes``: the step's bookkeeping;
+* ``experience_data``: the step's new data; ``train_set``: what training iterates over, which
+  plugins may extend (``extend_training_set``) after dataset adaptation;
+* ``train_class_counts``: n_i of every seen class in ``train_set`` (seed 002, Eq. 3);
+* ``previous_model`` and ``previous_output()``: the frozen model of step t-1 and its output on
+  the current mini-batch (computed once per iteration, whoever asks);
+* ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
+* ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME);
+* ``step_record``: a dict that ends up in the step's results (memory size, learned values).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from tqdm import tqdm
+
+from cil.config import OptimConfig
+from cil.plugin import CilPlugin, ClassificationLoss
+from cil.scenarios import ScenarioPlan, experience_indices
+
+if TYPE_CHECKING:
+    from cil.data import ImageData
+    from cil.models import IncrementalNet, NetOutput
+
+
+@dataclass
+class TrainingSet:
+    """Store indices and remapped labels of what a step trains on."""
+
+    indices: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __add__(self, other: "TrainingSet") -> "TrainingSet":
+        return TrainingSet(torch.cat([self.indices, other.indices]), torch.cat([self.labels, other.labels]))
+
+
+class _Batches:
+    """Iterates ``strategy.train_set`` once per epoch as [x, y, task] mini-batches on the device."""
+
+    def __init__(self, strategy: "IncrementalStrategy"):
+        self.strategy = strategy
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.strategy.train_set) / self.strategy.train_mb_size)
+
+    def __iter__(self):
+        s = self.strategy
+        order = s.batch_order()
+        if len(order) % s.train_mb_size == 1 and len(order) > 1:  # BatchNorm cannot train on one sample
+            order = order[:-1]
+        indices, labels = s.train_set.indices[order], s.train_set.labels[order]
+        batches = s.train_data.batches(indices, s.train_mb_size, train=True, device=s.device,
+                                       generator=s.augment_generator)
+        for k, x in enumerate(batches):
+            rows = slice(k * s.train_mb_size, (k + 1) * s.train_mb_size)
+            s.mb_index = indices[rows]
+            y = labels[rows].to(s.device)
+            yield [x, y, torch.zeros_like(y)]
+
+
+class IncrementalStrategy(SupervisedTemplate):
+    """One SGD strategy for every method; the method lives in its plugins."""
+
+    def __init__(
+        self,
+        *,
+        model: "IncrementalNet",
+        plan: ScenarioPlan,
+        train_data: "ImageData",
+        test_data: "ImageData",
+        optim: OptimConfig,
+        loss: ClassificationLoss,
+        plugins: list,
+        device: torch.device,
+        seed: int,
+        progress: bool = True,
+        eval_batch_size: int = 256,
+    ):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No loggers specified")
+            super().__init__(
+                model=model,
+                optimizer=torch.optim.SGD(model.parameters(), lr=optim.lr),  # replaced at every step
+                criterion=loss,
+                train_mb_size=optim.batch_size,
+                train_epochs=optim.epochs,
+                eval_mb_size=eval_batch_size,
+                device=device,
+                plugins=plugins,
+                evaluator=EvaluationPlugin(loggers=[]),
+                eval_every=-1,
+            )
+        self.plan = plan
+        self.train_data, self.test_data = train_data, test_data
+        self.optim_config = optim
+        self.progress = progress
+        self.order_generator = torch.Generator().manual_seed(seed)
+        self.augment_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.previous_model: IncrementalNet | None = None
+        self.step = -1
+        self.n_old = 0
+        self.n_seen = 0
+        self.new_classes: list[int] = []
+        self.classification_weight = 1.0
+        self.experience_data = TrainingSet(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
+        self.train_set = self.experience_data
+        self.mb_index: torch.Tensor | None = None
+        self.step_record: dict[str, Any] = {}
+        self.loss_parts: dict[str, float] = {}
+        self._epoch_loss_sums: dict[str, float] = {}
+        self._epoch_batches = 0
+        self._iteration = 0
+        self._previous_output_cache: tuple[int, Any] | None = None
+        self._eval_scores: list[torch.Tensor] = []
+        self._eval_targets: list[torch.Tensor] = []
+        self._bar: tqdm | None = None
+
+    # ---------------------------------------------------------------- step set-up
+
+    @property
+    def loss_plugin(self) -> ClassificationLoss:
+        return self._criterion  # type: ignore[return-value]
+
+    def _before_training_exp(self, **kwargs):
+        self.step = self.experience.current_experience
+        self.new_classes = list(self.plan.step_classes[self.step])
+        self.n_old = self.plan.n_seen(self.step - 1) if self.step > 0 else 0
+        self.n_seen = self.plan.n_seen(self.step)
+        idx, labels = experience_indices(self.experience)
+        self.experience_data = TrainingSet(torch.from_numpy(idx), torch.from_numpy(labels))
+        self.classification_weight = 1.0
+        self.step_record = {}
+        super()._before_training_exp(**kwargs)
+
+    def train_dataset_adaptation(self, **kwargs):
+        super().train_dataset_adaptation(**kwargs)
+        self.train_set = self.experience_data
+
+    def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add samples (e.g. exemplars) to this step's training set."""
+        self.train_set = self.train_set + TrainingSet(indices.long().cpu(), labels.long().cpu())
+
+    @property
+    def train_class_counts(self) -> torch.Tensor:
+        """n_i: training samples of each seen class in the current training set, on the device."""
+        return torch.bincount(self.train_set.labels, minlength=self.n_seen).float().to(self.device)
+
+    def make_train_dataloader(self, **kwargs):
+        self.dataloader = _Batches(self)
+
+    def batch_order(self) -> torch.Tensor:
+        """Positions in ``train_set`` for one epoch (a fresh random permutation)."""
+        return torch.randperm(len(self.train_set), generator=self.order_generator)
+
+    def model_adaptation(self, model=None):
+        model = self.model if model is None else model
+        if self.is_training and model.n_classes < self.n_seen:
+            model.head.add_classes(self.n_seen - model.n_classes)
+        return model.to(self.device)
+
+    def make_optimizer(self, **kwargs):
+        cfg = self.optim_config
+        lr = cfg.incremental_lr if (self.step > 0 and cfg.incremental_lr is not None) else cfg.lr
+        groups: list[dict] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        for plugin in self.plugins:
+            if hasattr(plugin, "param_groups"):
+                groups = plugin.param_groups(self, groups, lr)
+        self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "multistep":
+            self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.milestones, cfg.gamma)
+        elif cfg.schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.train_epochs)
+        else:
+            self.scheduler = None
+
+    def check_model_and_optimizer(self, **kwargs):
+        self.model = self.model_adaptation()
+        self.make_optimizer()
+
+    # ---------------------------------------------------------------- training loop
+
+    def forward(self) -> "NetOutput":
+        return self.model(self.mb_x)
+
+    def training_loss(self, output: "NetOutput", targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its named parts: weight * L_c + every plugin's loss terms."""
+        parts = {"classification": self.classification_weight * self.loss_plugin.classification_loss(
+            self, output.logits, targets)}
+        for plugin in self.plugins:
+            if isinstance(plugin, CilPlugin) and plugin is not self.loss_plugin:
+                parts.update(plugin.loss_terms(self, output, targets))
+        return sum(parts.values()), parts  # type: ignore[return-value]
+
+    def criterion(self):
+        if not self.is_training:
+            return torch.zeros((), device=self.device)
+        total, parts = self.training_loss(self.mb_output, self.mb_y)
+        for name, value in parts.items():
+            self._epoch_loss_sums[name] = self._epoch_loss_sums.get(name, 0.0) + float(value.detach())
+        self._epoch_batches += 1
+        return total
+
+    def previous_output(self) -> "NetOutput":
+        """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""
+        if self.previous_model is None:
+            raise RuntimeError("there is no previous model at the base step")
+        if self._previous_output_cache is None or self._previous_output_cache[0] != self._iteration:
+            with torch.no_grad():
+                self._previous_output_cache = (self._iteration, self.previous_model(self.mb_x))
+        return self._previous_output_cache[1]
+
+    def _before_training_iteration(self, **kwargs):
+        self._iteration += 1
+        super()._before_training_iteration(**kwargs)
+
+    def _before_training_epoch(self, **kwargs):
+        self._epoch_loss_sums, self._epoch_batches = {}, 0
+        epoch = self.clock.train_exp_epochs + 1
+        self._bar = tqdm(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
+                         leave=False, disable=not self.progress, dynamic_ncols=True)
+        super()._before_training_epoch(**kwargs)
+
+    def _after_training_iteration(self, **kwargs):
+        super()._after_training_iteration(**kwargs)
+        if self._bar is not None:
+            self._bar.update(1)
+            if self._epoch_batches % 10 == 0:
+                self._bar.set_postfix(loss=f"{sum(self._epoch_loss_sums.values()) / self._epoch_batches:.3f}")
+
+    def _after_training_epoch(self, **kwargs):
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self._bar is not None:
+            self._bar.close()
+        self.loss_parts = {k: v / max(1, self._epoch_batches) for k, v in self._epoch_loss_sums.items()}
+        super()._after_training_epoch(**kwargs)
+
+    def _after_training_exp(self, **kwargs):
+        super()._after_training_exp(**kwargs)
+        self.step_record["final_epoch_loss"] = dict(self.loss_parts)
+        self.previous_model = copy.deepcopy(self.model).eval()
+        self.previous_model.requires_grad_(False)
+
+    # ---------------------------------------------------------------- features and evaluation
+
+    @torch.no_grad()
+    def extract_features(self, indices: torch.Tensor, data: "ImageData | None" = None) -> torch.Tensor:
+        """Embeddings of store samples with the evaluation transform, model in eval mode."""
+        data = self.train_data if data is None else data
+        was_training = self.model.training
+        self.model.eval()
+        feats = [self.model(x).features.float() for x in
+                 data.batches(indices, self.eval_mb_size, train=False, device=self.device)]
+        self.model.train(was_training)
+        return torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim, device=self.device)
+
+    def make_eval_dataloader(self, **kwargs):
+        idx, labels = experience_indices(self.experience)
+        idx_t, lab_t = torch.from_numpy(idx), torch.from_numpy(labels)
+
+        def batches():
+            images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
+            for x, y in zip(images, lab_t.split(self.eval_mb_size)):
+                y = y.to(self.device)
+                yield [x, y, torch.zeros_like(y)]
+
+        self.dataloader = batches()
+
+    def _after_eval_iteration(self, **kwargs):
+        super()._after_eval_iteration(**kwargs)
+        self._eval_scores.append(self.mb_output.logits.float().cpu())
+        self._eval_targets.append(self.mb_y.cpu())
+
+    def evaluate(self, experiences) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
+        self._eval_scores, self._eval_targets = [], []
+        self.eval(experiences)
+        return torch.cat(self._eval_scores).numpy(), torch.cat(self._eval_targets).numpy()
+
+
+def run_steps(strategy: IncrementalStrategy, train_stream, test_stream, on_step) -> None:
+    """Train on every experience in turn, evaluate on all seen classes, report each step.
+
+    ``on_step(step, scores, targets, train_seconds, n_train)`` receives every step's evaluation.
+    """
+    for step, experience in enumerate(train_stream):
+        start = time.perf_counter()
+        strategy.train(experience, eval_streams=[])
+        train_seconds = time.perf_counter() - start
+        scores, targets = strategy.evaluate(list(test_stream)[: step + 1])
+        on_step(step, scores, targets, train_seconds, len(strategy.train_set))

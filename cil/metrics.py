@@ -1,0 +1,54 @@
+"""Accuracy metrics of one evaluation: top-1, top-5, per class group, confusion matrix.
+
+All accuracies are percentages over the test images of the classes in question (the test sets
+are class-balanced, so this is also the mean per-class accuracy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def topk_correct(scores: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """Boolean per sample: the target is among the k highest scores (k capped at the class count)."""
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return (top == targets[:, None]).any(axis=1)
+
+
+def accuracy(correct: np.ndarray) -> float:
+    return float(100.0 * correct.mean()) if len(correct) else float("nan")
+
+
+def group_accuracy(correct: np.ndarray, targets: np.ndarray, classes: list[int]) -> float | None:
+    """Top-1 accuracy over the test images whose label is in ``classes`` (None for no classes)."""
+    if not classes:
+        return None
+    mask = np.isin(targets, classes)
+    return accuracy(correct[mask]) if mask.any() else None
+
+
+def confusion_matrix(predictions: np.ndarray, targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """Integer matrix M[true, predicted]."""
+    flat = targets.astype(np.int64) * n_classes + predictions.astype(np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def step_metrics(scores: np.ndarray, targets: np.ndarray, step_classes: list[list[int]], step: int) -> dict:
+    """Metrics after ``step``: over all seen classes, the base classes, old classes and new classes."""
+    predictions = scores.argmax(axis=1)
+    correct = predictions == targets
+    old = [c for group in step_classes[:step] for c in group]
+    return {
+        "accuracy": accuracy(correct),
+        "top5": accuracy(topk_correct(scores, targets, 5)),
+        "accuracy_base": group_accuracy(correct, targets, step_classes[0]),
+        "accuracy_old": group_accuracy(correct, targets, old),
+        "accuracy_new": group_accuracy(correct, targets, step_classes[step]),
+        "n_test": int(len(targets)),
+    }
+
+
+def average_incremental_accuracy(accuracies: list[float]) -> float:
+    """Mean of the accuracy after every step, the base step included (Rebuffi et al. 2017)."""
+    return float(np.mean(accuracies)) if accuracies else float("nan")

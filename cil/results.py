@@ -1,0 +1,140 @@
+"""The run directory, written so that no result is ever half-written or lost.
+
+    RUN_DIR/
+      results.json          the contract (DESIGN.md): per-step accuracies, config, env
+      metrics.csv           one row per step
+      config.yaml           the resolved configuration
+      confusion/step_XX.npy integer confusion matrix after step XX (rows: true, columns: predicted)
+
+Every file is written to a temporary file in the same folder and renamed over the target, and
+results.json is rewritten after every step (``status`` says "running", "complete" or "failed").
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cil.errors import UserError
+from cil.metrics import average_incremental_accuracy
+
+RESULTS = "results.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN to null."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def environment(device: str) -> dict[str, str]:
+    """Library versions and the machine, saved with every run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import cil
+
+    env = {"cil": cil.__version__, "python": platform.python_version(), "platform": platform.platform(),
+           "device": device}
+    for package, key in [("torch", "torch"), ("torchvision", "torchvision"), ("avalanche-lib", "avalanche"),
+                         ("numpy", "numpy"), ("higher", "higher")]:
+        try:
+            env[key] = version(package)
+        except PackageNotFoundError:
+            env[key] = "not installed"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5)
+        if commit.returncode == 0:
+            env["cil_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return env
+
+
+class RunWriter:
+    """Creates a run directory and keeps its files current after every step."""
+
+    def __init__(self, out: Path, header: dict[str, Any], overwrite: bool = False):
+        self.out = out
+        if (out / RESULTS).exists() and not overwrite:
+            raise UserError(f"{out} already holds a run ({RESULTS}); choose another --out or pass --overwrite")
+        self.results: dict[str, Any] = {**header, "status": "running", "steps": [],
+                                        "avg_incremental_accuracy": None, "final_accuracy": None}
+        out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            for old in (out / "confusion").glob("step_*.npy"):
+                old.unlink()
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(header["config"], sort_keys=False))
+        self._flush()
+
+    def add_step(self, record: dict[str, Any], confusion: np.ndarray) -> None:
+        atomic_save_npy(self.out / "confusion" / f"step_{record['step']:02d}.npy", confusion)
+        self.results["steps"].append(_clean(record))
+        accuracies = [s["accuracy"] for s in self.results["steps"]]
+        self.results["avg_incremental_accuracy"] = average_incremental_accuracy(accuracies)
+        self.results["final_accuracy"] = accuracies[-1]
+        self._flush()
+
+    def finish(self, status: str = "complete", error: str | None = None) -> None:
+        self.results["status"] = status
+        if error:
+            self.results["error"] = error
+        self._flush()
+
+    def _flush(self) -> None:
+        atomic_write_text(self.out / RESULTS, json.dumps(_clean(self.results), indent=2) + "\n")
+        steps = self.results["steps"]
+        if steps:
+            import pandas as pd
+
+            rows = [{k: v for k, v in s.items() if not isinstance(v, (list, dict))} for s in steps]
+            atomic_write_text(self.out / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+
+
+def load_results(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RESULTS if run_dir.is_dir() else run_dir
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None

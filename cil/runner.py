@@ -1,0 +1,139 @@
+"""From a validated RunConfig to a finished run directory: data, scenario, model, plugins, engine."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cil import registry
+from cil.config import RunConfig
+from cil.data import DATASETS, LoadedDataset, default_backbone
+from cil.errors import UserError
+from cil.metrics import confusion_matrix, step_metrics
+from cil.results import RunWriter, environment
+from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def default_out(cfg: RunConfig) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    strategy = Path(cfg.strategy).stem
+    return Path("runs") / cfg.scenario / strategy / f"seed{cfg.seed}-{stamp}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class PreparedRun:
+    plan: ScenarioPlan
+    data: LoadedDataset
+    backbone: str
+
+
+def prepare(cfg: RunConfig) -> PreparedRun:
+    """Load the data and fix the scenario's class order (no model yet)."""
+    name = ScenarioName.parse(cfg.scenario, list(DATASETS))
+    spec = DATASETS[name.dataset]
+    data = spec.load(cfg.data)
+    plan = ScenarioPlan.make(name, data.n_classes, cfg.class_order_seed)
+    backbone = cfg.model.backbone if cfg.model.backbone != "auto" else default_backbone(spec, data)
+    return PreparedRun(plan, data, backbone)
+
+
+def build_plugins(cfg: RunConfig) -> tuple[object, list[object]]:
+    """(classification loss plugin, other plugins in callback order: memory, method, extras)."""
+    from cil.memory import RehearsalPlugin
+
+    loss = registry.create("loss", cfg.loss)
+    plugins: list[object] = []
+    if cfg.memory.enabled:
+        plugins.append(RehearsalPlugin(cfg.memory, cfg.seed))
+    plugins.append(registry.create("method", cfg.method))
+    plugins += [registry.create("plugin", p) for p in cfg.plugins]
+    return loss, plugins
+
+
+def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, extra_plugins: list | None = None,
+        log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
+    """Run every step of the scenario and return the final results (also in ``out``/results.json).
+
+    ``extra_plugins`` are appended to the configured ones (Avalanche or cil plugins built in code).
+    """
+    from cil.engine import IncrementalStrategy, run_steps
+    from cil.models import build_net
+
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    started = time.perf_counter()
+    prepared = prepare(cfg)
+    plan = prepared.plan
+    log(f"{cfg.scenario}: {plan.n_steps} steps ({', '.join(str(len(c)) for c in plan.step_classes)} classes), "
+        f"{len(prepared.data.train)} train / {len(prepared.data.test)} test images, loaded in "
+        f"{time.perf_counter() - started:.1f}s; strategy {cfg.strategy}, backbone {prepared.backbone}, "
+        f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(device)}")
+
+    train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
+    seed_everything(cfg.seed)
+    model = build_net(prepared.backbone, cfg.model.head)
+    loss, plugins = build_plugins(cfg)
+    plugins += list(extra_plugins or [])
+    strategy = IncrementalStrategy(
+        model=model, plan=plan, train_data=prepared.data.train, test_data=prepared.data.test, optim=cfg.optim,
+        loss=loss, plugins=plugins, device=device, seed=cfg.seed, progress=cfg.progress)
+
+    out = Path(out) if out is not None else default_out(cfg)
+    config = cfg.to_dict()
+    config["model"]["backbone"] = prepared.backbone
+    writer = RunWriter(out, {
+        "scenario": cfg.scenario, "strategy": cfg.strategy, "seed": cfg.seed,
+        "class_order_seed": cfg.class_order_seed, "class_order": plan.order, "n_steps": plan.n_steps,
+        "eval": "cnn", "config": config, "env": environment(device_description(device)),
+    }, overwrite=overwrite)
+    log(f"writing {out}")
+
+    def on_step(step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float, n_train: int) -> None:
+        metrics = step_metrics(scores, targets, plan.step_classes, step)
+        record = {"step": step, "classes": [plan.order[c] for c in plan.step_classes[step]],
+                  "labels": plan.step_classes[step], "n_train": n_train, **metrics,
+                  "train_seconds": round(train_seconds, 2), **strategy.step_record}
+        writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
+        old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
+        log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
+            f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
+            f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
+
+    try:
+        run_steps(strategy, train_stream, test_stream, on_step)
+    except KeyboardInterrupt:
+        writer.finish("interrupted")
+        raise
+    except Exception as exc:
+        writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    writer.finish("complete")
+    return writer.results
