@@ -1,0 +1,82 @@
+"""Config layering, typed --set overrides and validation."""
+
+import re
+
+import pytest
+
+from cil import registry
+from cil.config import ConfigError, OptimConfig, assemble
+from cil.errors import UserError
+
+
+def make(strategy="il-baseline-bsce", dataset="cifar100", sets=(), **flags):
+    return assemble(scenario=f"{dataset}-b50-5", strategy=strategy, dataset=dataset, flags=dict(flags),
+                    sets=list(sets), lookup=registry.config_class)
+
+
+def test_strategy_files_resolve_with_paper_defaults():
+    cfg = make()
+    assert cfg.method.name == "il-baseline" and cfg.method.temperature == 2.0
+    assert cfg.loss.name == "bsce" and cfg.loss.alpha == 1.0
+    assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.weight_decay) == (250, 128, 2e-4)
+    assert cfg.optim.milestones == [100, 150, 200]
+    assert cfg.memory.per_class == 20 and cfg.memory.selection == "herding"
+
+
+def test_extends_swaps_the_loss_without_leaking_parameters():
+    assert make("il-baseline").loss.name == "ce"
+    finetune = make("finetune")
+    assert finetune.method.name == "finetune" and finetune.memory.per_class == 0
+    assert not hasattr(finetune.method, "temperature")
+
+
+def test_imagenet_profile():
+    cfg = make(dataset="imagenet-subset")
+    assert (cfg.optim.epochs, cfg.optim.batch_size, cfg.optim.weight_decay) == (100, 256, 1e-4)
+    assert cfg.optim.milestones == [30, 60, 80, 90]
+
+
+def test_set_is_typed():
+    cfg = make(sets=["optim.lr=0.05", "loss.alpha=0.25", "optim.weight_decay=1e-4", "method.rho=null",
+                     "optim.milestones=10,20", "seed=7"])
+    assert cfg.optim.lr == 0.05 and cfg.loss.alpha == 0.25 and cfg.optim.weight_decay == 1e-4
+    assert cfg.optim.milestones == [10, 20] and cfg.seed == 7 and cfg.method.rho is None
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("optim.lrr=0.1", "unknown key 'optim.lrr' (did you mean 'lr'?)"),
+    ("method.temprature=3", "unknown key 'method.temprature'"),
+    ("optim.lr=fast", "invalid value for 'optim.lr': expected a number"),
+    ("optim.lr=-1", "invalid value for 'optim.lr': must be > 0"),
+    ("loss.alpha=0", "invalid value for 'loss.alpha'"),
+    ("memory.selection=best", "valid: herding, random"),
+    ("optim.batch_size=2.5", "expected an integer"),
+    ("loss.name=focal", "unknown loss 'focal'"),
+    ("optim", "--set expects key=value"),
+])
+def test_bad_overrides_are_one_clear_error(assignment, message):
+    with pytest.raises(UserError, match=re.escape(message)) as info:
+        make(sets=[assignment])
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_strategy_lists_valid_ones():
+    with pytest.raises(UserError, match="unknown strategy 'il-baseline-bcse' \\(did you mean 'il-baseline-bsce'"):
+        make("il-baseline-bcse")
+
+
+def test_epochs_flag_scales_milestones():
+    cfg = make(epochs=25)
+    assert cfg.optim.epochs == 25 and cfg.optim.milestones == [10, 15, 20]
+    assert OptimConfig(epochs=250, milestones=[100, 150, 200]).with_epochs(2).milestones == [1]
+
+
+def test_cli_flags_override_yaml():
+    cfg = make(memory={"per_class": 5, "budget": None}, seed=3)
+    assert cfg.memory.per_class == 5 and cfg.seed == 3
+    assert make(memory={"budget": 2000}).memory.budget == 2000
+
+
+def test_invalid_memory():
+    with pytest.raises(ConfigError, match="memory.per_class"):
+        make(memory={"per_class": -1})

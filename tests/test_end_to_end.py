@@ -1,0 +1,109 @@
+"""Tiny real runs through the CLI and the runner: results contract, memory, bookkeeping."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cil.cli import main, run_config_from_args, build_parser
+from cil.plugin import CilPlugin
+from cil.runner import run
+from tests.helpers import check_results_contract
+
+TINY = ["--epochs", "1", "--no-progress", "--set", "model.backbone=tiny", "--set", "optim.batch_size=16",
+        "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=5"]
+
+
+def cli_run(tmp_path: Path, capsys, *extra: str, name="run") -> tuple[dict, Path, str]:
+    out = tmp_path / name
+    code = main(["run", "--out", str(out), *extra])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    return json.loads((out / "results.json").read_text()), out, stdout
+
+
+def test_synthetic_il_baseline_bsce(tmp_path, capsys):
+    results, out, stdout = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce",
+                                   "--limit-per-class", "12", "--memory", "4", *TINY)
+    check_results_contract(results, out, n_steps=3)
+    assert results["strategy"] == "il-baseline-bsce" and results["config"]["loss"]["name"] == "bsce"
+    assert [s["n_train"] for s in results["steps"]] == [6 * 12, 2 * 12 + 6 * 4, 2 * 12 + 8 * 4]
+    assert [s["memory_size"] for s in results["steps"]] == [24, 32, 40]
+    assert [s.get("rho", 0.0) for s in results["steps"]] == [0.0, 6 / 8, 8 / 10]
+    assert results["steps"][0]["classes"] == results["class_order"][:6]
+    assert "average incremental accuracy" in stdout and "step" in stdout.splitlines()[0]
+
+
+def test_image_folder_run(tmp_path, capsys, image_folder):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "folder-b2-2", "--data-root", str(image_folder),
+                              "--strategy", "il-baseline", "--memory", "3", "--epochs", "1", "--no-progress",
+                              "--set", "model.backbone=tiny", "--set", "optim.batch_size=8")
+    check_results_contract(results, out, n_steps=3)
+    assert results["config"]["model"]["backbone"] == "tiny"
+    assert [s["n_train"] for s in results["steps"]] == [16, 16 + 6, 16 + 12]
+
+
+def test_finetune_and_fixed_budget(tmp_path, capsys):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "finetune",
+                              "--limit-per-class", "10", *TINY, name="ft")
+    check_results_contract(results, out, n_steps=3)
+    assert [s["n_train"] for s in results["steps"]] == [60, 20, 20] and "memory_size" not in results["steps"][0]
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
+                              "--memory-budget", "24", "--limit-per-class", "10", *TINY, name="fixed")
+    assert [(s["memory_per_class"], s["memory_size"]) for s in results["steps"]] == [(4, 24), (3, 24), (2, 20)]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    args = ["--scenario", "synthetic-b6-2", "--strategy", "finetune", "--limit-per-class", "4", *TINY]
+    cli_run(tmp_path, capsys, *args, name="same")
+    assert main(["run", "--out", str(tmp_path / "same"), *args]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+class Probe(CilPlugin):
+    """Records what the engine offers plugins at the start of every step."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def before_training_exp(self, strategy, **kwargs):
+        record = {"step": strategy.step, "n_old": strategy.n_old, "n_seen": strategy.n_seen,
+                  "counts": strategy.train_class_counts.tolist(), "weight": strategy.classification_weight,
+                  "head": strategy.model.n_classes}
+        if strategy.previous_model is not None:
+            x = next(iter(strategy.train_data.batches(strategy.train_set.indices[:8], 8, train=False,
+                                                      device=strategy.device)))
+            strategy.model.eval()
+            with torch.no_grad():
+                now = strategy.model(x).logits[:, : strategy.n_old]
+                before = strategy.previous_model(x).logits
+            strategy.model.train()
+            record["teacher_is_last_model"] = torch.allclose(now, before, atol=1e-6)
+            record["teacher_frozen"] = not any(p.requires_grad for p in strategy.previous_model.parameters())
+        self.seen.append(record)
+
+
+def test_engine_bookkeeping(tmp_path):
+    args = build_parser().parse_args(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce",
+                                      "--limit-per-class", "10", "--memory", "3", *TINY])
+    probe = Probe()
+    run(run_config_from_args(args), out=tmp_path / "probe", extra_plugins=[probe], log=lambda line: None)
+    s0, s1, s2 = probe.seen
+    assert (s0["n_old"], s0["n_seen"], s0["head"], s0["weight"]) == (0, 6, 6, 1.0)
+    assert s0["counts"] == [10.0] * 6
+    assert (s1["n_old"], s1["n_seen"], s1["head"]) == (6, 8, 8)
+    assert s1["counts"] == [3.0] * 6 + [10.0] * 2  # n_i of Eq. 3: exemplars for old, all images for new
+    assert s1["weight"] == pytest.approx(1 - 6 / 8)  # (1 - rho) of Eq. 1
+    assert s2["counts"] == [3.0] * 8 + [10.0] * 2
+    assert s1["teacher_is_last_model"] and s1["teacher_frozen"] and s2["teacher_is_last_model"]
+
+
+def test_same_seed_same_results(tmp_path, capsys):
+    args = ["--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--limit-per-class", "8", "--memory", "2",
+            *TINY]
+    a, _, _ = cli_run(tmp_path, capsys, *args, name="a")
+    b, _, _ = cli_run(tmp_path, capsys, *args, name="b")
+    assert [s["accuracy"] for s in a["steps"]] == [s["accuracy"] for s in b["steps"]]
+    assert a["steps"][-1]["final_epoch_loss"] == b["steps"][-1]["final_epoch_loss"]
