@@ -109,6 +109,13 @@ class ModelConfig:
 
     backbone: str = "auto"
     head: str = "linear"
+    """linear, cosine (LUCIR) or lsc (PODNet's local similarity classifier)."""
+    last_relu: bool = True
+    """False drops the backbone's final ReLU (LUCIR, PODNet)."""
+    shortcut: Literal["A", "B"] = "A"
+    """CIFAR ResNets: A = parameter-free strided identity (He et al.), B = 1x1 conv + BN."""
+    proxies_per_class: int = 10
+    """Proxies per class of the lsc head (PODNet: 10)."""
 
     def validate(self, prefix: str) -> None:
         from cil.models import BACKBONES, HEADS
@@ -118,6 +125,7 @@ class ModelConfig:
                               f"{did_you_mean(self.backbone, ['auto', *BACKBONES])}")
         if self.head not in HEADS:
             raise ConfigError(f"unknown head '{self.head}' ({_join(prefix, 'head')}){did_you_mean(self.head, list(HEADS))}")
+        _check(self.proxies_per_class >= 1, prefix, "proxies_per_class", "must be >= 1")
 
 
 @dataclass
@@ -133,6 +141,8 @@ class DataConfig:
     """Worker processes decoding lazily loaded (large) images."""
     image_size: int | None = None
     """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
+    brightness_jitter: float = 0.0
+    """Training brightness jitter of small images: factor in [1 - b, 1 + b] (PODNet: 63/255)."""
     synthetic_classes: int = 100
     synthetic_seed: int = 0
     """Seed of the synthetic dataset's content; independent of the run's seeds."""
@@ -144,6 +154,7 @@ class DataConfig:
         _check(self.num_workers >= 0, prefix, "num_workers", "must be >= 0")
         _check(self.image_size is None or self.image_size >= 8, prefix, "image_size", "must be >= 8")
         _check(2 <= self.synthetic_classes <= 1000, prefix, "synthetic_classes", "must be in [2, 1000]")
+        _check(0 <= self.brightness_jitter < 1, prefix, "brightness_jitter", "must be in [0, 1)")
 
 
 @dataclass

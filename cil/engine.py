@@ -14,6 +14,7 @@ What the engine offers plugins (and knows of none of them):
 * ``experience_data``: the step's new data; ``train_set``: what training iterates over, which
   plugins may extend (``extend_training_set``) after dataset adaptation;
 * ``train_class_counts``: n_i of every seen class in ``train_set`` (seed 002, Eq. 3);
+* ``memory_set``: the exemplars after the memory update of the current step (empty without one);
 * ``previous_model`` and ``previous_output()``: the frozen model of step t-1 and its output on
   the current mini-batch (computed once per iteration, whoever asks);
 * ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
@@ -70,16 +71,7 @@ class _Batches:
 
     def __iter__(self):
         s = self.strategy
-        order = s.batch_order()
-        if len(order) % s.train_mb_size == 1 and len(order) > 1:  # BatchNorm cannot train on one sample
-            order = order[:-1]
-        indices, labels = s.train_set.indices[order], s.train_set.labels[order]
-        batches = s.train_data.batches(indices, s.train_mb_size, train=True, device=s.device,
-                                       generator=s.augment_generator)
-        for k, x in enumerate(batches):
-            rows = slice(k * s.train_mb_size, (k + 1) * s.train_mb_size)
-            s.mb_index = indices[rows]
-            y = labels[rows].to(s.device)
+        for x, y in s.training_batches(s.train_set, s.train_mb_size):
             yield [x, y, torch.zeros_like(y)]
 
 
@@ -130,7 +122,9 @@ class IncrementalStrategy(SupervisedTemplate):
         self.classification_weight = 1.0
         self.experience_data = TrainingSet(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
         self.train_set = self.experience_data
-        self.mb_index: torch.Tensor | None = None
+        self.memory_set = self.experience_data
+        self.evaluation_name = next((p.evaluation_name for p in self.plugins if hasattr(p, "evaluation_name")), "cnn")
+        """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
         self.step_record: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
         self._epoch_loss_sums: dict[str, float] = {}
@@ -183,6 +177,17 @@ class IncrementalStrategy(SupervisedTemplate):
         if self.is_training and model.n_classes < self.n_seen:
             model.head.add_classes(self.n_seen - model.n_classes)
         return model.to(self.device)
+
+    def training_batches(self, training_set: TrainingSet, batch_size: int):
+        """(x, y) mini-batches of ``training_set`` in a fresh random order, augmented (for extra training phases)."""
+        order = torch.randperm(len(training_set), generator=self.order_generator)
+        if len(order) % batch_size == 1 and len(order) > 1:
+            order = order[:-1]
+        indices, labels = training_set.indices[order], training_set.labels[order]
+        images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
+                                         generator=self.augment_generator)
+        for x, y in zip(images, labels.split(batch_size)):
+            yield x, y.to(self.device)
 
     def make_optimizer(self, **kwargs):
         cfg = self.optim_config
@@ -270,12 +275,12 @@ class IncrementalStrategy(SupervisedTemplate):
     # ---------------------------------------------------------------- features and evaluation
 
     @torch.no_grad()
-    def extract_features(self, indices: torch.Tensor, data: "ImageData | None" = None) -> torch.Tensor:
-        """Embeddings of store samples with the evaluation transform, model in eval mode."""
+    def extract_features(self, indices: torch.Tensor, data: "ImageData | None" = None, flip: bool = False) -> torch.Tensor:
+        """Embeddings of store samples with the evaluation transform (mirrored if ``flip``), model in eval mode."""
         data = self.train_data if data is None else data
         was_training = self.model.training
         self.model.eval()
-        feats = [self.model(x).features.float() for x in
+        feats = [self.model(x.flip(3) if flip else x).features.float() for x in
                  data.batches(indices, self.eval_mb_size, train=False, device=self.device)]
         self.model.train(was_training)
         return torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim, device=self.device)

@@ -48,3 +48,17 @@ class ClassificationLoss(CilPlugin):
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise TypeError("classification losses are called by the engine with the strategy")
+
+
+def without_parameters(groups: list[dict], excluded) -> list[dict]:
+    """Optimizer parameter groups with ``excluded`` parameters removed (frozen: no update, no decay)."""
+    ids = {id(p) for p in excluded}
+    return [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups]
+
+
+def require_head(strategy: "IncrementalStrategy", head_type: type, method: str, head_name: str) -> None:
+    """One clear error when a method runs with the wrong classifier head."""
+    from cil.errors import UserError
+
+    if not isinstance(strategy.model.head, head_type):
+        raise UserError(f"{method} needs model.head: {head_name} (got {type(strategy.model.head).__name__})")

@@ -99,7 +99,8 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, ext
 
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     seed_everything(cfg.seed)
-    model = build_net(prepared.backbone, cfg.model.head)
+    model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
+                      proxies_per_class=cfg.model.proxies_per_class)
     loss, plugins = build_plugins(cfg)
     plugins += list(extra_plugins or [])
     strategy = IncrementalStrategy(
@@ -112,7 +113,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, ext
     writer = RunWriter(out, {
         "scenario": cfg.scenario, "strategy": cfg.strategy, "seed": cfg.seed,
         "class_order_seed": cfg.class_order_seed, "class_order": plan.order, "n_steps": plan.n_steps,
-        "eval": "cnn", "config": config, "env": environment(device_description(device)),
+        "eval": strategy.evaluation_name, "config": config, "env": environment(device_description(device)),
     }, overwrite=overwrite)
     log(f"writing {out}")
 

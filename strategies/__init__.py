@@ -3,4 +3,14 @@
 One module per method or plugin; each cites the equations of its paper it implements.
 """
 
-from strategies import bsce, ce, finetune, il_baseline  # noqa: F401  (registration side effects)
+from strategies import (  # noqa: F401  (registration side effects)
+    balanced_finetuning,
+    bsce,
+    ce,
+    finetune,
+    il_baseline,
+    lucir,
+    nca,
+    nme,
+    podnet,
+)

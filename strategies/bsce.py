@@ -56,11 +56,14 @@ class BSCEConfig(ComponentConfig):
 class BalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: BSCEConfig):
         super().__init__(config)
-        self.class_weights: torch.Tensor | None = None
+        self._weights: tuple[object, torch.Tensor] | None = None
 
-    def before_training_exp(self, strategy, **kwargs):
-        counts = strategy.train_class_counts
-        self.class_weights = old_class_weighted_counts(counts, strategy.n_old, self.config.alpha)
+    def class_weights(self, strategy) -> torch.Tensor:
+        """lambda of Eq. 5 for the current training set, counted once per training set."""
+        if self._weights is None or self._weights[0] is not strategy.train_set:
+            counts = strategy.train_class_counts
+            self._weights = (strategy.train_set, old_class_weighted_counts(counts, strategy.n_old, self.config.alpha))
+        return self._weights[1]
 
     def classification_loss(self, strategy, logits, targets):
-        return balanced_softmax_cross_entropy(logits, targets, self.class_weights)
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy))

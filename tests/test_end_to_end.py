@@ -107,3 +107,53 @@ def test_same_seed_same_results(tmp_path, capsys):
     b, _, _ = cli_run(tmp_path, capsys, *args, name="b")
     assert [s["accuracy"] for s in a["steps"]] == [s["accuracy"] for s in b["steps"]]
     assert a["steps"][-1]["final_epoch_loss"] == b["steps"][-1]["final_epoch_loss"]
+
+
+@pytest.mark.parametrize("strategy, terms, finetuned", [
+    ("lucir", {"classification", "less_forget", "margin_ranking"}, False),
+    ("lucir-bsce", {"classification", "less_forget", "margin_ranking"}, False),
+    ("podnet", {"classification", "pod_spatial", "pod_flat"}, True),
+    ("podnet-bsce", {"classification", "pod_spatial", "pod_flat"}, False),
+])
+def test_lucir_and_podnet_run(tmp_path, capsys, strategy, terms, finetuned):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", strategy,
+                              "--limit-per-class", "8", "--memory", "3", *TINY,
+                              "--set", "plugins.balanced-finetuning.epochs=1" if finetuned else "seed=1993")
+    check_results_contract(results, out, n_steps=3)
+    assert results["eval"] == "cnn"
+    incremental = results["steps"][1:]
+    assert all(set(s["final_epoch_loss"]) == terms for s in incremental)
+    assert all(("balanced_finetuning" in s) == finetuned for s in incremental)
+    loss = "bsce" if strategy.endswith("bsce") else ("nca" if strategy == "podnet" else "ce")
+    assert results["config"]["loss"]["name"] == loss
+
+
+def test_nme_evaluation_is_recorded(tmp_path, capsys):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
+                              "--limit-per-class", "8", "--memory", "3", *TINY, "--set", "plugins=[nme]")
+    check_results_contract(results, out, n_steps=3)
+    assert results["eval"] == "nme"
+
+
+def test_nme_without_memory_is_one_clear_error(tmp_path, capsys):
+    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "finetune", "--limit-per-class", "4",
+                 "--out", str(tmp_path / "x"), *TINY, "--set", "plugins=[nme]"])
+    assert code == 2 and "nme evaluation needs exemplars" in capsys.readouterr().err
+
+
+def test_bsce_counts_follow_the_training_set():
+    from cil.engine import TrainingSet
+    from strategies.bsce import BSCEConfig, BalancedSoftmaxCE
+
+    class Strategy:
+        n_old = 1
+        train_set = TrainingSet(torch.arange(5), torch.tensor([0, 1, 1, 1, 1]))
+
+        @property
+        def train_class_counts(self):
+            return torch.bincount(self.train_set.labels, minlength=2).float()
+
+    strategy, loss = Strategy(), BalancedSoftmaxCE(BSCEConfig(alpha=0.5))
+    assert loss.class_weights(strategy).tolist() == [0.5, 4.0]
+    strategy.train_set = TrainingSet(torch.arange(4), torch.tensor([0, 0, 1, 1]))  # e.g. a balanced phase
+    assert loss.class_weights(strategy).tolist() == [1.0, 2.0]

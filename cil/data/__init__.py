@@ -46,7 +46,7 @@ def _limited(train: ImageData, test: ImageData, cfg: DataConfig) -> tuple[ImageD
 def _load_synthetic(cfg: DataConfig) -> LoadedDataset:
     from cil.data import synthetic
 
-    augment = SmallImageAugment(synthetic.NORMALIZATION)
+    augment = SmallImageAugment(synthetic.NORMALIZATION, brightness=cfg.brightness_jitter)
     n = cfg.synthetic_classes
     xtr, ytr = synthetic.generate(n, split="train", seed=cfg.synthetic_seed, limit_per_class=cfg.limit_per_class)
     xte, yte = synthetic.generate(n, split="test", seed=cfg.synthetic_seed, limit_per_class=cfg.test_limit_per_class)
@@ -58,7 +58,7 @@ def _cifar_loader(name: str, norm: tuple) -> Callable[[DataConfig], LoadedDatase
     def load(cfg: DataConfig) -> LoadedDataset:
         from cil.data.cifar import load_cifar
 
-        augment = SmallImageAugment(Normalization(*norm))
+        augment = SmallImageAugment(Normalization(*norm), brightness=cfg.brightness_jitter)
         xtr, ytr, names = load_cifar(name, cfg.root, train=True)
         xte, yte, _ = load_cifar(name, cfg.root, train=False)
         train, test = _limited(TensorImageData(xtr, ytr, augment), TensorImageData(xte, yte, augment), cfg)
@@ -96,7 +96,8 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
         small, side = (False, 0) if force_large else folder.is_small(train_split)
         if small:
             size = cfg.image_size or side
-            augment = SmallImageAugment(Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8))
+            augment = SmallImageAugment(Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8),
+                                        brightness=cfg.brightness_jitter)
             train = TensorImageData(folder.decode_all([train_split.paths[i] for i in train_keep], size),
                                     train_split.targets[train_keep], augment)
             test = TensorImageData(folder.decode_all([test_split.paths[i] for i in test_keep], size),

@@ -1,4 +1,5 @@
-"""Batched augmentation of uint8 image tensors: random crop with padding, horizontal flip, normalisation.
+"""Batched augmentation of uint8 image tensors: random crop with padding, horizontal flip,
+optional brightness jitter, normalisation.
 
 This is the CIFAR protocol of seed 002 (Sec. 4.1.3: "normalized, randomly horizontally flipped,
 and cropped with no further augmentation"), applied to a whole batch at once on the device the
@@ -19,9 +20,13 @@ class Normalization:
     std: tuple[float, float, float]
 
     def apply(self, x_uint8: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x_uint8.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x_uint8.device).view(1, -1, 1, 1)
-        return (x_uint8.float().div_(255.0) - mean) / std
+        return self.normalize(x_uint8.float().div_(255.0))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - mean) / std for float images in [0, 1]."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x - mean) / std
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -44,15 +49,26 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def random_brightness(x: torch.Tensor, strength: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Scale each float image in [0, 1] by a factor drawn from [1 - strength, 1 + strength] (torchvision's
+    ColorJitter(brightness=strength)), clamped to [0, 1]."""
+    factor = 1.0 + strength * (2.0 * torch.rand(x.shape[0], generator=generator, device=x.device) - 1.0)
+    return (x * factor.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class SmallImageAugment:
-    """Train: crop(pad) + flip + normalise; eval: normalise only."""
+    """Train: crop(pad) + flip (+ brightness jitter) + normalise; eval: normalise only."""
 
     norm: Normalization
     padding: int = 4
+    brightness: float = 0.0
 
     def train(self, x_uint8: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.norm.apply(random_hflip(random_crop(x_uint8, self.padding, generator), generator))
+        x = random_hflip(random_crop(x_uint8, self.padding, generator), generator).float().div_(255.0)
+        if self.brightness:
+            x = random_brightness(x, self.brightness, generator)
+        return self.norm.normalize(x)
 
     def eval(self, x_uint8: torch.Tensor) -> torch.Tensor:
         return self.norm.apply(x_uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class IncrementalHead(nn.Module):
@@ -25,14 +26,14 @@ class IncrementalHead(nn.Module):
     def group_size(self, group: nn.Module) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def new_group(self, n_new: int) -> nn.Module:  # pragma: no cover - interface
+    def new_group(self, n_new: int, device: torch.device) -> nn.Module:  # pragma: no cover - interface
         raise NotImplementedError
 
     def add_classes(self, n_new: int) -> None:
         if n_new <= 0:
             raise ValueError("n_new must be positive")
         device = next(self.parameters(), torch.empty(0)).device
-        self.groups.append(self.new_group(n_new).to(device))
+        self.groups.append(self.new_group(n_new, device))
 
 
 class LinearHead(IncrementalHead):
@@ -41,8 +42,107 @@ class LinearHead(IncrementalHead):
     def group_size(self, group: nn.Module) -> int:
         return group.out_features
 
-    def new_group(self, n_new: int) -> nn.Module:
-        return nn.Linear(self.in_dim, n_new)
+    def new_group(self, n_new: int, device: torch.device) -> nn.Module:
+        return nn.Linear(self.in_dim, n_new, device=device)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.cat([g(features) for g in self.groups], dim=1)
+
+
+class _ScaledCosineHead(IncrementalHead):
+    """Shared part of the cosine heads: normalised weights per step and a learnable scale.
+
+    ``forward`` returns ``scale * similarities(features)``; methods that need the unscaled
+    similarities (margins, NCA) divide the logits by ``scale`` or call ``similarities``.
+    """
+
+    proxies_per_class = 1
+
+    def __init__(self, in_dim: int):
+        super().__init__(in_dim)
+        self.groups = nn.ParameterList()
+        self.scale = nn.Parameter(torch.tensor(1.0))
+
+    def group_size(self, group: nn.Parameter) -> int:
+        return group.shape[0] // self.proxies_per_class
+
+    def new_group(self, n_new: int, device: torch.device) -> nn.Parameter:
+        weight = torch.empty(n_new * self.proxies_per_class, self.in_dim, device=device)
+        nn.init.kaiming_uniform_(weight, a=5**0.5)  # what nn.Linear uses, before normalisation
+        return nn.Parameter(weight)
+
+    def proxy_cosines(self, features: torch.Tensor) -> torch.Tensor:
+        """Cosine of every feature with every proxy: [B, n_classes * proxies_per_class]."""
+        weights = torch.cat(list(self.groups), dim=0)
+        return F.normalize(features, dim=1) @ F.normalize(weights, dim=1).t()
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.similarities(features)
+
+
+class CosineHead(_ScaledCosineHead):
+    """LUCIR's cosine normalisation (Hou et al. 2019, Eq. 4): z_i = sigma * <w_i / |w_i|, f / |f|>.
+
+    sigma is learnable and starts at 1. ``imprint`` sets new classes' weights to their normalised
+    mean embedding (weight imprinting, LUCIR Sec. 4.1).
+    """
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        return self.proxy_cosines(features)
+
+    @torch.no_grad()
+    def imprint(self, group: int, class_features: list[torch.Tensor]) -> None:
+        """Weights of the classes of step ``group``: the normalised mean of normalised embeddings."""
+        means = torch.stack([F.normalize(f, dim=1).mean(0) for f in class_features])
+        self.groups[group].copy_(F.normalize(means, dim=1))
+
+
+class LocalSimilarityHead(_ScaledCosineHead):
+    """PODNet's Local Similarity Classifier (Douillard et al. 2020, Eq. 7-8).
+
+    Every class c has K proxies theta_{c,k}. With s_{c,k} the cosine of the embedding with
+    proxy k, the class similarity is the softmax-weighted mean over proxies,
+
+        y_hat_c = sum_k softmax_k(s_{c,k}) * s_{c,k},
+
+    and the logits are eta * y_hat with a learnable eta (initially 1). ``imprint`` initialises a
+    new class's proxies with the k-means centres of its normalised embeddings.
+    """
+
+    def __init__(self, in_dim: int, proxies_per_class: int = 10):
+        super().__init__(in_dim)
+        self.proxies_per_class = proxies_per_class
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        cos = self.proxy_cosines(features).view(features.shape[0], -1, self.proxies_per_class)
+        return (torch.softmax(cos, dim=2) * cos).sum(dim=2)
+
+    @torch.no_grad()
+    def imprint(self, group: int, class_features: list[torch.Tensor], seed: int = 0) -> None:
+        centres = [kmeans(F.normalize(f, dim=1), self.proxies_per_class, seed=seed + i)
+                   for i, f in enumerate(class_features)]
+        self.groups[group].copy_(F.normalize(torch.cat(centres), dim=1))
+
+
+def kmeans(points: torch.Tensor, k: int, iterations: int = 20, seed: int = 0) -> torch.Tensor:
+    """Lloyd's k-means with k-means++ seeding; returns k centres (repeats points when n < k)."""
+    n = points.shape[0]
+    if n <= k:
+        return points[torch.arange(k) % n].clone()
+    g = torch.Generator().manual_seed(seed)
+    pts = points.float().cpu()
+    centres = [pts[torch.randint(n, (1,), generator=g)].squeeze(0)]
+    for _ in range(1, k):
+        dist = torch.cdist(pts, torch.stack(centres)).min(dim=1).values.pow(2)
+        centres.append(pts[torch.multinomial(dist / dist.sum(), 1, generator=g)].squeeze(0))
+    c = torch.stack(centres)
+    for _ in range(iterations):
+        assign = torch.cdist(pts, c).argmin(dim=1)
+        for j in range(k):
+            members = pts[assign == j]
+            if len(members):
+                c[j] = members.mean(0)
+    return c.to(points.device, points.dtype)

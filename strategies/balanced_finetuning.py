@@ -1,0 +1,94 @@
+"""Class-balanced finetuning after each incremental step (Castro et al. 2018; used by LUCIR on
+ImageNet and by PODNet; seed 002, Table 6 'balanced finetuning').
+
+After the memory update of step t >= 1, the model trains for a few epochs on a class-balanced
+set: the exemplars of every seen class (the memory quota per class, or ``per_class`` of them),
+with the training augmentation and the strategy's classification loss alone. With
+``classifier_only`` (the default, as LUCIR and PODNet), the backbone is frozen and kept in
+evaluation mode, so its BatchNorm statistics do not move either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from cil.config import ComponentConfig, ConfigError
+from cil.errors import UserError
+from cil.plugin import CilPlugin
+from cil.registry import register
+
+
+def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
+    """Positions of the first ``per_class`` samples of every class (all when None), in input order."""
+    if per_class is None:
+        return torch.arange(len(labels))
+    keep = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in labels.unique()])
+    return keep.sort().values
+
+
+@dataclass
+class BalancedFinetuningConfig(ComponentConfig):
+    name: str = "balanced-finetuning"
+    epochs: int = 20
+    lr: float = 0.05
+    milestones: list[int] = field(default_factory=list)
+    """Epochs at which the learning rate is divided by 10 (LUCIR: [10]; PODNet: none)."""
+    classifier_only: bool = True
+    per_class: int | None = None
+    """Samples per class of the balanced set (None: every exemplar, i.e. the memory quota)."""
+
+    def validate(self, prefix: str) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"invalid value for '{prefix}.epochs': must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(f"invalid value for '{prefix}.lr': must be > 0")
+        if self.per_class is not None and self.per_class < 1:
+            raise ConfigError(f"invalid value for '{prefix}.per_class': must be >= 1")
+
+
+@register("plugin", "balanced-finetuning", BalancedFinetuningConfig,
+          "finetune on a class-balanced set of exemplars after each incremental step (classifier only by default)")
+class BalancedFinetuning(CilPlugin):
+    def after_training_exp(self, strategy, **kwargs):
+        if strategy.n_old == 0:
+            return
+        memory = strategy.memory_set
+        if len(memory) == 0:
+            raise UserError("balanced-finetuning needs exemplars: use a memory (--memory N > 0)")
+        cfg = self.config
+        keep = balanced_subset(memory.indices, memory.labels, cfg.per_class)
+        balanced = type(memory)(memory.indices[keep], memory.labels[keep])
+        model = strategy.model
+        params = [p for p in (model.head if cfg.classifier_only else model).parameters() if p.requires_grad]
+        optim = strategy.optim_config
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, 0.1)
+        saved, strategy.train_set = strategy.train_set, balanced  # count-based losses see balanced counts
+        last = 0.0
+        try:
+            for _ in range(cfg.epochs):
+                model.train()
+                if cfg.classifier_only:
+                    model.backbone.eval()
+                total, batches = 0.0, 0
+                for x, y in strategy.training_batches(balanced, strategy.train_mb_size):
+                    if cfg.classifier_only:
+                        with torch.no_grad():
+                            features = model.backbone(x).features
+                        logits = model.head(features)
+                    else:
+                        logits = model(x).logits
+                    loss = strategy.loss_plugin.classification_loss(strategy, logits, y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    total, batches = total + float(loss.detach()), batches + 1
+                scheduler.step()
+                last = total / max(1, batches)
+        finally:
+            strategy.train_set = saved
+            model.train()
+        strategy.step_record["balanced_finetuning"] = {"n_train": len(balanced), "epochs": cfg.epochs,
+                                                       "final_epoch_loss": last}

@@ -1,0 +1,118 @@
+"""LUCIR: Learning a Unified Classifier Incrementally via Rebalancing (Hou et al., CVPR 2019).
+
+Components, with values from the paper and the official code:
+
+* cosine normalisation: logits sigma * cos(w_i, f) with a learnable sigma starting at 1
+  (``model.head: cosine``); new classes' weights are imprinted from their normalised mean
+  embedding; old classes' weights are frozen during incremental steps (learning rate 0 in the
+  official CIFAR code);
+* less-forget constraint: L_lf = 1 - cos(f_prev(x), f(x)) on the embeddings of every sample,
+  weighted by lambda = lambda_base * sqrt(N_old / N_new) (adaptive, as the official code);
+* inter-class separation: on samples of old classes only, max(0, m - cos_gt + cos_k) for each of
+  the top-K new-class cosines (before sigma), averaged over the (sample, k) pairs as the official
+  code's MarginRankingLoss does (the paper sums over k), K = 2, m = 0.5, weight 1.
+
+The classification loss is the strategy's ``loss``: CE on sigma * cos for ``lucir``, Balanced
+Softmax CE on the same logits for ``lucir-bsce`` (seed 002, Sec. 4.2.1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cil.config import ComponentConfig, ConfigError
+from cil.models.heads import CosineHead
+from cil.plugin import CilPlugin, require_head, without_parameters
+from cil.registry import register
+
+
+def less_forget_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
+    """Less-forget constraint: mean of 1 - cos(f, f_prev) over the batch (f_prev is a constant)."""
+    return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
+
+
+def adaptive_lambda(lambda_base: float, n_old: int, n_new: int) -> float:
+    """lambda_base * sqrt(N_old / N_new), the adaptive weight of the less-forget constraint."""
+    return lambda_base * math.sqrt(n_old / n_new)
+
+
+def margin_ranking_loss(cosines: torch.Tensor, targets: torch.Tensor, n_old: int, top_k: int,
+                        margin: float) -> torch.Tensor:
+    """Inter-class separation on samples of old classes (targets < n_old): ground truth vs top-K new classes."""
+    old = targets < n_old
+    if not old.any() or cosines.shape[1] == n_old:
+        return cosines.sum() * 0.0
+    gt = cosines[old].gather(1, targets[old].unsqueeze(1))  # [h, 1]
+    hard = cosines[old, n_old:].topk(min(top_k, cosines.shape[1] - n_old), dim=1).values  # [h, K]
+    gt = gt.expand_as(hard)
+    return F.margin_ranking_loss(gt.reshape(-1), hard.reshape(-1), torch.ones_like(gt.reshape(-1)), margin=margin)
+
+
+@dataclass
+class LUCIRConfig(ComponentConfig):
+    name: str = "lucir"
+    lambda_base: float = 5.0
+    """Less-forget weight (official code: 5 on CIFAR-100, 10 on ImageNet)."""
+    adaptive_lambda: bool = True
+    """lambda = lambda_base * sqrt(N_old / N_new); False keeps lambda_base."""
+    margin: float = 0.5
+    """m of the margin ranking loss."""
+    top_k: int = 2
+    """K hardest new classes in the margin ranking loss."""
+    margin_weight: float = 1.0
+    freeze_old_weights: bool = True
+    imprint: bool = True
+
+    def validate(self, prefix: str) -> None:
+        for key in ("lambda_base", "margin", "margin_weight"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"invalid value for '{prefix}.{key}': must be >= 0")
+        if self.top_k < 1:
+            raise ConfigError(f"invalid value for '{prefix}.top_k': must be >= 1")
+
+
+@register("method", "lucir", LUCIRConfig,
+          "LUCIR: cosine classifier, less-forget constraint, inter-class margin ranking (Hou et al. 2019)")
+class LUCIR(CilPlugin):
+    def __init__(self, config: LUCIRConfig):
+        super().__init__(config)
+        self.lam = 0.0
+
+    def before_training_exp(self, strategy, **kwargs):
+        require_head(strategy, CosineHead, "lucir", "cosine")
+        if strategy.n_old == 0:
+            return
+        n_new = strategy.n_seen - strategy.n_old
+        cfg = self.config
+        self.lam = adaptive_lambda(cfg.lambda_base, strategy.n_old, n_new) if cfg.adaptive_lambda else cfg.lambda_base
+        strategy.step_record["lucir_lambda"] = self.lam
+        if cfg.imprint:
+            imprint_new_classes(strategy)
+
+    def param_groups(self, strategy, groups, lr):
+        if self.config.freeze_old_weights and strategy.n_old > 0:
+            return without_parameters(groups, strategy.model.head.groups[:-1])
+        return groups
+
+    def loss_terms(self, strategy, output, targets):
+        if strategy.n_old == 0:
+            return {}
+        previous = strategy.previous_output()
+        cosines = output.logits / strategy.model.head.scale
+        return {
+            "less_forget": self.lam * less_forget_loss(output.features, previous.features),
+            "margin_ranking": self.config.margin_weight * margin_ranking_loss(
+                cosines, targets, strategy.n_old, self.config.top_k, self.config.margin),
+        }
+
+
+def imprint_new_classes(strategy, **kwargs) -> None:
+    """Initialise the newest head group from the embeddings of the step's new classes."""
+    new = strategy.experience_data
+    features = strategy.extract_features(new.indices)
+    per_class = [features[(new.labels == c).to(features.device)] for c in strategy.new_classes]
+    strategy.model.head.imprint(len(strategy.model.head.groups) - 1, per_class, **kwargs)

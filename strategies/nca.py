@@ -1,0 +1,75 @@
+"""The NCA loss of PODNet's Local Similarity Classifier (Douillard et al. 2020; Movshovitz-Attias
+et al. 2017), on the class similarities y_hat (logits divided by the head's learned scale eta).
+
+``variant: paper`` (default), the paper's definition: the margin delta is subtracted from the
+ground-truth similarity only, the ground truth is excluded from the denominator, and the loss is
+hinged at zero:
+
+    L = [ -log( exp(eta (y_hat_y - delta)) / sum_{i != y} exp(eta y_hat_i) ) ]_+
+
+``variant: official-code`` reproduces the official implementation: it subtracts the margin
+from every similarity (a constant shift that its max-subtraction for stability then cancels, so
+the margin has no effect), keeps exp(0) = 1 in place of the ground-truth term of the
+denominator, and has no hinge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from cil.config import ComponentConfig, ConfigError
+from cil.errors import UserError
+from cil.plugin import ClassificationLoss
+from cil.registry import register
+
+
+def nca_loss(similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float, margin: float,
+             hinge: bool = True) -> torch.Tensor:
+    """The paper's NCA loss with margin on the ground truth, positive excluded from the denominator."""
+    positive = F.one_hot(targets, similarities.shape[1]).bool()
+    numerator = scale * (similarities.gather(1, targets.unsqueeze(1)).squeeze(1) - margin)
+    denominator = torch.logsumexp((scale * similarities).masked_fill(positive, float("-inf")), dim=1)
+    losses = denominator - numerator
+    return (losses.clamp_min(0.0) if hinge else losses).mean()
+
+
+def nca_loss_official_code(similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float,
+                           margin: float) -> torch.Tensor:
+    """The official implementation's computation (see the module docstring)."""
+    s = scale * (similarities - margin)
+    s = s - s.max(dim=1, keepdim=True).values
+    positive = F.one_hot(targets, similarities.shape[1]).bool()
+    numerator = s.gather(1, targets.unsqueeze(1)).squeeze(1)
+    denominator = torch.log(torch.exp(s.masked_fill(positive, 0.0)).sum(dim=1))
+    return (denominator - numerator).mean()
+
+
+@dataclass
+class NCAConfig(ComponentConfig):
+    name: str = "nca"
+    margin: float = 0.6
+    """delta (PODNet: 0.6)."""
+    hinge: bool = True
+    variant: Literal["paper", "official-code"] = "paper"
+
+    def validate(self, prefix: str) -> None:
+        if self.margin < 0:
+            raise ConfigError(f"invalid value for '{prefix}.margin': must be >= 0")
+
+
+@register("loss", "nca", NCAConfig, "PODNet's NCA loss with margin on the LSC similarities (Douillard et al. 2020)")
+class NCALoss(ClassificationLoss):
+    def before_training(self, strategy, **kwargs):
+        if not hasattr(strategy.model.head, "scale"):
+            raise UserError("the nca loss needs a head with a learned scale (model.head: lsc or cosine)")
+
+    def classification_loss(self, strategy, logits, targets):
+        scale = strategy.model.head.scale
+        similarities = logits / scale
+        if self.config.variant == "official-code":
+            return nca_loss_official_code(similarities, targets, scale, self.config.margin)
+        return nca_loss(similarities, targets, scale, self.config.margin, self.config.hinge)

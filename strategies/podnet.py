@@ -1,0 +1,110 @@
+"""PODNet: Pooled Outputs Distillation for small-tasks incremental learning (Douillard et al., ECCV 2020).
+
+Components, with values from the paper and the official code's CIFAR-100 options:
+
+* POD-spatial: for the output h of every residual stage, square the activations, sum along the
+  width and along the height, concatenate both poolings, L2-normalise, and take the Euclidean
+  (Frobenius) distance between the previous and the current model; mean over the batch, then
+  over the stages. Weight 3 (ImageNet: 8).
+* POD-flat: on the final embedding, 1 - cos(h_prev, h) averaged over the batch (the official
+  code's cosine-embedding loss). Weight 1 (ImageNet: 10).
+* Both weights are multiplied by sqrt(N_seen / N_new) (the code's "scheduled_factor").
+* Local Similarity Classifier (``model.head: lsc``, 10 proxies per class, learnable scale); new
+  classes' proxies are imprinted with k-means centres of their embeddings; old classes' proxies
+  are frozen during incremental steps (``groupwise_factors: old_weights: 0``).
+
+The classification loss is the strategy's ``loss``: NCA (strategies/nca.py) for ``podnet``,
+Balanced Softmax CE on the same logits for ``podnet-bsce`` (seed 002, Sec. 4.2.1). Balanced
+finetuning of the classifier is a separate plugin (strategies/balanced_finetuning.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cil.config import ComponentConfig, ConfigError
+from cil.models.heads import LocalSimilarityHead
+from cil.plugin import CilPlugin, require_head, without_parameters
+from cil.registry import register
+from strategies.lucir import imprint_new_classes
+
+
+def pooled_spatial(h: torch.Tensor) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C*(H+W)]: squared activations summed along width and along height."""
+    h = h.pow(2)
+    return torch.cat([h.sum(dim=3).flatten(1), h.sum(dim=2).flatten(1)], dim=1)
+
+
+def pod_spatial_loss(maps: list[torch.Tensor], previous_maps: list[torch.Tensor]) -> torch.Tensor:
+    """POD-spatial: mean over stages of the batch-mean distance of normalised width/height poolings."""
+    losses = []
+    for h, h_prev in zip(maps, previous_maps):
+        a = F.normalize(pooled_spatial(h), dim=1)
+        b = F.normalize(pooled_spatial(h_prev.detach()), dim=1)
+        losses.append((a - b).norm(dim=1).mean())
+    return torch.stack(losses).mean()
+
+
+def pod_flat_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
+    """POD-flat as in the official code: mean of 1 - cos(h, h_prev) over the batch."""
+    return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
+
+
+def scheduled_factor(n_seen: int, n_new: int) -> float:
+    """sqrt(N_seen / N_new), the factor applied to both distillation weights."""
+    return math.sqrt(n_seen / n_new)
+
+
+@dataclass
+class PODNetConfig(ComponentConfig):
+    name: str = "podnet"
+    spatial_factor: float = 3.0
+    """Weight of POD-spatial (official code: 3 on CIFAR-100, 8 on ImageNet)."""
+    flat_factor: float = 1.0
+    """Weight of POD-flat (official code: 1 on CIFAR-100, 10 on ImageNet)."""
+    adaptive: bool = True
+    """Multiply both weights by sqrt(N_seen / N_new)."""
+    freeze_old_weights: bool = True
+    imprint: bool = True
+
+    def validate(self, prefix: str) -> None:
+        for key in ("spatial_factor", "flat_factor"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"invalid value for '{prefix}.{key}': must be >= 0")
+
+
+@register("method", "podnet", PODNetConfig,
+          "PODNet: POD-spatial + POD-flat distillation, local similarity classifier (Douillard et al. 2020)")
+class PODNet(CilPlugin):
+    def __init__(self, config: PODNetConfig):
+        super().__init__(config)
+        self.factor = 1.0
+
+    def before_training_exp(self, strategy, **kwargs):
+        require_head(strategy, LocalSimilarityHead, "podnet", "lsc")
+        if strategy.n_old == 0:
+            return
+        n_new = strategy.n_seen - strategy.n_old
+        self.factor = scheduled_factor(strategy.n_seen, n_new) if self.config.adaptive else 1.0
+        strategy.step_record["pod_factor"] = self.factor
+        if self.config.imprint:
+            imprint_new_classes(strategy, seed=strategy.step)
+
+    def param_groups(self, strategy, groups, lr):
+        if self.config.freeze_old_weights and strategy.n_old > 0:
+            return without_parameters(groups, strategy.model.head.groups[:-1])
+        return groups
+
+    def loss_terms(self, strategy, output, targets):
+        if strategy.n_old == 0:
+            return {}
+        previous = strategy.previous_output()
+        return {
+            "pod_spatial": self.config.spatial_factor * self.factor * pod_spatial_loss(
+                output.stage_maps, previous.stage_maps),
+            "pod_flat": self.config.flat_factor * self.factor * pod_flat_loss(output.features, previous.features),
+        }
