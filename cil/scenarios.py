@@ -53,6 +53,10 @@ def class_order(n_classes: int, seed: int) -> list[int]:
     return np.random.RandomState(seed).permutation(n_classes).tolist()
 
 
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
 def step_sizes(name: ScenarioName, n_classes: int) -> list[int]:
     """Number of new classes at each step; rejects impossible splits with a clear message."""
     base, steps = name.base, name.steps
@@ -62,11 +66,8 @@ def step_sizes(name: ScenarioName, n_classes: int) -> list[int]:
         if steps < 1:
             raise UserError(f"scenario '{name}': b0 needs at least one step")
         if n_classes % steps:
-            valid = [d for d in range(1, n_classes + 1) if n_classes % d == 0]
-            raise UserError(
-                f"scenario '{name}': {n_classes} classes do not split into {steps} equal steps; "
-                f"valid step counts: {', '.join(map(str, valid))}"
-            )
+            raise UserError(f"scenario '{name}': {n_classes} classes do not split into {steps} equal steps; "
+                            f"valid step counts: {_divisors(n_classes)}")
         return [n_classes // steps] * steps
     rest = n_classes - base
     if steps == 0:
@@ -77,11 +78,8 @@ def step_sizes(name: ScenarioName, n_classes: int) -> list[int]:
     if rest == 0:
         raise UserError(f"scenario '{name}': the base step holds all {n_classes} classes; use -0 steps")
     if rest % steps:
-        valid = [d for d in range(1, rest + 1) if rest % d == 0]
-        raise UserError(
-            f"scenario '{name}': the {rest} classes after the base step do not split into {steps} equal "
-            f"steps; valid step counts: {', '.join(map(str, valid))}"
-        )
+        raise UserError(f"scenario '{name}': the {rest} classes after the base step do not split into {steps} "
+                        f"equal steps; valid step counts: {_divisors(rest)}")
     return [base] + [rest // steps] * steps
 
 

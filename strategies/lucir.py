@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from cil.config import ComponentConfig, ConfigError
 from cil.models.heads import CosineHead
-from cil.plugin import CilPlugin, require_head, without_parameters
 from cil.registry import register
+from strategies.cosine_head_method import CosineHeadMethod
 
 
 def less_forget_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
@@ -77,26 +77,17 @@ class LUCIRConfig(ComponentConfig):
 
 @register("method", "lucir", LUCIRConfig,
           "LUCIR: cosine classifier, less-forget constraint, inter-class margin ranking (Hou et al. 2019)")
-class LUCIR(CilPlugin):
+class LUCIR(CosineHeadMethod):
+    head_type, head_name = CosineHead, "cosine"
+
     def __init__(self, config: LUCIRConfig):
         super().__init__(config)
         self.lam = 0.0
 
-    def before_training_exp(self, strategy, **kwargs):
-        require_head(strategy, CosineHead, "lucir", "cosine")
-        if strategy.n_old == 0:
-            return
-        n_new = strategy.n_seen - strategy.n_old
+    def start_incremental_step(self, strategy, n_new: int) -> None:
         cfg = self.config
         self.lam = adaptive_lambda(cfg.lambda_base, strategy.n_old, n_new) if cfg.adaptive_lambda else cfg.lambda_base
         strategy.step_record["lucir_lambda"] = self.lam
-        if cfg.imprint:
-            imprint_new_classes(strategy)
-
-    def param_groups(self, strategy, groups, lr):
-        if self.config.freeze_old_weights and strategy.n_old > 0:
-            return without_parameters(groups, strategy.model.head.groups[:-1])
-        return groups
 
     def loss_terms(self, strategy, output, targets):
         if strategy.n_old == 0:
@@ -109,10 +100,3 @@ class LUCIR(CilPlugin):
                 cosines, targets, strategy.n_old, self.config.top_k, self.config.margin),
         }
 
-
-def imprint_new_classes(strategy, **kwargs) -> None:
-    """Initialise the newest head group from the embeddings of the step's new classes."""
-    new = strategy.experience_data
-    features = strategy.extract_features(new.indices)
-    per_class = [features[(new.labels == c).to(features.device)] for c in strategy.new_classes]
-    strategy.model.head.imprint(len(strategy.model.head.groups) - 1, per_class, **kwargs)

@@ -28,9 +28,8 @@ import torch.nn.functional as F
 
 from cil.config import ComponentConfig, ConfigError
 from cil.models.heads import LocalSimilarityHead
-from cil.plugin import CilPlugin, require_head, without_parameters
 from cil.registry import register
-from strategies.lucir import imprint_new_classes
+from strategies.cosine_head_method import CosineHeadMethod
 
 
 def pooled_spatial(h: torch.Tensor) -> torch.Tensor:
@@ -79,25 +78,19 @@ class PODNetConfig(ComponentConfig):
 
 @register("method", "podnet", PODNetConfig,
           "PODNet: POD-spatial + POD-flat distillation, local similarity classifier (Douillard et al. 2020)")
-class PODNet(CilPlugin):
+class PODNet(CosineHeadMethod):
+    head_type, head_name = LocalSimilarityHead, "lsc"
+
     def __init__(self, config: PODNetConfig):
         super().__init__(config)
         self.factor = 1.0
 
-    def before_training_exp(self, strategy, **kwargs):
-        require_head(strategy, LocalSimilarityHead, "podnet", "lsc")
-        if strategy.n_old == 0:
-            return
-        n_new = strategy.n_seen - strategy.n_old
+    def start_incremental_step(self, strategy, n_new: int) -> None:
         self.factor = scheduled_factor(strategy.n_seen, n_new) if self.config.adaptive else 1.0
         strategy.step_record["pod_factor"] = self.factor
-        if self.config.imprint:
-            imprint_new_classes(strategy, seed=strategy.step)
 
-    def param_groups(self, strategy, groups, lr):
-        if self.config.freeze_old_weights and strategy.n_old > 0:
-            return without_parameters(groups, strategy.model.head.groups[:-1])
-        return groups
+    def imprint_options(self, strategy) -> dict:
+        return {"seed": strategy.step}  # k-means seeding
 
     def loss_terms(self, strategy, output, targets):
         if strategy.n_old == 0:

@@ -80,3 +80,27 @@ def test_cli_flags_override_yaml():
 def test_invalid_memory():
     with pytest.raises(ConfigError, match="memory.per_class"):
         make(memory={"per_class": -1})
+
+
+def test_lucir_and_podnet_files_differ_from_their_bsce_variant_only_in_loss_and_finetuning():
+    for base in ("lucir", "podnet"):
+        for dataset in ("cifar100", "imagenet-subset"):
+            plain, bsce = make(base, dataset=dataset).to_dict(), make(f"{base}-bsce", dataset=dataset).to_dict()
+            differing = {k for k in plain if plain[k] != bsce[k]}
+            assert differing <= {"strategy", "loss", "plugins"}, differing
+            assert bsce["loss"]["name"] == "bsce" and bsce["plugins"] == []
+
+
+def test_lucir_and_podnet_defaults():
+    lucir = make("lucir")
+    assert (lucir.method.lambda_base, lucir.method.margin, lucir.method.top_k) == (5.0, 0.5, 2)
+    assert lucir.model.head == "cosine" and lucir.optim.milestones == [80, 120] and lucir.plugins == []
+    lucir_in = make("lucir", dataset="imagenet-subset")
+    assert lucir_in.method.lambda_base == 10.0 and [p.name for p in lucir_in.plugins] == ["balanced-finetuning"]
+    podnet = make("podnet")
+    assert (podnet.method.spatial_factor, podnet.method.flat_factor, podnet.loss.margin) == (3.0, 1.0, 0.6)
+    assert podnet.model.head == "lsc" and podnet.optim.schedule == "cosine"
+    assert (podnet.plugins[0].epochs, podnet.plugins[0].lr, podnet.plugins[0].classifier_only) == (20, 0.05, True)
+    podnet_in = make("podnet", dataset="imagenet-subset")
+    assert (podnet_in.method.spatial_factor, podnet_in.method.flat_factor, podnet_in.optim.batch_size) == (8.0, 10.0, 64)
+    assert make("podnet", sets=["plugins.balanced-finetuning.epochs=3"]).plugins[0].epochs == 3

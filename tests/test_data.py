@@ -1,6 +1,5 @@
 """Data: batched augmentation, the synthetic dataset, image folders, CIFAR's missing-data error."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class BackboneOutput(NamedTuple):
@@ -16,7 +17,16 @@ class BackboneOutput(NamedTuple):
 
 
 class Backbone(nn.Module):
-    out_dim: int
+    """A stem followed by residual stages; subclasses build ``stem``, ``stages`` and ``out_dim``."""
 
-    def forward(self, x: torch.Tensor) -> BackboneOutput:  # pragma: no cover - interface
-        raise NotImplementedError
+    out_dim: int
+    stem: nn.Module
+    stages: nn.ModuleList
+
+    def forward(self, x: torch.Tensor) -> BackboneOutput:
+        maps = []
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            maps.append(x)
+        return BackboneOutput(features=F.adaptive_avg_pool2d(x, 1).flatten(1), stage_maps=maps)

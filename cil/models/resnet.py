@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from cil.models.backbone import Backbone, BackboneOutput
+from cil.models.backbone import Backbone
 
 
 class ResNet18(Backbone):
@@ -24,13 +23,6 @@ class ResNet18(Backbone):
             self.stages[-1][-1] = _WithoutFinalReLU(self.stages[-1][-1])
         self.out_dim = 512
 
-    def forward(self, x: torch.Tensor) -> BackboneOutput:
-        maps = []
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return BackboneOutput(features=F.adaptive_avg_pool2d(x, 1).flatten(1), stage_maps=maps)
 
 
 class _WithoutFinalReLU(nn.Module):

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cil.models.backbone import Backbone, BackboneOutput
+from cil.models.backbone import Backbone
 
 
 class _ShortcutA(nn.Module):
@@ -76,10 +76,3 @@ class CifarResNet(Backbone):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> BackboneOutput:
-        maps = []
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return BackboneOutput(features=F.adaptive_avg_pool2d(x, 1).flatten(1), stage_maps=maps)

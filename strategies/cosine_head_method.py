@@ -1,0 +1,42 @@
+"""What LUCIR and PODNet share: a normalised classifier whose new classes are imprinted from
+their embeddings and whose old classes are frozen during incremental steps."""
+
+from __future__ import annotations
+
+from cil.plugin import CilPlugin, require_head, without_parameters
+
+
+def imprint_new_classes(strategy, **kwargs) -> None:
+    """Initialise the newest head group from the embeddings (evaluation transform) of the step's new classes."""
+    new = strategy.experience_data
+    features = strategy.extract_features(new.indices)
+    per_class = [features[(new.labels == c).to(features.device)] for c in strategy.new_classes]
+    strategy.model.head.imprint(len(strategy.model.head.groups) - 1, per_class, **kwargs)
+
+
+class CosineHeadMethod(CilPlugin):
+    """Checks the head, imprints the new classes and freezes the old ones (``config.imprint``,
+    ``config.freeze_old_weights``); subclasses set ``head_type``/``head_name`` and implement
+    ``start_incremental_step``."""
+
+    head_type: type
+    head_name: str
+
+    def before_training_exp(self, strategy, **kwargs):
+        require_head(strategy, self.head_type, self.config.name, self.head_name)
+        if strategy.n_old == 0:
+            return
+        self.start_incremental_step(strategy, strategy.n_seen - strategy.n_old)
+        if self.config.imprint:
+            imprint_new_classes(strategy, **self.imprint_options(strategy))
+
+    def start_incremental_step(self, strategy, n_new: int) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def imprint_options(self, strategy) -> dict:
+        return {}
+
+    def param_groups(self, strategy, groups, lr):
+        if self.config.freeze_old_weights and strategy.n_old > 0:
+            return without_parameters(groups, strategy.model.head.groups[:-1])
+        return groups
