@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 ## demo: a real incremental run offline (synthetic data, 50 base classes + 5 steps) and its report
 demo: $(STAMP)
 	$(BIN)/cil run --scenario synthetic-b50-5 --strategy il-baseline-bsce \
-		--epochs 6 --limit-per-class 100 --set model.backbone=resnet8 \
+		--epochs 8 --limit-per-class 200 --set model.backbone=resnet8 \
 		--out runs/demo --overwrite
 
 ## test: the fast test suite (slow tests are excluded; `make test-all` runs them too)

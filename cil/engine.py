@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -248,7 +249,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self._epoch_loss_sums, self._epoch_batches = {}, 0
         epoch = self.clock.train_exp_epochs + 1
         self._bar = tqdm(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
-                         leave=False, disable=not self.progress, dynamic_ncols=True)
+                         leave=False, disable=not (self.progress and sys.stderr.isatty()), dynamic_ncols=True)
         super()._before_training_epoch(**kwargs)
 
     def _after_training_iteration(self, **kwargs):
