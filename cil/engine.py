@@ -130,6 +130,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self.loss_parts: dict[str, float] = {}
         self._epoch_loss_sums: dict[str, float] = {}
         self._epoch_batches = 0
+        self._epoch_start = 0.0
+        self._epoch_seconds: list[float] = []
         self._iteration = 0
         self._previous_output_cache: tuple[int, Any] | None = None
         self._eval_scores: list[torch.Tensor] = []
@@ -151,6 +153,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self.experience_data = TrainingSet(torch.from_numpy(idx), torch.from_numpy(labels))
         self.classification_weight = 1.0
         self.step_record = {}
+        self._epoch_seconds = []
         super()._before_training_exp(**kwargs)
 
     def train_dataset_adaptation(self, **kwargs):
@@ -247,6 +250,7 @@ class IncrementalStrategy(SupervisedTemplate):
 
     def _before_training_epoch(self, **kwargs):
         self._epoch_loss_sums, self._epoch_batches = {}, 0
+        self._epoch_start = time.perf_counter()
         epoch = self.clock.train_exp_epochs + 1
         self._bar = tqdm(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
                          leave=False, disable=not (self.progress and sys.stderr.isatty()), dynamic_ncols=True)
@@ -265,11 +269,13 @@ class IncrementalStrategy(SupervisedTemplate):
         if self._bar is not None:
             self._bar.close()
         self.loss_parts = {k: v / max(1, self._epoch_batches) for k, v in self._epoch_loss_sums.items()}
+        self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
         super()._after_training_epoch(**kwargs)
 
     def _after_training_exp(self, **kwargs):
         super()._after_training_exp(**kwargs)
         self.step_record["final_epoch_loss"] = dict(self.loss_parts)
+        self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
         self.previous_model = copy.deepcopy(self.model).eval()
         self.previous_model.requires_grad_(False)
 

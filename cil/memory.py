@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from cil.config import MemoryConfig
+from cil.engine import TrainingSet
 from cil.plugin import CilPlugin
 
 
@@ -127,6 +128,6 @@ class RehearsalPlugin(CilPlugin):
                 else:
                     ranked = random_selection(len(rows), quota, self.generator)
                 self.memory.add_class(label, new.indices[rows[ranked]], quota)
-        strategy.memory_set = type(strategy.memory_set)(*self.memory.indices_and_labels())
+        strategy.memory_set = TrainingSet(*self.memory.indices_and_labels())
         strategy.step_record["memory_size"] = len(self.memory)
         strategy.step_record["memory_per_class"] = quota

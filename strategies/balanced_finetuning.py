@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from cil.config import ComponentConfig, ConfigError
+from cil.engine import TrainingSet
 from cil.errors import UserError
 from cil.plugin import CilPlugin
 from cil.registry import register
@@ -59,7 +60,7 @@ class BalancedFinetuning(CilPlugin):
             raise UserError("balanced-finetuning needs exemplars: use a memory (--memory N > 0)")
         cfg = self.config
         keep = balanced_subset(memory.indices, memory.labels, cfg.per_class)
-        balanced = type(memory)(memory.indices[keep], memory.labels[keep])
+        balanced = TrainingSet(memory.indices[keep], memory.labels[keep])
         model = strategy.model
         params = [p for p in (model.head if cfg.classifier_only else model).parameters() if p.requires_grad]
         optim = strategy.optim_config
