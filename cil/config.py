@@ -43,6 +43,9 @@ class ComponentConfig:
     def validate(self, prefix: str) -> None:
         """Raise ConfigError for bad values; subclasses extend."""
 
+    def validate_with(self, run: "RunConfig", prefix: str) -> None:
+        """Raise ConfigError when this component cannot work with the rest of ``run`` (e.g. it needs a memory)."""
+
 
 @dataclass
 class OptimConfig:
@@ -336,6 +339,10 @@ def build_run_config(raw: dict[str, Any], lookup: ComponentLookup) -> RunConfig:
     cfg = _from_dict(RunConfig, raw, "")
     for key, value in components.items():
         setattr(cfg, key, value)
+    for section in COMPONENT_SECTIONS:
+        getattr(cfg, section).validate_with(cfg, section)
+    for i, plugin in enumerate(cfg.plugins):
+        plugin.validate_with(cfg, f"plugins.{i}")
     return cfg
 
 

@@ -19,7 +19,9 @@ What the engine offers plugins (and knows of none of them):
   the current mini-batch (computed once per iteration, whoever asks);
 * ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
 * ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME);
-* ``step_record``: a dict that ends up in the step's results (memory size, learned values).
+* ``step_record``: a dict that ends up in the step's results (memory size, learned values);
+* ``train_epochs``: this step's number of epochs, reset from the config at every step (a plugin
+  may set it in ``before_training_exp``, e.g. 0 to keep a frozen model).
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ class IncrementalStrategy(SupervisedTemplate):
         idx, labels = experience_indices(self.experience)
         self.experience_data = TrainingSet(torch.from_numpy(idx), torch.from_numpy(labels))
         self.classification_weight = 1.0
+        self.train_epochs = self.optim_config.epochs  # plugins may change it for this step (0: no training)
         self.step_record = {}
         self._epoch_seconds = []
         super()._before_training_exp(**kwargs)
@@ -221,10 +224,16 @@ class IncrementalStrategy(SupervisedTemplate):
         """Total loss and its named parts: weight * L_c + every plugin's loss terms."""
         parts = {"classification": self.classification_weight * self.loss_plugin.classification_loss(
             self, output.logits, targets)}
+        parts.update(self.plugin_loss_terms(output, targets))
+        return sum(parts.values()), parts  # type: ignore[return-value]
+
+    def plugin_loss_terms(self, output: "NetOutput", targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of every plugin other than the classification loss."""
+        parts: dict[str, torch.Tensor] = {}
         for plugin in self.plugins:
             if isinstance(plugin, CilPlugin) and plugin is not self.loss_plugin:
                 parts.update(plugin.loss_terms(self, output, targets))
-        return sum(parts.values()), parts  # type: ignore[return-value]
+        return parts
 
     def criterion(self):
         if not self.is_training:

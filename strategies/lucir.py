@@ -93,7 +93,7 @@ class LUCIR(CosineHeadMethod):
         if strategy.n_old == 0:
             return {}
         previous = strategy.previous_output()
-        cosines = output.logits / strategy.model.head.scale
+        cosines = output.logits / output.scale
         return {
             "less_forget": self.lam * less_forget_loss(output.features, previous.features),
             "margin_ranking": self.config.margin_weight * margin_ranking_loss(

@@ -18,6 +18,10 @@ class NetOutput(NamedTuple):
     """[B, d]: the pooled embedding."""
     stage_maps: list[torch.Tensor]
     """Per-stage feature maps (for spatial distillation)."""
+    scale: torch.Tensor | None = None
+    """The learned scale of a cosine head (logits = scale * similarities); None for a linear head.
+    Carried in the output so that every loss is a function of the output alone (Meta BSCE
+    evaluates the losses on a functional copy of the model)."""
 
 
 class IncrementalNet(nn.Module):
@@ -32,4 +36,4 @@ class IncrementalNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         out = self.backbone(x)
-        return NetOutput(self.head(out.features), out.features, out.stage_maps)
+        return NetOutput(self.head(out.features), out.features, out.stage_maps, getattr(self.head, "scale", None))
