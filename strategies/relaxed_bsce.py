@@ -1,0 +1,78 @@
+"""Relaxed Balanced Softmax CE for incremental learning without memory (seed 002, Sec. 3.4, Eq. 6).
+
+Without exemplars, every old class has n_i = 0, so the Balanced Softmax of Eq. 3 drops the old
+classes from the softmax and learns the new ones as if they were alone: stability without
+plasticity (seed 002, Fig. 3b). Eq. 6 gives the old classes a small positive weight instead:
+
+    lambda_i = epsilon  for an old class (i < N_{t-1}),    lambda_i = n_i  for a new class.
+
+epsilon = 0 is the Balanced Softmax (old classes masked out, never log(0)); epsilon = n_i for
+every class is the standard softmax CE. The paper sets epsilon to 0.2% of the number of training
+images per class (1 for CIFAR-100's 500, 2.6 for ImageNet-Subset's 1300). Here ``epsilon`` gives
+it in images; when it is unset, ``epsilon_fraction`` times the mean number of training images of
+the step's new classes (so the default follows ``--limit-per-class``). Training only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cil.config import ComponentConfig, ConfigError
+from cil.plugin import ClassificationLoss
+from cil.registry import register
+from strategies.bsce import balanced_softmax_cross_entropy
+
+
+def relaxed_class_weights(counts: torch.Tensor, n_old: int, epsilon: float) -> torch.Tensor:
+    """lambda of Eq. 6: ``epsilon`` for the old classes (i < n_old), n_i for the new ones."""
+    return torch.cat([torch.full_like(counts[:n_old], float(epsilon)), counts[n_old:]])
+
+
+def default_epsilon(counts: torch.Tensor, n_old: int, fraction: float) -> float:
+    """``fraction`` of the mean training images per new class (0.2% of 500 = 1 on CIFAR-100)."""
+    new = counts[n_old:]
+    return fraction * float(new[new > 0].double().mean()) if bool((new > 0).any()) else 0.0
+
+
+@dataclass
+class RelaxedBSCEConfig(ComponentConfig):
+    name: str = "relaxed-bsce"
+    epsilon: float | None = None
+    """lambda of every old class, in images (Eq. 6); unset: ``epsilon_fraction`` of images per class."""
+    epsilon_fraction: float = 0.002
+    """epsilon as a fraction of the mean number of training images per new class (paper: 0.2%)."""
+
+    def validate(self, prefix: str) -> None:
+        if self.epsilon is not None and not self.epsilon >= 0:
+            raise ConfigError(f"invalid value for '{prefix}.epsilon': must be >= 0 (images)")
+        if not self.epsilon_fraction >= 0:
+            raise ConfigError(f"invalid value for '{prefix}.epsilon_fraction': must be >= 0")
+
+
+@register("loss", "relaxed-bsce", RelaxedBSCEConfig,
+          "Relaxed Balanced Softmax CE, lambda = epsilon for old classes (seed 002, Eq. 6)")
+class RelaxedBalancedSoftmaxCE(ClassificationLoss):
+    def __init__(self, config: RelaxedBSCEConfig):
+        super().__init__(config)
+        self._weights: tuple[object, torch.Tensor] | None = None
+        self.epsilon: float | None = None
+
+    def epsilon_for(self, counts: torch.Tensor, n_old: int) -> float:
+        if self.config.epsilon is not None:
+            return float(self.config.epsilon)
+        return default_epsilon(counts, n_old, self.config.epsilon_fraction)
+
+    def class_weights(self, strategy) -> torch.Tensor:
+        """lambda of Eq. 6 for the current training set, computed once per training set."""
+        if self._weights is None or self._weights[0] is not strategy.train_set:
+            counts = strategy.train_class_counts
+            self.epsilon = self.epsilon_for(counts, strategy.n_old)
+            self._weights = (strategy.train_set, relaxed_class_weights(counts, strategy.n_old, self.epsilon))
+            if strategy.n_old > 0:
+                strategy.step_record["epsilon"] = round(self.epsilon, 6)
+        return self._weights[1]
+
+    def classification_loss(self, strategy, logits, targets):
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy))
