@@ -1,0 +1,51 @@
+"""A differentiable virtual SGD step (for meta-learned loss parameters such as Meta BSCE's alpha).
+
+    theta* = theta - lr * grad_theta inner_loss(Z(theta, x))
+    returns  outer_loss(Z(theta*, x_val))
+
+The returned loss is differentiable with respect to whatever ``inner_loss`` depends on besides
+theta (seed 002, Algorithm 1: alpha through the Balanced Softmax weights); theta itself receives
+no gradient and is left unchanged. Implemented with ``higher`` (Grefenstette et al. 2019), the
+library the paper names. Everything else in cil calls only this function, so a ``torch.func``
+version can replace it.
+
+BatchNorm: the two forward passes run in training mode, which would update the running
+statistics; they are saved before and restored after, so the virtual step leaves every buffer
+of the real model as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import higher
+import torch
+from torch import nn
+
+
+@contextmanager
+def buffers_restored(model: nn.Module):
+    """Restore every buffer (BatchNorm running statistics, counters) of ``model`` on exit."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def validation_loss_after_virtual_step(model: nn.Module, inner_loss: Callable[[object], torch.Tensor],
+                                       x: torch.Tensor, outer_loss: Callable[[object], torch.Tensor],
+                                       x_val: torch.Tensor, lr: float) -> torch.Tensor:
+    """outer_loss(model_{theta*}(x_val)) after one plain SGD step of ``inner_loss(model(x))`` at ``lr``.
+
+    Only parameters with ``requires_grad`` take the virtual step (frozen ones stay fixed).
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=lr)
+    with buffers_restored(model), higher.innerloop_ctx(model, optimizer, copy_initial_weights=True,
+                                                       track_higher_grads=True) as (fmodel, diffopt):
+        diffopt.step(inner_loss(fmodel(x)))
+        return outer_loss(fmodel(x_val))

@@ -1,0 +1,168 @@
+"""Meta Balanced Softmax CE: alpha of Eq. 5 learned during training (seed 002, Sec. 3.3, Algorithm 1).
+
+At the start of every incremental step alpha is reset to ``alpha_init`` (1.0) and the training
+set (new data + memory) is split into D_t and a class-balanced validation set B_t holding
+``validation_per_class`` samples of every seen class, new ones included (default: 10% of the
+smallest per-class memory quota, at least 1: 2 images for a memory of 20). B_t is taken out of
+D_t, so the n_i of Eq. 5 are counted on D_t. Every ``update_every`` optimisation steps, on the
+current mini-batch (X, Y) of D_t:
+
+    theta* = theta - lr * grad_theta BalancedLoss(Z(theta, X), Y; alpha)      (virtual step)
+    alpha <- alpha - meta_lr * grad_alpha CE(Z(theta*, Xbar), Ybar)           (Xbar, Ybar) ~ B_t
+
+then the real update of theta uses BalancedLoss with the new alpha. BalancedLoss is the whole
+training loss of the strategy (BSCE on Eq. 5's weights plus the method's distillation terms),
+lr the current learning rate of the first parameter group, CE the standard softmax CE.
+
+alpha stays positive: the learned variable is log(alpha), updated by plain SGD at ``meta_lr``
+(1.0 by default: at alpha = 1 the step equals Algorithm 1's unit step on alpha). B_t is read with
+the evaluation transform. The base step has no old classes, so alpha has no effect there and is
+not learned (plain BSCE on the whole training set). alpha at the end of each step is written to
+results.json (``alpha``), with the number of updates. Needs a memory of at least 2 per class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cil.config import ComponentConfig, ConfigError
+from cil.engine import TrainingSet
+from cil.errors import UserError
+from cil.plugin import ClassificationLoss
+from cil.registry import register
+from cil.virtual_step import validation_loss_after_virtual_step
+from strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
+
+
+def balanced_validation_split(train_set: TrainingSet, n_classes: int, per_class: int,
+                              generator: torch.Generator) -> tuple[TrainingSet, TrainingSet]:
+    """(D_t, B_t): ``per_class`` random samples of every class 0..n_classes-1 go to B_t, the rest to D_t."""
+    chosen = []
+    for c in range(n_classes):
+        positions = (train_set.labels == c).nonzero().flatten()
+        if len(positions) <= per_class:
+            raise UserError(f"meta-bsce: class {c} has {len(positions)} training samples, the balanced "
+                            f"validation set needs {per_class} and D_t at least one more")
+        chosen.append(positions[torch.randperm(len(positions), generator=generator)[:per_class]])
+    in_validation = torch.zeros(len(train_set), dtype=torch.bool)
+    in_validation[torch.cat(chosen)] = True
+    keep = ~in_validation
+    return (TrainingSet(train_set.indices[keep], train_set.labels[keep]),
+            TrainingSet(train_set.indices[in_validation], train_set.labels[in_validation]))
+
+
+@dataclass
+class MetaBSCEConfig(ComponentConfig):
+    name: str = "meta-bsce"
+    alpha_init: float = 1.0
+    """alpha at the start of every incremental step (Algorithm 1: 1.0)."""
+    validation_fraction: float = 0.1
+    """|B_t| per class as a fraction of the memory per class (paper: 10%, 2 images for 20)."""
+    validation_per_class: int | None = None
+    """|B_t| per class in images; overrides ``validation_fraction``."""
+    update_every: int = 10
+    """alpha is updated every this many optimisation steps (paper: 10)."""
+    meta_lr: float = 1.0
+    """SGD step size on log(alpha)."""
+
+    def validate(self, prefix: str) -> None:
+        if not self.alpha_init > 0:
+            raise ConfigError(f"invalid value for '{prefix}.alpha_init': must be > 0")
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(f"invalid value for '{prefix}.validation_fraction': must be in (0, 1)")
+        if self.validation_per_class is not None and self.validation_per_class < 1:
+            raise ConfigError(f"invalid value for '{prefix}.validation_per_class': must be >= 1")
+        if self.update_every < 1:
+            raise ConfigError(f"invalid value for '{prefix}.update_every': must be >= 1")
+        if not self.meta_lr > 0:
+            raise ConfigError(f"invalid value for '{prefix}.meta_lr': must be > 0")
+
+    def validate_with(self, run, prefix: str) -> None:
+        if run.memory.budget is None and run.memory.per_class < 2:
+            raise ConfigError(f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn "
+                              "from it; seed 002, Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
+
+
+@register("loss", "meta-bsce", MetaBSCEConfig,
+          "Meta Balanced Softmax CE, alpha of Eq. 5 learned on a balanced validation set (seed 002, Alg. 1)")
+class MetaBalancedSoftmaxCE(ClassificationLoss):
+    def __init__(self, config: MetaBSCEConfig):
+        super().__init__(config)
+        self.log_alpha = torch.zeros(())
+        self.validation_set: TrainingSet | None = None
+        self.updates = 0
+        self._counts: tuple[object, torch.Tensor] | None = None
+        self._validation_batches = None
+        self._generator = torch.Generator().manual_seed(0)
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.exp())
+
+    def validation_size_per_class(self, strategy) -> int:
+        if self.config.validation_per_class is not None:
+            return self.config.validation_per_class
+        old_counts = strategy.train_class_counts[: strategy.n_old]
+        if len(old_counts) == 0 or float(old_counts.min()) < 2:
+            raise UserError("meta-bsce needs a memory of at least 2 exemplars per class (B_t is drawn from it); "
+                            "use --memory N with N >= 2, or bsce / relaxed-bsce without memory")
+        return max(1, round(self.config.validation_fraction * float(old_counts.min())))
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.validation_set, self._validation_batches, self.updates = None, None, 0
+        self._generator.manual_seed(strategy.step)
+        self.log_alpha = torch.tensor(float(self.config.alpha_init), device=strategy.device).log()
+        if strategy.n_old == 0:
+            return
+        per_class = self.validation_size_per_class(strategy)
+        strategy.train_set, self.validation_set = balanced_validation_split(
+            strategy.train_set, strategy.n_seen, per_class, self._generator)
+
+    def class_weights(self, strategy, log_alpha: torch.Tensor) -> torch.Tensor:
+        """lambda of Eq. 5 with alpha = exp(log_alpha); counts of D_t, counted once per training set."""
+        if self._counts is None or self._counts[0] is not strategy.train_set:
+            self._counts = (strategy.train_set, strategy.train_class_counts)
+        return old_class_weighted_counts(self._counts[1], strategy.n_old, log_alpha.exp())
+
+    def classification_loss(self, strategy, logits, targets):
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy, self.log_alpha))
+
+    def validation_batch(self, strategy) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
+        while True:
+            if self._validation_batches is None:
+                order = torch.randperm(len(self.validation_set), generator=self._generator)
+                indices, labels = self.validation_set.indices[order], self.validation_set.labels[order]
+                size = strategy.train_mb_size
+                images = strategy.train_data.batches(indices, size, train=False, device=strategy.device)
+                self._validation_batches = zip(images, labels.split(size))
+            batch = next(self._validation_batches, None)
+            if batch is not None:
+                return batch[0], batch[1].to(strategy.device)
+            self._validation_batches = None
+
+    def before_forward(self, strategy, **kwargs):
+        if self.validation_set is None or strategy.clock.train_exp_iterations % self.config.update_every:
+            return
+        self.update_alpha(strategy)
+
+    def update_alpha(self, strategy) -> None:
+        """One step of Algorithm 1 on alpha for the current mini-batch (strategy.mb_x, strategy.mb_y)."""
+        x_val, y_val = self.validation_batch(strategy)
+        self.log_alpha = self.log_alpha.detach().requires_grad_(True)  # the loss now depends on it
+        lr = strategy.optimizer.param_groups[0]["lr"]
+        val_loss = validation_loss_after_virtual_step(
+            strategy.model, lambda out: strategy.training_loss(out, strategy.mb_y)[0], strategy.mb_x,
+            lambda out: F.cross_entropy(out.logits, y_val), x_val, lr)
+        (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
+        self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
+        self.updates += 1
+
+    def after_training_exp(self, strategy, **kwargs):
+        if self.validation_set is not None:
+            strategy.step_record["alpha"] = round(self.alpha, 6)
+            strategy.step_record["alpha_updates"] = self.updates
+            strategy.step_record["validation_per_class"] = len(self.validation_set) // strategy.n_seen
