@@ -10,7 +10,11 @@ from strategies import (  # noqa: F401  (registration side effects)
     finetune,
     il_baseline,
     lucir,
+    meta_bsce,
     nca,
+    ncm,
     nme,
     podnet,
+    relaxed_bsce,
+    slda,
 )

@@ -1,0 +1,40 @@
+"""Classifiers on a feature extractor trained on the base step only, then frozen (NCM, SLDA).
+
+The base step trains the network as usual (the strategy's loss and schedule). From the first
+incremental step on, nothing is trained (``train_epochs = 0``: weights and BatchNorm statistics
+stay as they were); the subclass only updates its class statistics with the features of each
+step's training images (evaluation transform, all images of the new classes, no exemplars) and
+replaces the network's logits by its own scores at evaluation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cil.plugin import CilPlugin
+
+
+class FrozenFeatureClassifier(CilPlugin):
+    """Subclasses implement ``learn(features, labels, n_seen)`` and ``scores(features)``."""
+
+    evaluation_name = "frozen-features"
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.step > 0:
+            strategy.train_epochs = 0
+            strategy.step_record["trained_epochs"] = 0
+
+    def after_training_exp(self, strategy, **kwargs):
+        data = strategy.experience_data
+        features = strategy.extract_features(data.indices)
+        self.learn(features, data.labels.to(features.device), strategy.n_seen)
+
+    def after_eval_forward(self, strategy, **kwargs):
+        scores = self.scores(strategy.mb_output.features.float())
+        strategy.mb_output = strategy.mb_output._replace(logits=scores)
+
+    def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
