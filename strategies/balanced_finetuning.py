@@ -16,7 +16,6 @@ import torch
 
 from cil.config import ComponentConfig, ConfigError
 from cil.engine import TrainingSet
-from cil.errors import UserError
 from cil.plugin import CilPlugin
 from cil.registry import register
 
@@ -56,8 +55,9 @@ class BalancedFinetuning(CilPlugin):
         if strategy.n_old == 0:
             return
         memory = strategy.memory_set
-        if len(memory) == 0:
-            raise UserError("balanced-finetuning needs exemplars: use a memory (--memory N > 0)")
+        if len(memory) == 0:  # exemplar-free: there is no balanced set to finetune on
+            strategy.step_record["balanced_finetuning"] = "skipped: no exemplars (memory 0)"
+            return
         cfg = self.config
         keep = balanced_subset(memory.indices, memory.labels, cfg.per_class)
         balanced = TrainingSet(memory.indices[keep], memory.labels[keep])

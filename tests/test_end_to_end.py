@@ -157,3 +157,74 @@ def test_bsce_counts_follow_the_training_set():
     assert loss.class_weights(strategy).tolist() == [0.5, 4.0]
     strategy.train_set = TrainingSet(torch.arange(4), torch.tensor([0, 0, 1, 1]))  # e.g. a balanced phase
     assert loss.class_weights(strategy).tolist() == [1.0, 2.0]
+
+
+# ---------------------------------------------------------------- exemplar-free, Meta BSCE, NCM / SLDA
+
+STRATEGIES_WITHOUT_MEMORY = {  # strategy: a loss term that needs the previous model (None: no distillation)
+    "finetune": None, "il-baseline": "distillation", "il-baseline-bsce": "distillation",
+    "il-baseline-relaxed-bsce": "distillation", "lucir": "less_forget", "lucir-bsce": "less_forget",
+    "lucir-relaxed-bsce": "less_forget", "podnet": "pod_spatial", "podnet-bsce": "pod_spatial",
+    "podnet-relaxed-bsce": "pod_spatial", "ncm": None, "slda": None,
+}
+
+
+def test_every_strategy_is_listed_here():
+    from cil.config import available_strategies
+
+    meta = {"il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce"}
+    assert set(available_strategies()) == set(STRATEGIES_WITHOUT_MEMORY) | meta
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES_WITHOUT_MEMORY))
+def test_every_strategy_runs_without_memory(tmp_path, capsys, strategy):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", strategy,
+                              "--limit-per-class", "8", "--memory", "0", *TINY)
+    check_results_contract(results, out, n_steps=3)
+    assert all(s["n_train"] == len(s["classes"]) * 8 for s in results["steps"])  # new data only
+    term = STRATEGIES_WITHOUT_MEMORY[strategy]
+    if term is not None:  # distillation still uses the previous model
+        assert all(term in s["final_epoch_loss"] for s in results["steps"][1:])
+
+
+def test_meta_bsce_learns_and_records_alpha(tmp_path, capsys):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-meta-bsce",
+                              "--limit-per-class", "12", "--memory", "4", *TINY, "--set", "loss.update_every=1",
+                              "--set", "loss.validation_per_class=2")
+    check_results_contract(results, out, n_steps=3)
+    base, *incremental = results["steps"]
+    assert "alpha" not in base and base["n_train"] == 6 * 12
+    for step, n_old in zip(incremental, (6, 8)):
+        assert step["validation_per_class"] == 2
+        assert step["n_train"] == 2 * 12 + n_old * 4 - (n_old + 2) * 2  # D_t: B_t taken out
+        assert step["alpha_updates"] == -(-step["n_train"] // 16)  # every batch with update_every=1
+        assert step["alpha"] > 0 and step["alpha"] != 1.0
+
+
+@pytest.mark.parametrize("memory, message", [("0", "at least 2 exemplars"), ("1", "at least 2 exemplars")])
+def test_meta_bsce_needs_a_memory(tmp_path, capsys, memory, message):
+    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "lucir-meta-bsce", "--limit-per-class", "4",
+                 "--memory", memory, "--out", str(tmp_path / "x"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+class WeightProbe(CilPlugin):
+    def __init__(self):
+        super().__init__()
+        self.backbones = []
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.backbones.append({k: v.clone() for k, v in strategy.model.backbone.state_dict().items()})
+
+
+@pytest.mark.parametrize("strategy", ["ncm", "slda"])
+def test_frozen_feature_baselines_train_the_base_step_only(tmp_path, strategy):
+    args = build_parser().parse_args(["run", "--scenario", "synthetic-b6-2", "--strategy", strategy,
+                                      "--limit-per-class", "8", *TINY])
+    probe = WeightProbe()
+    results = run(run_config_from_args(args), out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
+    assert results["eval"] == strategy
+    assert [s.get("trained_epochs") for s in results["steps"]] == [None, 0, 0]
+    base, *later = probe.backbones
+    assert all(torch.equal(base[k], w[k]) for w in later for k in base)  # weights and BatchNorm statistics
