@@ -26,6 +26,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from timing import timed
+
 warnings.filterwarnings("ignore")
 
 
@@ -67,18 +69,6 @@ def make_steps(net, x, y, x_val, counts, n_old):
         torch.autograd.grad(val, [log_alpha])
 
     return bsce_step, alpha_update
-
-
-def seconds_per_call(fn, repeat: int, device: torch.device) -> float:
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeat
 
 
 def peak_memory_mib(args, variant: str, device: torch.device) -> float:
@@ -141,8 +131,8 @@ def main() -> None:
     device = torch.device(args.device)
     net, x, y, x_val, counts, n_old = setup(args.backbone, args.head, device, args.batch)
     bsce_step, alpha_update = make_steps(net, x, y, x_val, counts, n_old)
-    step = seconds_per_call(bsce_step, args.repeat, device)
-    update = seconds_per_call(alpha_update, args.repeat, device)
+    step = timed(bsce_step, args.repeat, device)
+    update = timed(alpha_update, args.repeat, device)
     every = args.update_every
     amortised = (step + update / every) / step
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"

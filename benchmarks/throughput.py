@@ -17,20 +17,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from timing import timed
+
 warnings.filterwarnings("ignore")
-
-
-def timed(fn, repeat: int, device: torch.device) -> float:
-    """Seconds per call (after one warm-up call)."""
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeat
 
 
 def bench_augmentation(device: torch.device, batch: int, repeat: int) -> None:
