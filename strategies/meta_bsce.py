@@ -96,7 +96,6 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         self.updates = 0
         self._counts: tuple[object, torch.Tensor] | None = None
         self._validation_batches = None
-        self._generator = torch.Generator().manual_seed(0)
 
     @property
     def alpha(self) -> float:
@@ -113,13 +112,12 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
 
     def before_training_exp(self, strategy, **kwargs):
         self.validation_set, self._validation_batches, self.updates = None, None, 0
-        self._generator.manual_seed(strategy.step)
         self.log_alpha = torch.tensor(float(self.config.alpha_init), device=strategy.device).log()
         if strategy.n_old == 0:
             return
         per_class = self.validation_size_per_class(strategy)
         strategy.train_set, self.validation_set = balanced_validation_split(
-            strategy.train_set, strategy.n_seen, per_class, self._generator)
+            strategy.train_set, strategy.n_seen, per_class, strategy.order_generator)
 
     def class_weights(self, strategy, log_alpha: torch.Tensor) -> torch.Tensor:
         """lambda of Eq. 5 with alpha = exp(log_alpha); counts of D_t, counted once per training set."""
@@ -134,7 +132,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
         while True:
             if self._validation_batches is None:
-                order = torch.randperm(len(self.validation_set), generator=self._generator)
+                order = torch.randperm(len(self.validation_set), generator=strategy.order_generator)
                 indices, labels = self.validation_set.indices[order], self.validation_set.labels[order]
                 size = strategy.train_mb_size
                 images = strategy.train_data.batches(indices, size, train=False, device=strategy.device)
