@@ -187,8 +187,9 @@ def test_every_strategy_runs_without_memory(tmp_path, capsys, strategy):
         assert all(term in s["final_epoch_loss"] for s in results["steps"][1:])
 
 
-def test_meta_bsce_learns_and_records_alpha(tmp_path, capsys):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-meta-bsce",
+@pytest.mark.parametrize("strategy", ["il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce"])
+def test_meta_bsce_learns_and_records_alpha(tmp_path, capsys, strategy):
+    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", strategy,
                               "--limit-per-class", "12", "--memory", "4", *TINY, "--set", "loss.update_every=1",
                               "--set", "loss.validation_per_class=2")
     check_results_contract(results, out, n_steps=3)
