@@ -17,8 +17,8 @@ lr the current learning rate of the first parameter group, CE the standard softm
 alpha stays positive: the learned variable is log(alpha), updated by plain SGD at ``meta_lr``
 (1.0 by default: at alpha = 1 the step equals Algorithm 1's unit step on alpha). B_t is read with
 the evaluation transform. The base step has no old classes, so alpha has no effect there and is
-not learned (plain BSCE on the whole training set). alpha at the end of each step is written to
-results.json (``alpha``), with the number of updates. Needs a memory of at least 2 per class.
+not learned (plain BSCE on the whole training set). alpha at the end of each step and of each
+epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a memory of at least 2 per class.
 """
 
 from __future__ import annotations
@@ -158,6 +158,10 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1
+
+    def after_training_epoch(self, strategy, **kwargs):
+        if self.validation_set is not None:
+            strategy.step_record.setdefault("alpha_per_epoch", []).append(round(self.alpha, 6))
 
     def after_training_exp(self, strategy, **kwargs):
         if self.validation_set is not None:

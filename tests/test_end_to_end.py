@@ -200,6 +200,7 @@ def test_meta_bsce_learns_and_records_alpha(tmp_path, capsys, strategy):
         assert step["n_train"] == 2 * 12 + n_old * 4 - (n_old + 2) * 2  # D_t: B_t taken out
         assert step["alpha_updates"] == -(-step["n_train"] // 16)  # every batch with update_every=1
         assert step["alpha"] > 0 and step["alpha"] != 1.0
+        assert step["alpha_per_epoch"] == [step["alpha"]]  # one epoch
 
 
 @pytest.mark.parametrize("memory, message", [("0", "at least 2 exemplars"), ("1", "at least 2 exemplars")])
