@@ -45,6 +45,7 @@ def step_metrics(scores: np.ndarray, targets: np.ndarray, step_classes: list[lis
         "accuracy_base": group_accuracy(correct, targets, step_classes[0]),
         "accuracy_old": group_accuracy(correct, targets, old),
         "accuracy_new": group_accuracy(correct, targets, step_classes[step]),
+        "accuracy_per_group": [group_accuracy(correct, targets, group) for group in step_classes[: step + 1]],
         "n_test": int(len(targets)),
     }
 
@@ -52,3 +53,23 @@ def step_metrics(scores: np.ndarray, targets: np.ndarray, step_classes: list[lis
 def average_incremental_accuracy(accuracies: list[float]) -> float:
     """Mean of the accuracy after every step, the base step included (Rebuffi et al. 2017)."""
     return float(np.mean(accuracies)) if accuracies else float("nan")
+
+
+def forgetting(group_accuracies: list[list[float | None]]) -> float | None:
+    """Average forgetting after the last step (Chaudhry et al. 2018, per class group).
+
+    ``group_accuracies[t][g]`` is the accuracy on the classes of step g after step t (g <= t), as
+    in ``accuracy_per_group``. For every group learned before the last step T, forgetting is the
+    best accuracy it ever had before T minus its accuracy after T; the result is the mean over
+    those groups (None before the first incremental step). Higher means more forgotten.
+    """
+    last = len(group_accuracies) - 1
+    if last < 1:
+        return None
+    drops = []
+    for g in range(last):
+        before = [group_accuracies[t][g] for t in range(g, last) if group_accuracies[t][g] is not None]
+        final = group_accuracies[last][g]
+        if before and final is not None:
+            drops.append(max(before) - final)
+    return float(np.mean(drops)) if drops else None

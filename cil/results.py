@@ -5,9 +5,12 @@
       metrics.csv           one row per step
       config.yaml           the resolved configuration
       confusion/step_XX.npy integer confusion matrix after step XX (rows: true, columns: predicted)
+      checkpoints/last.pt   what a resumed run needs (cil/checkpoint.py)
+      tensorboard/          event files (cil/tensorboard.py)
 
 Every file is written to a temporary file in the same folder and renamed over the target, and
-results.json is rewritten after every step (``status`` says "running", "complete" or "failed").
+results.json is rewritten after every step (``status`` says "running", "complete", "interrupted"
+or "failed"; a run killed outright stays "running").
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import yaml
 
 from cil.errors import UserError
-from cil.metrics import average_incremental_accuracy
+from cil.metrics import average_incremental_accuracy, forgetting
 
 RESULTS = "results.json"
 
@@ -102,19 +105,31 @@ def environment(device: str) -> dict[str, str]:
 
 
 class RunWriter:
-    """Creates a run directory and keeps its files current after every step."""
+    """Creates a run directory and keeps its files current after every step.
 
-    def __init__(self, out: Path, header: dict[str, Any], overwrite: bool = False):
+    ``previous`` continues a run: the results saved with its last checkpoint (steps after it, if
+    an interrupted step got as far as writing them, are dropped and will be redone).
+    """
+
+    def __init__(self, out: Path, header: dict[str, Any], overwrite: bool = False,
+                 previous: dict[str, Any] | None = None):
         self.out = out
-        if (out / RESULTS).exists() and not overwrite:
+        if previous is None and (out / RESULTS).exists() and not overwrite:
             raise UserError(f"{out} already holds a run ({RESULTS}); choose another --out or pass --overwrite")
-        self.results: dict[str, Any] = {**header, "status": "running", "steps": [],
-                                        "avg_incremental_accuracy": None, "final_accuracy": None}
+        if previous is not None:
+            self.results = {**previous, "status": "running", "env": header["env"]}
+            self.results.pop("error", None)
+            self.results.setdefault("resumed", []).append(
+                {"after_step": len(previous["steps"]) - 1, "env": header["env"]})
+        else:
+            self.results = {**header, "status": "running", "steps": [],
+                            "avg_incremental_accuracy": None, "final_accuracy": None, "forgetting": None}
         out.mkdir(parents=True, exist_ok=True)
-        if overwrite:
-            for old in (out / "confusion").glob("step_*.npy"):
+        done = len(self.results["steps"])
+        for old in (out / "confusion").glob("step_*.npy"):
+            if int(old.stem.split("_")[1]) >= done:
                 old.unlink()
-        atomic_write_text(out / "config.yaml", yaml.safe_dump(header["config"], sort_keys=False))
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(self.results["config"], sort_keys=False))
         self._flush()
 
     def add_step(self, record: dict[str, Any], confusion: np.ndarray) -> None:
@@ -123,6 +138,8 @@ class RunWriter:
         accuracies = [s["accuracy"] for s in self.results["steps"]]
         self.results["avg_incremental_accuracy"] = average_incremental_accuracy(accuracies)
         self.results["final_accuracy"] = accuracies[-1]
+        groups = [s.get("accuracy_per_group") for s in self.results["steps"]]
+        self.results["forgetting"] = forgetting(groups) if all(g is not None for g in groups) else None
         self._flush()
 
     def finish(self, status: str = "complete", error: str | None = None) -> None:
