@@ -13,6 +13,7 @@ the valid keys.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -27,6 +28,10 @@ from cil.errors import UserError, did_you_mean
 
 class ConfigError(UserError):
     """A configuration key or value is invalid."""
+
+
+class IncompatibleConfigError(ConfigError):
+    """Valid values that cannot work together (raised by ``validate_with``; a sweep lists these as invalid)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -44,7 +49,7 @@ class ComponentConfig:
         """Raise ConfigError for bad values; subclasses extend."""
 
     def validate_with(self, run: "RunConfig", prefix: str) -> None:
-        """Raise ConfigError when this component cannot work with the rest of ``run`` (e.g. it needs a memory)."""
+        """Raise IncompatibleConfigError when this component cannot work with the rest of ``run`` (e.g. it needs a memory)."""
 
 
 @dataclass
@@ -171,8 +176,12 @@ class RunConfig:
     class_order_seed: int = 1993
     """Seed of numpy.random.RandomState(seed).permutation(n_classes), the class order."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = False
+    """GPU runs bitwise repeatable (torch.use_deterministic_algorithms; slower). CPU runs always are."""
     out: str | None = None
     progress: bool = True
+    tensorboard: bool = True
+    """Write TensorBoard event files (losses per epoch, accuracies per step) in RUN_DIR/tensorboard."""
     method: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="finetune"))
     loss: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="ce"))
     plugins: list[ComponentConfig] = field(default_factory=list)
@@ -464,3 +473,54 @@ def assemble(
             raise ConfigError("invalid value for '--epochs': must be >= 1")
         cfg.optim = cfg.optim.with_epochs(epochs)
     return cfg
+
+
+# --------------------------------------------------------------------------------------------
+# Comparing configurations (resume, sweeps, reports)
+# --------------------------------------------------------------------------------------------
+
+RUNTIME_KEYS = ("out", "progress", "device", "tensorboard", "data.root", "data.num_workers")
+"""Keys that say where and how a run executes, not what it computes: free to differ on resume."""
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 0.1}} -> {'optim.lr': 0.1}; plugins are addressed by name (plugins.NAME.key)."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        path = _join(prefix, key)
+        if key == "plugins" and not prefix and isinstance(value, list):
+            flat[path] = [p["name"] if isinstance(p, dict) else p for p in value]
+            for plugin in value:
+                if isinstance(plugin, dict):
+                    flat.update(flatten({k: v for k, v in plugin.items() if k != "name"}, f"plugins.{plugin['name']}"))
+        elif isinstance(value, dict):
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, ...] = RUNTIME_KEYS) -> list[str]:
+    """Sorted dotted keys whose values differ between two config dicts (``ignore`` left out)."""
+    fa, fb = flatten(a), flatten(b)
+    return sorted(k for k in set(fa) | set(fb) if k not in ignore and fa.get(k, "<unset>") != fb.get(k, "<unset>"))
+
+
+def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str],
+                  lookup: ComponentLookup) -> RunConfig:
+    """The saved (resolved) config of a run with this command line's flags and ``--set``s on top."""
+    raw = deep_merge(copy.deepcopy(saved), {k: v for k, v in flags.items() if k != "epochs"})
+    for assignment in sets:
+        parts, value = parse_set(assignment)
+        apply_set(raw, parts, value)
+    cfg = build_run_config(raw, lookup)
+    epochs = flags.get("epochs")
+    if epochs is not None and epochs != cfg.optim.epochs:
+        cfg.optim = cfg.optim.with_epochs(epochs)
+    return cfg
+
+
+def describe_differences(saved: dict[str, Any], given: dict[str, Any], keys: list[str]) -> str:
+    """'optim.epochs (saved 10, given 20), ...' for error messages."""
+    fs, fg = flatten(saved), flatten(given)
+    return ", ".join(f"{k} (saved {fs.get(k, '<unset>')}, given {fg.get(k, '<unset>')})" for k in keys)

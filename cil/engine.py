@@ -21,7 +21,11 @@ What the engine offers plugins (and knows of none of them):
 * ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME);
 * ``step_record``: a dict that ends up in the step's results (memory size, learned values);
 * ``train_epochs``: this step's number of epochs, reset from the config at every step (a plugin
-  may set it in ``before_training_exp``, e.g. 0 to keep a frozen model).
+  may set it in ``before_training_exp``, e.g. 0 to keep a frozen model);
+* ``epoch_scalars``: learned values plugins keep current during a step, logged after every epoch
+  (e.g. Meta BSCE's alpha); emptied at the start of each step;
+* ``checkpoint_state()`` / ``restore_state()``: everything a later step depends on (model, plugin
+  states, random number generators), so that a resumed run repeats an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from tqdm import tqdm
 
+from cil.checkpoint import capture_rng, restore_rng
 from cil.config import OptimConfig
 from cil.plugin import CilPlugin, ClassificationLoss
 from cil.scenarios import ScenarioPlan, experience_indices
@@ -130,6 +135,9 @@ class IncrementalStrategy(SupervisedTemplate):
         """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
         self.step_record: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
+        self.epoch_scalars: dict[str, float] = {}
+        self.epochs_done = 0
+        """Training epochs over all steps so far (the x axis of per-epoch logs)."""
         self._epoch_loss_sums: dict[str, float] = {}
         self._epoch_batches = 0
         self._epoch_start = 0.0
@@ -156,6 +164,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self.classification_weight = 1.0
         self.train_epochs = self.optim_config.epochs  # plugins may change it for this step (0: no training)
         self.step_record = {}
+        self.epoch_scalars = {}
         self._epoch_seconds = []
         super()._before_training_exp(**kwargs)
 
@@ -279,6 +288,7 @@ class IncrementalStrategy(SupervisedTemplate):
             self._bar.close()
         self.loss_parts = {k: v / max(1, self._epoch_batches) for k, v in self._epoch_loss_sums.items()}
         self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        self.epochs_done += 1
         super()._after_training_epoch(**kwargs)
 
     def _after_training_exp(self, **kwargs):
@@ -287,6 +297,48 @@ class IncrementalStrategy(SupervisedTemplate):
         self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
         self.previous_model = copy.deepcopy(self.model).eval()
         self.previous_model.requires_grad_(False)
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def _plugin_states(self) -> dict[str, CilPlugin]:
+        """cil plugins by class name (numbered when a class occurs twice), the keys of their saved states."""
+        named: dict[str, CilPlugin] = {}
+        for plugin in self.plugins:
+            if isinstance(plugin, CilPlugin):
+                name = type(plugin).__name__
+                named[name if name not in named else f"{name}#{sum(k.startswith(name) for k in named)}"] = plugin
+        return named
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything the steps after the current one depend on; call after a completed step."""
+        head = self.model.head
+        return {
+            "step": self.step,
+            "head_groups": [head.group_size(g) for g in head.groups],
+            "model": self.model.state_dict(),
+            "plugins": {key: p.state_dict() for key, p in self._plugin_states().items()},
+            "rng": capture_rng(self.order_generator, self.augment_generator),
+            "epochs_done": self.epochs_done,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Continue after the step saved in ``state`` (a fresh strategy built from the same config)."""
+        plugins = self._plugin_states()
+        if set(plugins) != set(state["plugins"]):
+            raise ValueError(f"the checkpoint was saved by plugins {sorted(state['plugins'])}, "
+                             f"this strategy has {sorted(plugins)}")
+        for size in state["head_groups"]:
+            self.model.head.add_classes(size)
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device)
+        self.step = state["step"]
+        self.n_seen = self.model.n_classes
+        self.previous_model = copy.deepcopy(self.model).eval()
+        self.previous_model.requires_grad_(False)
+        for key, plugin in plugins.items():
+            plugin.load_state_dict(state["plugins"][key], self)
+        self.epochs_done = state["epochs_done"]
+        restore_rng(state["rng"], self.order_generator, self.augment_generator)
 
     # ---------------------------------------------------------------- features and evaluation
 
@@ -325,12 +377,14 @@ class IncrementalStrategy(SupervisedTemplate):
         return torch.cat(self._eval_scores).numpy(), torch.cat(self._eval_targets).numpy()
 
 
-def run_steps(strategy: IncrementalStrategy, train_stream, test_stream, on_step) -> None:
-    """Train on every experience in turn, evaluate on all seen classes, report each step.
+def run_steps(strategy: IncrementalStrategy, train_stream, test_stream, on_step, first_step: int = 0) -> None:
+    """Train on every experience from ``first_step`` on, evaluate on all seen classes, report each step.
 
     ``on_step(step, scores, targets, train_seconds, n_train)`` receives every step's evaluation.
     """
     for step, experience in enumerate(train_stream):
+        if step < first_step:
+            continue
         start = time.perf_counter()
         strategy.train(experience, eval_streams=[])
         train_seconds = time.perf_counter() - start

@@ -110,6 +110,14 @@ class RehearsalPlugin(CilPlugin):
         self.memory = RehearsalMemory(config.per_class, config.budget)
         self.generator = torch.Generator().manual_seed(seed + 2)
 
+    def state_dict(self) -> dict:
+        return {"memory": self.memory.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict, strategy) -> None:
+        self.memory.load_state_dict(state["memory"])
+        self.generator.set_state(state["generator"])
+        strategy.memory_set = TrainingSet(*self.memory.indices_and_labels())
+
     def after_train_dataset_adaptation(self, strategy, **kwargs):
         indices, labels = self.memory.indices_and_labels()
         if len(indices):

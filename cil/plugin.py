@@ -6,7 +6,9 @@ by name; it calls:
 
 * ``ClassificationLoss.classification_loss(strategy, logits, targets)`` for the loss L_c;
 * ``CilPlugin.loss_terms(strategy, output, targets)`` of every plugin for additional, already
-  weighted terms (distillation, ...).
+  weighted terms (distillation, ...);
+* ``CilPlugin.state_dict()`` / ``load_state_dict(state, strategy)`` for whatever a plugin carries
+  from one step to the next (exemplars, class statistics), so that a run can resume.
 
 The total training loss is ``strategy.classification_weight * L_c + sum(loss_terms)``. It is a
 pure function of the model output, so it can be re-evaluated on a functional copy of the model
@@ -37,6 +39,13 @@ class CilPlugin(SupervisedPlugin):
                    targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named, weighted loss terms for this mini-batch (none by default)."""
         return {}
+
+    def state_dict(self) -> dict:
+        """What this plugin learned that later steps need (saved in every step's checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict, strategy: "IncrementalStrategy") -> None:
+        """Restore ``state_dict()`` when a run resumes after a completed step."""
 
 
 class ClassificationLoss(CilPlugin):

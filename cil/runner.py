@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -14,11 +16,12 @@ import numpy as np
 import torch
 
 from cil import registry
-from cil.config import RunConfig
+from cil.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from cil.config import RunConfig, config_differences
 from cil.data import DATASETS, LoadedDataset, default_backbone
 from cil.errors import UserError
 from cil.metrics import confusion_matrix, step_metrics
-from cil.results import RunWriter, environment
+from cil.results import RESULTS, RunWriter, environment, load_results
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
 
 
@@ -78,16 +81,59 @@ def build_plugins(cfg: RunConfig) -> tuple[object, list[object]]:
     return loss, plugins
 
 
-def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, extra_plugins: list | None = None,
-        log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
+@contextmanager
+def deterministic_algorithms(enabled: bool):
+    """With ``enabled``, PyTorch's deterministic kernels only (CUDA: cuBLAS workspace fixed, no cuDNN autotuning)."""
+    if not enabled:
+        yield
+        return
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM stops a run the way Ctrl-C does (completed steps kept, resume command printed)."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, resume: bool = False,
+        extra_plugins: list | None = None, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
     """Run every step of the scenario and return the final results (also in ``out``/results.json).
 
-    ``extra_plugins`` are appended to the configured ones (Avalanche or cil plugins built in code).
+    ``resume`` continues the run in ``out`` after its last checkpoint (a fresh start when it has
+    none and no completed step). ``extra_plugins`` are appended to the configured ones (Avalanche
+    or cil plugins built in code).
     """
     from cil.engine import IncrementalStrategy, run_steps
     from cil.models import build_net
 
     device = resolve_device(cfg.device)
+    out = Path(out) if out is not None else default_out(cfg)
+    checkpoint = _checkpoint_to_resume(out, cfg) if resume else None
+    if not resume and not overwrite and (out / RESULTS).exists():
+        raise UserError(f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
+                        f"or choose another --out, or pass --overwrite")
     seed_everything(cfg.seed)
     started = time.perf_counter()
     prepared = prepare(cfg)
@@ -103,19 +149,36 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, ext
                       proxies_per_class=cfg.model.proxies_per_class)
     loss, plugins = build_plugins(cfg)
     plugins += list(extra_plugins or [])
+    config = cfg.to_dict()
+    config["model"]["backbone"] = prepared.backbone
+    first_step = 0
+    if checkpoint is not None:
+        first_step = checkpoint["state"]["step"] + 1
+    tensorboard = None
+    if cfg.tensorboard:
+        from cil.tensorboard import TensorBoardLogger
+
+        tensorboard = TensorBoardLogger(out, first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0,
+                                        first_step=first_step)
+        plugins.append(tensorboard)
     strategy = IncrementalStrategy(
         model=model, plan=plan, train_data=prepared.data.train, test_data=prepared.data.test, optim=cfg.optim,
         loss=loss, plugins=plugins, device=device, seed=cfg.seed, progress=cfg.progress)
+    if checkpoint is not None:
+        try:
+            strategy.restore_state(checkpoint["state"])
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise UserError(f"cannot resume {out}: its checkpoint does not fit this strategy "
+                            f"({str(exc).splitlines()[0]})") from None
 
-    out = Path(out) if out is not None else default_out(cfg)
-    config = cfg.to_dict()
-    config["model"]["backbone"] = prepared.backbone
-    writer = RunWriter(out, {
+    header = {
         "scenario": cfg.scenario, "strategy": cfg.strategy, "seed": cfg.seed,
         "class_order_seed": cfg.class_order_seed, "class_order": plan.order, "n_steps": plan.n_steps,
         "eval": strategy.evaluation_name, "config": config, "env": environment(device_description(device)),
-    }, overwrite=overwrite)
-    log(f"writing {out}")
+    }
+    writer = RunWriter(out, header, overwrite=overwrite or resume,
+                       previous=checkpoint["results"] if checkpoint is not None else None)
+    log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
 
     def on_step(step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float, n_train: int) -> None:
         metrics = step_metrics(scores, targets, plan.step_classes, step)
@@ -123,18 +186,55 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, ext
                   "labels": plan.step_classes[step], "n_train": n_train, **metrics,
                   "train_seconds": round(train_seconds, 2), **strategy.step_record}
         writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
+        save_checkpoint(out, {"state": strategy.checkpoint_state(), "results": writer.results,
+                              "config": writer.results["config"]})
+        if tensorboard is not None:
+            tensorboard.log_step(record, writer.results["forgetting"])
         old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
         log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
             f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
             f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
 
     try:
-        run_steps(strategy, train_stream, test_stream, on_step)
+        with sigterm_as_interrupt(), deterministic_algorithms(cfg.deterministic):
+            run_steps(strategy, train_stream, test_stream, on_step, first_step=first_step)
     except KeyboardInterrupt:
         writer.finish("interrupted")
+        done = len(writer.results["steps"])
+        log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; "
+            f"continue with: cil run --resume {out}")
         raise
     except Exception as exc:
         writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
     writer.finish("complete")
     return writer.results
+
+
+def _checkpoint_to_resume(out: Path, cfg: RunConfig) -> dict | None:
+    """The checkpoint ``cfg`` continues from (None: start from the first step), or one clear error."""
+    if not (out / RESULTS).exists():
+        raise UserError(f"cannot resume {out}: it holds no run ({RESULTS} is missing)")
+    saved = load_results(out)
+    checkpoint = load_checkpoint(out)
+    if checkpoint is None:
+        if saved.get("steps"):
+            raise UserError(f"cannot resume {out}: {len(saved['steps'])} steps are recorded but the checkpoint "
+                            f"{CHECKPOINT} is missing; start again with --overwrite")
+        return None
+    differing = config_differences(checkpoint["config"], _comparable(cfg, checkpoint["config"]))
+    if differing:
+        raise UserError(f"cannot resume {out}: the given config differs from the saved one in "
+                        f"{', '.join(differing)}")
+    return checkpoint
+
+
+def _comparable(cfg: RunConfig, saved: dict) -> dict:
+    """``cfg`` as a dict, its 'auto' backbone read as the saved run's resolved one."""
+    config = cfg.to_dict()
+    if config["model"]["backbone"] == "auto":
+        config["model"]["backbone"] = saved["model"]["backbone"]
+    return config

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError
 from cil.engine import TrainingSet
 from cil.errors import UserError
 from cil.plugin import ClassificationLoss
@@ -82,8 +82,9 @@ class MetaBSCEConfig(ComponentConfig):
 
     def validate_with(self, run, prefix: str) -> None:
         if run.memory.budget is None and run.memory.per_class < 2:
-            raise ConfigError(f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn "
-                              "from it; seed 002, Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
+            raise IncompatibleConfigError(
+                f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
+                "seed 002, Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
 
 
 @register("loss", "meta-bsce", MetaBSCEConfig,
@@ -158,6 +159,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1
+        strategy.epoch_scalars["alpha"] = self.alpha
 
     def after_training_epoch(self, strategy, **kwargs):
         if self.validation_set is not None:

@@ -37,6 +37,12 @@ class NearestClassMean(FrozenFeatureClassifier):
         super().__init__(config)
         self.means: torch.Tensor | None = None
 
+    def state_dict(self) -> dict:
+        return {"means": self.means}
+
+    def load_state_dict(self, state, strategy):
+        self.means = None if state["means"] is None else state["means"].to(strategy.device)
+
     def learn(self, features, labels, n_seen):
         known = 0 if self.means is None else len(self.means)
         new = normalised_class_means(features, labels, list(range(known, n_seen)))

@@ -83,6 +83,18 @@ class SLDA(FrozenFeatureClassifier):
         self.lda: StreamingLDA | None = None
         self.weights = self.bias = torch.zeros(0)
 
+    def state_dict(self) -> dict:
+        if self.lda is None:
+            return {}
+        return {"counts": self.lda.counts, "means": self.lda.means, "scatter": self.lda.scatter}
+
+    def load_state_dict(self, state, strategy):
+        if state:
+            self.lda = StreamingLDA(state["means"].shape[1], self.config.shrinkage, strategy.device)
+            self.lda.counts, self.lda.means, self.lda.scatter = (state[k].to(strategy.device)
+                                                                 for k in ("counts", "means", "scatter"))
+            self.weights, self.bias = self.lda.discriminant()
+
     def learn(self, features, labels, n_seen):
         if self.lda is None:
             self.lda = StreamingLDA(features.shape[1], self.config.shrinkage, features.device)

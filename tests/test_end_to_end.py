@@ -101,8 +101,9 @@ def test_engine_bookkeeping(tmp_path):
 
 
 def test_same_seed_same_results(tmp_path, capsys):
+    """Bitwise repeatable on the CPU (on a GPU only with deterministic: true)."""
     args = ["--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--limit-per-class", "8", "--memory", "2",
-            *TINY]
+            "--device", "cpu", *TINY]
     a, _, _ = cli_run(tmp_path, capsys, *args, name="a")
     b, _, _ = cli_run(tmp_path, capsys, *args, name="b")
     assert [s["accuracy"] for s in a["steps"]] == [s["accuracy"] for s in b["steps"]]
