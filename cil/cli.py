@@ -25,10 +25,26 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def _add_scenario(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scenario", required=True, help="DATASET-bBASE-STEPS, e.g. cifar100-b50-5 (see 'cil list')")
+def _add_scenario(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--scenario", required=required, help="DATASET-bBASE-STEPS, e.g. cifar100-b50-5 (see 'cil list')")
     p.add_argument("--data-root", help="folder holding the dataset (CIFAR: where to find or download it)")
     p.add_argument("--class-order-seed", type=int, help="seed of the class order permutation (default 1993)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """What a run computes and where it runs (shared by run and sweep)."""
+    memory = p.add_mutually_exclusive_group()
+    memory.add_argument("--memory", type=int, metavar="N", help="growing memory: N exemplars per class (0: none)")
+    memory.add_argument("--memory-budget", type=int, metavar="M", help="fixed memory: M exemplars shared by all classes")
+    p.add_argument("--seeds", metavar="S1,S2,...",
+                   help="training seeds, one run each (the class order stays --class-order-seed's)")
+    p.add_argument("--epochs", type=int, metavar="E", help="epochs per step; LR milestones scale in proportion")
+    p.add_argument("--limit-per-class", type=int, metavar="N", help="use only the first N training images per class")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (cuda when available)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in the run directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,22 +52,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="train and evaluate a strategy on a scenario, step by step")
-    _add_scenario(run)
-    run.add_argument("--strategy", required=True, help="a name from configs/strategies (see 'cil list') or a YAML path")
-    memory = run.add_mutually_exclusive_group()
-    memory.add_argument("--memory", type=int, metavar="N", help="growing memory: N exemplars per class (0: none)")
-    memory.add_argument("--memory-budget", type=int, metavar="M", help="fixed memory: M exemplars shared by all classes")
+    _add_scenario(run, required=False)
+    run.add_argument("--strategy", help="a name from configs/strategies (see 'cil list') or a YAML path")
     run.add_argument("--seed", type=int, help="training seed (default 1993)")
-    run.add_argument("--epochs", type=int, metavar="E", help="epochs per step; LR milestones scale in proportion")
-    run.add_argument("--limit-per-class", type=int, metavar="N", help="use only the first N training images per class")
-    run.add_argument("--out", help="run directory (default runs/SCENARIO/STRATEGY/seedS-TIME)")
+    _add_run_options(run)
+    run.add_argument("--out", help="run directory (default runs/SCENARIO/STRATEGY/seedS-TIME); "
+                                   "with --seeds, the parent of one seedS folder per seed")
     run.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (cuda when available)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
-                     help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
-    run.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
+    run.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue an interrupted run after its last completed step (its saved config; other "
+                          "options must agree with it)")
 
-    sub.add_parser("list", help="datasets, scenario grammar, strategies and components")
+    sweep = sub.add_parser("sweep", help="the Cartesian product of scenarios, strategies, --grid values and seeds; "
+                                         "complete runs are skipped, interrupted ones resumed")
+    sweep.add_argument("plan", nargs="?", help="a sweep file: a name from configs/sweeps (see 'cil list') or a path")
+    sweep.add_argument("--scenario", help="scenario names, comma-separated")
+    sweep.add_argument("--strategy", help="strategy names, comma-separated")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="a config key and its values (repeatable); 'memory' means memory.per_class")
+    sweep.add_argument("--data-root", help="folder holding the dataset")
+    sweep.add_argument("--class-order-seed", type=int, help="seed of the class order permutation (default 1993)")
+    _add_run_options(sweep)
+    sweep.add_argument("--out", help="parent folder of the sweep's runs (default runs/sweeps/PLAN)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
+
+    report = sub.add_parser("report", help="a table of results over seeds: strategies as rows, scenarios as columns")
+    report.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_PARENT", help="run directories or folders holding them")
+    report.add_argument("--metric", default="aia", help="aia (default), final, final-base, final-new, top5-aia, "
+                                                         "forgetting; or 'all'")
+    report.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
+    report.add_argument("--per-step", action="store_true", help="the accuracy after every step of every run")
+
+    plot = sub.add_parser("plot", help="confusion matrix, accuracy per step, base vs new accuracy (PNG)")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    plot.add_argument("--kind", choices=["confusion", "curves", "base-new", "all"],
+                      help="default: confusion and base-new for one run, curves for several")
+    plot.add_argument("--step", type=int, help="confusion matrix of this step (default: the last)")
+    plot.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, . for several)")
+
+    sub.add_parser("list", help="datasets, scenario grammar, strategies, sweeps and components")
 
     describe = sub.add_parser("describe", help="a scenario's class order and per-step classes (no images loaded)")
     _add_scenario(describe)
@@ -118,25 +157,34 @@ def cmd_list(args) -> int:
     for c in registry.all_components():
         print(f"  {c.kind:<7} {c.name:<20} {c.summary}")
     print(f"\nBackbones (model.backbone): {', '.join(BACKBONES)}")
+    from cil.sweep import available_sweeps, sweep_description
+
+    print("\nSweeps (configs/sweeps/*.yaml, for 'cil sweep NAME'):")
+    for name in available_sweeps():
+        print(f"  {name:<24} {sweep_description(name)}")
     return 0
 
 
-def run_config_from_args(args):
-    """The validated RunConfig of a ``cil run`` command line; impossible scenarios fail before any data loads."""
-    from cil import registry
-    from cil.config import assemble, strategy_layers
-    from cil.data import DATASETS
-    from cil.scenarios import ScenarioName, ScenarioPlan
+def parse_seeds(text: str | None) -> list[int]:
+    if text is None:
+        return []
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--seeds expects comma-separated integers, got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds expects distinct integers, got '{text}'")
+    return seeds
 
-    name = ScenarioName.parse(args.scenario, list(DATASETS))
-    strategy_layers(args.strategy)  # an unknown strategy is reported before loading the plugins
+
+def run_flags(args, seed: int | None = None) -> dict[str, Any]:
+    """The config layer of the command-line options shared by run and sweep."""
     flags: dict[str, Any] = {}
     if args.memory is not None:
         flags["memory"] = {"per_class": args.memory, "budget": None}
     if args.memory_budget is not None:
         flags["memory"] = {"budget": args.memory_budget}
-    for key, value in [("seed", args.seed), ("class_order_seed", args.class_order_seed), ("device", args.device),
-                       ("out", args.out)]:
+    for key, value in [("seed", seed), ("class_order_seed", args.class_order_seed), ("device", args.device)]:
         if value is not None:
             flags[key] = value
     data = {k: v for k, v in [("root", args.data_root), ("limit_per_class", args.limit_per_class)] if v is not None}
@@ -144,25 +192,138 @@ def run_config_from_args(args):
         flags["data"] = data
     if args.no_progress:
         flags["progress"] = False
+    if args.no_tensorboard:
+        flags["tensorboard"] = False
     if args.epochs is not None:
         flags["epochs"] = args.epochs
-    cfg = assemble(scenario=args.scenario, strategy=args.strategy, dataset=name.dataset, flags=flags, sets=args.sets,
+    return flags
+
+
+def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str]):
+    """The validated RunConfig of a scenario, a strategy and options; impossible scenarios fail before any data loads."""
+    from cil import registry
+    from cil.config import assemble, strategy_layers
+    from cil.data import DATASETS
+    from cil.scenarios import ScenarioName, ScenarioPlan
+
+    name = ScenarioName.parse(scenario, list(DATASETS))
+    strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
+    cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
                    lookup=registry.config_class)
     ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
     return cfg
+
+
+def run_config_from_args(args, seed: int | None = None):
+    """The validated RunConfig of a ``cil run`` command line."""
+    flags = run_flags(args, seed if seed is not None else args.seed)
+    if args.out is not None:
+        flags["out"] = args.out
+    return build_config(args.scenario, args.strategy, flags, args.sets)
 
 
 def cmd_run(args) -> int:
     from cil.report import step_table
     from cil.runner import run
 
-    cfg = run_config_from_args(args)
-    results = run(cfg, out=Path(cfg.out) if cfg.out else None, overwrite=args.overwrite)
+    if args.resume:
+        return resume(args)
+    if not args.scenario or not args.strategy:
+        raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    if not seeds:
+        cfg = run_config_from_args(args)
+        results = run(cfg, out=Path(cfg.out) if cfg.out else None, overwrite=args.overwrite)
+        print(step_table(results))
+        return 0
+    return run_seeds(args, seeds)
+
+
+def run_seeds(args, seeds: list[int]) -> int:
+    """One run per training seed under one parent folder, then their mean and std."""
+    from datetime import datetime
+
+    from cil.report import collect, summary_table
+    from cil.runner import run
+
+    configs = [run_config_from_args(args, seed) for seed in seeds]  # every config is checked before any run
+    if args.out:
+        parent = Path(args.out)
+    else:
+        parent = Path("runs") / args.scenario / Path(args.strategy).stem / datetime.now().strftime("seeds-%Y%m%d-%H%M%S")
+    for seed, cfg in zip(seeds, configs):
+        cfg.out = str(parent / f"seed{seed}")
+        print(f"--- seed {seed}: {cfg.out}", file=sys.stderr)
+        run(cfg, out=Path(cfg.out), overwrite=args.overwrite)
+    print(summary_table(collect([parent]), metrics=["aia", "final", "final-base", "final-new", "forgetting"]))
+    return 0
+
+
+def resume(args) -> int:
+    """``cil run --resume RUN_DIR``: the saved config, the given options on top, refused if they change it."""
+    from cil import registry
+    from cil.config import config_differences, describe_differences, resume_config
+    from cil.report import step_table
+    from cil.results import load_results
+    from cil.runner import run
+
+    if args.seeds or args.overwrite:
+        raise UserError("--resume continues one run: it takes neither --seeds nor --overwrite")
+    run_dir = Path(args.resume)
+    saved = load_results(run_dir)
+    flags = run_flags(args, args.seed)
+    for key in ("scenario", "strategy", "out"):
+        if getattr(args, key) is not None:
+            flags[key] = getattr(args, key)
+    cfg = resume_config(saved["config"], flags=flags, sets=args.sets, lookup=registry.config_class)
+    differing = config_differences(saved["config"], cfg.to_dict())
+    if differing:
+        raise UserError(f"cannot resume {run_dir}: the given options change its saved config: "
+                        f"{describe_differences(saved['config'], cfg.to_dict(), differing)}")
+    if saved.get("status") == "complete":
+        print(f"{run_dir} is already complete", file=sys.stderr)
+        print(step_table(saved))
+        return 0
+    results = run(cfg, out=run_dir, resume=True)
     print(step_table(results))
     return 0
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "describe": cmd_describe}
+def cmd_sweep(args) -> int:
+    from cil.sweep import SweepPlan, execute
+
+    plan = SweepPlan.from_args(args)
+    return execute(plan, args, dry_run=args.dry_run)
+
+
+def cmd_report(args) -> int:
+    from cil.report import METRICS, collect, per_step_table, summary_table
+
+    metrics = list(METRICS) if args.metric == "all" else [args.metric]
+    for metric in metrics:
+        if metric not in METRICS:
+            raise UserError(f"unknown metric '{metric}'; valid: {', '.join(METRICS)}, all")
+    runs = collect([Path(p) for p in args.paths])
+    if args.per_step:
+        print(per_step_table(runs, args.format))
+    else:
+        print(summary_table(runs, metrics=metrics, fmt=args.format))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from cil.plots import plot_runs
+
+    for path in plot_runs([Path(r) for r in args.runs], kind=args.kind, step=args.step,
+                          out=Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "plot": cmd_plot, "list": cmd_list,
+            "describe": cmd_describe}
 
 
 def _one_line(exc: BaseException) -> str:

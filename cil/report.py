@@ -1,8 +1,23 @@
-"""Tables from run results."""
+"""Tables from run results: one run's steps (printed after a run) and many runs over seeds (``cil report``)."""
 
 from __future__ import annotations
 
-from typing import Any
+import io
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cil.config import RUNTIME_KEYS, flatten
+from cil.errors import UserError
+from cil.metrics import forgetting
+from cil.results import RESULTS, load_results
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -30,3 +45,230 @@ def step_table(results: dict[str, Any]) -> str:
                f"average incremental accuracy {_fmt(results['avg_incremental_accuracy'])}  "
                f"final accuracy {_fmt(results['final_accuracy'])}  ({results['status']})")
     return "\n".join(lines + [summary])
+
+
+# --------------------------------------------------------------------------------------------
+# Tables over many runs (``cil report``)
+# --------------------------------------------------------------------------------------------
+
+METRICS = {
+    "aia": "average incremental accuracy (mean of the accuracy after every step, base step included)",
+    "final": "accuracy on all classes after the last step",
+    "final-base": "accuracy on the base classes after the last step",
+    "final-new": "accuracy on the last step's classes after the last step",
+    "top5-aia": "average incremental top-5 accuracy",
+    "forgetting": "average forgetting after the last step (per step's class group: best accuracy before "
+                  "the last step minus accuracy after it; lower is better)",
+}
+
+IGNORED_FOR_VARIANTS = ("seed",)
+"""Config keys that never make two runs different experiments (besides the runtime keys)."""
+
+
+@dataclass
+class Run:
+    """One run directory's results, as the report sees them."""
+
+    path: Path
+    results: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        r = self.results
+        return r.get("status") == "complete" and len(r.get("steps", [])) == r.get("n_steps", -1)
+
+    @property
+    def label(self) -> str:
+        return Path(str(self.results.get("strategy", "?"))).stem
+
+    def metric(self, name: str) -> float | None:
+        r, steps = self.results, self.results.get("steps", [])
+        if not steps:
+            return None
+        if name == "aia":
+            return r.get("avg_incremental_accuracy")
+        if name == "final":
+            return r.get("final_accuracy")
+        if name == "final-base":
+            return steps[-1].get("accuracy_base")
+        if name == "final-new":
+            return steps[-1].get("accuracy_new")
+        if name == "top5-aia":
+            return float(np.mean([s["top5"] for s in steps]))
+        if name == "forgetting":
+            if "forgetting" in r:
+                return r["forgetting"]
+            groups = [s.get("accuracy_per_group") for s in steps]
+            return forgetting(groups) if all(g is not None for g in groups) else None
+        raise KeyError(name)
+
+
+def collect(paths: list[Path]) -> list[Run]:
+    """Every run under ``paths`` (a run directory, or any folder holding some), sorted by path."""
+    files: set[Path] = set()
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"no such run directory or folder: {path}")
+        if (path / RESULTS).is_file():
+            files.add(path / RESULTS)
+        elif path.is_file() and path.name == RESULTS:
+            files.add(path)
+        else:
+            files.update(path.rglob(RESULTS))
+    if not files:
+        raise UserError(f"no {RESULTS} found under {', '.join(map(str, paths))}")
+    return [Run(f.parent, load_results(f)) for f in sorted(files)]
+
+
+def _variant_labels(runs: list[Run]) -> dict[Path, str]:
+    """Per run, 'key=value, ...' for the config keys that differ among runs of its scenario and strategy."""
+    labels: dict[Path, str] = {}
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.results.get("scenario"), run.label), []).append(run)
+    for group in groups.values():
+        flats = [flatten(r.results.get("config", {})) for r in group]
+        keys = sorted({k for f in flats for k in f}
+                      - set(RUNTIME_KEYS) - set(IGNORED_FOR_VARIANTS))
+        varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+        for run, flat in zip(group, flats):
+            labels[run.path] = ", ".join(f"{k}={flat.get(k)}" for k in varying)
+    return labels
+
+
+def _natural(text: str) -> list:
+    """Sort key reading digit runs as numbers: b50-5 < b50-10, memory=5 < memory=20."""
+    return [(0, float(t), "") if _is_number(t) else (1, 0.0, t) for t in re.split(r"(-?\d+(?:\.\d+)?)", text) if t]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def runs_frame(runs: list[Run]) -> "pd.DataFrame":
+    """One row per run: scenario, row label (strategy [variant]), seed, status, steps done and every metric."""
+    import pandas as pd
+
+    variants = _variant_labels(runs)
+    rows = []
+    for run in runs:
+        r = run.results
+        variant = variants[run.path]
+        rows.append({
+            "scenario": r.get("scenario"), "strategy": run.label, "variant": variant,
+            "row": f"{run.label} [{variant}]" if variant else run.label,
+            "seed": r.get("seed"), "status": r.get("status"), "complete": run.complete,
+            "steps_done": len(r.get("steps", [])), "n_steps": r.get("n_steps"), "path": str(run.path),
+            **{m: run.metric(m) for m in METRICS},
+        })
+    return pd.DataFrame(rows)
+
+
+def summary_frame(runs: list[Run], metric: str) -> "pd.DataFrame":
+    """mean, std (sample, ddof 1) and n of ``metric`` over the complete runs of each (row, scenario)."""
+    frame = runs_frame(runs)
+    done = frame[frame["complete"] & frame[metric].notna()]
+    stats = done.groupby(["row", "scenario"], sort=False)[metric].agg(["mean", "std", "count"]).reset_index()
+    seeds = done.groupby(["row", "scenario"], sort=False)["seed"].agg(lambda s: " ".join(map(str, sorted(s))))
+    return stats.merge(seeds.rename("seeds").reset_index(), on=["row", "scenario"])
+
+
+def _cell(mean: float, std: float, n: int, uniform_n: bool, fmt: str) -> str:
+    pm = " $\\pm$ " if fmt == "latex" else " ± "
+    text = f"{mean:.2f}" if n < 2 else f"{mean:.2f}{pm}{std:.2f}"
+    return text if uniform_n else f"{text} (n={n})"
+
+
+def summary_table(runs: list[Run], metrics: list[str] = ("aia",), fmt: str = "markdown") -> str:
+    """Strategies (and variants) as rows, scenarios as columns, mean ± std over seeds; incomplete runs listed."""
+    import pandas as pd
+
+    frame = runs_frame(runs)
+    scenarios = sorted(frame["scenario"].dropna().unique(), key=_natural)
+    rows = sorted(frame["row"].unique(), key=_natural)
+    out: list[str] = []
+    if fmt == "csv":
+        parts = [summary_frame(runs, m).assign(metric=m) for m in metrics]
+        tidy = pd.concat(parts)[["metric", "row", "scenario", "mean", "std", "count", "seeds"]]
+        tidy = tidy.rename(columns={"row": "strategy", "count": "n"})
+        out.append(tidy.to_csv(index=False, float_format="%.4f").rstrip("\n"))
+    else:
+        for metric in metrics:
+            stats = summary_frame(runs, metric)
+            counts = set(stats["count"])
+            table = [[row] + ["-"] * len(scenarios) for row in rows]
+            for _, s in stats.iterrows():
+                table[rows.index(s["row"])][1 + scenarios.index(s["scenario"])] = _cell(
+                    s["mean"], s["std"], int(s["count"]), len(counts) == 1, fmt)
+            n_note = f"{counts.pop()} run(s) per cell" if len(counts) == 1 else "n = runs per cell"
+            caption = f"{metric}: {METRICS[metric]}; mean ± sample std over seeds, {n_note}"
+            out.append(render_table(["strategy", *scenarios], table, fmt, caption))
+    out.append(_incomplete_note(frame, fmt))
+    return "\n\n".join(part for part in out if part)
+
+
+def _incomplete_note(frame: "pd.DataFrame", fmt: str) -> str:
+    bad = frame[~frame["complete"]]
+    if bad.empty:
+        return ""
+    lines = [f"{r.path}: {r.status}, {r.steps_done} of {r.n_steps} steps" for r in bad.itertuples()]
+    if fmt == "csv":
+        print("not averaged (incomplete or failed): " + "; ".join(lines), file=sys.stderr)
+        return ""
+    prefix = "% " if fmt == "latex" else "- "
+    head = "% " if fmt == "latex" else ""
+    return "\n".join([f"{head}Not averaged (incomplete or failed runs):"] + [prefix + line for line in lines])
+
+
+def per_step_table(runs: list[Run], fmt: str = "markdown") -> str:
+    """The accuracy after every step, one row per run."""
+    frame = runs_frame(runs)
+    width = max(len(r.results.get("steps", [])) for r in runs)
+    header = ["scenario", "strategy", "seed", "status", *[f"step {i}" for i in range(width)], "aia"]
+    table = []
+    order = sorted(range(len(runs)), key=lambda i: (_natural(str(frame.at[i, "scenario"])),
+                                                    _natural(frame.at[i, "row"]), frame.at[i, "seed"] or 0))
+    for i in order:
+        steps = runs[i].results.get("steps", [])
+        accs = [f"{s['accuracy']:.2f}" for s in steps] + ["-"] * (width - len(steps))
+        table.append([str(frame.at[i, "scenario"]), frame.at[i, "row"], str(frame.at[i, "seed"]),
+                      str(frame.at[i, "status"]), *accs, _fmt(frame.at[i, "aia"])])
+    return render_table(header, table, fmt, "accuracy (%) on all seen classes after each step")
+
+
+def render_table(header: list[str], rows: list[list[str]], fmt: str, caption: str = "") -> str:
+    """A table as markdown (default), csv or a LaTeX tabular (booktabs)."""
+    if fmt == "csv":
+        import csv
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        return buffer.getvalue().rstrip("\n")
+    if fmt == "latex":
+        esc = _latex_escape
+        lines = [f"% {caption}" if caption else "", "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+                 "\\toprule", " & ".join(esc(h) for h in header) + " \\\\", "\\midrule"]
+        lines += [" & ".join(esc(c) for c in row) + " \\\\" for row in rows]
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        return "\n".join(line for line in lines if line)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    numeric = [bool(rows) and all(_is_number(r[i].split(" ")[0]) or r[i] == "-" for r in rows)
+               for i in range(len(header))]
+    lines = [f"{caption}\n" if caption else ""]
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    lines.append("| " + " | ".join("-" * (w - 1) + ":" if num else "-" * w for w, num in zip(widths, numeric)) + " |")
+    lines += ["| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)) + " |"
+              for r in rows]
+    return "\n".join(line for line in lines if line)
+
+
+def _latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters outside $...$ math."""
+    parts = re.split(r"(\$[^$]*\$)", text)
+    return "".join(p if p.startswith("$") else re.sub(r"([_&%#{}])", r"\\\1", p) for p in parts)

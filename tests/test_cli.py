@@ -58,7 +58,17 @@ def test_list(capsys):
     (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--set", "model.backbone=vgg"],
      "unknown backbone 'vgg'"),
     (["frobnicate"], "invalid choice"),
-    (["run", "--scenario", "cifar100-b50-5"], "required"),
+    (["run", "--scenario", "cifar100-b50-5"], "needs --scenario and --strategy"),
+    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,x"], "--seeds"),
+    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2", "--seed", "3"],
+     "not both"),
+    (["run", "--resume", "/nonexistent/run"], "cannot read"),
+    (["report", "/nonexistent/runs"], "no such run directory"),
+    (["report", ".", "--metric", "speed"], "unknown metric 'speed'"),
+    (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--grid", "memory"], "--grid expects"),
+    (["sweep", "table9"], "unknown sweep 'table9'"),
+    (["sweep", "--scenario", "synthetic-b50-5"], "needs strategies"),
+    (["plot", "/nonexistent/run"], "no such run directory"),
 ])
 def test_user_mistakes_exit_2_with_one_line(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)

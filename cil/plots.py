@@ -1,0 +1,171 @@
+"""Figures from run directories (``cil plot``), written as PNG files atomically.
+
+* ``confusion``: the confusion matrix of one step, counts transformed by log(1 + x) as in seed
+  002's Figures 2, 3 and 5, with lines between the class groups of the steps (base classes first);
+* ``curves``: accuracy on all seen classes after each step, one line per run;
+* ``base-new``: accuracy on the base, old and newest classes after each step of one run, the
+  stability/plasticity picture of seed 002's Table 5.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cil.errors import UserError
+from cil.report import Run, collect
+from cil.results import atomic_write_bytes
+
+KINDS = ("confusion", "curves", "base-new")
+DPI = 100
+CONFUSION_INCHES = (7.5, 6.5)
+CURVE_INCHES = (8.0, 5.0)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _one_run(path: Path) -> Run:
+    runs = collect([path])
+    if len(runs) != 1 or runs[0].path != path:
+        raise UserError(f"{path} is not a run directory (it should hold results.json)")
+    return runs[0]
+
+
+def _title(run: Run) -> str:
+    r = run.results
+    return f"{run.label} on {r.get('scenario')} (seed {r.get('seed')})"
+
+
+def plot_confusion(run: Run, step: int | None, out: Path) -> Path:
+    """The confusion matrix of ``step`` (default: the last completed) as log(1 + count)."""
+    plt = _pyplot()
+    steps = run.results.get("steps", [])
+    if not steps:
+        raise UserError(f"{run.path} has no completed step to plot")
+    step = len(steps) - 1 if step is None else step
+    if not 0 <= step < len(steps):
+        raise UserError(f"--step {step}: {run.path} has steps 0 to {len(steps) - 1}")
+    path = run.path / "confusion" / f"step_{step:02d}.npy"
+    try:
+        matrix = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    record = steps[step]
+    fig, ax = plt.subplots(figsize=CONFUSION_INCHES)
+    image = ax.imshow(np.log1p(matrix), cmap="viridis", interpolation="nearest")
+    bounds = np.cumsum([len(s["labels"]) for s in steps[: step + 1]])
+    for b in bounds[:-1]:
+        ax.axhline(b - 0.5, color="white", linewidth=0.8, alpha=0.8)
+        ax.axvline(b - 0.5, color="white", linewidth=0.8, alpha=0.8)
+    starts = np.concatenate([[0], bounds[:-1]])
+    centres = (starts + bounds - 1) / 2
+    names = [f"{'base' if i == 0 else f'step {i}'}\n{start}-{end - 1}" for i, (start, end) in enumerate(zip(starts, bounds))]
+    ax.set_xticks(centres, names, rotation=90 if step > 6 else 0, fontsize=8)
+    ax.set_yticks(centres, names, fontsize=8)
+    ax.set_xlabel("predicted class (labels in class order, grouped by the step that introduced them)")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{_title(run)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
+                 f"{record['accuracy']:.2f}% (base {record['accuracy_base']:.2f}%, new {record['accuracy_new']:.2f}%)",
+                 fontsize=10)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("log(1 + number of test images)")
+    fig.tight_layout()
+    return _save(fig, out / f"confusion_step_{step:02d}.png")
+
+
+def _classes_seen(run: Run) -> list[int]:
+    return list(np.cumsum([len(s["labels"]) for s in run.results["steps"]]))
+
+
+def plot_curves(runs: list[Run], out: Path) -> Path:
+    """Accuracy on all seen classes after each step, one line per run; AIA in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=CURVE_INCHES)
+    for run in runs:
+        if not run.results.get("steps"):
+            continue
+        accs = [s["accuracy"] for s in run.results["steps"]]
+        status = "" if run.complete else f", {run.results.get('status')}"
+        ax.plot(_classes_seen(run), accs, marker="o", markersize=3,
+                label=f"{run.label} on {run.results.get('scenario')} seed {run.results.get('seed')} "
+                      f"(avg inc. acc. {np.mean(accs):.2f}{status})")
+    ax.set_xlabel("number of classes seen")
+    ax.set_ylabel("top-1 accuracy on all seen classes (%)")
+    ax.set_title("Accuracy after each incremental step")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return _save(fig, out / "accuracy_curves.png")
+
+
+def plot_base_new(run: Run, out: Path) -> Path:
+    """Accuracy on the base classes, the old classes and the newest step's classes after each step."""
+    plt = _pyplot()
+    steps = run.results.get("steps", [])
+    if not steps:
+        raise UserError(f"{run.path} has no completed step to plot")
+    x = _classes_seen(run)
+    fig, ax = plt.subplots(figsize=CURVE_INCHES)
+    series: list[tuple[str, str, dict[str, Any]]] = [
+        ("accuracy", "all seen classes", {"color": "black", "linewidth": 2}),
+        ("accuracy_base", "base classes (step 0)", {"color": "tab:blue"}),
+        ("accuracy_old", "old classes (all earlier steps)", {"color": "tab:green", "linestyle": "--"}),
+        ("accuracy_new", "new classes (this step)", {"color": "tab:red"}),
+    ]
+    for key, name, style in series:
+        points = [(xi, s[key]) for xi, s in zip(x, steps) if s.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3, label=name, **style)
+    ax.set_xlabel("number of classes seen")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"Stability and plasticity: {_title(run)}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out / "base_vs_new.png")
+
+
+def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = None,
+              out: Path | None = None) -> list[Path]:
+    """Write the requested figures and return their paths.
+
+    Default kinds: confusion and base-new for one run, curves for several. Per-run figures go to
+    ``out`` when one run is plotted, else to each RUN_DIR/plots; curves go to ``out`` (default:
+    RUN_DIR/plots for one run, the current folder for several).
+    """
+    runs = [_one_run(p) for p in paths]
+    if kind == "all":
+        kinds = list(KINDS)
+    elif kind:
+        kinds = [kind]
+    else:
+        kinds = ["confusion", "base-new"] if len(runs) == 1 else ["curves"]
+    single = len(runs) == 1
+    written = []
+    for k in kinds:
+        if k == "curves":
+            written.append(plot_curves(runs, out or (runs[0].path / "plots" if single else Path("."))))
+            continue
+        for run in runs:
+            target = out if (out is not None and single) else run.path / "plots"
+            written.append(plot_confusion(run, step, target) if k == "confusion" else plot_base_new(run, target))
+    return written

@@ -1,0 +1,249 @@
+"""``cil sweep``: the Cartesian product of scenarios, strategies, grid values and seeds.
+
+Every combination gets its own run directory,
+
+    OUT/SCENARIO/STRATEGY[/KEY=VALUE,...]/seedS
+
+so a sweep can be run again to continue: complete runs are skipped, interrupted ones resumed
+from their last checkpoint, missing ones started. Combinations a strategy refuses (Meta BSCE with
+one exemplar per class) are listed as invalid and left out, as in the paper's tables.
+
+A sweep file (configs/sweeps/NAME.yaml, or a path) holds ``description``, ``seeds``,
+``scenarios``, ``set`` (a list of KEY=VALUE) and either ``strategies`` + ``grid`` or ``sweeps``: a
+list of blocks, each with its own ``strategies``, ``grid`` and optionally ``scenarios``.
+Command-line options apply on top (``--scenario``/``--strategy`` replace the file's lists,
+``--grid`` adds a key to every block, ``--seeds`` replaces the seeds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cil.errors import UserError, did_you_mean
+
+GRID_ALIASES = {"memory": "memory.per_class", "memory_budget": "memory.budget", "memory-budget": "memory.budget"}
+DEFAULT_SEEDS = [1993]
+
+
+def sweeps_root() -> Path:
+    from cil.config import config_root
+
+    return config_root() / "sweeps"
+
+
+def available_sweeps() -> list[str]:
+    return sorted(p.stem for p in sweeps_root().glob("*.yaml"))
+
+
+def sweep_description(name: str) -> str:
+    from cil.config import load_yaml
+
+    return " ".join(str(load_yaml(sweeps_root() / f"{name}.yaml").get("description", "")).split())
+
+
+@dataclass
+class SweepBlock:
+    scenarios: list[str]
+    strategies: list[str]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+
+    def points(self) -> list[dict[str, Any]]:
+        keys = list(self.grid)
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[k] for k in keys))]
+
+
+@dataclass
+class RunSpec:
+    scenario: str
+    strategy: str
+    point: dict[str, Any]
+    seed: int
+    out: Path
+
+    @property
+    def sets(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.point.items()]
+
+    def describe(self) -> str:
+        point = f" {' '.join(self.sets)}" if self.point else ""
+        return f"{self.scenario} {self.strategy}{point} seed {self.seed}"
+
+
+@dataclass
+class SweepPlan:
+    name: str
+    blocks: list[SweepBlock]
+    seeds: list[int]
+    sets: list[str]
+
+    @classmethod
+    def from_args(cls, args) -> "SweepPlan":
+        from cil.cli import parse_seeds
+
+        raw: dict[str, Any] = {}
+        name = "adhoc"
+        if args.plan:
+            raw, name = load_plan(args.plan)
+        blocks_raw = raw.get("sweeps") or [{k: raw[k] for k in ("strategies", "grid") if k in raw}]
+        scenarios = _names(args.scenario) or _as_list(raw.get("scenarios"), "scenarios")
+        strategies = _names(args.strategy)
+        extra_grid = parse_grid(args.grid)
+        blocks = []
+        for i, block in enumerate(blocks_raw):
+            if not isinstance(block, dict):
+                raise UserError(f"sweep '{name}': sweeps.{i} must be a mapping")
+            grid = {_grid_key(k): _as_list(v, f"grid.{k}") for k, v in (block.get("grid") or {}).items()}
+            blocks.append(SweepBlock(
+                scenarios=_names(args.scenario) or _as_list(block.get("scenarios"), "scenarios") or scenarios,
+                strategies=strategies or _as_list(block.get("strategies"), "strategies"),
+                grid={**grid, **extra_grid}))
+        for block in blocks:
+            if not block.scenarios:
+                raise UserError("cil sweep needs scenarios: --scenario S1,S2 or a sweep file with 'scenarios'")
+            if not block.strategies:
+                raise UserError("cil sweep needs strategies: --strategy T1,T2 or a sweep file with 'strategies'")
+        seeds = parse_seeds(args.seeds) or [int(s) for s in _as_list(raw.get("seeds"), "seeds")] or DEFAULT_SEEDS
+        sets = [str(s) for s in _as_list(raw.get("set"), "set")] + list(args.sets)
+        return cls(name, blocks, seeds, sets)
+
+    def runs(self, out: Path) -> list[RunSpec]:
+        specs = []
+        for block in self.blocks:
+            for scenario, strategy, point, seed in itertools.product(
+                    block.scenarios, block.strategies, block.points(), self.seeds):
+                folder = out / scenario / Path(strategy).stem
+                if point:
+                    folder = folder / ",".join(f"{k}={v}" for k, v in point.items()).replace("/", "-")
+                specs.append(RunSpec(scenario, strategy, point, seed, folder / f"seed{seed}"))
+        return specs
+
+
+def load_plan(ref: str) -> tuple[dict[str, Any], str]:
+    from cil.config import load_yaml
+
+    path = Path(ref) if ref.endswith((".yaml", ".yml")) else sweeps_root() / f"{ref}.yaml"
+    if not path.is_file():
+        if ref.endswith((".yaml", ".yml")):
+            raise UserError(f"sweep file not found: {ref}")
+        raise UserError(f"unknown sweep '{ref}'{did_you_mean(ref, available_sweeps())}")
+    raw = load_yaml(path)
+    known = {"description", "seeds", "scenarios", "strategies", "grid", "sweeps", "set"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UserError(f"sweep file {path}: unknown key '{unknown[0]}'; valid: {', '.join(sorted(known))}")
+    return raw, path.stem
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """['loss.alpha=0.1,0.5'] -> {'loss.alpha': [0.1, 0.5]} (values read as YAML scalars)."""
+    import yaml
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise UserError(f"--grid expects KEY=V1,V2,..., got '{item}'")
+        grid[_grid_key(key.strip())] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def _grid_key(key: str) -> str:
+    return GRID_ALIASES.get(key, key)
+
+
+def _names(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, int, float)):
+        return [value]
+    if not isinstance(value, list):
+        raise UserError(f"sweep file: '{what}' must be a list")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Planned:
+    spec: RunSpec
+    action: str  # run, resume, skip, invalid
+    detail: str = ""
+    config: Any = None
+
+
+def plan_actions(plan: SweepPlan, args, out: Path) -> list[Planned]:
+    """What to do with every run of the sweep; a folder holding a different experiment stops everything."""
+    from cil.cli import build_config, run_flags
+    from cil.config import IncompatibleConfigError, config_differences
+    from cil.results import RESULTS, load_results
+    from cil.runner import _comparable
+
+    planned = []
+    for spec in plan.runs(out):
+        try:
+            cfg = build_config(spec.scenario, spec.strategy, run_flags(args, spec.seed), plan.sets + spec.sets)
+        except IncompatibleConfigError as exc:
+            planned.append(Planned(spec, "invalid", str(exc)))
+            continue
+        cfg.out = str(spec.out)
+        if not (spec.out / RESULTS).exists():
+            planned.append(Planned(spec, "run", config=cfg))
+            continue
+        saved = load_results(spec.out)
+        differing = config_differences(saved.get("config", {}), _comparable(cfg, saved.get("config", {})))
+        if differing:
+            raise UserError(f"{spec.out} holds a run with another config (differs in {', '.join(differing[:5])}); "
+                            f"give the sweep another --out")
+        done = len(saved.get("steps", []))
+        if saved.get("status") == "complete":
+            planned.append(Planned(spec, "skip", "complete", cfg))
+        else:
+            planned.append(Planned(spec, "resume", f"{saved.get('status')}, {done} of {saved.get('n_steps')} steps",
+                                   cfg))
+    return planned
+
+
+def execute(plan: SweepPlan, args, dry_run: bool = False) -> int:
+    """Run (or with ``dry_run`` only list) the sweep; exit code 1 if any run failed."""
+    from cil.report import collect, summary_table
+    from cil.runner import run
+
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / plan.name
+    planned = plan_actions(plan, args, out)
+    counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
+    print(f"sweep {plan.name}: {len(planned)} runs in {out}: {counts['run']} to run, {counts['resume']} to resume, "
+          f"{counts['skip']} complete, {counts['invalid']} invalid", file=sys.stderr)
+    for p in planned:
+        if p.action == "invalid" or dry_run:
+            print(f"  {p.action:<8} {p.spec.describe()}{': ' + p.detail if p.detail else ''}", file=sys.stderr)
+    if dry_run:
+        return 0
+    failed: list[str] = []
+    todo = [p for p in planned if p.action in ("run", "resume")]
+    for i, p in enumerate(todo, 1):
+        print(f"--- [{i}/{len(todo)}] {p.action} {p.spec.describe()} -> {p.spec.out}", file=sys.stderr)
+        try:
+            run(p.config, out=p.spec.out, resume=p.action == "resume")
+        except KeyboardInterrupt:
+            print(f"sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
+            raise
+        except UserError:
+            raise
+        except Exception as exc:  # one run failing does not stop the others; it is listed at the end
+            failed.append(f"{p.spec.out}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            print(f"run failed: {failed[-1]}", file=sys.stderr)
+    done = [p.spec.out for p in planned if p.action != "invalid" and (p.spec.out / "results.json").exists()]
+    if done:
+        print(summary_table(collect(done), metrics=["aia", "final"]))
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,233 @@
+"""cil report over fixture run directories (tiny real runs), forgetting, sweeps, plots and TensorBoard logs."""
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from avalanche.core import SupervisedPlugin
+
+from cil.cli import build_config, main
+from cil.metrics import forgetting
+from cil.report import collect, summary_frame
+from cil.runner import run
+
+FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
+SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=10", "data.test_limit_per_class=5"]
+SWEEP_TINY = ["--epochs", "1", "--device", "cpu", "--no-progress", "--limit-per-class", "10",
+              *sum((["--set", s] for s in SETS), [])]
+
+
+class StopBeforeStep(SupervisedPlugin):
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.experience.current_experience == self.step:
+            raise KeyboardInterrupt
+
+
+def quiet(line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """il-baseline x 3 seeds, il-baseline-bsce x 2 seeds on synthetic-b6-2; one interrupted run."""
+    root = tmp_path_factory.mktemp("runs")
+    for strategy, seeds in [("il-baseline", [1, 2, 3]), ("il-baseline-bsce", [1, 2])]:
+        for seed in seeds:
+            cfg = build_config("synthetic-b6-2", strategy, {**FLAGS, "seed": seed}, SETS)
+            run(cfg, out=root / strategy / f"seed{seed}", log=quiet)
+    cfg = build_config("synthetic-b6-2", "il-baseline-bsce", {**FLAGS, "seed": 3}, SETS)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=root / "il-baseline-bsce" / "seed3", extra_plugins=[StopBeforeStep(1)], log=quiet)
+    return root
+
+
+def aia_of(root: Path, strategy: str) -> list[float]:
+    return [json.loads(p.read_text())["avg_incremental_accuracy"]
+            for p in sorted((root / strategy).glob("seed*/results.json"))
+            if json.loads(p.read_text())["status"] == "complete"]
+
+
+def test_forgetting_by_hand():
+    history = [[80.0], [60.0, 90.0], [70.0, 50.0, 40.0]]
+    # group 0: best before the last step 80, final 70 -> 10; group 1: best 90, final 50 -> 40
+    assert forgetting(history) == pytest.approx(25.0)
+    assert forgetting(history[:1]) is None
+
+
+def test_summary_means_and_stds_over_complete_runs(runs_root):
+    stats = summary_frame(collect([runs_root]), "aia").set_index("row")
+    for strategy, n in [("il-baseline", 3), ("il-baseline-bsce", 2)]:
+        values = aia_of(runs_root, strategy)
+        assert len(values) == n
+        assert stats.at[strategy, "count"] == n
+        assert stats.at[strategy, "mean"] == pytest.approx(np.mean(values))
+        assert stats.at[strategy, "std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_exact_cells_from_edited_results(runs_root, tmp_path, capsys):
+    """Three copies of one run with known AIAs 60, 62, 64: the cell reads 62.00 ± 2.00."""
+    for i, value in enumerate([60.0, 62.0, 64.0]):
+        target = tmp_path / f"seed{i}"
+        shutil.copytree(runs_root / "il-baseline" / "seed1", target)
+        results = json.loads((target / "results.json").read_text())
+        results["avg_incremental_accuracy"], results["seed"] = value, i
+        (target / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| il-baseline" in out and "62.00 ± 2.00" in out and "3 run(s) per cell" in out
+
+
+def test_markdown_lists_the_incomplete_run(runs_root, capsys):
+    assert main(["report", str(runs_root)]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic-b6-2" in out.splitlines()[2]
+    assert "Not averaged" in out and "seed3: interrupted, 1 of 3 steps" in out
+    assert "(n=3)" in out and "(n=2)" in out  # unequal run counts are shown per cell
+
+
+def test_csv_and_latex_parse(runs_root, capsys):
+    assert main(["report", str(runs_root), "--format", "csv", "--metric", "all"]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert {r["metric"] for r in rows} == {"aia", "final", "final-base", "final-new", "top5-aia", "forgetting"}
+    aia = {r["strategy"]: r for r in rows if r["metric"] == "aia"}
+    assert aia["il-baseline"]["n"] == "3" and float(aia["il-baseline"]["mean"]) == pytest.approx(
+        np.mean(aia_of(runs_root, "il-baseline")), abs=1e-4)
+    assert "interrupted" in captured.err
+    assert main(["report", str(runs_root), "--format", "latex"]) == 0
+    tex = capsys.readouterr().out
+    assert tex.count("\\begin{tabular}") == 1 and tex.count("\\end{tabular}") == 1
+    body = [line for line in tex.splitlines() if line.endswith("\\\\")]
+    assert len(body) == 3 and all(line.count("&") == 1 for line in body)
+    assert "$\\pm$" in tex and "% Not averaged" in tex
+
+
+def test_per_step_table(runs_root, capsys):
+    assert main(["report", str(runs_root), "--per-step"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| synthetic")]
+    assert len(lines) == 6
+    interrupted = next(line for line in lines if "interrupted" in line)
+    assert interrupted.count(" - ") >= 2  # steps 1 and 2 were never run
+
+
+def test_variants_become_rows(tmp_path, capsys):
+    for memory in (2, 4):
+        cfg = build_config("synthetic-b6-2", "il-baseline", {**FLAGS, "memory": {"per_class": memory}}, SETS)
+        run(cfg, out=tmp_path / f"m{memory}", log=quiet)
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "il-baseline [memory.per_class=2]" in out and "il-baseline [memory.per_class=4]" in out
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+
+
+def test_sweep_runs_the_product_lists_invalid_and_skips_complete_runs(tmp_path, capsys):
+    argv = ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline,il-baseline-meta-bsce",
+            "--grid", "memory=1,2", "--seeds", "5", "--out", str(tmp_path), *SWEEP_TINY]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "4 runs" in captured.err and "3 to run" in captured.err and "1 invalid" in captured.err
+    assert "invalid  synthetic-b6-2 il-baseline-meta-bsce memory.per_class=1 seed 5" in captured.err
+    done = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("results.json"))
+    assert done == ["synthetic-b6-2/il-baseline-meta-bsce/memory.per_class=2/seed5",
+                    "synthetic-b6-2/il-baseline/memory.per_class=1/seed5",
+                    "synthetic-b6-2/il-baseline/memory.per_class=2/seed5"]
+    cfg = json.loads((tmp_path / done[1] / "results.json").read_text())["config"]
+    assert cfg["memory"]["per_class"] == 1 and cfg["seed"] == 5
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("results.json")}
+    assert main(argv) == 0
+    assert "0 to run, 0 to resume, 3 complete" in capsys.readouterr().err
+    assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.rglob("results.json")}
+
+
+def test_sweep_resumes_an_interrupted_run_and_refuses_a_changed_config(tmp_path, capsys):
+    target = tmp_path / "synthetic-b6-2" / "il-baseline" / "seed1993"
+    cfg = build_config("synthetic-b6-2", "il-baseline", FLAGS, SETS)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out=target, extra_plugins=[StopBeforeStep(2)], log=quiet)
+    argv = ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(tmp_path), *SWEEP_TINY]
+    assert main(argv + ["--dry-run"]) == 0
+    assert "resume   synthetic-b6-2 il-baseline seed 1993: interrupted, 2 of 3 steps" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert json.loads((target / "results.json").read_text())["status"] == "complete"
+    capsys.readouterr()
+    assert main(argv[:-len(SWEEP_TINY)] + ["--epochs", "2", *SWEEP_TINY[2:]]) == 2
+    assert "differs in optim.epochs" in capsys.readouterr().err
+
+
+def test_shipped_sweep_files_expand(capsys):
+    assert main(["sweep", "table4-memory", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
+    err = capsys.readouterr().err
+    # 3 losses x 5 memory sizes x 3 seeds, Meta BSCE with memory 1 refused (the '-' of Table 4)
+    assert "45 runs" in err and "3 invalid" in err
+    assert main(["sweep", "table5-alpha", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
+    assert "30 runs" in capsys.readouterr().err  # (4 alphas + Meta BSCE) x 2 scenarios x 3 seeds
+    assert main(["sweep", "figure4-epsilon", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
+    assert "0 invalid" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, capsys):
+    one = runs_root / "il-baseline" / "seed1"
+    assert main(["plot", str(one), "--kind", "all", "--step", "1", "--out", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["confusion_step_01.png", "accuracy_curves.png", "base_vs_new.png"]
+    sizes = {"confusion_step_01.png": (650, 750), "accuracy_curves.png": (500, 800), "base_vs_new.png": (500, 800)}
+    for path in map(Path, written):
+        pixels = png_pixels(path)
+        assert pixels.shape[:2] == sizes[path.name]
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # axes, text, data: not blank
+    assert main(["plot", str(one)]) == 0
+    assert {Path(p).name for p in capsys.readouterr().out.split()} == {"confusion_step_02.png", "base_vs_new.png"}
+    assert (one / "plots" / "confusion_step_02.png").is_file()
+    several = [str(runs_root / s / "seed1") for s in ("il-baseline", "il-baseline-bsce")]
+    assert main(["plot", *several, "--out", str(tmp_path / "cmp")]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "cmp" / "accuracy_curves.png")]
+
+
+def test_plot_step_out_of_range_is_one_line(runs_root, capsys):
+    assert main(["plot", str(runs_root / "il-baseline" / "seed1"), "--step", "7"]) == 2
+    assert "has steps 0 to 2" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ tensorboard
+
+
+def test_tensorboard_logs_losses_accuracies_and_alpha(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = build_config("synthetic-b6-2", "il-baseline-meta-bsce", {**FLAGS, "epochs": 2}, SETS)
+    run(cfg, out=tmp_path / "r", log=quiet)
+    epochs = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "epochs")).Reload()
+    steps = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "steps")).Reload()
+    tags = set(epochs.Tags()["scalars"])
+    assert {"loss/classification", "loss/distillation", "loss/total", "lr", "learned/alpha"} <= tags
+    assert [e.step for e in epochs.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in epochs.Scalars("learned/alpha")] == [3, 4, 5, 6]  # incremental steps only
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    accuracy = [e.value for e in steps.Scalars("accuracy/all")]
+    assert accuracy == pytest.approx([s["accuracy"] for s in results["steps"]], abs=1e-4)
+    assert {"accuracy/base", "accuracy/new", "forgetting", "step/memory_size", "step/alpha"} <= set(steps.Tags()["scalars"])
+
+
+def test_no_tensorboard(tmp_path):
+    cfg = build_config("synthetic-b6-2", "il-baseline", {**FLAGS, "tensorboard": False}, SETS)
+    run(cfg, out=tmp_path / "r", log=quiet)
+    assert not (tmp_path / "r" / "tensorboard").exists()
