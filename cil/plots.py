@@ -54,9 +54,7 @@ def _title(run: Run) -> str:
     return f"{run.label} on {r.get('scenario')} (seed {r.get('seed')})"
 
 
-def plot_confusion(run: Run, step: int | None, out: Path) -> Path:
-    """The confusion matrix of ``step`` (default: the last completed) as log(1 + count)."""
-    plt = _pyplot()
+def _confusion_of(run: Run, step: int | None) -> tuple[int, np.ndarray]:
     steps = run.results.get("steps", [])
     if not steps:
         raise UserError(f"{run.path} has no completed step to plot")
@@ -65,12 +63,15 @@ def plot_confusion(run: Run, step: int | None, out: Path) -> Path:
         raise UserError(f"--step {step}: {run.path} has steps 0 to {len(steps) - 1}")
     path = run.path / "confusion" / f"step_{step:02d}.npy"
     try:
-        matrix = np.load(path)
+        return step, np.load(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
+
+
+def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
+    steps = run.results["steps"]
     record = steps[step]
-    fig, ax = plt.subplots(figsize=CONFUSION_INCHES)
-    image = ax.imshow(np.log1p(matrix), cmap="viridis", interpolation="nearest")
+    image = ax.imshow(np.log1p(matrix), cmap="viridis", interpolation="nearest", vmin=0, vmax=vmax)
     bounds = np.cumsum([len(s["labels"]) for s in steps[: step + 1]])
     for b in bounds[:-1]:
         ax.axhline(b - 0.5, color="white", linewidth=0.8, alpha=0.8)
@@ -80,15 +81,28 @@ def plot_confusion(run: Run, step: int | None, out: Path) -> Path:
     names = [f"{'base' if i == 0 else f'step {i}'}\n{start}-{end - 1}" for i, (start, end) in enumerate(zip(starts, bounds))]
     ax.set_xticks(centres, names, rotation=90 if step > 6 else 0, fontsize=8)
     ax.set_yticks(centres, names, fontsize=8)
-    ax.set_xlabel("predicted class (labels in class order, grouped by the step that introduced them)")
+    ax.set_xlabel("predicted class (labels in class order, grouped by the step that introduced them)", fontsize=9)
     ax.set_ylabel("true class")
     ax.set_title(f"{_title(run)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
                  f"{record['accuracy']:.2f}% (base {record['accuracy_base']:.2f}%, new {record['accuracy_new']:.2f}%)",
                  fontsize=10)
-    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return image
+
+
+def plot_confusion(runs: list[Run], step: int | None, out: Path) -> Path:
+    """Confusion matrices of ``step`` (default: each run's last) as log(1 + count), side by side on one colour scale."""
+    plt = _pyplot()
+    panels = [(run, *_confusion_of(run, step)) for run in runs]
+    vmax = max(float(np.log1p(m.max())) for _, _, m in panels)
+    width, height = CONFUSION_INCHES
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels) - 0.8 * (len(panels) - 1), height),
+                             squeeze=False)
+    for ax, (run, s, matrix) in zip(axes[0], panels):
+        image = _draw_confusion(ax, run, s, matrix, vmax)
+    bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.046 / len(panels), pad=0.04)
     bar.set_label("log(1 + number of test images)")
-    fig.tight_layout()
-    return _save(fig, out / f"confusion_step_{step:02d}.png")
+    steps = {s for _, s, _ in panels}
+    return _save(fig, out / (f"confusion_step_{steps.pop():02d}.png" if len(steps) == 1 else "confusion_last_step.png"))
 
 
 def _classes_seen(run: Run) -> list[int]:
@@ -148,9 +162,10 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
               out: Path | None = None) -> list[Path]:
     """Write the requested figures and return their paths.
 
-    Default kinds: confusion and base-new for one run, curves for several. Per-run figures go to
-    ``out`` when one run is plotted, else to each RUN_DIR/plots; curves go to ``out`` (default:
-    RUN_DIR/plots for one run, the current folder for several).
+    Default kinds: confusion and base-new for one run, curves for several. Curves and the
+    confusion matrices (side by side when several runs are given) go to ``out`` (default:
+    RUN_DIR/plots for one run, the current folder for several); base-new figures go to ``out``
+    for one run, else to each RUN_DIR/plots.
     """
     runs = [_one_run(p) for p in paths]
     if kind == "all":
@@ -160,12 +175,13 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
     else:
         kinds = ["confusion", "base-new"] if len(runs) == 1 else ["curves"]
     single = len(runs) == 1
+    shared = out or (runs[0].path / "plots" if single else Path("."))
     written = []
     for k in kinds:
         if k == "curves":
-            written.append(plot_curves(runs, out or (runs[0].path / "plots" if single else Path("."))))
-            continue
-        for run in runs:
-            target = out if (out is not None and single) else run.path / "plots"
-            written.append(plot_confusion(run, step, target) if k == "confusion" else plot_base_new(run, target))
+            written.append(plot_curves(runs, shared))
+        elif k == "confusion":
+            written.append(plot_confusion(runs, step, shared))
+        else:
+            written += [plot_base_new(run, out if (out is not None and single) else run.path / "plots") for run in runs]
     return written

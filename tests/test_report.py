@@ -200,6 +200,9 @@ def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, 
     several = [str(runs_root / s / "seed1") for s in ("il-baseline", "il-baseline-bsce")]
     assert main(["plot", *several, "--out", str(tmp_path / "cmp")]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "cmp" / "accuracy_curves.png")]
+    assert main(["plot", *several, "--kind", "confusion", "--out", str(tmp_path / "cmp")]) == 0
+    side_by_side = png_pixels(Path(capsys.readouterr().out.strip()))
+    assert side_by_side.shape[:2] == (650, 1420)  # two panels on one colour scale
 
 
 def test_plot_step_out_of_range_is_one_line(runs_root, capsys):
