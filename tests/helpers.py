@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from avalanche.core import SupervisedPlugin
 
 RESULT_KEYS = {"scenario", "strategy", "seed", "class_order", "config", "steps", "avg_incremental_accuracy",
                "final_accuracy", "env"}
@@ -55,3 +56,19 @@ def write_image_folder(root: Path, n_classes: int, train_per_class: int, test_pe
                 pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
                 Image.fromarray(pixels).save(folder / f"img_{i:03d}.png")
     return root
+
+
+class StopBeforeStep(SupervisedPlugin):
+    """Raises KeyboardInterrupt (what Ctrl-C and SIGTERM do) when training of ``step`` begins."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step = step
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.experience.current_experience == self.step:
+            raise KeyboardInterrupt
+
+
+def quiet(line: str) -> None:
+    """A runner log that prints nothing."""

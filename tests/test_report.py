@@ -8,31 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avalanche.core import SupervisedPlugin
 
 from cil.cli import build_config, main
 from cil.metrics import forgetting
 from cil.report import collect, summary_frame
 from cil.runner import run
+from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
 SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=10", "data.test_limit_per_class=5"]
 SWEEP_TINY = ["--epochs", "1", "--device", "cpu", "--no-progress", "--limit-per-class", "10",
               *sum((["--set", s] for s in SETS), [])]
-
-
-class StopBeforeStep(SupervisedPlugin):
-    def __init__(self, step: int):
-        super().__init__()
-        self.step = step
-
-    def before_training_exp(self, strategy, **kwargs):
-        if strategy.experience.current_experience == self.step:
-            raise KeyboardInterrupt
-
-
-def quiet(line: str) -> None:
-    pass
 
 
 @pytest.fixture(scope="module")

@@ -10,32 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avalanche.core import SupervisedPlugin
 
 from cil.checkpoint import CHECKPOINT, load_checkpoint
 from cil.cli import build_config, main
 from cil.runner import run
+from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 12}}
 SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=12", "data.test_limit_per_class=5"]
 CLI_TINY = ["--scenario", "synthetic-b6-3", "--epochs", "2", "--device", "cpu", "--no-progress",
             "--limit-per-class", "12", *sum((["--set", s] for s in SETS), [])]
-
-
-class StopBeforeStep(SupervisedPlugin):
-    """Raises KeyboardInterrupt (what Ctrl-C and SIGTERM do) when training of ``step`` begins."""
-
-    def __init__(self, step: int):
-        super().__init__()
-        self.step = step
-
-    def before_training_exp(self, strategy, **kwargs):
-        if strategy.experience.current_experience == self.step:
-            raise KeyboardInterrupt
-
-
-def quiet(line: str) -> None:
-    pass
 
 
 def confusions(run_dir: Path) -> list[np.ndarray]:
