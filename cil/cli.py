@@ -41,6 +41,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, metavar="E", help="epochs per step; LR milestones scale in proportion")
     p.add_argument("--limit-per-class", type=int, metavar="N", help="use only the first N training images per class")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (cuda when available)")
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME", dest="plugins",
+                   help="add a plugin to the strategy's, e.g. --plugin gala (repeatable; see 'cil list')")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
@@ -196,6 +198,8 @@ def run_flags(args, seed: int | None = None) -> dict[str, Any]:
         flags["tensorboard"] = False
     if args.epochs is not None:
         flags["epochs"] = args.epochs
+    if args.plugins:
+        flags["add_plugins"] = list(args.plugins)
     return flags
 
 

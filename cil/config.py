@@ -463,7 +463,10 @@ def assemble(
         if profile and profile in profiles:
             raw = deep_merge(raw, profiles[profile])
     epochs = flags.pop("epochs", None)
+    added = flags.pop("add_plugins", [])
     raw = deep_merge(raw, flags)
+    if added:
+        raw["plugins"] = list(raw.get("plugins") or []) + list(added)
     for assignment in sets:
         parts, value = parse_set(assignment)
         apply_set(raw, parts, value)
@@ -509,7 +512,9 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], ignore: tuple[str, 
 def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str],
                   lookup: ComponentLookup) -> RunConfig:
     """The saved (resolved) config of a run with this command line's flags and ``--set``s on top."""
-    raw = deep_merge(copy.deepcopy(saved), {k: v for k, v in flags.items() if k != "epochs"})
+    raw = deep_merge(copy.deepcopy(saved), {k: v for k, v in flags.items() if k not in ("epochs", "add_plugins")})
+    if flags.get("add_plugins"):
+        raw["plugins"] = list(raw.get("plugins") or []) + list(flags["add_plugins"])
     for assignment in sets:
         parts, value = parse_set(assignment)
         apply_set(raw, parts, value)

@@ -26,6 +26,17 @@ What the engine offers plugins (and knows of none of them):
   (e.g. Meta BSCE's alpha); emptied at the start of each step;
 * ``checkpoint_state()`` / ``restore_state()``: everything a later step depends on (model, plugin
   states, random number generators), so that a resumed run repeats an uninterrupted one.
+
+Optional plugin hooks, each asked for by the engine without knowing the method:
+
+* ``epoch_positions(strategy)`` and ``epoch_length(strategy)``: the positions in ``train_set``
+  of one epoch's mini-batches, in order, repetitions allowed (a batch sampler; at most one);
+* ``adjust_logits(strategy, logits, targets, record)``: logits as the classification loss sees
+  them during training (``record``: this is the real mini-batch, not a virtual step's);
+* ``backward(strategy)``: computes the parameters' gradients from ``strategy.mb_output``
+  instead of ``loss.backward()`` (a gradient combiner; at most one);
+* ``adjust_scores(strategy, scores)``: post-hoc change of the evaluation scores of all test
+  images of a step at once.
 """
 
 from __future__ import annotations
@@ -75,11 +86,13 @@ class _Batches:
         self.strategy = strategy
 
     def __len__(self) -> int:
-        return math.ceil(len(self.strategy.train_set) / self.strategy.train_mb_size)
+        s = self.strategy
+        n = s.batch_sampler.epoch_length(s) if s.batch_sampler is not None else len(s.train_set)
+        return math.ceil(n / s.train_mb_size)
 
     def __iter__(self):
         s = self.strategy
-        for x, y in s.training_batches(s.train_set, s.train_mb_size):
+        for x, y in s.training_batches(s.train_set, s.train_mb_size, order=s.epoch_positions()):
             yield [x, y, torch.zeros_like(y)]
 
 
@@ -132,6 +145,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self.train_set = self.experience_data
         self.memory_set = self.experience_data
         self.evaluation_name = next((p.evaluation_name for p in self.plugins if hasattr(p, "evaluation_name")), "cnn")
+        self.batch_sampler = _at_most_one(self.plugins, "epoch_positions", "choose the mini-batches")
+        self.gradient_combiner = _at_most_one(self.plugins, "backward", "compute the gradients")
         """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
         self.step_record: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
@@ -184,8 +199,10 @@ class IncrementalStrategy(SupervisedTemplate):
     def make_train_dataloader(self, **kwargs):
         self.dataloader = _Batches(self)
 
-    def batch_order(self) -> torch.Tensor:
-        """Positions in ``train_set`` for one epoch (a fresh random permutation)."""
+    def epoch_positions(self) -> torch.Tensor:
+        """Positions in ``train_set`` for one epoch: the batch sampler's, else a fresh random permutation."""
+        if self.batch_sampler is not None:
+            return self.batch_sampler.epoch_positions(self)
         return torch.randperm(len(self.train_set), generator=self.order_generator)
 
     def model_adaptation(self, model=None):
@@ -194,9 +211,10 @@ class IncrementalStrategy(SupervisedTemplate):
             model.head.add_classes(self.n_seen - model.n_classes)
         return model.to(self.device)
 
-    def training_batches(self, training_set: TrainingSet, batch_size: int):
-        """(x, y) mini-batches of ``training_set`` in a fresh random order, augmented (for extra training phases)."""
-        order = torch.randperm(len(training_set), generator=self.order_generator)
+    def training_batches(self, training_set: TrainingSet, batch_size: int, order: torch.Tensor | None = None):
+        """(x, y) augmented mini-batches of ``training_set`` in ``order`` (default: a fresh random one)."""
+        if order is None:
+            order = torch.randperm(len(training_set), generator=self.order_generator)
         if len(order) % batch_size == 1 and len(order) > 1:
             order = order[:-1]
         indices, labels = training_set.indices[order], training_set.labels[order]
@@ -229,12 +247,24 @@ class IncrementalStrategy(SupervisedTemplate):
     def forward(self) -> "NetOutput":
         return self.model(self.mb_x)
 
-    def training_loss(self, output: "NetOutput", targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its named parts: weight * L_c + every plugin's loss terms."""
-        parts = {"classification": self.classification_weight * self.loss_plugin.classification_loss(
-            self, output.logits, targets)}
+    def training_loss(self, output: "NetOutput", targets: torch.Tensor,
+                      record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its named parts: weight * L_c + every plugin's loss terms.
+
+        ``record`` marks the real mini-batch (plugins may keep statistics of it), as opposed to a
+        re-evaluation such as Meta BSCE's virtual step.
+        """
+        parts = {"classification": self.classification_weight * self.classification_loss(output, targets, record)}
         parts.update(self.plugin_loss_terms(output, targets))
         return sum(parts.values()), parts  # type: ignore[return-value]
+
+    def classification_loss(self, output: "NetOutput", targets: torch.Tensor, record: bool = False) -> torch.Tensor:
+        """L_c of the loss plugin on the logits, after every plugin's ``adjust_logits``."""
+        logits = output.logits
+        for plugin in self.plugins:
+            if hasattr(plugin, "adjust_logits"):
+                logits = plugin.adjust_logits(self, logits, targets, record)
+        return self.loss_plugin.classification_loss(self, logits, targets)
 
     def plugin_loss_terms(self, output: "NetOutput", targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """The weighted loss terms of every plugin other than the classification loss."""
@@ -247,11 +277,17 @@ class IncrementalStrategy(SupervisedTemplate):
     def criterion(self):
         if not self.is_training:
             return torch.zeros((), device=self.device)
-        total, parts = self.training_loss(self.mb_output, self.mb_y)
+        total, parts = self.training_loss(self.mb_output, self.mb_y, record=True)
         for name, value in parts.items():
             self._epoch_loss_sums[name] = self._epoch_loss_sums.get(name, 0.0) + float(value.detach())
         self._epoch_batches += 1
         return total
+
+    def backward(self):
+        if self.gradient_combiner is not None:
+            self.gradient_combiner.backward(self)
+        else:
+            super().backward()
 
     def previous_output(self) -> "NetOutput":
         """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""
@@ -374,7 +410,22 @@ class IncrementalStrategy(SupervisedTemplate):
         """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
         self._eval_scores, self._eval_targets = [], []
         self.eval(experiences)
-        return torch.cat(self._eval_scores).numpy(), torch.cat(self._eval_targets).numpy()
+        scores = torch.cat(self._eval_scores)
+        for plugin in self.plugins:
+            if hasattr(plugin, "adjust_scores"):
+                scores = plugin.adjust_scores(self, scores)
+        return scores.numpy(), torch.cat(self._eval_targets).numpy()
+
+
+def _at_most_one(plugins: list, hook: str, what: str):
+    """The one plugin that has ``hook`` (None if none); two that both ``what`` cannot be combined."""
+    found = [p for p in plugins if hasattr(p, hook)]
+    if len(found) > 1:
+        from cil.errors import UserError
+
+        names = " and ".join(type(p).__name__ for p in found)
+        raise UserError(f"plugins {names} both {what}; use one of them")
+    return found[0] if found else None
 
 
 def run_steps(strategy: IncrementalStrategy, train_stream, test_stream, on_step, first_step: int = 0) -> None:

@@ -1,0 +1,140 @@
+"""Bias correction by re-balancing what a step trains on: seed 002's Table 6 alternatives to BSCE.
+
+Incremental learning with a small memory is a long-tailed problem: n_i images of each new class,
+a few exemplars of each old one. Besides BSCE (Eq. 3), seed 002 (Sec. 4.3.4, Table 6) compares:
+
+* ``memory-oversampling`` (plugin): every mini-batch holds as many old-class samples (exemplars,
+  drawn again as often as needed) as new-class samples; an epoch passes once over the new data;
+* ``class-oversampling`` (plugin): samples drawn with replacement with probability 1 / n_y, so
+  every seen class is equally likely in every mini-batch; an epoch has ``len(train_set)`` draws;
+* ``loss-rescaling`` (loss): CE of each sample weighted by w_y = N / (C n_y) (N training samples,
+  C seen classes), inversely proportional to its class count and 1 on average over the set;
+* ``separated-softmax`` (loss, SS-IL, Ahn et al. 2021, Eq. 3): the softmax of a new-class
+  sample runs over the new classes only, that of an old-class sample over the old classes only;
+  seed 002 pairs it with memory oversampling (the ``il-baseline-separated-softmax`` strategy).
+
+Both samplers use the engine's data-order generator, so resumed runs repeat exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cil.config import ComponentConfig, IncompatibleConfigError
+from cil.plugin import ClassificationLoss, CilPlugin
+from cil.registry import register
+
+
+def memory_oversampling_positions(labels: torch.Tensor, n_old: int, generator: torch.Generator) -> torch.Tensor:
+    """New and old positions alternating (new, old, new, old, ...): any even batch is half old.
+
+    Every new-class sample appears once, in random order; old-class samples are drawn from
+    successive random permutations of the exemplars, as many as there are new samples. Without
+    old classes (the base step) it is one random permutation.
+    """
+    new = torch.nonzero(labels >= n_old).flatten()
+    old = torch.nonzero(labels < n_old).flatten()
+    if len(old) == 0 or len(new) == 0:
+        return torch.randperm(len(labels), generator=generator)
+    new = new[torch.randperm(len(new), generator=generator)]
+    rounds = -(-len(new) // len(old))
+    drawn = torch.cat([old[torch.randperm(len(old), generator=generator)] for _ in range(rounds)])[: len(new)]
+    return torch.stack([new, drawn], dim=1).flatten()
+
+
+def class_balanced_positions(labels: torch.Tensor, n_draws: int, generator: torch.Generator) -> torch.Tensor:
+    """``n_draws`` positions drawn with replacement with probability proportional to 1 / n_y."""
+    counts = torch.bincount(labels).double()
+    weights = 1.0 / counts[labels]
+    return torch.multinomial(weights, n_draws, replacement=True, generator=generator)
+
+
+BATCH_SAMPLERS = ("memory-oversampling", "class-oversampling")
+
+
+@dataclass
+class BatchSamplerConfig(ComponentConfig):
+    def validate_with(self, run, prefix: str) -> None:
+        samplers = [p.name for p in run.plugins if p.name in BATCH_SAMPLERS]
+        if len(samplers) > 1:
+            raise IncompatibleConfigError(f"plugins {' and '.join(samplers)} both choose the mini-batches; "
+                                          "use one of them")
+
+
+@dataclass
+class MemoryOversamplingConfig(BatchSamplerConfig):
+    name: str = "memory-oversampling"
+
+
+@register("plugin", "memory-oversampling", MemoryOversamplingConfig,
+          "mini-batches half new-class samples, half exemplars (seed 002, Table 6)")
+class MemoryOversampling(CilPlugin):
+    def epoch_length(self, strategy) -> int:
+        labels = strategy.train_set.labels
+        n_new = int((labels >= strategy.n_old).sum())
+        return 2 * n_new if strategy.n_old > 0 and n_new < len(labels) else len(labels)
+
+    def epoch_positions(self, strategy) -> torch.Tensor:
+        return memory_oversampling_positions(strategy.train_set.labels, strategy.n_old, strategy.order_generator)
+
+
+@dataclass
+class ClassOversamplingConfig(BatchSamplerConfig):
+    name: str = "class-oversampling"
+
+
+@register("plugin", "class-oversampling", ClassOversamplingConfig,
+          "every seen class equally likely in each mini-batch, drawn with replacement (seed 002, Table 6)")
+class ClassOversampling(CilPlugin):
+    def epoch_length(self, strategy) -> int:
+        return len(strategy.train_set)
+
+    def epoch_positions(self, strategy) -> torch.Tensor:
+        labels = strategy.train_set.labels
+        return class_balanced_positions(labels, len(labels), strategy.order_generator)
+
+
+def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
+    """w_c = N / (C n_c): inversely proportional to the class count, 1 on average over the samples."""
+    return counts.sum() / (len(counts) * counts.clamp_min(1))
+
+
+@dataclass
+class LossRescalingConfig(ComponentConfig):
+    name: str = "loss-rescaling"
+
+
+@register("loss", "loss-rescaling", LossRescalingConfig,
+          "CE with each sample weighted by N / (C n_y), inverse to its class count (seed 002, Table 6)")
+class LossRescaling(ClassificationLoss):
+    def classification_loss(self, strategy, logits, targets):
+        weights = inverse_frequency_weights(strategy.train_class_counts)
+        return (weights[targets] * F.cross_entropy(logits, targets, reduction="none")).mean()
+
+
+def separated_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, n_old: int) -> torch.Tensor:
+    """SS-IL's separated softmax: old-class samples over the old logits, new ones over the new logits."""
+    if n_old == 0:
+        return F.cross_entropy(logits, targets)
+    is_old = targets < n_old
+    losses = torch.empty(len(targets), device=logits.device, dtype=logits.dtype)
+    if is_old.any():
+        losses[is_old] = F.cross_entropy(logits[is_old, :n_old], targets[is_old], reduction="none")
+    if (~is_old).any():
+        losses[~is_old] = F.cross_entropy(logits[~is_old, n_old:], targets[~is_old] - n_old, reduction="none")
+    return losses.mean()
+
+
+@dataclass
+class SeparatedSoftmaxConfig(ComponentConfig):
+    name: str = "separated-softmax"
+
+
+@register("loss", "separated-softmax", SeparatedSoftmaxConfig,
+          "separated softmax over old and over new classes (SS-IL, Ahn et al. 2021; seed 002, Table 6)")
+class SeparatedSoftmax(ClassificationLoss):
+    def classification_loss(self, strategy, logits, targets):
+        return separated_softmax_cross_entropy(logits, targets, strategy.n_old)
