@@ -1,0 +1,108 @@
+"""Gradient-Aware Logit Adjustment (seed 000, GALA), as a plugin for any classification loss.
+
+Seed 000 gives the idea (two margins from accumulated gradients, plus post-hoc re-balancing);
+the details below are cil's and are stated here and in docs/strategies.md.
+
+Statistics. Over the current step's training batches, ``G[y, k]`` accumulates |dL_c/dz'_k| of
+the samples of class y (the gradient of the classification loss alone, read from the adjusted
+logits during the real backward pass). theta_k = G[k, k] is what classifier k received from its
+own class (positive gradients); phi_{y,k} = G[y, k], k != y, what it received from class y
+(negative gradients). Both are divided by their mean (theta over classes, phi over the
+off-diagonal entries), so the margins do not drift as sums grow. Statistics restart at every
+incremental step (new classes, new imbalance).
+
+Adjusted logits, training only, after ``warmup_batches`` batches of pure accumulation:
+
+    z'_k = z_k + lambda1 * log(theta_k + eps) - lambda2 * log(phi_{y,k} + eps) * [k != y]
+
+Prediction re-balancing (``rebalance: true``, evaluation only): the softmax probabilities of all
+test images of a step, each column (class) divided by its L1 norm to the power tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cil.config import ComponentConfig, ConfigError
+from cil.plugin import CilPlugin
+from cil.registry import register
+
+
+def gala_adjustment(stats: torch.Tensor, targets: torch.Tensor, lambda_positive: float, lambda_negative: float,
+                    eps: float) -> torch.Tensor:
+    """The additive margins [B, C] of each sample's logits from the accumulated |gradients| G [C, C]."""
+    n = stats.shape[0]
+    theta = stats.diagonal()
+    off = ~torch.eye(n, dtype=torch.bool, device=stats.device)
+    theta = theta / theta.mean().clamp_min(1e-12)
+    phi = stats / stats[off].mean().clamp_min(1e-12) if n > 1 else stats
+    adjustment = lambda_positive * torch.log(theta + eps).expand(len(targets), n).clone()
+    negative = lambda_negative * torch.log(phi[targets] + eps)
+    negative[torch.arange(len(targets)), targets] = 0.0
+    return adjustment - negative
+
+
+def rebalance_predictions(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """Softmax probabilities with each class column divided by (its L1 norm) ** tau."""
+    probabilities = scores.softmax(dim=1)
+    return probabilities / probabilities.sum(dim=0, keepdim=True).clamp_min(1e-12).pow(tau)
+
+
+@dataclass
+class GALAConfig(ComponentConfig):
+    name: str = "gala"
+    lambda_positive: float = 1.0
+    """lambda1, weight of the positive-gradient margin log(theta_k); 0 switches it off."""
+    lambda_negative: float = 1.0
+    """lambda2, weight of the negative-gradient margin log(phi_{y,k}); 0 switches it off."""
+    eps: float = 1e-3
+    warmup_batches: int = 20
+    """Batches of each step that only accumulate statistics (no adjustment yet)."""
+    rebalance: bool = False
+    """Post-hoc prediction re-balancing at evaluation."""
+    tau: float = 1.0
+
+    def validate(self, prefix: str) -> None:
+        for key in ("lambda_positive", "lambda_negative", "tau"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"invalid value for '{prefix}.{key}': must be >= 0")
+        if not self.eps > 0:
+            raise ConfigError(f"invalid value for '{prefix}.eps': must be > 0")
+        if self.warmup_batches < 0:
+            raise ConfigError(f"invalid value for '{prefix}.warmup_batches': must be >= 0")
+
+
+@register("plugin", "gala", GALAConfig,
+          "gradient-aware logit adjustment from accumulated gradients, optional prediction re-balancing (seed 000)")
+class GALA(CilPlugin):
+    def __init__(self, config: GALAConfig):
+        super().__init__(config)
+        self.stats = torch.zeros(0, 0)
+        self.batches = 0
+        if config.rebalance:
+            self.evaluation_name = "gala-rebalanced"
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.stats = torch.zeros(strategy.n_seen, strategy.n_seen, device=strategy.device)
+        self.batches = 0
+
+    def adjust_logits(self, strategy, logits, targets, record):
+        cfg = self.config
+        if self.batches >= cfg.warmup_batches and self.stats.sum() > 0:
+            adjusted = logits + gala_adjustment(self.stats, targets, cfg.lambda_positive, cfg.lambda_negative, cfg.eps)
+        else:
+            adjusted = logits + 0.0  # a tensor of its own, read by the hook below
+        if record and adjusted.requires_grad:
+            adjusted.register_hook(lambda grad: self._accumulate(grad, targets))
+        return adjusted
+
+    def _accumulate(self, grad: torch.Tensor, targets: torch.Tensor) -> None:
+        self.stats.index_add_(0, targets, grad.detach().abs().to(self.stats.dtype))
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.batches += 1
+
+    def adjust_scores(self, strategy, scores):
+        return rebalance_predictions(scores, self.config.tau) if self.config.rebalance else scores

@@ -1,0 +1,234 @@
+"""Gradient-Balanced Grouping (seed 001, Algorithms 1 and 2), as a plugin for any method.
+
+Algorithm 1, at the first epoch of every step: the average gradient of each seen class, taken
+with respect to the classifier head's parameters (default; the backbone is much larger and the
+seed's Fig. 3 groups by the classifier's update habits), on up to ``samples_per_class`` training
+images of the class (evaluation transform, BatchNorm in evaluation mode, the strategy's
+classification loss); their cosine similarity matrix A (Eq. 7); the classes split into G groups
+by normalised cut (Shi and Malik 2000; spectral clustering on the affinity (1 + A) / 2, which is
+A mapped to [0, 1]). ``grouping: old-new`` uses two fixed groups, old and new classes, instead.
+
+Algorithm 2, every mini-batch: one classification loss per group present in the batch (the mean
+over that group's samples), one gradient of each with respect to all trainable parameters, the
+MGDA min-norm weights a (Eq. 11, strategies/min_norm.py) and the update direction
+d = sum_i a_i g_i (Eq. 12). The method's other loss terms (distillation) are not part of the
+multi-objective problem: their gradient is added to d unchanged.
+
+Group-Aware Completion (GAC): a mini-batch missing a group gets ceil(completion * B) extra
+samples of that group, classes drawn with the class-balanced weight (1 - b) / (1 - b^{n_c})
+(Cui et al. 2019, b = ``class_balanced_beta``), images with the training augmentation.
+
+Cost: G + 1 backward passes per mini-batch instead of one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from cil.config import ComponentConfig, ConfigError
+from cil.plugin import CilPlugin
+from cil.registry import register
+from strategies.min_norm import min_norm_weights
+
+
+def cosine_similarity_matrix(gradients: torch.Tensor) -> torch.Tensor:
+    """A = V V^T / (|V| |V|^T) for class gradients V [C, P] (seed 001, Eq. 7)."""
+    unit = gradients / gradients.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit @ unit.t()
+
+
+def normalized_cut_groups(similarity: torch.Tensor, n_groups: int, seed: int) -> np.ndarray:
+    """Group index of every class: the normalised-cut relaxation of the affinity W = (1 + A) / 2.
+
+    Ng, Jordan and Weiss (2001): the ``n_groups`` leading eigenvectors of D^-1/2 W D^-1/2 (the
+    smallest of the normalised Laplacian, Shi and Malik's relaxation), rows scaled to unit
+    length, then k-means (k-means++ seeding, 10 restarts, the lowest within-group sum kept).
+    """
+    n = similarity.shape[0]
+    if n_groups >= n:
+        return np.arange(n)
+    if n_groups == 1:
+        return np.zeros(n, dtype=int)
+    affinity = ((1 + similarity.double().cpu()) / 2).clamp(0, 1)
+    affinity.fill_diagonal_(0)
+    scale = affinity.sum(1).clamp_min(1e-12).rsqrt()
+    _, vectors = torch.linalg.eigh(scale[:, None] * affinity * scale[None, :])
+    embedding = vectors[:, -n_groups:]
+    embedding = embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return kmeans(embedding, n_groups, torch.Generator().manual_seed(seed)).numpy()
+
+
+def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, restarts: int = 10,
+           iterations: int = 100) -> torch.Tensor:
+    """Cluster index of every row of ``points`` (Lloyd's algorithm, k-means++ seeding)."""
+    best, best_cost = None, float("inf")
+    for _ in range(restarts):
+        centres = points[torch.randint(len(points), (1,), generator=generator)]
+        while len(centres) < k:
+            distance = torch.cdist(points, centres).min(1).values.pow(2)
+            pick = torch.multinomial(distance + 1e-12, 1, generator=generator)
+            centres = torch.cat([centres, points[pick]])
+        for _ in range(iterations):
+            assignment = torch.cdist(points, centres).argmin(1)
+            moved = torch.stack([points[assignment == j].mean(0) if (assignment == j).any() else centres[j]
+                                 for j in range(k)])
+            if torch.allclose(moved, centres):
+                break
+            centres = moved
+        assignment = torch.cdist(points, centres).argmin(1)
+        cost = float(torch.cdist(points, centres).min(1).values.pow(2).sum())
+        if cost < best_cost:
+            best, best_cost = assignment, cost
+    return best
+
+
+def class_balanced_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """(1 - b) / (1 - b^{n_c}) of Cui et al. (2019); zero for classes without samples."""
+    counts = counts.double()
+    weights = (1 - beta) / (1 - beta ** counts).clamp_min(1e-12)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+
+@dataclass
+class GBGConfig(ComponentConfig):
+    name: str = "gbg"
+    groups: int = 4
+    """G, the number of groups of the normalised cut (seed 001 default)."""
+    grouping: Literal["ncut", "old-new"] = "ncut"
+    samples_per_class: int = 50
+    """Training images per class for the class-average gradients of Algorithm 1."""
+    completion: float = 0.1
+    """GAC: a missing group is filled with this fraction of the batch size (seed 001: 1/10)."""
+    class_balanced_beta: float = 0.999
+
+    def validate(self, prefix: str) -> None:
+        if self.groups < 1:
+            raise ConfigError(f"invalid value for '{prefix}.groups': must be >= 1")
+        if self.samples_per_class < 1:
+            raise ConfigError(f"invalid value for '{prefix}.samples_per_class': must be >= 1")
+        if not 0 <= self.completion <= 1:
+            raise ConfigError(f"invalid value for '{prefix}.completion': must be in [0, 1]")
+        if not 0 <= self.class_balanced_beta < 1:
+            raise ConfigError(f"invalid value for '{prefix}.class_balanced_beta': must be in [0, 1)")
+
+
+@register("plugin", "gbg", GBGConfig,
+          "gradient-balanced grouping: classes grouped by gradient similarity, MGDA over group losses (seed 001)")
+class GradientBalancedGrouping(CilPlugin):
+    def __init__(self, config: GBGConfig):
+        super().__init__(config)
+        self.group_of = torch.zeros(0, dtype=torch.long)
+        self.weight_sums = torch.zeros(0, dtype=torch.float64)
+        self.batches = 0
+
+    # ------------------------------------------------------------ Algorithm 1: grouping
+
+    def before_training_epoch(self, strategy, **kwargs):
+        if strategy.clock.train_exp_epochs == 0:
+            self.group_of = self.make_groups(strategy)
+            n_groups = int(self.group_of.max()) + 1
+            self.weight_sums, self.batches = torch.zeros(n_groups, dtype=torch.float64), 0
+
+    def make_groups(self, strategy) -> torch.Tensor:
+        n = strategy.n_seen
+        if self.config.grouping == "old-new":
+            return (torch.arange(n) >= strategy.n_old).long() if strategy.n_old > 0 else torch.zeros(n, dtype=torch.long)
+        gradients = self.class_gradients(strategy)
+        groups = normalized_cut_groups(cosine_similarity_matrix(gradients), self.config.groups, seed=strategy.step)
+        return torch.as_tensor(groups, dtype=torch.long)
+
+    def class_gradients(self, strategy) -> torch.Tensor:
+        """V [n_seen, P]: each class's average gradient of the classification loss w.r.t. the head."""
+        model, data = strategy.model, strategy.train_set
+        params = [p for p in model.head.parameters() if p.requires_grad]
+        was_training = model.training
+        model.eval()
+        rows = []
+        for c in range(strategy.n_seen):
+            positions = torch.nonzero(data.labels == c).flatten()
+            positions = positions[torch.randperm(len(positions), generator=strategy.order_generator)]
+            positions = positions[: self.config.samples_per_class]
+            if len(positions) == 0:
+                rows.append(torch.zeros(sum(p.numel() for p in params), device=strategy.device))
+                continue
+            x = next(iter(strategy.train_data.batches(data.indices[positions], len(positions), train=False,
+                                                      device=strategy.device)))
+            y = data.labels[positions].to(strategy.device)
+            loss = strategy.classification_loss(model(x), y)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                   for g, p in zip(grads, params)]).detach())
+        model.train(was_training)
+        return torch.stack(rows)
+
+    # ------------------------------------------------------------ GAC sampler
+
+    def before_forward(self, strategy, **kwargs):
+        """Complete the mini-batch with samples of every group it misses."""
+        if self.config.completion == 0 or len(self.group_of) == 0:
+            return
+        group_of = self.group_of.to(strategy.mb_y.device)
+        present = set(group_of[strategy.mb_y].tolist())
+        missing = [g for g in range(int(self.group_of.max()) + 1) if g not in present]
+        if not missing:
+            return
+        count = math.ceil(self.config.completion * len(strategy.mb_y))
+        labels = strategy.train_set.labels
+        class_weights = class_balanced_weights(torch.bincount(labels, minlength=len(self.group_of)),
+                                               self.config.class_balanced_beta)
+        positions = []
+        for g in missing:
+            weights = torch.where(self.group_of == g, class_weights, torch.zeros_like(class_weights))
+            if weights.sum() == 0:
+                continue
+            classes = torch.multinomial(weights, count, replacement=True, generator=strategy.order_generator)
+            for c in classes.tolist():
+                options = torch.nonzero(labels == c).flatten()
+                positions.append(options[torch.randint(len(options), (1,), generator=strategy.order_generator)])
+        if not positions:
+            return
+        chosen = torch.cat(positions)
+        x = torch.cat(list(strategy.train_data.batches(strategy.train_set.indices[chosen], len(chosen), train=True,
+                                                       device=strategy.device, generator=strategy.augment_generator)))
+        y = labels[chosen].to(strategy.device)
+        strategy.mbatch = [torch.cat([strategy.mb_x, x]), torch.cat([strategy.mb_y, y]),
+                           torch.cat([strategy.mbatch[-1], torch.zeros_like(y)])]
+
+    # ------------------------------------------------------------ Algorithm 2: MGDA update
+
+    def backward(self, strategy):
+        output, targets = strategy.mb_output, strategy.mb_y
+        group_of = self.group_of.to(targets.device)[targets]
+        params = [p for p in strategy.model.parameters() if p.requires_grad]
+        group_ids = group_of.unique().tolist()
+        losses = [strategy.classification_weight * strategy.classification_loss(
+            output._replace(logits=output.logits[group_of == g]), targets[group_of == g]) for g in group_ids]
+        flat = []
+        for loss in losses:
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                   for g, p in zip(grads, params)]))
+        stacked = torch.stack(flat)
+        weights = min_norm_weights(stacked @ stacked.t()).to(stacked.device, stacked.dtype)
+        direction = weights @ stacked
+        others = sum(strategy.plugin_loss_terms(output, targets).values())
+        if torch.is_tensor(others) and others.requires_grad:
+            others.backward()
+        offset = 0
+        for p in params:
+            piece = direction[offset: offset + p.numel()].view_as(p)
+            p.grad = piece.clone() if p.grad is None else p.grad + piece
+            offset += p.numel()
+        self.weight_sums[group_ids] += weights.double().cpu()
+        self.batches += 1
+
+    def after_training_exp(self, strategy, **kwargs):
+        sizes = torch.bincount(self.group_of, minlength=int(self.group_of.max()) + 1).tolist()
+        strategy.step_record["gbg_group_sizes"] = sizes
+        strategy.step_record["gbg_mean_weights"] = [round(float(w) / max(1, self.batches), 4)
+                                                    for w in self.weight_sums]

@@ -1,0 +1,107 @@
+"""Major Feature Weakening (seed 003, Algorithm 1 and Eq. 12), as a plugin for any method.
+
+During training, the intermediate feature after residual stage ``stage`` (seed 003: "after the
+second group of convolutional layers") of each sample is mixed with that of a partner from a
+random permutation of the mini-batch, keeping the sample's label:
+
+    z~_n = (1 - l_n) g(x_n) + l_n g(x_perm(n)),    l_n = s(N_{y_n}) * Beta(a, a)
+
+    s(N) = 0.5 * sigmoid((N - mu) / (beta * gamma))                       (Eq. 12)
+
+with mu the geometric mean and gamma the standard deviation of the class counts N_c of the
+step's training set (seen classes). Major (many-sample) classes get s near 0.5 and are weakened,
+minor ones (old classes with a few exemplars) get s near 0. beta = 0.01 is the paper's value for
+step imbalance, which is what a memory creates; 2.0 is its long-tailed value. A step whose
+classes all have the same count (the base step) has no major class: s = 0, nothing is mixed.
+No mixing at evaluation, in feature extraction (herding, NME) or in the previous model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cil.config import ComponentConfig, ConfigError
+from cil.plugin import CilPlugin
+from cil.registry import register
+
+
+def mixing_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
+    """s(N_c) of Eq. 12 for every class; zeros when all counts are equal."""
+    counts = counts.double()
+    present = counts > 0
+    gamma = counts[present].std(unbiased=False) if present.sum() > 1 else counts.new_zeros(())
+    if gamma == 0:
+        return torch.zeros_like(counts, dtype=torch.float32)
+    mu = counts[present].log().mean().exp()
+    return (0.5 * torch.sigmoid((counts - mu) / (beta * gamma))).float()
+
+
+def mix_features(features: torch.Tensor, lam: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """(1 - l_n) z_n + l_n z_perm(n) for a batch of feature maps [B, ...] and weights l [B]."""
+    shape = (-1,) + (1,) * (features.dim() - 1)
+    lam = lam.to(features.dtype).view(shape)
+    return (1 - lam) * features + lam * features[permutation]
+
+
+@dataclass
+class MFWConfig(ComponentConfig):
+    name: str = "mfw"
+    stage: int = 2
+    """Mix the output of this residual stage (1-based; seed 003: the second group of conv layers)."""
+    beta: float = 0.01
+    """Softness of s (Eq. 12): 0.01 for step imbalance (seed 003), 2.0 for long-tailed data."""
+    alpha: float = 2.0
+    """Beta(alpha, alpha) of the mixing coefficient (seed 003 tunes it; 2.0 in its Sec. 4 example)."""
+
+    def validate(self, prefix: str) -> None:
+        if self.stage < 1:
+            raise ConfigError(f"invalid value for '{prefix}.stage': must be >= 1")
+        if not self.beta > 0:
+            raise ConfigError(f"invalid value for '{prefix}.beta': must be > 0")
+        if not self.alpha > 0:
+            raise ConfigError(f"invalid value for '{prefix}.alpha': must be > 0")
+
+
+@register("plugin", "mfw", MFWConfig,
+          "Major Feature Weakening: mix major classes' intermediate features with others' (seed 003, Alg. 1)")
+class MajorFeatureWeakening(CilPlugin):
+    def __init__(self, config: MFWConfig):
+        super().__init__(config)
+        self._hook = None
+        self._lam: torch.Tensor | None = None
+        self._permutation: torch.Tensor | None = None
+        self.weights = torch.zeros(0)
+
+    def before_training_exp(self, strategy, **kwargs):
+        stages = strategy.model.backbone.stages
+        if self.config.stage > len(stages):
+            from cil.errors import UserError
+
+            raise UserError(f"plugins.mfw.stage {self.config.stage}: the backbone has {len(stages)} stages")
+        self._hook = stages[self.config.stage - 1].register_forward_hook(self._mix)
+
+    def before_training_epoch(self, strategy, **kwargs):
+        self.weights = mixing_weights(strategy.train_class_counts.cpu(), self.config.beta)
+
+    def before_forward(self, strategy, **kwargs):
+        """Draw l_n = s(N_{y_n}) Beta(a, a) and the partner permutation for this mini-batch."""
+        y = strategy.mb_y.cpu()
+        draws = torch.distributions.Beta(self.config.alpha, self.config.alpha).sample((len(y),))
+        self._lam = (self.weights[y] * draws).to(strategy.device)
+        self._permutation = torch.randperm(len(y)).to(strategy.device)
+
+    def after_forward(self, strategy, **kwargs):
+        self._lam = self._permutation = None
+
+    def _mix(self, module, inputs, output):
+        if not module.training or self._lam is None or len(output) != len(self._lam):
+            return output
+        return mix_features(output, self._lam, self._permutation)
+
+    def after_training_exp(self, strategy, **kwargs):
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        strategy.step_record["mfw_max_weight"] = round(float(self.weights.max()), 4) if len(self.weights) else 0.0

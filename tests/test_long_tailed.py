@@ -1,0 +1,182 @@
+"""Long-tailed plugins: GALA (seed 000), GBG (seed 001), MFW (seed 003), and the MGDA min-norm solver."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cil.cli import main
+from strategies.gala import gala_adjustment, rebalance_predictions
+from strategies.gbg import class_balanced_weights, cosine_similarity_matrix, normalized_cut_groups
+from strategies.mfw import MajorFeatureWeakening, MFWConfig, mix_features, mixing_weights
+from strategies.min_norm import min_norm_weights
+
+# ------------------------------------------------------------------------------------------------ GALA
+
+
+def test_gala_adjusted_logits_from_given_statistics():
+    stats = torch.tensor([[4.0, 1.0, 3.0],
+                          [2.0, 1.0, 1.0],
+                          [1.0, 2.0, 1.0]])
+    targets = torch.tensor([0, 2])
+    eps = 1e-3
+    theta = torch.tensor([4.0, 1.0, 1.0]) / 2.0  # diagonal over its mean
+    phi = stats / (10.0 / 6.0)  # off-diagonal mean: (1 + 3 + 2 + 1 + 1 + 2) / 6
+    got = gala_adjustment(stats, targets, 1.0, 0.5, eps)
+    for row, y in enumerate(targets.tolist()):
+        for k in range(3):
+            expected = math.log(theta[k] + eps) - (0.0 if k == y else 0.5 * math.log(phi[y, k] + eps))
+            assert float(got[row, k]) == pytest.approx(expected, rel=1e-6)
+    only_negative = gala_adjustment(stats, targets, 0.0, 1.0, eps)
+    assert float(only_negative[0, 0]) == 0.0 and float(only_negative[1, 2]) == 0.0
+
+
+def test_gala_statistics_do_not_drift_with_scale():
+    stats = torch.rand(4, 4) + 0.1
+    targets = torch.tensor([0, 1, 2, 3])
+    assert torch.allclose(gala_adjustment(stats, targets, 1, 1, 1e-3), gala_adjustment(100 * stats, targets, 1, 1, 1e-3),
+                          atol=1e-5)
+
+
+def test_gala_accumulates_the_classification_gradient_of_real_batches_only():
+    from strategies.gala import GALA, GALAConfig
+
+    plugin = GALA(GALAConfig(warmup_batches=0))
+    plugin.stats = torch.zeros(3, 3)
+    logits = torch.zeros(2, 3, requires_grad=True)
+    targets = torch.tensor([0, 2])
+    adjusted = plugin.adjust_logits(None, logits, targets, record=True)
+    torch.nn.functional.cross_entropy(adjusted, targets, reduction="sum").backward()
+    # |p - onehot| with p = 1/3: 2/3 on the true class, 1/3 elsewhere, per sample
+    expected = torch.tensor([[2 / 3, 1 / 3, 1 / 3], [0, 0, 0], [1 / 3, 1 / 3, 2 / 3]])
+    assert torch.allclose(plugin.stats, expected)
+    before = plugin.stats.clone()
+    virtual = plugin.adjust_logits(None, logits, targets, record=False)
+    torch.nn.functional.cross_entropy(virtual, targets).backward()
+    assert torch.equal(plugin.stats, before)
+
+
+def test_gala_prediction_rebalancing():
+    scores = torch.log(torch.tensor([[0.8, 0.2], [0.6, 0.4], [0.9, 0.1]]))
+    balanced = rebalance_predictions(scores, tau=1.0)
+    columns = torch.tensor([2.3, 0.7])
+    assert torch.allclose(balanced, scores.softmax(1) / columns)
+    assert balanced.argmax(1).tolist() == [0, 1, 0]  # the head class 0 no longer wins the close call
+    assert torch.allclose(rebalance_predictions(scores, tau=0.0), scores.softmax(1))
+
+
+# ------------------------------------------------------------------------------------------------ GBG
+
+
+def test_min_norm_two_gradients_closed_form():
+    g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    gram = torch.stack([g1, g2]) @ torch.stack([g1, g2]).t()
+    a = min_norm_weights(gram)
+    # min ||a g1 + (1 - a) g2||^2: a = g2.(g2 - g1) / ||g1 - g2||^2 = 4 / 5
+    assert a.tolist() == pytest.approx([0.8, 0.2])
+    opposite = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64)  # g2 = -g1: the origin is in the hull
+    assert float(min_norm_weights(opposite) @ opposite @ min_norm_weights(opposite)) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("n", [3, 4, 6])
+def test_min_norm_matches_a_qp_solver(n):
+    qpsolvers = pytest.importorskip("qpsolvers")
+    torch.manual_seed(n)
+    g = torch.randn(n, 40, dtype=torch.float64)
+    gram = g @ g.t()
+    a = min_norm_weights(gram)
+    x = qpsolvers.solve_qp(2 * gram.numpy(), np.zeros(n), A=np.ones((1, n)), b=np.ones(1), lb=np.zeros(n),
+                           solver="quadprog")
+    assert float(a.sum()) == pytest.approx(1.0) and (a >= 0).all()
+    assert float(a @ gram @ a) == pytest.approx(float(x @ gram.numpy() @ x), rel=1e-6)
+    assert a.numpy() == pytest.approx(x, abs=1e-4)
+
+
+def test_normalized_cut_separates_two_clusters_of_gradients():
+    torch.manual_seed(0)
+    a, b = torch.randn(50), torch.randn(50)
+    gradients = torch.stack([a + 0.1 * torch.randn(50) for _ in range(5)] + [b + 0.1 * torch.randn(50) for _ in range(4)])
+    groups = normalized_cut_groups(cosine_similarity_matrix(gradients), 2, seed=0)
+    assert len(set(groups[:5])) == 1 and len(set(groups[5:])) == 1 and groups[0] != groups[5]
+    assert list(normalized_cut_groups(cosine_similarity_matrix(gradients), 20, seed=0)) == list(range(9))
+
+
+def test_class_balanced_weights():
+    w = class_balanced_weights(torch.tensor([0, 1, 100]), beta=0.9)
+    assert w.tolist() == pytest.approx([0.0, 1.0, 0.1 / (1 - 0.9 ** 100)])
+
+
+# ------------------------------------------------------------------------------------------------ MFW
+
+
+def test_mfw_weights_eq12_by_hand():
+    counts = torch.tensor([20.0] * 4 + [500.0] * 2)
+    s = mixing_weights(counts, beta=0.01)
+    mu = math.exp((4 * math.log(20) + 2 * math.log(500)) / 6)
+    gamma = float(counts.std(unbiased=False))
+    assert float(s[0]) == pytest.approx(0.5 / (1 + math.exp(-(20 - mu) / (0.01 * gamma))), abs=1e-6)
+    assert float(s[-1]) == pytest.approx(0.5, abs=1e-6) and float(s[0]) < 1e-6  # major weakened, minor not
+    assert mixing_weights(torch.full((5,), 500.0), beta=0.01).tolist() == [0.0] * 5  # balanced: no mixing
+    soft = mixing_weights(counts, beta=2.0)
+    assert 0 < float(soft[0]) < float(soft[-1]) < 0.5
+
+
+def test_mfw_mixes_features_keeps_labels_and_is_off_at_evaluation():
+    features = torch.arange(8.0).view(4, 2)
+    lam = torch.tensor([0.5, 0.0, 0.25, 0.0])
+    permutation = torch.tensor([1, 0, 3, 2])
+    mixed = mix_features(features, lam, permutation)
+    assert mixed[0].tolist() == [1.0, 2.0] and mixed[1].tolist() == [2.0, 3.0]
+    assert mixed[2].tolist() == pytest.approx([0.75 * 4 + 0.25 * 6, 0.75 * 5 + 0.25 * 7])
+
+    plugin = MajorFeatureWeakening(MFWConfig())
+    stage = torch.nn.Identity()
+    plugin._lam, plugin._permutation = lam, permutation
+    stage.train()
+    assert torch.equal(plugin._mix(stage, (features,), features), mixed)
+    stage.eval()
+    assert torch.equal(plugin._mix(stage, (features,), features), features)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+TINY = ["--scenario", "synthetic-b6-2", "--epochs", "1", "--limit-per-class", "10", "--device", "cpu", "--no-progress",
+        "--no-tensorboard", "--set", "model.backbone=tiny", "--set", "data.synthetic_classes=10",
+        "--set", "data.test_limit_per_class=5", "--set", "optim.batch_size=16"]
+
+
+@pytest.mark.parametrize("plugin", ["gala", "gbg", "mfw", "memory-oversampling", "class-oversampling"])
+@pytest.mark.parametrize("strategy", ["il-baseline", "podnet"])
+def test_plugins_run_with_il_baseline_and_podnet(tmp_path, capsys, plugin, strategy):
+    out = tmp_path / "run"
+    assert main(["run", "--strategy", strategy, "--plugin", plugin, *TINY, "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "complete"
+    assert plugin in [p["name"] for p in results["config"]["plugins"]]
+    if plugin == "gbg":
+        assert all(sum(s["gbg_group_sizes"]) == sum(len(t["labels"]) for t in results["steps"][: s["step"] + 1])
+                   for s in results["steps"])
+        assert all(sum(s["gbg_mean_weights"]) == pytest.approx(1.0, abs=1e-3) for s in results["steps"])
+
+
+@pytest.mark.parametrize("strategy", ["il-baseline-loss-rescaling", "il-baseline-separated-softmax",
+                                      "il-baseline-balanced-finetuning", "il-baseline-gala", "il-baseline-gbg",
+                                      "il-baseline-mfw"])
+def test_named_table6_strategies_run(tmp_path, capsys, strategy):
+    assert main(["run", "--strategy", strategy, *TINY, "--out", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+
+
+def test_gala_rebalancing_changes_the_evaluation(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--strategy", "il-baseline-gala", *TINY, "--set", "plugins.gala.rebalance=true",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["eval"] == "gala-rebalanced"
+
+
+def test_two_batch_samplers_are_one_clear_error(capsys):
+    assert main(["run", "--strategy", "il-baseline-memory-oversampling", "--plugin", "class-oversampling",
+                 *TINY]) == 2
+    assert "both choose the mini-batches" in capsys.readouterr().err
