@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -153,8 +154,10 @@ def cmd_list(args) -> int:
     for spec in DATASETS.values():
         print(f"  {spec.name:<16} {spec.summary}")
     print("\nStrategies (configs/strategies/*.yaml; --strategy also takes a path):")
-    for name in available_strategies():
-        print(f"  {name:<24} {strategy_description(name)}")
+    names = available_strategies()
+    width = max(map(len, names)) + 1
+    for name in names:
+        print(f"  {name:<{width}} {strategy_description(name)}")
     print("\nComponents (for strategy files and --set):")
     for c in registry.all_components():
         print(f"  {c.kind:<7} {c.name:<20} {c.summary}")
@@ -163,7 +166,8 @@ def cmd_list(args) -> int:
 
     print("\nSweeps (configs/sweeps/*.yaml, for 'cil sweep NAME'):")
     for name in available_sweeps():
-        print(f"  {name:<24} {sweep_description(name)}")
+        first_sentence = re.split(r"[.;]\s+(?=[A-Z])", sweep_description(name))[0]
+        print(f"  {name:<{width}} {first_sentence}")
     return 0
 
 

@@ -320,6 +320,8 @@ def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
         if not isinstance(nxt, dict):
             raise ConfigError(f"cannot set '{'.'.join(parts)}': '{part}' is not a section")
         target = nxt
+    if parts[0] in COMPONENT_SECTIONS and parts[1:] == ["name"] and target.get("name") != value:
+        target.clear()  # another component: the previous one's keys do not apply (set its own keys after)
     if rest:
         target[rest[-1]] = value
 

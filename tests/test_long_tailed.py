@@ -142,9 +142,9 @@ def test_mfw_mixes_features_keeps_labels_and_is_off_at_evaluation():
 
 # ------------------------------------------------------------------------------------------------ end to end
 
+TINY_SETS = ["model.backbone=tiny", "data.synthetic_classes=10", "data.test_limit_per_class=5", "optim.batch_size=16"]
 TINY = ["--scenario", "synthetic-b6-2", "--epochs", "1", "--limit-per-class", "10", "--device", "cpu", "--no-progress",
-        "--no-tensorboard", "--set", "model.backbone=tiny", "--set", "data.synthetic_classes=10",
-        "--set", "data.test_limit_per_class=5", "--set", "optim.batch_size=16"]
+        "--no-tensorboard", *sum((["--set", s] for s in TINY_SETS), [])]
 
 
 @pytest.mark.parametrize("plugin", ["gala", "gbg", "mfw", "memory-oversampling", "class-oversampling"])
@@ -167,6 +167,37 @@ def test_plugins_run_with_il_baseline_and_podnet(tmp_path, capsys, plugin, strat
                                       "il-baseline-mfw"])
 def test_named_table6_strategies_run(tmp_path, capsys, strategy):
     assert main(["run", "--strategy", strategy, *TINY, "--out", str(tmp_path / "run")]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", ["loss-rescaling", "separated-softmax"])
+def test_table6_losses_replace_podnets_loss(tmp_path, capsys, loss):
+    out = tmp_path / "run"
+    assert main(["run", "--strategy", "podnet", "--set", f"loss.name={loss}", *TINY, "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["config"]["loss"] == {"name": loss}
+
+
+def test_mfw_leaves_the_labels_alone(tmp_path):
+    from cil.cli import build_config
+    from cil.runner import run
+    from tests.helpers import quiet
+
+    seen = []
+
+    from avalanche.core import SupervisedPlugin
+
+    class RecordLabels(SupervisedPlugin):
+        def before_forward(self, strategy, **kwargs):
+            seen.append(strategy.mb_y.clone())
+
+        def after_forward(self, strategy, **kwargs):
+            assert torch.equal(seen[-1], strategy.mb_y)
+
+    cfg = build_config("synthetic-b6-2", "il-baseline-mfw", {"epochs": 1, "device": "cpu", "progress": False,
+                                                             "tensorboard": False, "data": {"limit_per_class": 10}},
+                       TINY_SETS)
+    run(cfg, out=tmp_path / "run", extra_plugins=[RecordLabels()], log=quiet)
+    assert seen
 
 
 def test_gala_rebalancing_changes_the_evaluation(tmp_path, capsys):
