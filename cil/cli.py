@@ -207,23 +207,10 @@ def run_flags(args, seed: int | None = None) -> dict[str, Any]:
     return flags
 
 
-def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str]):
-    """The validated RunConfig of a scenario, a strategy and options; impossible scenarios fail before any data loads."""
-    from cil import registry
-    from cil.config import assemble, strategy_layers
-    from cil.data import DATASETS
-    from cil.scenarios import ScenarioName, ScenarioPlan
-
-    name = ScenarioName.parse(scenario, list(DATASETS))
-    strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
-    cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
-                   lookup=registry.config_class)
-    ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
-    return cfg
-
-
 def run_config_from_args(args, seed: int | None = None):
     """The validated RunConfig of a ``cil run`` command line."""
+    from cil.runner import build_config
+
     flags = run_flags(args, seed if seed is not None else args.seed)
     if args.out is not None:
         flags["out"] = args.out
@@ -302,8 +289,8 @@ def resume(args) -> int:
 def cmd_sweep(args) -> int:
     from cil.sweep import SweepPlan, execute
 
-    plan = SweepPlan.from_args(args)
-    return execute(plan, args, dry_run=args.dry_run)
+    plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
+    return execute(plan, lambda seed: run_flags(args, seed), out=args.out, dry_run=args.dry_run)
 
 
 def cmd_report(args) -> int:

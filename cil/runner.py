@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,18 @@ from cil.errors import UserError
 from cil.metrics import confusion_matrix, step_metrics
 from cil.results import RESULTS, RunWriter, environment, load_results
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
+
+
+def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str]):
+    """The validated RunConfig of a scenario, a strategy and options; impossible scenarios fail before any data loads."""
+    from cil.config import assemble, strategy_layers
+
+    name = ScenarioName.parse(scenario, list(DATASETS))
+    strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
+    cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
+                   lookup=registry.config_class)
+    ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
+    return cfg
 
 
 def resolve_device(name: str) -> torch.device:
@@ -225,14 +237,14 @@ def _checkpoint_to_resume(out: Path, cfg: RunConfig) -> dict | None:
             raise UserError(f"cannot resume {out}: {len(saved['steps'])} steps are recorded but the checkpoint "
                             f"{CHECKPOINT} is missing; start again with --overwrite")
         return None
-    differing = config_differences(checkpoint["config"], _comparable(cfg, checkpoint["config"]))
+    differing = config_differences(checkpoint["config"], comparable_config(cfg, checkpoint["config"]))
     if differing:
         raise UserError(f"cannot resume {out}: the given config differs from the saved one in "
                         f"{', '.join(differing)}")
     return checkpoint
 
 
-def _comparable(cfg: RunConfig, saved: dict) -> dict:
+def comparable_config(cfg: RunConfig, saved: dict) -> dict:
     """``cfg`` as a dict, its 'auto' backbone read as the saved run's resolved one."""
     config = cfg.to_dict()
     if config["model"]["backbone"] == "auto":

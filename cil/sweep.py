@@ -21,7 +21,7 @@ import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from cil.errors import UserError, did_you_mean
 
@@ -81,9 +81,8 @@ class SweepPlan:
     sets: list[str]
 
     @classmethod
-    def from_args(cls, args) -> "SweepPlan":
-        from cil.cli import parse_seeds
-
+    def from_args(cls, args, seeds: list[int]) -> "SweepPlan":
+        """The plan of a ``cil sweep`` command line (``seeds`` parsed from --seeds)."""
         raw: dict[str, Any] = {}
         name = "adhoc"
         if args.plan:
@@ -106,7 +105,7 @@ class SweepPlan:
                 raise UserError("cil sweep needs scenarios: --scenario S1,S2 or a sweep file with 'scenarios'")
             if not block.strategies:
                 raise UserError("cil sweep needs strategies: --strategy T1,T2 or a sweep file with 'strategies'")
-        seeds = parse_seeds(args.seeds) or [int(s) for s in _as_list(raw.get("seeds"), "seeds")] or DEFAULT_SEEDS
+        seeds = seeds or [int(s) for s in _as_list(raw.get("seeds"), "seeds")] or DEFAULT_SEEDS
         sets = [str(s) for s in _as_list(raw.get("set"), "set")] + list(args.sets)
         return cls(name, blocks, seeds, sets)
 
@@ -180,17 +179,19 @@ class Planned:
     config: Any = None
 
 
-def plan_actions(plan: SweepPlan, args, out: Path) -> list[Planned]:
-    """What to do with every run of the sweep; a folder holding a different experiment stops everything."""
-    from cil.cli import build_config, run_flags
+def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) -> list[Planned]:
+    """What to do with every run of the sweep; a folder holding a different experiment stops everything.
+
+    ``flags_of(seed)``: the config layer of the command-line options for a seed.
+    """
     from cil.config import IncompatibleConfigError, config_differences
     from cil.results import RESULTS, load_results
-    from cil.runner import _comparable
+    from cil.runner import build_config, comparable_config
 
     planned = []
     for spec in plan.runs(out):
         try:
-            cfg = build_config(spec.scenario, spec.strategy, run_flags(args, spec.seed), plan.sets + spec.sets)
+            cfg = build_config(spec.scenario, spec.strategy, flags_of(spec.seed), plan.sets + spec.sets)
         except IncompatibleConfigError as exc:
             planned.append(Planned(spec, "invalid", str(exc)))
             continue
@@ -199,7 +200,7 @@ def plan_actions(plan: SweepPlan, args, out: Path) -> list[Planned]:
             planned.append(Planned(spec, "run", config=cfg))
             continue
         saved = load_results(spec.out)
-        differing = config_differences(saved.get("config", {}), _comparable(cfg, saved.get("config", {})))
+        differing = config_differences(saved.get("config", {}), comparable_config(cfg, saved.get("config", {})))
         if differing:
             raise UserError(f"{spec.out} holds a run with another config (differs in {', '.join(differing[:5])}); "
                             f"give the sweep another --out")
@@ -212,13 +213,13 @@ def plan_actions(plan: SweepPlan, args, out: Path) -> list[Planned]:
     return planned
 
 
-def execute(plan: SweepPlan, args, dry_run: bool = False) -> int:
-    """Run (or with ``dry_run`` only list) the sweep; exit code 1 if any run failed."""
+def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False) -> int:
+    """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed."""
     from cil.report import collect, summary_table
     from cil.runner import run
 
-    out = Path(args.out) if args.out else Path("runs") / "sweeps" / plan.name
-    planned = plan_actions(plan, args, out)
+    out = Path(out) if out else Path("runs") / "sweeps" / plan.name
+    planned = plan_actions(plan, flags_of, out)
     counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
     print(f"sweep {plan.name}: {len(planned)} runs in {out}: {counts['run']} to run, {counts['resume']} to resume, "
           f"{counts['skip']} complete, {counts['invalid']} invalid", file=sys.stderr)

@@ -178,8 +178,7 @@ def test_table6_losses_replace_podnets_loss(tmp_path, capsys, loss):
 
 
 def test_mfw_leaves_the_labels_alone(tmp_path):
-    from cil.cli import build_config
-    from cil.runner import run
+    from cil.runner import build_config, run
     from tests.helpers import quiet
 
     seen = []

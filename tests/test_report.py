@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cil.cli import build_config, main
+from cil.cli import main
+from cil.runner import build_config
 from cil.metrics import forgetting
 from cil.report import collect, summary_frame
 from cil.runner import run

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cil.checkpoint import CHECKPOINT, load_checkpoint
-from cil.cli import build_config, main
-from cil.runner import run
+from cil.cli import main
+from cil.runner import build_config, run
 from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 12}}
