@@ -17,6 +17,10 @@ Adjusted logits, training only, after ``warmup_batches`` batches of pure accumul
 
 Prediction re-balancing (``rebalance: true``, evaluation only): the softmax probabilities of all
 test images of a step, each column (class) divided by its L1 norm to the power tau.
+
+The authors' code subtracts one negative-gradient margin per sample from all its logits (which
+the softmax cancels) and accumulates over the whole training; docs/strategies.md lists the
+differences.
 """
 
 from __future__ import annotations
