@@ -104,3 +104,17 @@ def test_lucir_and_podnet_defaults():
     podnet_in = make("podnet", dataset="imagenet-subset")
     assert (podnet_in.method.spatial_factor, podnet_in.method.flat_factor, podnet_in.optim.batch_size) == (8.0, 10.0, 64)
     assert make("podnet", sets=["plugins.balanced-finetuning.epochs=3"]).plugins[0].epochs == 3
+
+
+def test_set_name_switches_the_component_and_drops_its_keys():
+    cfg = make("podnet", sets=["loss.name=loss-rescaling"])
+    assert cfg.loss.name == "loss-rescaling" and not hasattr(cfg.loss, "margin")
+    cfg = make("il-baseline", sets=["loss.name=bsce", "loss.alpha=0.5"])
+    assert cfg.loss.alpha == 0.5
+
+
+def test_plugin_flag_appends_to_the_strategys_plugins():
+    cfg = assemble(scenario="cifar100-b50-5", strategy="podnet", dataset="cifar100",
+                   flags={"add_plugins": ["mfw", "gala"]}, sets=["plugins.mfw.stage=3"], lookup=registry.config_class)
+    assert [p.name for p in cfg.plugins] == ["balanced-finetuning", "mfw", "gala"]
+    assert cfg.plugins[1].stage == 3
