@@ -167,6 +167,9 @@ STRATEGIES_WITHOUT_MEMORY = {  # strategy: a loss term that needs the previous m
     "il-baseline-relaxed-bsce": "distillation", "lucir": "less_forget", "lucir-bsce": "less_forget",
     "lucir-relaxed-bsce": "less_forget", "podnet": "pod_spatial", "podnet-bsce": "pod_spatial",
     "podnet-relaxed-bsce": "pod_spatial", "ncm": None, "slda": None,
+    **{f"il-baseline-{name}": "distillation" for name in (
+        "memory-oversampling", "class-oversampling", "loss-rescaling", "balanced-finetuning", "separated-softmax",
+        "gala", "gbg", "mfw")},
 }
 
 
