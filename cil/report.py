@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN: nothing to show
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
