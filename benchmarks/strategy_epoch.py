@@ -37,12 +37,15 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
+    strategies = args.strategies.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        for strategy in args.strategies.split(","):
+        for i, strategy in enumerate([strategies[0]] + strategies):  # the first run warms up (allocator, caches)
             flags = {"epochs": args.epochs, "device": args.device, "progress": False, "tensorboard": False,
                      "data": {"limit_per_class": args.limit_per_class}}
             cfg = build_config("synthetic-b50-1", strategy, flags, [f"model.backbone={args.backbone}"])
-            results = run(cfg, out=Path(tmp) / strategy, log=lambda line: None)
+            results = run(cfg, out=Path(tmp) / f"{i}-{strategy}", log=lambda line: None)
+            if i == 0:
+                continue
             step = results["steps"][1]
             rows.append((strategy, step["seconds_per_epoch"], step["train_seconds"]))
             print(f"{strategy:<34} {step['seconds_per_epoch']:7.2f} s per epoch, step {step['train_seconds']:7.2f} s "
