@@ -235,7 +235,7 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
         try:
             run(p.config, out=p.spec.out, resume=p.action == "resume")
         except KeyboardInterrupt:
-            print(f"sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
+            print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
             raise
         except UserError:
             raise
