@@ -150,6 +150,8 @@ class IncrementalStrategy(SupervisedTemplate):
         """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
         self.step_record: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
+        self.loss_terms: dict[str, torch.Tensor] = {}
+        """The current mini-batch's weighted loss terms, with their graphs (what ``backward`` differentiates)."""
         self.epoch_scalars: dict[str, float] = {}
         self.epochs_done = 0
         """Training epochs over all steps so far (the x axis of per-epoch logs)."""
@@ -278,6 +280,7 @@ class IncrementalStrategy(SupervisedTemplate):
         if not self.is_training:
             return torch.zeros((), device=self.device)
         total, parts = self.training_loss(self.mb_output, self.mb_y, record=True)
+        self.loss_terms = parts
         for name, value in parts.items():
             self._epoch_loss_sums[name] = self._epoch_loss_sums.get(name, 0.0) + float(value.detach())
         self._epoch_batches += 1

@@ -216,7 +216,7 @@ class GradientBalancedGrouping(CilPlugin):
         stacked = torch.stack(flat)
         weights = min_norm_weights(stacked @ stacked.t()).to(stacked.device, stacked.dtype)
         direction = weights @ stacked
-        others = sum(strategy.plugin_loss_terms(output, targets).values())
+        others = sum(v for k, v in strategy.loss_terms.items() if k != "classification")
         if torch.is_tensor(others) and others.requires_grad:
             others.backward()
         offset = 0
