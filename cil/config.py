@@ -166,6 +166,25 @@ class DataConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    """How a run executes on its device (cil/runtime.py): numeric precision, memory layout,
+    compilation, evaluation batch size. ``auto`` picks per device (docs/performance.md)."""
+
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 on CUDA devices that support it, fp32 elsewhere. bf16/fp16: autocast of the
+    backbone's forward and the losses (the head always computes in fp32); fp16 adds loss scaling."""
+    channels_last: Literal["auto"] | bool = "auto"
+    """NHWC memory layout of the backbone and its inputs (auto: true on CUDA, false on the CPU)."""
+    compile: bool = False
+    """torch.compile the backbone (the head grows every step and stays eager)."""
+    eval_batch_size: int | None = None
+    """Batch of evaluation, herding and feature extraction (None: 1024 on CUDA, 256 on the CPU)."""
+
+    def validate(self, prefix: str) -> None:
+        _check(self.eval_batch_size is None or self.eval_batch_size >= 1, prefix, "eval_batch_size", "must be >= 1")
+
+
+@dataclass
 class RunConfig:
     """Everything that determines a run; saved resolved in the run directory."""
 
@@ -189,6 +208,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -402,7 +422,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"invalid value for '{key}'")
+        if len(errors) == 1 or any(typing.get_origin(a) is list or dataclasses.is_dataclass(a) for a in args):
+            raise ConfigError(errors[0] if errors else f"invalid value for '{key}'")
+        raise ConfigError(f"invalid value for '{key}': expected {' or '.join(_expectation(a) for a in args)}, "
+                          f"got {value!r}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"invalid value for '{key}': '{value}'; valid: {', '.join(map(str, args))}")
@@ -445,6 +468,15 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     raise ConfigError(f"invalid value for '{key}': unsupported type {hint}")  # pragma: no cover
 
 
+def _expectation(hint: Any) -> str:
+    """What a value of type ``hint`` looks like, for error messages."""
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(map(str, typing.get_args(hint)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
 def assemble(
     *,
     scenario: str,
@@ -484,8 +516,10 @@ def assemble(
 # Comparing configurations (resume, sweeps, reports)
 # --------------------------------------------------------------------------------------------
 
-RUNTIME_KEYS = ("out", "progress", "device", "tensorboard", "data.root", "data.num_workers")
-"""Keys that say where and how a run executes, not what it computes: free to differ on resume."""
+RUNTIME_KEYS = ("out", "progress", "device", "tensorboard", "data.root", "data.num_workers", "runtime.compile",
+                "runtime.eval_batch_size")
+"""Keys that say where and how a run executes, not what it computes: free to differ on resume
+(precision and memory layout change the arithmetic, so a resumed run keeps them)."""
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,7 +18,10 @@ What the engine offers plugins (and knows of none of them):
 * ``previous_model`` and ``previous_output()``: the frozen model of step t-1 and its output on
   the current mini-batch (computed once per iteration, whoever asks);
 * ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
-* ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME);
+* ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME), computed
+  in large batches without autograd (``runtime.inference()``) and in the run's precision;
+* ``runtime``: the run's device settings (cil/runtime.py): ``runtime.autocast()`` for a plugin's own
+  forward passes, ``loss_scaler`` for gradients a plugin computes itself (``loss_scaler.scale``);
 * ``step_record``: a dict that ends up in the step's results (memory size, learned values);
 * ``train_epochs``: this step's number of epochs, reset from the config at every step (a plugin
   may set it in ``before_training_exp``, e.g. 0 to keep a frozen model);
@@ -26,6 +29,10 @@ What the engine offers plugins (and knows of none of them):
   (e.g. Meta BSCE's alpha); emptied at the start of each step;
 * ``checkpoint_state()`` / ``restore_state()``: everything a later step depends on (model, plugin
   states, random number generators), so that a resumed run repeats an uninterrupted one.
+
+The per-batch path (data, forward, losses, backward, update, and every plugin hook called in it)
+reads no device value on the host, so a GPU never waits for Python: loss sums stay on the device
+until the end of the epoch (cil/epoch_losses.py). docs/performance.md lists the exceptions.
 
 Optional plugin hooks, each asked for by the engine without knowing the method:
 
@@ -56,8 +63,10 @@ from avalanche.training.templates import SupervisedTemplate
 from tqdm import tqdm
 
 from cil.checkpoint import capture_rng, restore_rng
-from cil.config import OptimConfig
+from cil.config import OptimConfig, RuntimeConfig
+from cil.epoch_losses import EpochLosses
 from cil.plugin import CilPlugin, ClassificationLoss
+from cil.runtime import Runtime
 from cil.scenarios import ScenarioPlan, experience_indices
 
 if TYPE_CHECKING:
@@ -92,8 +101,9 @@ class _Batches:
 
     def __iter__(self):
         s = self.strategy
+        task = torch.zeros(s.train_mb_size, dtype=torch.long, device=s.device)  # Avalanche's task labels: one task
         for x, y in s.training_batches(s.train_set, s.train_mb_size, order=s.epoch_positions()):
-            yield [x, y, torch.zeros_like(y)]
+            yield [x, y, task[: len(y)]]
 
 
 class IncrementalStrategy(SupervisedTemplate):
@@ -111,9 +121,10 @@ class IncrementalStrategy(SupervisedTemplate):
         plugins: list,
         device: torch.device,
         seed: int,
+        runtime: Runtime | None = None,
         progress: bool = True,
-        eval_batch_size: int = 256,
     ):
+        runtime = runtime if runtime is not None else Runtime.resolve(RuntimeConfig(precision="fp32"), device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No loggers specified")
             super().__init__(
@@ -122,12 +133,16 @@ class IncrementalStrategy(SupervisedTemplate):
                 criterion=loss,
                 train_mb_size=optim.batch_size,
                 train_epochs=optim.epochs,
-                eval_mb_size=eval_batch_size,
+                eval_mb_size=runtime.eval_batch_size,
                 device=device,
                 plugins=plugins,
                 evaluator=EvaluationPlugin(loggers=[]),
                 eval_every=-1,
             )
+        self.runtime = runtime
+        self.loss_scaler = runtime.loss_scaler()
+        """Backward pass and optimizer step (fp16: with dynamic loss scaling), kept across steps."""
+        runtime.prepare(self.model.to(self.device))
         self.plan = plan
         self.train_data, self.test_data = train_data, test_data
         self.optim_config = optim
@@ -150,13 +165,15 @@ class IncrementalStrategy(SupervisedTemplate):
         """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
         self.step_record: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
+        """Mean of every loss term over the last epoch (read once per epoch)."""
         self.loss_terms: dict[str, torch.Tensor] = {}
         """The current mini-batch's weighted loss terms, with their graphs (what ``backward`` differentiates)."""
-        self.epoch_scalars: dict[str, float] = {}
+        self.epoch_scalars: dict[str, float | torch.Tensor] = {}
+        """Values to log after every epoch; a plugin may store a 0-d tensor (read at the epoch's end)."""
         self.epochs_done = 0
         """Training epochs over all steps so far (the x axis of per-epoch logs)."""
-        self._epoch_loss_sums: dict[str, float] = {}
-        self._epoch_batches = 0
+        self._epoch_losses = EpochLosses()
+        self._train_class_counts: tuple[TrainingSet, torch.Tensor] | None = None
         self._epoch_start = 0.0
         self._epoch_seconds: list[float] = []
         self._iteration = 0
@@ -195,8 +212,13 @@ class IncrementalStrategy(SupervisedTemplate):
 
     @property
     def train_class_counts(self) -> torch.Tensor:
-        """n_i: training samples of each seen class in the current training set, on the device."""
-        return torch.bincount(self.train_set.labels, minlength=self.n_seen).float().to(self.device)
+        """n_i: training samples of each seen class in the current training set, on the device
+        (counted once per training set on the host, so asking for it per batch costs nothing)."""
+        cached = self._train_class_counts
+        if cached is None or cached[0] is not self.train_set or len(cached[1]) != self.n_seen:
+            counts = torch.bincount(self.train_set.labels, minlength=self.n_seen).float().to(self.device)
+            self._train_class_counts = cached = (self.train_set, counts)
+        return cached[1]
 
     def make_train_dataloader(self, **kwargs):
         self.dataloader = _Batches(self)
@@ -220,10 +242,11 @@ class IncrementalStrategy(SupervisedTemplate):
         if len(order) % batch_size == 1 and len(order) > 1:
             order = order[:-1]
         indices, labels = training_set.indices[order], training_set.labels[order]
+        labels = labels.to(self.device)  # once per epoch, not once per batch
         images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
                                          generator=self.augment_generator)
         for x, y in zip(images, labels.split(batch_size)):
-            yield x, y.to(self.device)
+            yield self.runtime.input(x), y
 
     def make_optimizer(self, **kwargs):
         cfg = self.optim_config
@@ -232,7 +255,7 @@ class IncrementalStrategy(SupervisedTemplate):
         for plugin in self.plugins:
             if hasattr(plugin, "param_groups"):
                 groups = plugin.param_groups(self, groups, lr)
-        self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = self.runtime.sgd(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.schedule == "multistep":
             self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.milestones, cfg.gamma)
         elif cfg.schedule == "cosine":
@@ -247,7 +270,8 @@ class IncrementalStrategy(SupervisedTemplate):
     # ---------------------------------------------------------------- training loop
 
     def forward(self) -> "NetOutput":
-        return self.model(self.mb_x)
+        with self.runtime.autocast():
+            return self.model(self.mb_x)
 
     def training_loss(self, output: "NetOutput", targets: torch.Tensor,
                       record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -279,25 +303,27 @@ class IncrementalStrategy(SupervisedTemplate):
     def criterion(self):
         if not self.is_training:
             return torch.zeros((), device=self.device)
-        total, parts = self.training_loss(self.mb_output, self.mb_y, record=True)
+        with self.runtime.autocast():
+            total, parts = self.training_loss(self.mb_output, self.mb_y, record=True)
         self.loss_terms = parts
-        for name, value in parts.items():
-            self._epoch_loss_sums[name] = self._epoch_loss_sums.get(name, 0.0) + float(value.detach())
-        self._epoch_batches += 1
+        self._epoch_losses.add(parts)
         return total
 
     def backward(self):
         if self.gradient_combiner is not None:
             self.gradient_combiner.backward(self)
         else:
-            super().backward()
+            self.loss_scaler.backward(self.loss, retain_graph=self.retain_graph)
+
+    def optimizer_step(self):
+        self.loss_scaler.step(self.optimizer)
 
     def previous_output(self) -> "NetOutput":
         """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""
         if self.previous_model is None:
             raise RuntimeError("there is no previous model at the base step")
         if self._previous_output_cache is None or self._previous_output_cache[0] != self._iteration:
-            with torch.no_grad():
+            with torch.no_grad(), self.runtime.autocast():
                 self._previous_output_cache = (self._iteration, self.previous_model(self.mb_x))
         return self._previous_output_cache[1]
 
@@ -306,7 +332,8 @@ class IncrementalStrategy(SupervisedTemplate):
         super()._before_training_iteration(**kwargs)
 
     def _before_training_epoch(self, **kwargs):
-        self._epoch_loss_sums, self._epoch_batches = {}, 0
+        self._epoch_losses = EpochLosses()
+        self.train_class_counts  # noqa: B018 - counted here, before the first batch, for the losses that use it
         self._epoch_start = time.perf_counter()
         epoch = self.clock.train_exp_epochs + 1
         self._bar = tqdm(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
@@ -317,15 +344,16 @@ class IncrementalStrategy(SupervisedTemplate):
         super()._after_training_iteration(**kwargs)
         if self._bar is not None:
             self._bar.update(1)
-            if self._epoch_batches % 10 == 0:
-                self._bar.set_postfix(loss=f"{sum(self._epoch_loss_sums.values()) / self._epoch_batches:.3f}")
+            if self._epoch_losses.batches % 10 == 0 and not self._bar.disable:  # a read every 10 batches
+                self._bar.set_postfix(loss=f"{self._epoch_losses.total_mean():.3f}")
 
     def _after_training_epoch(self, **kwargs):
         if self.scheduler is not None:
             self.scheduler.step()
         if self._bar is not None:
             self._bar.close()
-        self.loss_parts = {k: v / max(1, self._epoch_batches) for k, v in self._epoch_loss_sums.items()}
+        self.loss_parts = self._epoch_losses.means()
+        self.epoch_scalars = {k: float(v) for k, v in self.epoch_scalars.items()}
         self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
         self.epochs_done += 1
         super()._after_training_epoch(**kwargs)
@@ -334,8 +362,13 @@ class IncrementalStrategy(SupervisedTemplate):
         super()._after_training_exp(**kwargs)
         self.step_record["final_epoch_loss"] = dict(self.loss_parts)
         self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
-        self.previous_model = copy.deepcopy(self.model).eval()
-        self.previous_model.requires_grad_(False)
+        self.previous_model = self.frozen_copy()
+
+    def frozen_copy(self) -> "IncrementalNet":
+        """A frozen copy of the model in evaluation mode, prepared as the model is (layout, compilation)."""
+        copied = copy.deepcopy(self.model).eval()
+        copied.requires_grad_(False)
+        return self.runtime.prepare_copy(copied)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -358,6 +391,7 @@ class IncrementalStrategy(SupervisedTemplate):
             "plugins": {key: p.state_dict() for key, p in self._plugin_states().items()},
             "rng": capture_rng(self.order_generator, self.augment_generator),
             "epochs_done": self.epochs_done,
+            "loss_scaler": self.loss_scaler.state_dict(),
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -372,8 +406,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self.model.to(self.device)
         self.step = state["step"]
         self.n_seen = self.model.n_classes
-        self.previous_model = copy.deepcopy(self.model).eval()
-        self.previous_model.requires_grad_(False)
+        self.previous_model = self.frozen_copy()
+        self.loss_scaler.load_state_dict(state.get("loss_scaler", {}))
         for key, plugin in plugins.items():
             plugin.load_state_dict(state["plugins"][key], self)
         self.epochs_done = state["epochs_done"]
@@ -381,43 +415,51 @@ class IncrementalStrategy(SupervisedTemplate):
 
     # ---------------------------------------------------------------- features and evaluation
 
-    @torch.no_grad()
     def extract_features(self, indices: torch.Tensor, data: "ImageData | None" = None, flip: bool = False) -> torch.Tensor:
-        """Embeddings of store samples with the evaluation transform (mirrored if ``flip``), model in eval mode."""
+        """Embeddings (fp32) of store samples with the evaluation transform (mirrored if ``flip``), model in
+        eval mode, in evaluation-sized batches under inference mode and the run's precision."""
         data = self.train_data if data is None else data
         was_training = self.model.training
         self.model.eval()
-        feats = [self.model(x.flip(3) if flip else x).features.float() for x in
-                 data.batches(indices, self.eval_mb_size, train=False, device=self.device)]
-        self.model.train(was_training)
-        return torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim, device=self.device)
+        try:
+            with self.runtime.inference(), self.runtime.autocast():
+                feats = [self.model.backbone(self.runtime.input(x.flip(3) if flip else x)).features.float()
+                         for x in data.batches(indices, self.eval_mb_size, train=False, device=self.device)]
+                features = torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim,
+                                                                      device=self.device)
+        finally:
+            self.model.train(was_training)
+        return features.clone()  # a normal tensor (an inference tensor could not enter autograd later)
 
     def make_eval_dataloader(self, **kwargs):
         idx, labels = experience_indices(self.experience)
-        idx_t, lab_t = torch.from_numpy(idx), torch.from_numpy(labels)
+        idx_t, lab_t = torch.from_numpy(idx), torch.from_numpy(labels).to(self.device)
 
         def batches():
             images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
+            task = torch.zeros(self.eval_mb_size, dtype=torch.long, device=self.device)
             for x, y in zip(images, lab_t.split(self.eval_mb_size)):
-                y = y.to(self.device)
-                yield [x, y, torch.zeros_like(y)]
+                yield [self.runtime.input(x), y, task[: len(y)]]
 
         self.dataloader = batches()
 
     def _after_eval_iteration(self, **kwargs):
         super()._after_eval_iteration(**kwargs)
-        self._eval_scores.append(self.mb_output.logits.float().cpu())
-        self._eval_targets.append(self.mb_y.cpu())
+        self._eval_scores.append(self.mb_output.logits.float())  # on the device until the end
+        self._eval_targets.append(self.mb_y)
 
     def evaluate(self, experiences) -> tuple[np.ndarray, np.ndarray]:
         """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
         self._eval_scores, self._eval_targets = [], []
-        self.eval(experiences)
-        scores = torch.cat(self._eval_scores)
+        with self.runtime.inference():
+            self.eval(experiences)
+            scores = torch.cat(self._eval_scores).cpu()
+            targets = torch.cat(self._eval_targets).cpu()
+        self._eval_scores, self._eval_targets = [], []
         for plugin in self.plugins:
             if hasattr(plugin, "adjust_scores"):
                 scores = plugin.adjust_scores(self, scores)
-        return scores.numpy(), torch.cat(self._eval_targets).numpy()
+        return scores.numpy(), targets.numpy()
 
 
 def _at_most_one(plugins: list, hook: str, what: str):

@@ -94,25 +94,6 @@ def build_plugins(cfg: RunConfig) -> tuple[object, list[object]]:
 
 
 @contextmanager
-def deterministic_algorithms(enabled: bool):
-    """With ``enabled``, PyTorch's deterministic kernels only (CUDA: cuBLAS workspace fixed, no cuDNN autotuning)."""
-    if not enabled:
-        yield
-        return
-    import os
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous[0])
-        torch.backends.cudnn.benchmark = previous[1]
-
-
-@contextmanager
 def sigterm_as_interrupt():
     """SIGTERM stops a run the way Ctrl-C does (completed steps kept, resume command printed)."""
     def handler(signum, frame):
@@ -139,8 +120,10 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     """
     from cil.engine import IncrementalStrategy, run_steps
     from cil.models import build_net
+    from cil.runtime import Runtime
 
     device = resolve_device(cfg.device)
+    runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
     out = Path(out) if out is not None else default_out(cfg)
     checkpoint = _checkpoint_to_resume(out, cfg) if resume else None
     if not resume and not overwrite and (out / RESULTS).exists():
@@ -153,7 +136,8 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     log(f"{cfg.scenario}: {plan.n_steps} steps ({', '.join(str(len(c)) for c in plan.step_classes)} classes), "
         f"{len(prepared.data.train)} train / {len(prepared.data.test)} test images, loaded in "
         f"{time.perf_counter() - started:.1f}s; strategy {cfg.strategy}, backbone {prepared.backbone}, "
-        f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(device)}")
+        f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(device)} "
+        f"({runtime.describe()})")
 
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     seed_everything(cfg.seed)
@@ -175,7 +159,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
         plugins.append(tensorboard)
     strategy = IncrementalStrategy(
         model=model, plan=plan, train_data=prepared.data.train, test_data=prepared.data.test, optim=cfg.optim,
-        loss=loss, plugins=plugins, device=device, seed=cfg.seed, progress=cfg.progress)
+        loss=loss, plugins=plugins, device=device, seed=cfg.seed, runtime=runtime, progress=cfg.progress)
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])
@@ -186,7 +170,8 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     header = {
         "scenario": cfg.scenario, "strategy": cfg.strategy, "seed": cfg.seed,
         "class_order_seed": cfg.class_order_seed, "class_order": plan.order, "n_steps": plan.n_steps,
-        "eval": strategy.evaluation_name, "config": config, "env": environment(device_description(device)),
+        "eval": strategy.evaluation_name, "config": config,
+        "env": {**environment(device_description(device)), "runtime": runtime.to_dict()},
     }
     writer = RunWriter(out, header, overwrite=overwrite or resume,
                        previous=checkpoint["results"] if checkpoint is not None else None)
@@ -208,7 +193,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
             f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
 
     try:
-        with sigterm_as_interrupt(), deterministic_algorithms(cfg.deterministic):
+        with sigterm_as_interrupt(), runtime.backends():
             run_steps(strategy, train_stream, test_stream, on_step, first_step=first_step)
     except KeyboardInterrupt:
         writer.finish("interrupted")

@@ -12,6 +12,10 @@ version can replace it.
 BatchNorm: the two forward passes run in training mode, which would update the running
 statistics; they are saved before and restored after, so the virtual step leaves every buffer
 of the real model as it was.
+
+A backbone compiled with ``torch.compile`` (``runtime.compile``) would take its compiled call
+into the functional copy, which would then run the real weights instead of the virtual ones;
+the copy is made without it, so the virtual step runs eagerly.
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ def buffers_restored(model: nn.Module):
                 buffer.copy_(value)
 
 
+@contextmanager
+def compilation_hidden(model: nn.Module):
+    """Detach every submodule's ``torch.compile``d call while the block runs (restored on exit)."""
+    compiled = {m: m.__dict__.pop("_compiled_call_impl") for m in model.modules()
+                if m.__dict__.get("_compiled_call_impl") is not None}
+    try:
+        yield
+    finally:
+        for module, call in compiled.items():
+            module._compiled_call_impl = call
+
+
 def validation_loss_after_virtual_step(model: nn.Module, inner_loss: Callable[[object], torch.Tensor],
                                        x: torch.Tensor, outer_loss: Callable[[object], torch.Tensor],
                                        x_val: torch.Tensor, lr: float) -> torch.Tensor:
@@ -45,7 +61,7 @@ def validation_loss_after_virtual_step(model: nn.Module, inner_loss: Callable[[o
     """
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=lr)
-    with buffers_restored(model), higher.innerloop_ctx(model, optimizer, copy_initial_weights=True,
-                                                       track_higher_grads=True) as (fmodel, diffopt):
+    with buffers_restored(model), compilation_hidden(model), higher.innerloop_ctx(
+            model, optimizer, copy_initial_weights=True, track_higher_grads=True) as (fmodel, diffopt):
         diffopt.step(inner_loss(fmodel(x)))
         return outer_loss(fmodel(x_val))

@@ -16,6 +16,7 @@ import torch
 
 from cil.config import ComponentConfig, ConfigError
 from cil.engine import TrainingSet
+from cil.epoch_losses import EpochLosses
 from cil.plugin import CilPlugin
 from cil.registry import register
 
@@ -61,35 +62,37 @@ class BalancedFinetuning(CilPlugin):
         cfg = self.config
         keep = balanced_subset(memory.indices, memory.labels, cfg.per_class)
         balanced = TrainingSet(memory.indices[keep], memory.labels[keep])
-        model = strategy.model
+        model, runtime = strategy.model, strategy.runtime
         params = [p for p in (model.head if cfg.classifier_only else model).parameters() if p.requires_grad]
         optim = strategy.optim_config
-        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        optimizer = runtime.sgd(params, lr=cfg.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, 0.1)
+        scaler = runtime.loss_scaler()
         saved, strategy.train_set = strategy.train_set, balanced  # count-based losses see balanced counts
-        last = 0.0
+        losses = EpochLosses()
         try:
             for _ in range(cfg.epochs):
                 model.train()
                 if cfg.classifier_only:
                     model.backbone.eval()
-                total, batches = 0.0, 0
+                losses = EpochLosses()
                 for x, y in strategy.training_batches(balanced, strategy.train_mb_size):
                     if cfg.classifier_only:
-                        with torch.no_grad():
-                            features = model.backbone(x).features
+                        with torch.no_grad(), runtime.autocast():
+                            features = model.backbone(x).features.float()
                         logits = model.head(features)
                     else:
-                        logits = model(x).logits
+                        with runtime.autocast():
+                            logits = model(x).logits  # the head computes in fp32
                     loss = strategy.loss_plugin.classification_loss(strategy, logits, y)
                     optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total, batches = total + float(loss.detach()), batches + 1
+                    scaler.backward(loss)
+                    scaler.step(optimizer)
+                    losses.add({"loss": loss})
                 scheduler.step()
-                last = total / max(1, batches)
         finally:
             strategy.train_set = saved
             model.train()
+        last = losses.means().get("loss", 0.0)
         strategy.step_record["balanced_finetuning"] = {"n_train": len(balanced), "epochs": cfg.epochs,
                                                        "final_epoch_loss": last}

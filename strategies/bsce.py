@@ -65,5 +65,8 @@ class BalancedSoftmaxCE(ClassificationLoss):
             self._weights = (strategy.train_set, old_class_weighted_counts(counts, strategy.n_old, self.config.alpha))
         return self._weights[1]
 
+    def before_training_epoch(self, strategy, **kwargs):
+        self.class_weights(strategy)  # counted before the first batch, not in it
+
     def classification_loss(self, strategy, logits, targets):
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy))

@@ -39,12 +39,12 @@ def gala_adjustment(stats: torch.Tensor, targets: torch.Tensor, lambda_positive:
     """The additive margins [B, C] of each sample's logits from the accumulated |gradients| G [C, C]."""
     n = stats.shape[0]
     theta = stats.diagonal()
-    off = ~torch.eye(n, dtype=torch.bool, device=stats.device)
+    off_diagonal_mean = (stats.sum() - theta.sum()) / max(1, n * n - n)
     theta = theta / theta.mean().clamp_min(1e-12)
-    phi = stats / stats[off].mean().clamp_min(1e-12) if n > 1 else stats
+    phi = stats / off_diagonal_mean.clamp_min(1e-12) if n > 1 else stats
     adjustment = lambda_positive * torch.log(theta + eps).expand(len(targets), n).clone()
     negative = lambda_negative * torch.log(phi[targets] + eps)
-    negative[torch.arange(len(targets)), targets] = 0.0
+    negative[torch.arange(len(targets), device=targets.device), targets] = 0.0
     return adjustment - negative
 
 
@@ -94,8 +94,10 @@ class GALA(CilPlugin):
 
     def adjust_logits(self, strategy, logits, targets, record):
         cfg = self.config
-        if self.batches >= cfg.warmup_batches and self.stats.sum() > 0:
-            adjusted = logits + gala_adjustment(self.stats, targets, cfg.lambda_positive, cfg.lambda_negative, cfg.eps)
+        if self.batches >= cfg.warmup_batches:
+            margins = gala_adjustment(self.stats, targets, cfg.lambda_positive, cfg.lambda_negative, cfg.eps)
+            # no statistics yet (warmup 0): no adjustment; decided on the device, not by reading the sum
+            adjusted = logits + torch.where(self.stats.sum() > 0, margins, torch.zeros_like(margins))
         else:
             adjusted = logits + 0.0  # a tensor of its own, read by the hook below
         if record and adjusted.requires_grad:

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError
 from cil.plugin import CilPlugin
 from cil.registry import register
 from strategies.min_norm import min_norm_weights
@@ -115,6 +115,12 @@ class GBGConfig(ComponentConfig):
             raise ConfigError(f"invalid value for '{prefix}.completion': must be in [0, 1]")
         if not 0 <= self.class_balanced_beta < 1:
             raise ConfigError(f"invalid value for '{prefix}.class_balanced_beta': must be in [0, 1)")
+
+    def validate_with(self, run, prefix: str) -> None:
+        if run.runtime.compile:
+            raise IncompatibleConfigError(
+                f"{prefix} gbg differentiates one loss per group through the same graph (retain_graph), which a "
+                "compiled backbone does not allow: use runtime.compile=false with gbg")
 
 
 @register("plugin", "gbg", GBGConfig,
@@ -209,8 +215,9 @@ class GradientBalancedGrouping(CilPlugin):
         losses = [strategy.classification_weight * strategy.classification_loss(
             output._replace(logits=output.logits[group_of == g]), targets[group_of == g]) for g in group_ids]
         flat = []
-        for loss in losses:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        for loss in losses:  # scaled in fp16 (unscaled by the step); MGDA's weights do not depend on the scale
+            grads = torch.autograd.grad(strategy.loss_scaler.scale(loss), params, retain_graph=True,
+                                        allow_unused=True)
             flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
                                    for g, p in zip(grads, params)]))
         stacked = torch.stack(flat)
@@ -218,7 +225,7 @@ class GradientBalancedGrouping(CilPlugin):
         direction = weights @ stacked
         others = sum(v for k, v in strategy.loss_terms.items() if k != "classification")
         if torch.is_tensor(others) and others.requires_grad:
-            others.backward()
+            strategy.loss_scaler.scale(others).backward()
         offset = 0
         for p in params:
             piece = direction[offset: offset + p.numel()].view_as(p)

@@ -42,14 +42,19 @@ def adaptive_lambda(lambda_base: float, n_old: int, n_new: int) -> float:
 
 def margin_ranking_loss(cosines: torch.Tensor, targets: torch.Tensor, n_old: int, top_k: int,
                         margin: float) -> torch.Tensor:
-    """Inter-class separation on samples of old classes (targets < n_old): ground truth vs top-K new classes."""
-    old = targets < n_old
-    if not old.any() or cosines.shape[1] == n_old:
+    """Inter-class separation on samples of old classes (targets < n_old): ground truth vs top-K new classes.
+
+    The mean of max(0, m - cos_gt + cos_k) over the (old sample, k) pairs, computed for every
+    sample and masked, so that no shape depends on the batch's labels (no host synchronisation).
+    """
+    if cosines.shape[1] == n_old:
         return cosines.sum() * 0.0
-    gt = cosines[old].gather(1, targets[old].unsqueeze(1))  # [h, 1]
-    hard = cosines[old, n_old:].topk(min(top_k, cosines.shape[1] - n_old), dim=1).values  # [h, K]
-    gt = gt.expand_as(hard)
-    return F.margin_ranking_loss(gt.reshape(-1), hard.reshape(-1), torch.ones_like(gt.reshape(-1)), margin=margin)
+    old = (targets < n_old).to(cosines.dtype)  # [B]
+    k = min(top_k, cosines.shape[1] - n_old)
+    gt = cosines.gather(1, targets.unsqueeze(1))  # [B, 1]
+    hard = cosines[:, n_old:].topk(k, dim=1).values  # [B, K]
+    pairs = (margin - gt + hard).clamp_min(0.0)
+    return (pairs.sum(dim=1) * old).sum() / (old.sum() * k).clamp_min(1.0)
 
 
 @dataclass

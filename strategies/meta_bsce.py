@@ -19,6 +19,9 @@ alpha stays positive: the learned variable is log(alpha), updated by plain SGD a
 the evaluation transform. The base step has no old classes, so alpha has no effect there and is
 not learned (plain BSCE on the whole training set). alpha at the end of each step and of each
 epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a memory of at least 2 per class.
+
+Precision: the virtual step runs under the run's bf16 autocast; with fp16 it computes in fp32,
+since fp16 gradients need a loss scale that cannot be carried through the differentiable step.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
             self._counts = (strategy.train_set, strategy.train_class_counts)
         return old_class_weighted_counts(self._counts[1], strategy.n_old, log_alpha.exp())
 
+    def before_training_epoch(self, strategy, **kwargs):
+        self.class_weights(strategy, self.log_alpha)  # counted before the first batch, not in it
+
     def classification_loss(self, strategy, logits, targets):
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy, self.log_alpha))
 
@@ -137,10 +143,10 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
                 indices, labels = self.validation_set.indices[order], self.validation_set.labels[order]
                 size = strategy.train_mb_size
                 images = strategy.train_data.batches(indices, size, train=False, device=strategy.device)
-                self._validation_batches = zip(images, labels.split(size))
+                self._validation_batches = zip(images, labels.to(strategy.device).split(size))
             batch = next(self._validation_batches, None)
             if batch is not None:
-                return batch[0], batch[1].to(strategy.device)
+                return strategy.runtime.input(batch[0]), batch[1]
             self._validation_batches = None
 
     def before_forward(self, strategy, **kwargs):
@@ -153,13 +159,14 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         x_val, y_val = self.validation_batch(strategy)
         self.log_alpha = self.log_alpha.detach().requires_grad_(True)  # the loss now depends on it
         lr = strategy.optimizer.param_groups[0]["lr"]
-        val_loss = validation_loss_after_virtual_step(
-            strategy.model, lambda out: strategy.training_loss(out, strategy.mb_y)[0], strategy.mb_x,
-            lambda out: F.cross_entropy(out.logits, y_val), x_val, lr)
+        with strategy.runtime.autocast(allow_fp16=False):  # no loss scaling through the virtual step
+            val_loss = validation_loss_after_virtual_step(
+                strategy.model, lambda out: strategy.training_loss(out, strategy.mb_y)[0], strategy.mb_x,
+                lambda out: F.cross_entropy(out.logits, y_val), x_val, lr)
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1
-        strategy.epoch_scalars["alpha"] = self.alpha
+        strategy.epoch_scalars["alpha"] = self.log_alpha.exp()  # read once per epoch, not per update
 
     def after_training_epoch(self, strategy, **kwargs):
         if self.validation_set is not None:

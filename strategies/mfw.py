@@ -73,6 +73,7 @@ class MajorFeatureWeakening(CilPlugin):
         self._lam: torch.Tensor | None = None
         self._permutation: torch.Tensor | None = None
         self.weights = torch.zeros(0)
+        self._beta: torch.distributions.Beta | None = None
 
     def before_training_exp(self, strategy, **kwargs):
         stages = strategy.model.backbone.stages
@@ -83,14 +84,15 @@ class MajorFeatureWeakening(CilPlugin):
         self._hook = stages[self.config.stage - 1].register_forward_hook(self._mix)
 
     def before_training_epoch(self, strategy, **kwargs):
-        self.weights = mixing_weights(strategy.train_class_counts.cpu(), self.config.beta)
+        self.weights = mixing_weights(strategy.train_class_counts.cpu(), self.config.beta).to(strategy.device)
+        alpha = torch.tensor(float(self.config.alpha), device=strategy.device)
+        self._beta = torch.distributions.Beta(alpha, alpha)
 
     def before_forward(self, strategy, **kwargs):
-        """Draw l_n = s(N_{y_n}) Beta(a, a) and the partner permutation for this mini-batch."""
-        y = strategy.mb_y.cpu()
-        draws = torch.distributions.Beta(self.config.alpha, self.config.alpha).sample((len(y),))
-        self._lam = (self.weights[y] * draws).to(strategy.device)
-        self._permutation = torch.randperm(len(y)).to(strategy.device)
+        """Draw l_n = s(N_{y_n}) Beta(a, a) and the partner permutation for this mini-batch, on the device."""
+        y = strategy.mb_y
+        self._lam = self.weights[y] * self._beta.sample((len(y),))
+        self._permutation = torch.randperm(len(y), device=y.device)
 
     def after_forward(self, strategy, **kwargs):
         self._lam = self._permutation = None

@@ -34,7 +34,7 @@ from strategies.cosine_head_method import CosineHeadMethod
 
 def pooled_spatial(h: torch.Tensor) -> torch.Tensor:
     """[B, C, H, W] -> [B, C*(H+W)]: squared activations summed along width and along height."""
-    h = h.pow(2)
+    h = h.float().pow(2)  # fp32 whatever the autocast precision of the maps
     return torch.cat([h.sum(dim=3).flatten(1), h.sum(dim=2).flatten(1)], dim=1)
 
 

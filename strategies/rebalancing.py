@@ -120,12 +120,10 @@ def separated_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
     if n_old == 0:
         return F.cross_entropy(logits, targets)
     is_old = targets < n_old
-    losses = torch.empty(len(targets), device=logits.device, dtype=logits.dtype)
-    if is_old.any():
-        losses[is_old] = F.cross_entropy(logits[is_old, :n_old], targets[is_old], reduction="none")
-    if (~is_old).any():
-        losses[~is_old] = F.cross_entropy(logits[~is_old, n_old:], targets[~is_old] - n_old, reduction="none")
-    return losses.mean()
+    # both softmaxes for every sample, each sample keeping its own (no label-dependent shapes)
+    over_old = F.cross_entropy(logits[:, :n_old], targets.clamp(max=n_old - 1), reduction="none")
+    over_new = F.cross_entropy(logits[:, n_old:], (targets - n_old).clamp(min=0), reduction="none")
+    return torch.where(is_old, over_old, over_new).mean()
 
 
 @dataclass

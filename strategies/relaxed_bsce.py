@@ -74,5 +74,8 @@ class RelaxedBalancedSoftmaxCE(ClassificationLoss):
                 strategy.step_record["epsilon"] = round(self.epsilon, 6)
         return self._weights[1]
 
+    def before_training_epoch(self, strategy, **kwargs):
+        self.class_weights(strategy)  # counted before the first batch, not in it
+
     def classification_loss(self, strategy, logits, targets):
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy))

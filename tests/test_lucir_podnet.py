@@ -7,9 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cil.config import RuntimeConfig
 from cil.engine import TrainingSet
 from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
+from cil.runtime import Runtime
 from strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
 from strategies.lucir import adaptive_lambda, less_forget_loss, margin_ranking_loss
 from strategies.nca import nca_loss, nca_loss_official_code
@@ -170,6 +172,7 @@ def _finetuning_strategy(torch_seed=0):
 
     return SimpleNamespace(
         model=model, n_old=2, memory_set=memory, train_set=memory, train_mb_size=8, step_record={},
+        runtime=Runtime.resolve(RuntimeConfig(), torch.device("cpu")),
         optim_config=SimpleNamespace(momentum=0.9, weight_decay=5e-4), training_batches=training_batches,
         loss_plugin=SimpleNamespace(classification_loss=lambda s, logits, y: F.cross_entropy(logits, y)))
 

@@ -72,11 +72,14 @@ def test_the_engine_uses_the_batch_sampler():
             for chunk in indices.split(batch_size):
                 yield torch.zeros(len(chunk), 3, 4, 4)
 
+    from cil.config import RuntimeConfig
     from cil.engine import IncrementalStrategy
+    from cil.runtime import Runtime
 
     strategy = IncrementalStrategy.__new__(IncrementalStrategy)
     strategy.train_set = TrainingSet(torch.arange(24), torch.tensor([0, 0, 1, 1] + [2] * 10 + [3] * 10))
     strategy.n_old, strategy.train_mb_size, strategy.device = 2, 8, torch.device("cpu")
+    strategy.runtime = Runtime.resolve(RuntimeConfig(), strategy.device)
     strategy.order_generator = torch.Generator().manual_seed(0)
     strategy.augment_generator = torch.Generator().manual_seed(1)
     strategy.train_data = Data()

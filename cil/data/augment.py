@@ -8,6 +8,7 @@ images live on: no per-sample Python, no PIL.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -24,9 +25,14 @@ class Normalization:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(x - mean) / std for float images in [0, 1]."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        return (x - _channel_values(self.mean, x.device)) / _channel_values(self.std, x.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _channel_values(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """[1, C, 1, 1] constants, made once per device (a host-to-device copy per batch would make the host wait)."""
+    with torch.inference_mode(False):
+        return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -35,5 +35,13 @@ class IncrementalNet(nn.Module):
         return self.head.n_classes
 
     def forward(self, x: torch.Tensor) -> NetOutput:
+        """Backbone (under the caller's autocast, if any), then the head in fp32.
+
+        The embedding is returned in fp32 as well: cosine heads and the losses on embeddings
+        (LUCIR's less-forget constraint, POD-flat) need more than bf16's three significant digits.
+        """
         out = self.backbone(x)
-        return NetOutput(self.head(out.features), out.features, out.stage_maps, getattr(self.head, "scale", None))
+        features = out.features.float()
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            logits = self.head(features)
+        return NetOutput(logits, features, out.stage_maps, getattr(self.head, "scale", None))

@@ -1,0 +1,221 @@
+"""The ``runtime`` section: validation, what ``auto`` resolves to, every setting end to end on the CPU,
+and a training loop that never reads device values on the host."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from cil.cli import main
+from cil.config import RuntimeConfig
+from cil.errors import UserError
+from cil.models import build_net
+from cil.plugin import CilPlugin
+from cil.runner import build_config, run
+from cil.runtime import LossScaler, Runtime
+from tests.helpers import check_results_contract, quiet
+from tests.sync_detector import SyncDetector
+
+TINY = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2"]
+FLAGS = {"epochs": 1, "progress": False, "tensorboard": False, "data": {"limit_per_class": 12},
+         "memory": {"per_class": 3, "budget": None}}
+
+
+def tiny_run(tmp_path: Path, strategy: str, *sets: str, scenario="synthetic-b4-1", extra_plugins=(), flags=None):
+    cfg = build_config(scenario, strategy, copy.deepcopy(flags or FLAGS), [*TINY, *sets])
+    return run(cfg, out=tmp_path / f"{strategy}-{len(list(tmp_path.iterdir()))}", extra_plugins=list(extra_plugins),
+               log=quiet)
+
+
+# ------------------------------------------------------------------ configuration
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("runtime.precision=fp8", "invalid value for 'runtime.precision': 'fp8'; valid: auto, fp32, bf16, fp16"),
+    ("runtime.channels_last=maybe", "'runtime.channels_last': expected auto or true or false, got 'maybe'"),
+    ("runtime.compile=2", "'runtime.compile': expected true or false, got 2"),
+    ("runtime.eval_batch_size=0", "'runtime.eval_batch_size': must be >= 1"),
+    ("runtime.eval_batch_size=big", "'runtime.eval_batch_size': expected an integer, got 'big'"),
+    ("runtime.speed=max", "unknown key 'runtime.speed'"),
+])
+def test_bad_runtime_values_are_one_line(assignment, message, capsys):
+    assert main(["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline", "--set", assignment]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_incompatible_combination_is_refused(capsys):
+    assert main(["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline-gbg",
+                 "--set", "runtime.compile=true"]) == 2
+    err = capsys.readouterr().err
+    assert "use runtime.compile=false with gbg" in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_resolves_per_device(monkeypatch):
+    cpu = Runtime.resolve(RuntimeConfig(), torch.device("cpu"))
+    assert (cpu.precision, cpu.channels_last, cpu.compile, cpu.eval_batch_size) == ("fp32", False, False, 256)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    gpu = Runtime.resolve(RuntimeConfig(), torch.device("cuda"))
+    assert (gpu.precision, gpu.channels_last, gpu.eval_batch_size) == ("bf16", True, 1024)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert Runtime.resolve(RuntimeConfig(), torch.device("cuda")).precision == "fp32"
+    with pytest.raises(UserError, match="no bfloat16 support"):
+        Runtime.resolve(RuntimeConfig(precision="bf16"), torch.device("cuda"))
+    explicit = Runtime.resolve(RuntimeConfig(precision="fp16", channels_last=True, eval_batch_size=64), "cpu")
+    assert (explicit.precision, explicit.channels_last, explicit.eval_batch_size) == ("fp16", True, 64)
+
+
+def test_runtime_settings_may_change_on_resume_only_where_results_do_not_depend_on_them():
+    from cil.config import config_differences
+
+    a = build_config("synthetic-b4-1", "il-baseline", {}, ["runtime.compile=true", "runtime.eval_batch_size=64"])
+    b = build_config("synthetic-b4-1", "il-baseline", {}, [])
+    assert config_differences(a.to_dict(), b.to_dict()) == []
+    c = build_config("synthetic-b4-1", "il-baseline", {}, ["runtime.precision=bf16"])
+    assert config_differences(c.to_dict(), b.to_dict()) == ["runtime.precision"]
+
+
+# ------------------------------------------------------------------ arithmetic
+
+
+def test_the_head_computes_in_fp32_under_autocast():
+    net = build_net("tiny", "lsc", proxies_per_class=2)
+    net.head.add_classes(3)
+    runtime = Runtime.resolve(RuntimeConfig(precision="bf16"), torch.device("cpu"))
+    with runtime.autocast():
+        out = net(torch.randn(4, 3, 32, 32))
+    assert out.logits.dtype == out.features.dtype == torch.float32
+    assert out.stage_maps[0].dtype == torch.bfloat16  # the backbone did run in bf16
+
+
+def test_fp16_virtual_step_falls_back_to_fp32_and_loss_scaler_passes_through():
+    runtime = Runtime.resolve(RuntimeConfig(precision="fp16"), torch.device("cpu"))
+    with runtime.autocast(allow_fp16=False):
+        assert not torch.is_autocast_enabled("cpu")
+    with runtime.autocast():
+        assert torch.get_autocast_dtype("cpu") == torch.float16
+    loss = torch.tensor(2.0)
+    assert LossScaler().scale(loss) is loss and runtime.loss_scaler().scaler is not None
+
+
+def test_features_are_normal_tensors_and_copies_are_compiled_again(tmp_path):
+    runtime = Runtime.resolve(RuntimeConfig(compile=True), torch.device("cpu"))
+    net = runtime.prepare(build_net("tiny", "linear"))
+    assert net.backbone._compiled_call_impl is not None
+    copied = copy.deepcopy(net)
+    assert copied.backbone._compiled_call_impl is None  # a deep copy drops the compiled call...
+    assert runtime.prepare_copy(copied).backbone._compiled_call_impl is not None  # ...and the engine restores it
+
+
+# ------------------------------------------------------------------ every setting end to end
+
+
+@pytest.mark.parametrize("sets", [["runtime.precision=bf16"], ["runtime.precision=fp16"],
+                                  ["runtime.channels_last=true", "runtime.eval_batch_size=5"]])
+@pytest.mark.parametrize("strategy", ["il-baseline-bsce", "podnet-meta-bsce", "il-baseline-gbg"])
+def test_tiny_runs_under_every_precision_and_layout(tmp_path, strategy, sets):
+    results = tiny_run(tmp_path, strategy, *sets)
+    out = next(tmp_path.iterdir())
+    check_results_contract(results, out, n_steps=2)
+    saved = json.loads((out / "results.json").read_text())
+    key, value = sets[0].split("=")
+    assert str(saved["config"]["runtime"][key.split(".")[1]]).lower() == value
+    assert saved["env"]["runtime"]["precision"] in ("fp32", "bf16", "fp16")
+
+
+def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
+    """higher's functional copy must not inherit the compiled call (which would run the real weights):
+    the gradient with respect to alpha is the eager model's, bit for bit."""
+    import torch.nn.functional as F
+
+    from cil.virtual_step import validation_loss_after_virtual_step
+
+    torch.manual_seed(0)
+    net = build_net("tiny", "linear")
+    net.head.add_classes(4)
+    x, y, x_val = torch.randn(8, 3, 32, 32), torch.arange(8) % 4, torch.randn(8, 3, 32, 32)
+    log_alpha = torch.zeros((), requires_grad=True)
+
+    def alpha_gradient(model):
+        def inner(out):  # a loss that depends on alpha
+            return F.cross_entropy(out.logits + torch.cat([log_alpha.expand(2), torch.zeros(2)]), y)
+
+        loss = validation_loss_after_virtual_step(model, inner, x, lambda out: F.cross_entropy(out.logits, y),
+                                                  x_val, lr=0.5)
+        return torch.autograd.grad(loss, [log_alpha])[0]
+
+    eager = alpha_gradient(net)
+    runtime = Runtime.resolve(RuntimeConfig(compile=True), torch.device("cpu"))
+    compiled = alpha_gradient(runtime.prepare(net))
+    assert eager != 0 and torch.equal(eager, compiled)
+    assert net.backbone._compiled_call_impl is not None  # restored after the step
+
+
+def test_compiled_run_end_to_end(tmp_path):
+    flags = {**FLAGS, "data": {"limit_per_class": 30}}
+    eager = tiny_run(tmp_path, "il-baseline-meta-bsce", flags=flags)
+    compiled = tiny_run(tmp_path, "il-baseline-meta-bsce", "runtime.compile=true", flags=flags)
+    check_results_contract(compiled, sorted(tmp_path.iterdir())[-1], n_steps=2)
+    assert compiled["env"]["runtime"]["compile"] is True
+    assert compiled["steps"][1]["alpha_updates"] == eager["steps"][1]["alpha_updates"] > 0
+    # compiled kernels round differently, so the two trainings drift apart a little
+    assert compiled["steps"][1]["alpha"] == pytest.approx(eager["steps"][1]["alpha"], rel=1e-2)
+
+
+# ------------------------------------------------------------------ no host reads per batch
+
+SYNC_FREE = ["il-baseline", "il-baseline-bsce", "il-baseline-meta-bsce", "il-baseline-relaxed-bsce", "lucir",
+             "lucir-bsce", "podnet", "podnet-bsce", "podnet-relaxed-bsce", "il-baseline-gala", "il-baseline-mfw",
+             "il-baseline-memory-oversampling", "il-baseline-class-oversampling", "il-baseline-loss-rescaling",
+             "il-baseline-separated-softmax", "il-baseline-balanced-finetuning", "ncm"]
+
+
+@pytest.mark.parametrize("strategy", SYNC_FREE)
+def test_training_batches_never_read_device_values(tmp_path, strategy):
+    detector = SyncDetector()
+    flags = {**FLAGS, "data": {"limit_per_class": 30}}
+    if "relaxed" in strategy:
+        flags["memory"] = {"per_class": 0, "budget": None}
+    tiny_run(tmp_path, strategy, extra_plugins=[detector], flags=flags)
+    assert detector.found == []
+
+
+def test_the_detector_sees_host_reads(tmp_path):
+    class Reads(CilPlugin):
+        def loss_terms(self, strategy, output, targets):
+            if output.logits.sum() > 0:  # a Python branch on a tensor value
+                pass
+            return {}
+
+    detector = SyncDetector()
+    tiny_run(tmp_path, "il-baseline", extra_plugins=[Reads(), detector])
+    assert detector.found and detector.found[0][0] == "__bool__"
+
+
+def test_epoch_losses_equal_the_sum_of_per_batch_values(tmp_path):
+    """The device-side sums give exactly the per-batch float values' means (fp32, CPU)."""
+
+    class PerBatch(CilPlugin):
+        def __init__(self):
+            super().__init__()
+            self.sums, self.batches, self.means = {}, 0, []
+
+        def before_training_epoch(self, strategy, **kwargs):
+            self.sums, self.batches = {}, 0
+
+        def after_training_iteration(self, strategy, **kwargs):
+            for name, value in strategy.loss_terms.items():
+                self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
+            self.batches += 1
+
+        def after_training_epoch(self, strategy, **kwargs):
+            self.means.append(({k: v / self.batches for k, v in self.sums.items()}, dict(strategy.loss_parts)))
+
+    plugin = PerBatch()
+    flags = {**FLAGS, "epochs": 2, "data": {"limit_per_class": 20}}
+    tiny_run(tmp_path, "podnet-bsce", extra_plugins=[plugin], flags=flags)
+    assert len(plugin.means) == 4 and set(plugin.means[-1][1]) == {"classification", "pod_spatial", "pod_flat"}
+    for by_hand, engine in plugin.means:
+        assert by_hand == engine  # exactly, not approximately
