@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
     sweep.add_argument("--out", help="parent folder of the sweep's runs (default runs/sweeps/PLAN)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
+    sweep.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="run up to N runs at once in worker processes (several share a GPU well)")
+    sweep.add_argument("--devices", metavar="D1,D2,...",
+                       help="devices of the workers, e.g. cuda:0,cuda:1 (worker i uses the i-th, cyclically)")
 
     report = sub.add_parser("report", help="a table of results over seeds: strategies as rows, scenarios as columns")
     report.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_PARENT", help="run directories or folders holding them")
@@ -289,8 +293,14 @@ def resume(args) -> int:
 def cmd_sweep(args) -> int:
     from cil.sweep import SweepPlan, execute
 
+    from cil.sweep_workers import parse_devices
+
     plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
-    return execute(plan, lambda seed: run_flags(args, seed), out=args.out, dry_run=args.dry_run)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    devices = parse_devices(args.devices)
+    return execute(plan, lambda seed: run_flags(args, seed), out=args.out, dry_run=args.dry_run, jobs=args.jobs,
+                   devices=devices)
 
 
 def cmd_report(args) -> int:

@@ -111,21 +111,35 @@ def sigterm_as_interrupt():
 
 
 def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, resume: bool = False,
-        extra_plugins: list | None = None, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
+        extra_plugins: list | None = None, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+        claim: bool = True) -> dict:
     """Run every step of the scenario and return the final results (also in ``out``/results.json).
 
     ``resume`` continues the run in ``out`` after its last checkpoint (a fresh start when it has
     none and no completed step). ``extra_plugins`` are appended to the configured ones (Avalanche
-    or cil plugins built in code).
+    or cil plugins built in code). The run directory is claimed for the run's duration
+    (cil/claims.py; ``claim=False`` when the caller holds the claim), so no other process runs it.
     """
-    from cil.engine import IncrementalStrategy, run_steps
-    from cil.models import build_net
+    from cil.claims import claimed
     from cil.runtime import Runtime
 
     device = resolve_device(cfg.device)
     runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
     out = Path(out) if out is not None else default_out(cfg)
-    checkpoint = _checkpoint_to_resume(out, cfg) if resume else None
+    if not claim:
+        return _run_in(out, cfg, runtime, overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, log=log)
+    with claimed(out):
+        return _run_in(out, cfg, runtime, overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, log=log)
+
+
+def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool, extra_plugins: list | None,
+            log: Callable[[str], None]) -> dict:
+    """``run`` in a claimed directory."""
+    from cil.engine import IncrementalStrategy, run_steps
+    from cil.models import build_net
+
+    device = runtime.device
+    checkpoint = _checkpoint_to_resume(out, cfg, log) if resume else None
     if not resume and not overwrite and (out / RESULTS).exists():
         raise UserError(f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
                         f"or choose another --out, or pass --overwrite")
@@ -211,21 +225,24 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     return writer.results
 
 
-def _checkpoint_to_resume(out: Path, cfg: RunConfig) -> dict | None:
-    """The checkpoint ``cfg`` continues from (None: start from the first step), or one clear error."""
+def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict | None:
+    """The checkpoint ``cfg`` continues from (None: start from the first step), or one clear error.
+
+    Steps recorded after the last checkpoint are redone; with no checkpoint at all (the run was
+    killed between writing its first step's results and its checkpoint) that is every step.
+    """
     if not (out / RESULTS).exists():
         raise UserError(f"cannot resume {out}: it holds no run ({RESULTS} is missing)")
     saved = load_results(out)
     checkpoint = load_checkpoint(out)
-    if checkpoint is None:
-        if saved.get("steps"):
-            raise UserError(f"cannot resume {out}: {len(saved['steps'])} steps are recorded but the checkpoint "
-                            f"{CHECKPOINT} is missing; start again with --overwrite")
-        return None
-    differing = config_differences(checkpoint["config"], comparable_config(cfg, checkpoint["config"]))
+    reference = checkpoint["config"] if checkpoint is not None else saved.get("config", {})
+    differing = config_differences(reference, comparable_config(cfg, reference))
     if differing:
         raise UserError(f"cannot resume {out}: the given config differs from the saved one in "
                         f"{', '.join(differing)}")
+    if checkpoint is None and saved.get("steps"):
+        log(f"{out} records {len(saved['steps'])} step(s) but has no checkpoint ({CHECKPOINT}): "
+            f"starting again from step 0")
     return checkpoint
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -213,11 +214,43 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
     return planned
 
 
-def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False) -> int:
-    """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed."""
-    from cil.report import collect, summary_table
+def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
+    """Claim ``out``, then run, resume or skip it by what it holds now; (outcome, detail).
+
+    The outcome is "complete", "skipped" (another process finished it meanwhile) or "elsewhere"
+    (another process is running it). Deciding after the claim keeps two sweeps on the same grid
+    from ever running the same run twice.
+    """
+    from cil.checkpoint import CHECKPOINT
+    from cil.claims import RunClaimed, claimed
+    from cil.results import RESULTS, load_results
     from cil.runner import run
 
+    try:
+        with claimed(out):
+            saved = load_results(out) if (out / RESULTS).exists() else None
+            if saved is not None and saved.get("status") == "complete":
+                return "skipped", "complete (finished by another process)"
+            started = time.perf_counter()
+            resumed = " (resumed)" if saved is not None and (out / CHECKPOINT).exists() else ""
+            results = run(cfg, out=out, resume=saved is not None, claim=False, log=log)
+            return "complete", (f"avg inc. acc. {results['avg_incremental_accuracy']:.2f} in "
+                                f"{time.perf_counter() - started:.0f}s{resumed}")
+    except RunClaimed as exc:
+        return "elsewhere", str(exc)
+
+
+def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False,
+            jobs: int = 1, devices: list[str] | None = None) -> int:
+    """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed.
+
+    ``jobs`` > 1 or ``devices`` run in worker processes (cil/sweep_workers.py), one run at a time
+    in this process otherwise.
+    """
+    from cil.report import collect, summary_table
+
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
     out = Path(out) if out else Path("runs") / "sweeps" / plan.name
     planned = plan_actions(plan, flags_of, out)
     counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
@@ -228,23 +261,46 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
             print(f"  {p.action:<8} {p.spec.describe()}{': ' + p.detail if p.detail else ''}", file=sys.stderr)
     if dry_run:
         return 0
-    failed: list[str] = []
     todo = [p for p in planned if p.action in ("run", "resume")]
-    for i, p in enumerate(todo, 1):
-        print(f"--- [{i}/{len(todo)}] {p.action} {p.spec.describe()} -> {p.spec.out}", file=sys.stderr)
+    outcomes: dict[str, list[str]] = {"failed": [], "elsewhere": []}
+
+    def report(kind: str, task, where: str, detail: str) -> None:
+        head = f"[{task.index + 1}/{len(todo)}]"
+        if kind == "start":
+            print(f"{head} start {task.description} ({where}) -> {task.out}", file=sys.stderr)
+            return
+        print(f"{head} {kind}: {task.description}{': ' + detail if detail else ''}", file=sys.stderr)
+        if kind in outcomes:
+            outcomes[kind].append(f"{task.out}: {detail}")
+
+    from cil.sweep_workers import Task, run_in_workers
+
+    tasks = [Task(i, p.spec.out, p.config, p.spec.describe()) for i, p in enumerate(todo)]
+    if jobs > 1 or devices:
+        run_in_workers(tasks, jobs, devices or [], report)
+    else:
+        run_here(tasks, report)
+    done = [p.spec.out for p in planned if p.action != "invalid" and (p.spec.out / "results.json").exists()]
+    if done:
+        print(summary_table(collect(done), metrics=["aia", "final"]))
+    for line in outcomes["elsewhere"]:
+        print(f"running elsewhere: {line}", file=sys.stderr)
+    for line in outcomes["failed"]:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if outcomes["failed"] else 0
+
+
+def run_here(tasks: list, report: Callable) -> None:
+    """One run after another in this process (``--jobs 1``); a user error stops the sweep."""
+    for task in tasks:
+        report("start", task, "this process", "")
         try:
-            run(p.config, out=p.spec.out, resume=p.action == "resume")
+            outcome, detail = run_claimed(task.config, task.out, log=lambda line: print(line, file=sys.stderr))
         except KeyboardInterrupt:
             print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
             raise
         except UserError:
             raise
         except Exception as exc:  # one run failing does not stop the others; it is listed at the end
-            failed.append(f"{p.spec.out}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-            print(f"run failed: {failed[-1]}", file=sys.stderr)
-    done = [p.spec.out for p in planned if p.action != "invalid" and (p.spec.out / "results.json").exists()]
-    if done:
-        print(summary_table(collect(done), metrics=["aia", "final"]))
-    for line in failed:
-        print(f"failed: {line}", file=sys.stderr)
-    return 1 if failed else 0
+            outcome, detail = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        report(outcome, task, "this process", detail)

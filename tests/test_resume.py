@@ -151,10 +151,20 @@ def test_corrupt_or_missing_checkpoint_is_one_clear_line(interrupted_run, tmp_pa
     shutil.copytree(interrupted_run, corrupt)
     (corrupt / CHECKPOINT).write_bytes(b"not a checkpoint")
     assert "is unreadable" in one_error_line(capsys, "run", "--resume", str(corrupt))
+
+
+def test_a_run_without_checkpoint_starts_again_from_the_first_step(interrupted_run, tmp_path, capsys):
+    """Killed between its first results and its first checkpoint: every recorded step is redone, identically."""
+    import shutil
+
     missing = tmp_path / "missing"
     shutil.copytree(interrupted_run, missing)
     (missing / CHECKPOINT).unlink()
-    assert "checkpoint" in one_error_line(capsys, "run", "--resume", str(missing))
+    first = json.loads((missing / "results.json").read_text())["steps"][0]
+    assert main(["run", "--resume", str(missing), "--no-tensorboard"]) == 0
+    assert "records 1 step(s) but has no checkpoint" in capsys.readouterr().err
+    results = json.loads((missing / "results.json").read_text())
+    assert results["status"] == "complete" and results["steps"][0]["accuracy"] == first["accuracy"]
 
 
 def test_an_existing_run_points_to_resume(interrupted_run, capsys):
