@@ -65,7 +65,7 @@ class Runtime:
             precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
         if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
             raise UserError("runtime.precision=bf16: this GPU has no bfloat16 support; use fp16 or fp32")
-        channels_last = cuda if config.channels_last == "auto" else bool(config.channels_last)
+        channels_last = True if config.channels_last == "auto" else bool(config.channels_last)
         if config.compile:
             _check_compiler(device)
         eval_batch = config.eval_batch_size or EVAL_BATCH.get(device.type, EVAL_BATCH["cpu"])

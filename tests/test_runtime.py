@@ -55,7 +55,7 @@ def test_incompatible_combination_is_refused(capsys):
 
 def test_auto_resolves_per_device(monkeypatch):
     cpu = Runtime.resolve(RuntimeConfig(), torch.device("cpu"))
-    assert (cpu.precision, cpu.channels_last, cpu.compile, cpu.eval_batch_size) == ("fp32", False, False, 256)
+    assert (cpu.precision, cpu.channels_last, cpu.compile, cpu.eval_batch_size) == ("fp32", True, False, 256)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     gpu = Runtime.resolve(RuntimeConfig(), torch.device("cuda"))
     assert (gpu.precision, gpu.channels_last, gpu.eval_batch_size) == ("bf16", True, 1024)
@@ -113,7 +113,7 @@ def test_features_are_normal_tensors_and_copies_are_compiled_again(tmp_path):
 
 
 @pytest.mark.parametrize("sets", [["runtime.precision=bf16"], ["runtime.precision=fp16"],
-                                  ["runtime.channels_last=true", "runtime.eval_batch_size=5"]])
+                                  ["runtime.channels_last=false", "runtime.eval_batch_size=5"]])
 @pytest.mark.parametrize("strategy", ["il-baseline-bsce", "podnet-meta-bsce", "il-baseline-gbg"])
 def test_tiny_runs_under_every_precision_and_layout(tmp_path, strategy, sets):
     results = tiny_run(tmp_path, strategy, *sets)
@@ -147,7 +147,7 @@ def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
         return torch.autograd.grad(loss, [log_alpha])[0]
 
     eager = alpha_gradient(net)
-    runtime = Runtime.resolve(RuntimeConfig(compile=True), torch.device("cpu"))
+    runtime = Runtime.resolve(RuntimeConfig(compile=True, channels_last=False), torch.device("cpu"))
     compiled = alpha_gradient(runtime.prepare(net))
     assert eager != 0 and torch.equal(eager, compiled)
     assert net.backbone._compiled_call_impl is not None  # restored after the step
