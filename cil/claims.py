@@ -146,12 +146,28 @@ def release(run_dir: Path, claim: Claim) -> None:
 
 @contextmanager
 def claimed(run_dir: Path) -> Iterator[Claim]:
-    """Hold the claim on ``run_dir`` while the block runs."""
+    """Hold the claim on ``run_dir`` while the block runs; folders it created and left empty are removed."""
+    run_dir = Path(run_dir)
+    created = _missing_folders(run_dir)
     claim = acquire(run_dir)
     try:
         yield claim
     finally:
         release(run_dir, claim)
+        for folder in created:  # deepest first; stops at the first that holds something
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def _taken_message(run_dir: Path, holder: Claim | None) -> str:

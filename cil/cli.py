@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cil.errors import UserError
+from cil.errors import ReportedInterrupt, UserError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -133,7 +133,7 @@ def cmd_describe(args) -> int:
         names = folder.class_folders(Path(args.data_root) / "train")[: plan.n_classes]
     info = plan.to_dict(names)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(compact_json(info))
         return 0
     print(f"{info['scenario']}: {plan.n_classes} classes in {plan.n_steps} steps, "
           f"class order seed {1993 if args.class_order_seed is None else args.class_order_seed}")
@@ -143,6 +143,17 @@ def cmd_describe(args) -> int:
         print(f"{kind} {step['step']}: labels {step['labels'][0]}-{step['labels'][-1]} = classes "
               f"{' '.join(map(str, step['classes']))}")
     return 0
+
+
+def compact_json(value: Any, indent: int = 0) -> str:
+    """Indented JSON with every list of plain values on one line (a class order is one line, not 100)."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {compact_json(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(inner + compact_json(v, indent + 2) for v in value) + f"\n{pad}]"
+    return json.dumps(value)
 
 
 def cmd_list(args) -> int:
@@ -354,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except ReportedInterrupt:  # what was saved and how to continue is printed already
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("cil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

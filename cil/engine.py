@@ -54,7 +54,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -123,6 +123,7 @@ class IncrementalStrategy(SupervisedTemplate):
         seed: int,
         runtime: Runtime | None = None,
         progress: bool = True,
+        log: Callable[[str], None] | None = None,
     ):
         runtime = runtime if runtime is not None else Runtime.resolve(RuntimeConfig(precision="fp32"), device)
         with warnings.catch_warnings():
@@ -147,6 +148,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self.train_data, self.test_data = train_data, test_data
         self.optim_config = optim
         self.progress = progress
+        self.log = log if log is not None else (lambda line: print(line, file=sys.stderr))
+        """Where progress lines go when stderr is not a terminal (one per epoch instead of a bar)."""
         self.order_generator = torch.Generator().manual_seed(seed)
         self.augment_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -173,6 +176,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self.epochs_done = 0
         """Training epochs over all steps so far (the x axis of per-epoch logs)."""
         self._epoch_losses = EpochLosses()
+        self._epoch_images = 0
+        self._step_start = 0.0
         self._train_class_counts: tuple[TrainingSet, torch.Tensor] | None = None
         self._epoch_start = 0.0
         self._epoch_seconds: list[float] = []
@@ -200,6 +205,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self.step_record = {}
         self.epoch_scalars = {}
         self._epoch_seconds = []
+        self._step_start = time.perf_counter()
         super()._before_training_exp(**kwargs)
 
     def train_dataset_adaptation(self, **kwargs):
@@ -333,6 +339,7 @@ class IncrementalStrategy(SupervisedTemplate):
 
     def _before_training_epoch(self, **kwargs):
         self._epoch_losses = EpochLosses()
+        self._epoch_images = 0
         self.train_class_counts  # noqa: B018 - counted here, before the first batch, for the losses that use it
         self._epoch_start = time.perf_counter()
         epoch = self.clock.train_exp_epochs + 1
@@ -342,6 +349,7 @@ class IncrementalStrategy(SupervisedTemplate):
 
     def _after_training_iteration(self, **kwargs):
         super()._after_training_iteration(**kwargs)
+        self._epoch_images += len(self.mb_y)
         if self._bar is not None:
             self._bar.update(1)
             if self._epoch_losses.batches % 10 == 0 and not self._bar.disable:  # a read every 10 batches
@@ -354,8 +362,13 @@ class IncrementalStrategy(SupervisedTemplate):
             self._bar.close()
         self.loss_parts = self._epoch_losses.means()
         self.epoch_scalars = {k: float(v) for k, v in self.epoch_scalars.items()}
-        self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        seconds = time.perf_counter() - self._epoch_start
+        self._epoch_seconds.append(seconds)
         self.epochs_done += 1
+        if self.progress and not sys.stderr.isatty():  # no bar off a terminal: one line per epoch
+            self.log(f"step {self.step} epoch {len(self._epoch_seconds)}/{self.train_epochs}: loss "
+                     f"{sum(self.loss_parts.values()):.4f}, {self._epoch_images / max(seconds, 1e-9):,.0f} images/s, "
+                     f"{time.perf_counter() - self._step_start:.1f}s into the step")
         super()._after_training_epoch(**kwargs)
 
     def _after_training_exp(self, **kwargs):

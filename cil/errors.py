@@ -15,3 +15,7 @@ def did_you_mean(name: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"{hint}; valid: {', '.join(sorted(valid))}"
+
+
+class ReportedInterrupt(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM after the interrupted run or sweep has said what was saved and how to continue."""

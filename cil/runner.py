@@ -19,7 +19,7 @@ from cil import registry
 from cil.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from cil.config import RunConfig, config_differences
 from cil.data import DATASETS, LoadedDataset, default_backbone
-from cil.errors import UserError
+from cil.errors import ReportedInterrupt, UserError
 from cil.metrics import confusion_matrix, step_metrics
 from cil.results import RESULTS, RunWriter, environment, load_results
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
@@ -173,7 +173,7 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         plugins.append(tensorboard)
     strategy = IncrementalStrategy(
         model=model, plan=plan, train_data=prepared.data.train, test_data=prepared.data.test, optim=cfg.optim,
-        loss=loss, plugins=plugins, device=device, seed=cfg.seed, runtime=runtime, progress=cfg.progress)
+        loss=loss, plugins=plugins, device=device, seed=cfg.seed, runtime=runtime, progress=cfg.progress, log=log)
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])
@@ -214,7 +214,7 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         done = len(writer.results["steps"])
         log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; "
             f"continue with: cil run --resume {out}")
-        raise
+        raise ReportedInterrupt from None
     except Exception as exc:
         writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from cil.errors import UserError, did_you_mean
+from cil.errors import ReportedInterrupt, UserError, did_you_mean
 
 GRID_ALIASES = {"memory": "memory.per_class", "memory_budget": "memory.budget", "memory-budget": "memory.budget"}
 DEFAULT_SEEDS = [1993]
@@ -298,7 +298,7 @@ def run_here(tasks: list, report: Callable) -> None:
             outcome, detail = run_claimed(task.config, task.out, log=lambda line: print(line, file=sys.stderr))
         except KeyboardInterrupt:
             print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
-            raise
+            raise ReportedInterrupt from None
         except UserError:
             raise
         except Exception as exc:  # one run failing does not stop the others; it is listed at the end

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from cil.errors import UserError
+from cil.errors import ReportedInterrupt, UserError
 
 POLL_S = 0.5
 
@@ -171,7 +171,7 @@ def run_in_workers(tasks: list[Task], jobs: int, devices: list[str],
             if event[0] == "end":
                 report(event[3], tasks[event[2]], f"worker {event[1]}", event[4])
         print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
-        raise
+        raise ReportedInterrupt from None
     for process, _ in workers:
         process.join(timeout=30)
 

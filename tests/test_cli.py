@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,9 @@ def test_describe_json_without_data(capsys):
     assert info["class_order"][:10] == [68, 56, 78, 8, 23, 84, 90, 65, 74, 76]
     assert len(info["steps"]) == 6 and info["steps"][1]["labels"] == list(range(50, 60))
     assert info["steps"][1]["classes"] == info["class_order"][50:60]
+    order_lines = [line for line in out.splitlines() if '"class_order"' in line]
+    assert len(order_lines) == 1 and order_lines[0].split("[")[1].split("]")[0].count(",") == 99  # one line
+    assert len(out.splitlines()) < 60
 
 
 def test_describe_text(capsys):
@@ -82,3 +86,69 @@ def test_console_script_exit_code():
     proc = subprocess.run([sys.executable, "-m", "cil.cli", "describe", "--scenario", "cifar100-b50-9"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "valid step counts" in proc.stderr
+
+
+# ------------------------------------------------------------------ what a newcomer sees
+
+TINY_RUN = ["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline", "--epochs", "2",
+            "--limit-per-class", "8", "--no-tensorboard", "--set", "model.backbone=tiny", "--set",
+            "optim.batch_size=8", "--set", "data.synthetic_classes=6", "--set", "data.test_limit_per_class=2"]
+
+
+def test_off_a_terminal_every_epoch_prints_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "run"))
+    assert code == 0
+    lines = [line for line in err.splitlines() if " epoch " in line]
+    assert [line.split(":")[0] for line in lines] == ["step 0 epoch 1/2", "step 0 epoch 2/2",
+                                                      "step 1 epoch 1/2", "step 1 epoch 2/2"]
+    assert all("loss " in line and "images/s" in line and "s into the step" in line for line in lines)
+    _, _, quiet = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "quiet"), "--no-progress")
+    assert " epoch " not in quiet
+
+
+def test_an_interrupted_run_says_so_once(tmp_path, capsys, monkeypatch):
+    import cil.engine
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cil.engine, "run_steps", interrupt)
+    code, _, err = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "run"))
+    assert code == 130
+    assert "continue with: cil run --resume" in err and "cil: interrupted" not in err
+
+
+def test_an_interrupt_before_anything_was_saved_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    import cil.runner
+
+    def interrupt(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cil.runner, "prepare", interrupt)
+    code, _, err = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "runs" / "new" / "run"))
+    assert code == 130 and err.strip().splitlines() == ["cil: interrupted"]
+    assert list(tmp_path.iterdir()) == []  # neither the run folder nor the parents it created
+
+
+def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from torchvision import datasets
+
+    from cil.data.cifar import load_cifar
+    from cil.errors import UserError
+
+    def offline(self):  # what torchvision does offline: make the folder, start the file, fail
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        (Path(self.root) / "cifar-100-python.tar.gz").write_bytes(b"partial")
+        raise URLError("no network")
+
+    monkeypatch.setattr(datasets.CIFAR100, "download", offline)
+    with pytest.raises(UserError, match="could not be downloaded"):
+        load_cifar("cifar100", str(tmp_path / "data"), train=True)
+    assert not (tmp_path / "data").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(UserError):
+        load_cifar("cifar100", str(tmp_path / "mine"), train=True)
+    assert (tmp_path / "mine" / "notes.txt").exists()  # a folder the user had is left alone

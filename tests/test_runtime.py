@@ -125,6 +125,26 @@ def test_tiny_runs_under_every_precision_and_layout(tmp_path, strategy, sets):
     assert saved["env"]["runtime"]["precision"] in ("fp32", "bf16", "fp16")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["runtime.precision=bf16", "runtime.precision=fp16", "runtime.compile=true"])
+def test_every_named_strategy_runs_under_every_setting(tmp_path, setting):
+    """The promise of docs/performance.md, strategy by strategy (slow: compiles several backbones)."""
+    from cil.config import IncompatibleConfigError, available_strategies
+
+    refused = []
+    for strategy in available_strategies():
+        flags = copy.deepcopy(FLAGS)
+        if strategy in ("finetune", "ncm", "slda") or "relaxed" in strategy:
+            flags["memory"] = {"per_class": 0, "budget": None}
+        try:
+            results = tiny_run(tmp_path, strategy, setting, flags=flags)
+        except IncompatibleConfigError:
+            refused.append(strategy)
+            continue
+        assert results["status"] == "complete", strategy
+    assert refused == (["il-baseline-gbg"] if setting == "runtime.compile=true" else [])
+
+
 def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
     """higher's functional copy must not inherit the compiled call (which would run the real weights):
     the gradient with respect to alpha is the eager model's, bit for bit."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,12 @@ def load_cifar(name: str, root: str | None, train: bool) -> tuple[torch.Tensor, 
     try:
         ds = cls(str(folder), train=train, download=False)
     except RuntimeError:
+        existed = folder.exists()
         try:
             ds = cls(str(folder), train=train, download=True)
         except Exception as exc:  # network errors come as URLError, OSError, HTTPError...
+            if not existed:  # the folder is the failed download's: leave nothing behind
+                shutil.rmtree(folder, ignore_errors=True)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise UserError(
                 f"{name} is not under {folder} and could not be downloaded ({reason}); "
