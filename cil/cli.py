@@ -126,11 +126,7 @@ def _plan(args):
 
 def cmd_describe(args) -> int:
     plan, spec = _plan(args)
-    names = None
-    if spec.name in ("folder", "imagenet", "imagenet-subset") and args.data_root:
-        from cil.data import folder
-
-        names = folder.class_folders(Path(args.data_root) / "train")[: plan.n_classes]
+    names = spec.class_names(_data_config(args)) if spec.class_names is not None and args.data_root else None
     info = plan.to_dict(names)
     if args.json:
         print(compact_json(info))

@@ -66,10 +66,13 @@ class OptimConfig:
     gamma: float = 0.1
     incremental_lr: float | None = None
     """Learning rate of the incremental steps when it differs from the base step's."""
+    grad_clamp: float | None = None
+    """Clamp every gradient element to [-c, c] before each update (the official PODNet code: 5)."""
 
     def validate(self, prefix: str) -> None:
         _check(self.lr > 0, prefix, "lr", "must be > 0")
         _check(self.incremental_lr is None or self.incremental_lr > 0, prefix, "incremental_lr", "must be > 0")
+        _check(self.grad_clamp is None or self.grad_clamp > 0, prefix, "grad_clamp", "must be > 0")
         _check(0 <= self.momentum < 1, prefix, "momentum", "must be in [0, 1)")
         _check(self.weight_decay >= 0, prefix, "weight_decay", "must be >= 0")
         _check(self.batch_size >= 2, prefix, "batch_size", "must be >= 2 (BatchNorm needs 2 samples)")
@@ -124,6 +127,9 @@ class ModelConfig:
     """CIFAR ResNets: A = parameter-free strided identity (He et al.), B = 1x1 conv + BN."""
     proxies_per_class: int = 10
     """Proxies per class of the lsc head (PODNet: 10)."""
+    lsc_similarity: Literal["cosine", "squared-distance"] = "cosine"
+    """Proxy similarity of the lsc head: the paper's cosine, or the official code's negative squared
+    distance of the normalised vectors, 2 cos - 2 (twice the logits' range, a sharper proxy softmax)."""
 
     def validate(self, prefix: str) -> None:
         from cil.models import BACKBONES, HEADS

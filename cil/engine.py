@@ -269,6 +269,11 @@ class IncrementalStrategy(SupervisedTemplate):
         else:
             self.scheduler = None
 
+    def trainable_parameter_groups(self) -> list[dict]:
+        """What this step trains and at which learning rate: the optimizer's parameter groups (built from
+        every plugin's ``param_groups``), the one source of truth for the real step and for virtual ones."""
+        return [{"params": list(g["params"]), "lr": g["lr"]} for g in self.optimizer.param_groups]
+
     def check_model_and_optimizer(self, **kwargs):
         self.model = self.model_adaptation()
         self.make_optimizer()
@@ -322,7 +327,7 @@ class IncrementalStrategy(SupervisedTemplate):
             self.loss_scaler.backward(self.loss, retain_graph=self.retain_graph)
 
     def optimizer_step(self):
-        self.loss_scaler.step(self.optimizer)
+        self.loss_scaler.step(self.optimizer, clamp=self.optim_config.grad_clamp)
 
     def previous_output(self) -> "NetOutput":
         """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""

@@ -156,7 +156,7 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     seed_everything(cfg.seed)
     model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
-                      proxies_per_class=cfg.model.proxies_per_class)
+                      proxies_per_class=cfg.model.proxies_per_class, lsc_similarity=cfg.model.lsc_similarity)
     loss, plugins = build_plugins(cfg)
     plugins += list(extra_plugins or [])
     config = cfg.to_dict()

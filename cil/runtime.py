@@ -171,7 +171,13 @@ class LossScaler:
     def backward(self, loss: torch.Tensor, retain_graph: bool = False) -> None:
         self.scale(loss).backward(retain_graph=retain_graph)
 
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
+    def step(self, optimizer: torch.optim.Optimizer, clamp: float | None = None) -> None:
+        """The update; with ``clamp``, every gradient element is first clamped to [-clamp, clamp]
+        (after unscaling in fp16)."""
+        if clamp is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_value_([p for g in optimizer.param_groups for p in g["params"]], clamp)
         if self.scaler is None:
             optimizer.step()
         else:

@@ -8,7 +8,9 @@ Grammar: ``DATASET-bBASE-STEPS``.
 * ``BASE = 0``: STEPS equal steps and no large base step (``imagenet-b0-10``: 10 x 100).
 
 The class order is ``numpy.random.RandomState(seed).permutation(n_classes)`` (seed 1993 by
-default, as in iCaRL/LUCIR/PODNet); labels are remapped so that class ``order[i]`` becomes ``i``.
+default, as LUCIR's code and seed 002; for CIFAR-100 it starts 68, 56, 78). The official PODNet
+code uses this order for ImageNet-100 but iCaRL's three fixed CIFAR-100 orders (87, 0, 52, ...);
+comparisons with seed 002 use seed 1993. Labels are remapped so that class ``order[i]`` becomes ``i``.
 """
 
 from __future__ import annotations

@@ -3,9 +3,18 @@ ImageNet and by PODNet; seed 002, Table 6 'balanced finetuning').
 
 After the memory update of step t >= 1, the model trains for a few epochs on a class-balanced
 set: the exemplars of every seen class (the memory quota per class, or ``per_class`` of them),
-with the training augmentation and the strategy's classification loss alone. With
-``classifier_only`` (the default, as LUCIR and PODNet), the backbone is frozen and kept in
-evaluation mode, so its BatchNorm statistics do not move either.
+with the training augmentation and the strategy's classification loss alone, at a constant
+learning rate unless ``milestones`` say otherwise, clamping gradients as the run does
+(``optim.grad_clamp``). With ``classifier_only`` (the default, as LUCIR and PODNet), only the
+classifier's weights are trained; ``tune_scale`` says whether a cosine head's learned scale is
+trained with them. ``update_bn`` leaves the frozen backbone in training mode, so that its
+BatchNorm layers normalise with batch statistics and re-estimate their running statistics on the
+balanced set; without it the backbone runs in evaluation mode and nothing in it moves.
+
+The official PODNet code (``finetuning_config``: tuning ``classifier``, 20 epochs, lr 0.05, no
+schedule) trains every class's proxies but not the learned scale, which is outside its
+classifier, with the whole network in training mode: ``tune_scale: false, update_bn: true``
+in ``configs/strategies/podnet.yaml``.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ class BalancedFinetuningConfig(ComponentConfig):
     milestones: list[int] = field(default_factory=list)
     """Epochs at which the learning rate is divided by 10 (LUCIR: [10]; PODNet: none)."""
     classifier_only: bool = True
+    tune_scale: bool = True
+    """Train a cosine head's learned scale with the class weights (PODNet's code: no)."""
+    update_bn: bool = False
+    """Backbone in training mode: BatchNorm uses and re-estimates batch statistics (PODNet's code: yes)."""
     per_class: int | None = None
     """Samples per class of the balanced set (None: every exemplar, i.e. the memory quota)."""
 
@@ -63,7 +76,9 @@ class BalancedFinetuning(CilPlugin):
         keep = balanced_subset(memory.indices, memory.labels, cfg.per_class)
         balanced = TrainingSet(memory.indices[keep], memory.labels[keep])
         model, runtime = strategy.model, strategy.runtime
-        params = [p for p in (model.head if cfg.classifier_only else model).parameters() if p.requires_grad]
+        frozen = [] if cfg.tune_scale else [getattr(model.head, "scale", None)]
+        params = [p for p in (model.head if cfg.classifier_only else model).parameters()
+                  if p.requires_grad and not any(p is f for f in frozen)]
         optim = strategy.optim_config
         optimizer = runtime.sgd(params, lr=cfg.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, 0.1)
@@ -73,7 +88,7 @@ class BalancedFinetuning(CilPlugin):
         try:
             for _ in range(cfg.epochs):
                 model.train()
-                if cfg.classifier_only:
+                if cfg.classifier_only and not cfg.update_bn:
                     model.backbone.eval()
                 losses = EpochLosses()
                 for x, y in strategy.training_batches(balanced, strategy.train_mb_size):
@@ -87,7 +102,7 @@ class BalancedFinetuning(CilPlugin):
                     loss = strategy.loss_plugin.classification_loss(strategy, logits, y)
                     optimizer.zero_grad()
                     scaler.backward(loss)
-                    scaler.step(optimizer)
+                    scaler.step(optimizer, clamp=optim.grad_clamp)
                     losses.add({"loss": loss})
                 scheduler.step()
         finally:

@@ -12,7 +12,9 @@ current mini-batch (X, Y) of D_t:
 
 then the real update of theta uses BalancedLoss with the new alpha. BalancedLoss is the whole
 training loss of the strategy (BSCE on Eq. 5's weights plus the method's distillation terms),
-lr the current learning rate of the first parameter group, CE the standard softmax CE.
+theta the parameters the real step trains, each at its group's current learning rate (the
+optimizer's parameter groups: LUCIR's and PODNet's frozen old-class weights stay fixed in the
+virtual step as in the real one), CE the standard softmax CE.
 
 alpha stays positive: the learned variable is log(alpha), updated by plain SGD at ``meta_lr``
 (1.0 by default: at alpha = 1 the step equals Algorithm 1's unit step on alpha). B_t is read with
@@ -158,11 +160,10 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         """One step of Algorithm 1 on alpha for the current mini-batch (strategy.mb_x, strategy.mb_y)."""
         x_val, y_val = self.validation_batch(strategy)
         self.log_alpha = self.log_alpha.detach().requires_grad_(True)  # the loss now depends on it
-        lr = strategy.optimizer.param_groups[0]["lr"]
         with strategy.runtime.autocast(allow_fp16=False):  # no loss scaling through the virtual step
             val_loss = validation_loss_after_virtual_step(
                 strategy.model, lambda out: strategy.training_loss(out, strategy.mb_y)[0], strategy.mb_x,
-                lambda out: F.cross_entropy(out.logits, y_val), x_val, lr)
+                lambda out: F.cross_entropy(out.logits, y_val), x_val, strategy.trainable_parameter_groups())
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1

@@ -163,7 +163,7 @@ def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
             return F.cross_entropy(out.logits + torch.cat([log_alpha.expand(2), torch.zeros(2)]), y)
 
         loss = validation_loss_after_virtual_step(model, inner, x, lambda out: F.cross_entropy(out.logits, y),
-                                                  x_val, lr=0.5)
+                                                  x_val, 0.5)
         return torch.autograd.grad(loss, [log_alpha])[0]
 
     eager = alpha_gradient(net)
@@ -171,6 +171,30 @@ def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
     compiled = alpha_gradient(runtime.prepare(net))
     assert eager != 0 and torch.equal(eager, compiled)
     assert net.backbone._compiled_call_impl is not None  # restored after the step
+
+
+def test_virtual_step_through_channels_last_strided_shortcuts_with_an_odd_batch():
+    """PyTorch 2.14 crashes (segfault) in the double backward of a channels-last strided 1x1 convolution
+    with an odd batch on the CPU; the virtual step runs in NCHW there and gives the NCHW gradient."""
+    import torch.nn.functional as F
+
+    from cil.virtual_step import validation_loss_after_virtual_step
+
+    def alpha_gradient(channels_last: bool):
+        torch.manual_seed(0)
+        net = build_net("tiny", "linear", shortcut="B")
+        net.head.add_classes(4)
+        x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 1, 3])
+        if channels_last:
+            net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        alpha = torch.zeros((), requires_grad=True)
+        loss = validation_loss_after_virtual_step(net, lambda out: F.cross_entropy(out.logits * (1 + alpha), y), x,
+                                                  lambda out: F.cross_entropy(out.logits, y), x, 0.1)
+        if channels_last:  # the model keeps its layout
+            assert net.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+        return torch.autograd.grad(loss, [alpha])[0]
+
+    assert torch.allclose(alpha_gradient(True), alpha_gradient(False), rtol=1e-4)
 
 
 def test_compiled_run_end_to_end(tmp_path):

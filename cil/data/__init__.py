@@ -33,6 +33,8 @@ class DatasetSpec:
     """Training images per class (for defaults expressed as a fraction of it); None if it varies."""
     count_classes: Callable[[DataConfig], int]
     load: Callable[[DataConfig], LoadedDataset]
+    class_names: Callable[[DataConfig], list[str]] | None = None
+    """The class names a folder dataset takes from ``--data-root`` without loading images (describe)."""
 
 
 def _limited(train: ImageData, test: ImageData, cfg: DataConfig) -> tuple[ImageData, ImageData]:
@@ -67,8 +69,30 @@ def _cifar_loader(name: str, norm: tuple) -> Callable[[DataConfig], LoadedDatase
     return load
 
 
-def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, n_classes: int | None = None):
-    """(count_classes, load) of a folder dataset; ``n_classes`` fixes the count (ImageNet's 1000)."""
+SUBSET_SEED = 1993
+
+
+def pick_subset(names: list[str], n_classes: int) -> list[str]:
+    """The ``n_classes`` classes a subset dataset takes from a larger folder tree.
+
+    ImageNet-Subset is LUCIR's (and PODNet's): ``numpy.random.seed(1993)`` then
+    ``numpy.random.choice(sorted wnids, 100, replace=False)`` over the 1,000 ImageNet classes, kept
+    in sorted order (they are copied into a folder of their own, which ImageFolder sorts); the
+    class order of the scenario then permutes these 100. A tree with exactly ``n_classes`` folders
+    (an ImageNet-Subset copy) is taken as it is.
+    """
+    import numpy as np
+
+    if len(names) == n_classes:
+        return list(names)
+    chosen = np.random.RandomState(SUBSET_SEED).choice(np.array(sorted(names)), n_classes, replace=False)
+    return sorted(str(name) for name in chosen)
+
+
+def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, n_classes: int | None = None,
+                   subset: bool = False):
+    """(count_classes, load, class_names) of a folder dataset; ``n_classes`` fixes the count (ImageNet's
+    1000: the first 1000 folders; with ``subset``, ImageNet-Subset's seed-1993 choice)."""
     what = f"a folder with train/CLASS/*.jpg and {test_dirs[0]}/CLASS/*.jpg"
 
     def classes(cfg: DataConfig) -> list[str]:
@@ -80,7 +104,7 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
             if len(names) < n_classes:
                 raise UserError(f"{dataset}: expected {n_classes} class folders under {root / 'train'}, "
                                 f"found {len(names)}")
-            names = names[:n_classes]  # ImageNet-Subset from a full ImageNet tree: its first 100 classes
+            names = pick_subset(names, n_classes) if subset else names[:n_classes]
         return names
 
     def count(cfg: DataConfig) -> int:
@@ -110,12 +134,14 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
                                  cfg.num_workers)
         return LoadedDataset(train, test, names)
 
-    return count, load
+    return count, load, classes
 
 
-_folder_count, _folder_load = _folder_loader("folder", ("test", "val"), force_large=False)
-_imagenet_count, _imagenet_load = _folder_loader("imagenet", ("val", "test"), force_large=True, n_classes=1000)
-_subset_count, _subset_load = _folder_loader("imagenet-subset", ("val", "test"), force_large=True, n_classes=100)
+_folder_count, _folder_load, _folder_names = _folder_loader("folder", ("test", "val"), force_large=False)
+_imagenet_count, _imagenet_load, _imagenet_names = _folder_loader("imagenet", ("val", "test"), force_large=True,
+                                                                  n_classes=1000)
+_subset_count, _subset_load, _subset_names = _folder_loader("imagenet-subset", ("val", "test"), force_large=True,
+                                                            n_classes=100, subset=True)
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -125,11 +151,11 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("cifar10", "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
                     "resnet32", 5000, lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
         DatasetSpec("imagenet-subset", "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
-                    "resnet18", 1300, _subset_count, _subset_load),
+                    "resnet18", 1300, _subset_count, _subset_load, _subset_names),
         DatasetSpec("imagenet", "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
-                    "resnet18", 1300, _imagenet_count, _imagenet_load),
+                    "resnet18", 1300, _imagenet_count, _imagenet_load, _imagenet_names),
         DatasetSpec("folder", "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
-                    "resnet32", None, _folder_count, _folder_load),
+                    "resnet32", None, _folder_count, _folder_load, _folder_names),
         DatasetSpec("synthetic", "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
                     "resnet32", 500, lambda cfg: cfg.synthetic_classes, _load_synthetic),
     ]

@@ -82,12 +82,22 @@ class _ScaledCosineHead(IncrementalHead):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.scale * self.similarities(features)
 
+    @torch.no_grad()
+    def old_weight_norm(self, group: int) -> float:
+        """Mean norm of the weights of the groups before ``group`` (1.0 when there are none)."""
+        if group == 0:
+            return 1.0
+        return float(torch.cat(list(self.groups[:group])).norm(dim=1).mean())
+
 
 class CosineHead(_ScaledCosineHead):
     """LUCIR's cosine normalisation (Hou et al. 2019, Eq. 4): z_i = sigma * <w_i / |w_i|, f / |f|>.
 
     sigma is learnable and starts at 1. ``imprint`` sets new classes' weights to their normalised
-    mean embedding (weight imprinting, LUCIR Sec. 4.1).
+    mean embedding (weight imprinting, LUCIR Sec. 4.1), scaled, as the official code does, to the
+    mean norm of the old classes' weights: the logits do not depend on weight norms, but the
+    gradient a weight receives is inversely proportional to its norm, so new and old weights then
+    learn at the same pace.
     """
 
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
@@ -95,54 +105,63 @@ class CosineHead(_ScaledCosineHead):
 
     @torch.no_grad()
     def imprint(self, group: int, class_features: list[torch.Tensor]) -> None:
-        """Weights of the classes of step ``group``: the normalised mean of normalised embeddings."""
+        """Weights of the classes of step ``group``: the normalised mean of normalised embeddings,
+        times the mean norm of the earlier groups' weights."""
         means = torch.stack([F.normalize(f, dim=1).mean(0) for f in class_features])
-        self.groups[group].copy_(F.normalize(means, dim=1))
+        self.groups[group].copy_(F.normalize(means, dim=1) * self.old_weight_norm(group))
 
 
 class LocalSimilarityHead(_ScaledCosineHead):
     """PODNet's Local Similarity Classifier (Douillard et al. 2020, Eq. 7-8).
 
-    Every class c has K proxies theta_{c,k}. With s_{c,k} the cosine of the embedding with
+    Every class c has K proxies theta_{c,k}. With s_{c,k} the similarity of the embedding with
     proxy k, the class similarity is the softmax-weighted mean over proxies,
 
         y_hat_c = sum_k softmax_k(s_{c,k}) * s_{c,k},
 
-    and the logits are eta * y_hat with a learnable eta (initially 1). ``imprint`` initialises a
-    new class's proxies with the k-means centres of its normalised embeddings.
+    and the logits are eta * y_hat with a learnable eta (initially 1). ``similarity``: ``cosine``,
+    the paper's s = cos(f, theta); or ``squared-distance``, the official code's
+    s = -|f/|f| - theta/|theta||^2 = 2 cos - 2, whose class similarities span [-4, 0] instead of
+    [-1, 1] (logits twice as large for the same eta) and whose proxy softmax is twice as sharp.
+
+    New weights start as the official code's: normal with standard deviation 1/sqrt(d). ``imprint``
+    initialises a new class's proxies with the k-means centres (scikit-learn, 10 restarts) of its
+    normalised embeddings, times the mean norm of the old classes' proxies, as the official code.
     """
 
-    def __init__(self, in_dim: int, proxies_per_class: int = 10):
+    def __init__(self, in_dim: int, proxies_per_class: int = 10, similarity: str = "cosine"):
         super().__init__(in_dim)
+        if similarity not in ("cosine", "squared-distance"):
+            raise ValueError(f"unknown lsc similarity {similarity!r}")
         self.proxies_per_class = proxies_per_class
+        self.similarity = similarity
+
+    def new_group(self, n_new: int, device: torch.device) -> nn.Parameter:
+        weight = torch.empty(n_new * self.proxies_per_class, self.in_dim, device=device)
+        nn.init.kaiming_normal_(weight, nonlinearity="linear")
+        return nn.Parameter(weight)
 
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
-        cos = self.proxy_cosines(features).view(features.shape[0], -1, self.proxies_per_class)
-        return (torch.softmax(cos, dim=2) * cos).sum(dim=2)
+        s = self.proxy_cosines(features)
+        if self.similarity == "squared-distance":
+            s = 2.0 * s - 2.0
+        s = s.view(features.shape[0], -1, self.proxies_per_class)
+        return (torch.softmax(s, dim=2) * s).sum(dim=2)
 
     @torch.no_grad()
     def imprint(self, group: int, class_features: list[torch.Tensor], seed: int = 0) -> None:
+        scale = self.old_weight_norm(group)
         centres = [kmeans(F.normalize(f, dim=1), self.proxies_per_class, seed=seed + i)
                    for i, f in enumerate(class_features)]
-        self.groups[group].copy_(F.normalize(torch.cat(centres), dim=1))
+        self.groups[group].copy_(torch.cat(centres) * scale)
 
 
-def kmeans(points: torch.Tensor, k: int, iterations: int = 20, seed: int = 0) -> torch.Tensor:
-    """Lloyd's k-means with k-means++ seeding; returns k centres (repeats points when n < k)."""
+def kmeans(points: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """k centres of ``points`` by scikit-learn's k-means (k-means++, 10 restarts); points repeated when n <= k."""
     n = points.shape[0]
     if n <= k:
         return points[torch.arange(k) % n].clone()
-    g = torch.Generator().manual_seed(seed)
-    pts = points.float().cpu()
-    centres = [pts[torch.randint(n, (1,), generator=g)].squeeze(0)]
-    for _ in range(1, k):
-        dist = torch.cdist(pts, torch.stack(centres)).min(dim=1).values.pow(2)
-        centres.append(pts[torch.multinomial(dist / dist.sum(), 1, generator=g)].squeeze(0))
-    c = torch.stack(centres)
-    for _ in range(iterations):
-        assign = torch.cdist(pts, c).argmin(dim=1)
-        for j in range(k):
-            members = pts[assign == j]
-            if len(members):
-                c[j] = members.mean(0)
-    return c.to(points.device, points.dtype)
+    from sklearn.cluster import KMeans
+
+    fitted = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(points.detach().double().cpu().numpy())
+    return torch.from_numpy(fitted.cluster_centers_).to(points.device, points.dtype)
