@@ -6,9 +6,11 @@ built from it::
     @register("loss", "my-loss", MyLossConfig, "one line saying what it is")
     class MyLoss(ClassificationLoss): ...
 
-cil's own components live in the ``strategies`` package. Third-party ones are found through the
-``cil.plugins`` entry-point group or the ``CIL_PLUGINS`` environment variable (comma-separated
-module names), both imported before any name is looked up.
+Every module of the ``cil.plugins`` entry-point group is imported before any name is looked up:
+cil's own components (``cil.strategies``, the repository's ``strategies/`` folder, declared in
+cil's pyproject.toml as the entry point ``builtin``) exactly as a third-party package's. Modules
+named in the ``CIL_PLUGINS`` environment variable (comma-separated) are imported too, for code
+that is not installed as a package.
 """
 
 from __future__ import annotations
@@ -50,17 +52,27 @@ def register(kind: str, name: str, config: type[ComponentConfig], summary: str):
     return wrap
 
 
+ENTRY_POINT_GROUP = "cil.plugins"
+
+
 def load_components() -> None:
-    """Import cil's strategies and any third-party plugin modules (once)."""
+    """Import every registered plugin module, cil's own included, and the ``CIL_PLUGINS`` modules (once)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    importlib.import_module("strategies")
     from importlib.metadata import entry_points
 
-    for ep in entry_points(group="cil.plugins"):
-        ep.load()
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    if not any(ep.value == "cil.strategies" for ep in found):
+        raise UserError(f"cil's own methods are not registered (no '{ENTRY_POINT_GROUP}' entry point "
+                        f"'cil.strategies' in this Python): install cil again with 'pip install -e .' in its "
+                        f"checkout (or run 'make test' / 'make demo')")
+    for ep in found:
+        try:
+            ep.load()
+        except ImportError as exc:
+            raise UserError(f"plugin entry point '{ep.name} = {ep.value}' cannot be imported: {exc}") from None
     for module in filter(None, (m.strip() for m in os.environ.get("CIL_PLUGINS", "").split(","))):
         try:
             importlib.import_module(module)

@@ -3,7 +3,7 @@
 One module per method or plugin; each cites the equations of its paper it implements.
 """
 
-from strategies import (  # noqa: F401  (registration side effects)
+from cil.strategies import (  # noqa: F401  (registration side effects)
     balanced_finetuning,
     bsce,
     ce,

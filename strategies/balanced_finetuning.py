@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.engine import TrainingSet
 from cil.epoch_losses import EpochLosses
 from cil.plugin import CilPlugin
@@ -41,8 +41,8 @@ def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int 
 @dataclass
 class BalancedFinetuningConfig(ComponentConfig):
     name: str = "balanced-finetuning"
-    epochs: int = 20
-    lr: float = 0.05
+    epochs: int = ranged(20, ge=1)
+    lr: float = ranged(0.05, gt=0)
     milestones: list[int] = field(default_factory=list)
     """Epochs at which the learning rate is divided by 10 (LUCIR: [10]; PODNet: none)."""
     classifier_only: bool = True
@@ -50,16 +50,8 @@ class BalancedFinetuningConfig(ComponentConfig):
     """Train a cosine head's learned scale with the class weights (PODNet's code: no)."""
     update_bn: bool = False
     """Backbone in training mode: BatchNorm uses and re-estimates batch statistics (PODNet's code: yes)."""
-    per_class: int | None = None
+    per_class: int | None = ranged(None, ge=1)
     """Samples per class of the balanced set (None: every exemplar, i.e. the memory quota)."""
-
-    def validate(self, prefix: str) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"invalid value for '{prefix}.epochs': must be >= 1")
-        if self.lr <= 0:
-            raise ConfigError(f"invalid value for '{prefix}.lr': must be > 0")
-        if self.per_class is not None and self.per_class < 1:
-            raise ConfigError(f"invalid value for '{prefix}.per_class': must be >= 1")
 
 
 @register("plugin", "balanced-finetuning", BalancedFinetuningConfig,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.plugin import ClassificationLoss
 from cil.registry import register
 
@@ -44,12 +44,8 @@ def old_class_weighted_counts(counts: torch.Tensor, n_old: int, alpha: torch.Ten
 @dataclass
 class BSCEConfig(ComponentConfig):
     name: str = "bsce"
-    alpha: float = 1.0
+    alpha: float = ranged(1.0, gt=0)
     """Weight of the old classes' counts (Eq. 5); 1.0 is the plain Balanced Softmax of Eq. 3."""
-
-    def validate(self, prefix: str) -> None:
-        if not self.alpha > 0:
-            raise ConfigError(f"invalid value for '{prefix}.alpha': must be > 0")
 
 
 @register("loss", "bsce", BSCEConfig, "Balanced Softmax cross-entropy, lambda = class counts (seed 002, Eq. 3-5)")

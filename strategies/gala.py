@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.plugin import CilPlugin
 from cil.registry import register
 
@@ -57,25 +57,16 @@ def rebalance_predictions(scores: torch.Tensor, tau: float) -> torch.Tensor:
 @dataclass
 class GALAConfig(ComponentConfig):
     name: str = "gala"
-    lambda_positive: float = 1.0
+    lambda_positive: float = ranged(1.0, ge=0)
     """lambda1, weight of the positive-gradient margin log(theta_k); 0 switches it off."""
-    lambda_negative: float = 1.0
+    lambda_negative: float = ranged(1.0, ge=0)
     """lambda2, weight of the negative-gradient margin log(phi_{y,k}); 0 switches it off."""
-    eps: float = 1e-3
-    warmup_batches: int = 20
+    eps: float = ranged(1e-3, gt=0)
+    warmup_batches: int = ranged(20, ge=0)
     """Batches of each step that only accumulate statistics (no adjustment yet)."""
     rebalance: bool = False
     """Post-hoc prediction re-balancing at evaluation."""
-    tau: float = 1.0
-
-    def validate(self, prefix: str) -> None:
-        for key in ("lambda_positive", "lambda_negative", "tau"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"invalid value for '{prefix}.{key}': must be >= 0")
-        if not self.eps > 0:
-            raise ConfigError(f"invalid value for '{prefix}.eps': must be > 0")
-        if self.warmup_batches < 0:
-            raise ConfigError(f"invalid value for '{prefix}.warmup_batches': must be >= 0")
+    tau: float = ranged(1.0, ge=0)
 
 
 @register("plugin", "gala", GALAConfig,

@@ -30,10 +30,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError
+from cil.config import ComponentConfig, IncompatibleConfigError, ranged
 from cil.plugin import CilPlugin
 from cil.registry import register
-from strategies.min_norm import min_norm_weights
+from cil.strategies.min_norm import min_norm_weights
 
 
 def cosine_similarity_matrix(gradients: torch.Tensor) -> torch.Tensor:
@@ -97,24 +97,14 @@ def class_balanced_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
 @dataclass
 class GBGConfig(ComponentConfig):
     name: str = "gbg"
-    groups: int = 4
+    groups: int = ranged(4, ge=1)
     """G, the number of groups of the normalised cut (seed 001 default)."""
     grouping: Literal["ncut", "old-new"] = "ncut"
-    samples_per_class: int = 50
+    samples_per_class: int = ranged(50, ge=1)
     """Training images per class for the class-average gradients of Algorithm 1."""
-    completion: float = 0.1
+    completion: float = ranged(0.1, ge=0, le=1)
     """GAC: a missing group is filled with this fraction of the batch size (seed 001: 1/10)."""
-    class_balanced_beta: float = 0.999
-
-    def validate(self, prefix: str) -> None:
-        if self.groups < 1:
-            raise ConfigError(f"invalid value for '{prefix}.groups': must be >= 1")
-        if self.samples_per_class < 1:
-            raise ConfigError(f"invalid value for '{prefix}.samples_per_class': must be >= 1")
-        if not 0 <= self.completion <= 1:
-            raise ConfigError(f"invalid value for '{prefix}.completion': must be in [0, 1]")
-        if not 0 <= self.class_balanced_beta < 1:
-            raise ConfigError(f"invalid value for '{prefix}.class_balanced_beta': must be in [0, 1)")
+    class_balanced_beta: float = ranged(0.999, ge=0, lt=1)
 
     def validate_with(self, run, prefix: str) -> None:
         if run.runtime.compile:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.plugin import CilPlugin
 from cil.registry import register
 
@@ -37,16 +37,10 @@ def adaptive_rho(n_old: int, n_seen: int) -> float:
 @dataclass
 class ILBaselineConfig(ComponentConfig):
     name: str = "il-baseline"
-    temperature: float = 2.0
+    temperature: float = ranged(2.0, gt=0)
     """T of Eq. 2 (seed 002, Sec. 4.1.3)."""
-    rho: float | None = None
+    rho: float | None = ranged(None, ge=0, lt=1)
     """Fixed distillation weight instead of the adaptive N_{t-1}/N_t (None: adaptive, as the paper)."""
-
-    def validate(self, prefix: str) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"invalid value for '{prefix}.temperature': must be > 0")
-        if self.rho is not None and not 0 <= self.rho < 1:
-            raise ConfigError(f"invalid value for '{prefix}.rho': must be in [0, 1)")
 
 
 @register("method", "il-baseline", ILBaselineConfig,

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.models.heads import CosineHead
 from cil.registry import register
-from strategies.cosine_head_method import CosineHeadMethod
+from cil.strategies.cosine_head_method import CosineHeadMethod
 
 
 def less_forget_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
@@ -60,24 +60,17 @@ def margin_ranking_loss(cosines: torch.Tensor, targets: torch.Tensor, n_old: int
 @dataclass
 class LUCIRConfig(ComponentConfig):
     name: str = "lucir"
-    lambda_base: float = 5.0
+    lambda_base: float = ranged(5.0, ge=0)
     """Less-forget weight (official code: 5 on CIFAR-100, 10 on ImageNet)."""
     adaptive_lambda: bool = True
     """lambda = lambda_base * sqrt(N_old / N_new); False keeps lambda_base."""
-    margin: float = 0.5
+    margin: float = ranged(0.5, ge=0)
     """m of the margin ranking loss."""
-    top_k: int = 2
+    top_k: int = ranged(2, ge=1)
     """K hardest new classes in the margin ranking loss."""
-    margin_weight: float = 1.0
+    margin_weight: float = ranged(1.0, ge=0)
     freeze_old_weights: bool = True
     imprint: bool = True
-
-    def validate(self, prefix: str) -> None:
-        for key in ("lambda_base", "margin", "margin_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"invalid value for '{prefix}.{key}': must be >= 0")
-        if self.top_k < 1:
-            raise ConfigError(f"invalid value for '{prefix}.top_k': must be >= 1")
 
 
 @register("method", "lucir", LUCIRConfig,

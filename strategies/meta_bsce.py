@@ -33,13 +33,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError
+from cil.config import ComponentConfig, IncompatibleConfigError, ranged
 from cil.engine import TrainingSet
 from cil.errors import UserError
 from cil.plugin import ClassificationLoss
 from cil.registry import register
 from cil.virtual_step import validation_loss_after_virtual_step
-from strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
+from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 
 
 def balanced_validation_split(train_set: TrainingSet, n_classes: int, per_class: int,
@@ -62,28 +62,16 @@ def balanced_validation_split(train_set: TrainingSet, n_classes: int, per_class:
 @dataclass
 class MetaBSCEConfig(ComponentConfig):
     name: str = "meta-bsce"
-    alpha_init: float = 1.0
+    alpha_init: float = ranged(1.0, gt=0)
     """alpha at the start of every incremental step (Algorithm 1: 1.0)."""
-    validation_fraction: float = 0.1
+    validation_fraction: float = ranged(0.1, gt=0, lt=1)
     """|B_t| per class as a fraction of the memory per class (paper: 10%, 2 images for 20)."""
-    validation_per_class: int | None = None
+    validation_per_class: int | None = ranged(None, ge=1)
     """|B_t| per class in images; overrides ``validation_fraction``."""
-    update_every: int = 10
+    update_every: int = ranged(10, ge=1)
     """alpha is updated every this many optimisation steps (paper: 10)."""
-    meta_lr: float = 1.0
+    meta_lr: float = ranged(1.0, gt=0)
     """SGD step size on log(alpha)."""
-
-    def validate(self, prefix: str) -> None:
-        if not self.alpha_init > 0:
-            raise ConfigError(f"invalid value for '{prefix}.alpha_init': must be > 0")
-        if not 0 < self.validation_fraction < 1:
-            raise ConfigError(f"invalid value for '{prefix}.validation_fraction': must be in (0, 1)")
-        if self.validation_per_class is not None and self.validation_per_class < 1:
-            raise ConfigError(f"invalid value for '{prefix}.validation_per_class': must be >= 1")
-        if self.update_every < 1:
-            raise ConfigError(f"invalid value for '{prefix}.update_every': must be >= 1")
-        if not self.meta_lr > 0:
-            raise ConfigError(f"invalid value for '{prefix}.meta_lr': must be > 0")
 
     def validate_with(self, run, prefix: str) -> None:
         if run.memory.budget is None and run.memory.per_class < 2:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.plugin import CilPlugin
 from cil.registry import register
 
@@ -48,20 +48,12 @@ def mix_features(features: torch.Tensor, lam: torch.Tensor, permutation: torch.T
 @dataclass
 class MFWConfig(ComponentConfig):
     name: str = "mfw"
-    stage: int = 2
+    stage: int = ranged(2, ge=1)
     """Mix the output of this residual stage (1-based; seed 003: the second group of conv layers)."""
-    beta: float = 0.01
+    beta: float = ranged(0.01, gt=0)
     """Softness of s (Eq. 12): 0.01 for step imbalance (seed 003), 2.0 for long-tailed data."""
-    alpha: float = 2.0
+    alpha: float = ranged(2.0, gt=0)
     """Beta(alpha, alpha) of the mixing coefficient (seed 003 tunes it; 2.0 in its Sec. 4 example)."""
-
-    def validate(self, prefix: str) -> None:
-        if self.stage < 1:
-            raise ConfigError(f"invalid value for '{prefix}.stage': must be >= 1")
-        if not self.beta > 0:
-            raise ConfigError(f"invalid value for '{prefix}.beta': must be > 0")
-        if not self.alpha > 0:
-            raise ConfigError(f"invalid value for '{prefix}.alpha': must be > 0")
 
 
 @register("plugin", "mfw", MFWConfig,

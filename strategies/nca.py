@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.errors import UserError
 from cil.plugin import ClassificationLoss
 from cil.registry import register
@@ -57,14 +57,10 @@ def nca_loss_official_code(similarities: torch.Tensor, targets: torch.Tensor, sc
 @dataclass
 class NCAConfig(ComponentConfig):
     name: str = "nca"
-    margin: float = 0.6
+    margin: float = ranged(0.6, ge=0)
     """delta (PODNet: 0.6)."""
     hinge: bool = True
     variant: Literal["paper", "official-code"] = "official-code"
-
-    def validate(self, prefix: str) -> None:
-        if self.margin < 0:
-            raise ConfigError(f"invalid value for '{prefix}.margin': must be >= 0")
 
 
 @register("loss", "nca", NCAConfig, "PODNet's NCA loss with margin on the LSC similarities (Douillard et al. 2020)")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from cil.config import ComponentConfig
 from cil.registry import register
-from strategies.frozen_features import FrozenFeatureClassifier
+from cil.strategies.frozen_features import FrozenFeatureClassifier
 
 
 def normalised_class_means(features: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> torch.Tensor:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.models.heads import LocalSimilarityHead
 from cil.registry import register
-from strategies.cosine_head_method import CosineHeadMethod
+from cil.strategies.cosine_head_method import CosineHeadMethod
 
 
 def pooled_spatial(h: torch.Tensor) -> torch.Tensor:
@@ -61,19 +61,14 @@ def scheduled_factor(n_seen: int, n_new: int) -> float:
 @dataclass
 class PODNetConfig(ComponentConfig):
     name: str = "podnet"
-    spatial_factor: float = 3.0
+    spatial_factor: float = ranged(3.0, ge=0)
     """Weight of POD-spatial (official code: 3 on CIFAR-100, 8 on ImageNet)."""
-    flat_factor: float = 1.0
+    flat_factor: float = ranged(1.0, ge=0)
     """Weight of POD-flat (official code: 1 on CIFAR-100, 10 on ImageNet)."""
     adaptive: bool = True
     """Multiply both weights by sqrt(N_seen / N_new)."""
     freeze_old_weights: bool = True
     imprint: bool = True
-
-    def validate(self, prefix: str) -> None:
-        for key in ("spatial_factor", "flat_factor"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"invalid value for '{prefix}.{key}': must be >= 0")
 
 
 @register("method", "podnet", PODNetConfig,

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ConfigError
+from cil.config import ComponentConfig, ranged
 from cil.plugin import ClassificationLoss
 from cil.registry import register
-from strategies.bsce import balanced_softmax_cross_entropy
+from cil.strategies.bsce import balanced_softmax_cross_entropy
 
 
 def relaxed_class_weights(counts: torch.Tensor, n_old: int, epsilon: float) -> torch.Tensor:
@@ -39,16 +39,10 @@ def default_epsilon(counts: torch.Tensor, n_old: int, fraction: float) -> float:
 @dataclass
 class RelaxedBSCEConfig(ComponentConfig):
     name: str = "relaxed-bsce"
-    epsilon: float | None = None
+    epsilon: float | None = ranged(None, ge=0, note="(images)")
     """lambda of every old class, in images (Eq. 6); unset: ``epsilon_fraction`` of images per class."""
-    epsilon_fraction: float = 0.002
+    epsilon_fraction: float = ranged(0.002, ge=0)
     """epsilon as a fraction of the mean number of training images per new class (paper: 0.2%)."""
-
-    def validate(self, prefix: str) -> None:
-        if self.epsilon is not None and not self.epsilon >= 0:
-            raise ConfigError(f"invalid value for '{prefix}.epsilon': must be >= 0 (images)")
-        if not self.epsilon_fraction >= 0:
-            raise ConfigError(f"invalid value for '{prefix}.epsilon_fraction': must be >= 0")
 
 
 @register("loss", "relaxed-bsce", RelaxedBSCEConfig,

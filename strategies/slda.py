@@ -21,7 +21,7 @@ import torch
 
 from cil.config import ComponentConfig, ConfigError
 from cil.registry import register
-from strategies.frozen_features import FrozenFeatureClassifier
+from cil.strategies.frozen_features import FrozenFeatureClassifier
 
 
 class StreamingLDA:

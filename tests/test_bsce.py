@@ -5,7 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
+from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 
 
 def test_matches_hand_computed_value():

@@ -53,6 +53,11 @@ def test_set_is_typed():
     ("optim.batch_size=2.5", "expected an integer"),
     ("loss.name=focal", "unknown loss 'focal'"),
     ("optim", "--set expects key=value"),
+    ("seed=-3", "invalid value for 'seed': must be in [0, 4294967295]"),
+    ("class_order_seed=4294967296", "invalid value for 'class_order_seed': must be in [0, 4294967295]"),
+    ("optim.momentum=1", "invalid value for 'optim.momentum': must be in [0, 1)"),
+    ("method.temperature=.nan", "invalid value for 'method.temperature': must be > 0"),
+    ("memory.per_class=-1", "must be >= 0 (0 = no exemplars)"),
 ])
 def test_bad_overrides_are_one_clear_error(assignment, message):
     with pytest.raises(UserError, match=re.escape(message)) as info:
@@ -118,3 +123,24 @@ def test_plugin_flag_appends_to_the_strategys_plugins():
                    flags={"add_plugins": ["mfw", "gala"]}, sets=["plugins.mfw.stage=3"], lookup=registry.config_class)
     assert [p.name for p in cfg.plugins] == ["balanced-finetuning", "mfw", "gala"]
     assert cfg.plugins[1].stage == 3
+
+
+def test_declared_ranges_describe_themselves():
+    from cil.config.fields import Range, ranged
+    import dataclasses
+
+    assert Range(0, 1, high_open=True).describe() == "must be in [0, 1)"
+    assert Range(low=0, low_open=True).describe() == "must be > 0"
+    assert Range(high=5).describe() == "must be <= 5"
+    assert 0.5 in Range(0, 1) and 1 not in Range(0, 1, high_open=True) and float("nan") not in Range(0)
+
+    @dataclasses.dataclass
+    class C:
+        xs: list = ranged(default_factory=list, ge=1)
+
+    from cil.config.fields import check_ranges
+    from cil.config import ConfigError
+
+    check_ranges(C([1, 2]), "c")
+    with pytest.raises(ConfigError, match="'c.xs': must be >= 1"):
+        check_ranges(C([1, 0]), "c")

@@ -52,3 +52,36 @@ def test_user_loss_from_cil_plugins(tmp_path, monkeypatch, capsys):
     import my_cil_plugins
 
     assert my_cil_plugins.CALLS and set(my_cil_plugins.CALLS) == {0.5}
+
+
+def test_user_loss_from_an_installed_entry_point(tmp_path, monkeypatch, capsys):
+    """An outside package registers through the same entry-point group as cil's own methods."""
+    (tmp_path / "outside_losses.py").write_text(MODULE.replace("scaled-ce", "outside-ce"))
+    dist = tmp_path / "outside_losses-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: outside-losses\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[cil.plugins]\noutside = outside_losses\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("CIL_PLUGINS", raising=False)
+    monkeypatch.setattr(registry, "_loaded", False)
+
+    assert "outside-ce" in registry.names("loss")
+    assert {"bsce", "ce", "nca"} <= set(registry.names("loss"))  # cil's own, loaded the same way
+    assert main(["list"]) == 0
+    assert "outside-ce" in capsys.readouterr().out
+
+
+def test_a_projects_own_strategies_folder_does_not_hide_cil_methods(tmp_path, monkeypatch):
+    """cil's methods install as cil.strategies: a user's top-level 'strategies' package is theirs."""
+    import subprocess
+    import sys
+
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "__init__.py").write_text("MINE = True\n")
+    done = subprocess.run([sys.executable, "-c", "import strategies, cil.registry as r; "
+                           "assert strategies.MINE; print(len(r.names('loss')), len(r.names('method')))"],
+                          cwd=tmp_path, capture_output=True, text=True, env={**__import__('os').environ,
+                                                                            "PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    losses, methods = map(int, done.stdout.split())
+    assert losses >= 7 and methods >= 5

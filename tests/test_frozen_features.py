@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from strategies.ncm import NCMConfig, NearestClassMean, normalised_class_means
-from strategies.slda import StreamingLDA
+from cil.strategies.ncm import NCMConfig, NearestClassMean, normalised_class_means
+from cil.strategies.slda import StreamingLDA
 
 
 def test_ncm_means_and_nearest_mean_by_hand():

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from strategies.il_baseline import adaptive_rho, distillation_loss
+from cil.strategies.il_baseline import adaptive_rho, distillation_loss
 
 
 def test_rho_is_old_over_seen_classes():

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from cil.cli import main
-from strategies.gala import gala_adjustment, rebalance_predictions
-from strategies.gbg import class_balanced_weights, cosine_similarity_matrix, normalized_cut_groups
-from strategies.mfw import MajorFeatureWeakening, MFWConfig, mix_features, mixing_weights
-from strategies.min_norm import min_norm_weights
+from cil.strategies.gala import gala_adjustment, rebalance_predictions
+from cil.strategies.gbg import class_balanced_weights, cosine_similarity_matrix, normalized_cut_groups
+from cil.strategies.mfw import MajorFeatureWeakening, MFWConfig, mix_features, mixing_weights
+from cil.strategies.min_norm import min_norm_weights
 
 # ------------------------------------------------------------------------------------------------ GALA
 
@@ -41,7 +41,7 @@ def test_gala_statistics_do_not_drift_with_scale():
 
 
 def test_gala_accumulates_the_classification_gradient_of_real_batches_only():
-    from strategies.gala import GALA, GALAConfig
+    from cil.strategies.gala import GALA, GALAConfig
 
     plugin = GALA(GALAConfig(warmup_batches=0))
     plugin.stats = torch.zeros(3, 3)

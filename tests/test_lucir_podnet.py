@@ -12,11 +12,11 @@ from cil.engine import TrainingSet
 from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
 from cil.runtime import Runtime
-from strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
-from strategies.lucir import adaptive_lambda, less_forget_loss, margin_ranking_loss
-from strategies.nca import nca_loss, nca_loss_official_code
-from strategies.nme import class_means
-from strategies.podnet import pod_flat_loss, pod_spatial_loss, pooled_spatial, scheduled_factor
+from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
+from cil.strategies.lucir import adaptive_lambda, less_forget_loss, margin_ranking_loss
+from cil.strategies.nca import nca_loss, nca_loss_official_code
+from cil.strategies.nme import class_means
+from cil.strategies.podnet import pod_flat_loss, pod_spatial_loss, pooled_spatial, scheduled_factor
 
 
 # ------------------------------------------------------------------ PODNet distillation

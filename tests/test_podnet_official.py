@@ -216,7 +216,7 @@ def test_loss_scaler_clamps_every_gradient_element():
 
 
 def test_podnet_finetuning_reestimates_batchnorm_and_leaves_the_scale(tmp_path):
-    from strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig
+    from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig
     from tests.test_lucir_podnet import _finetuning_strategy
 
     strategy = _finetuning_strategy()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from strategies.rebalancing import (
+from cil.strategies.rebalancing import (
     class_balanced_positions,
     inverse_frequency_weights,
     memory_oversampling_positions,
@@ -42,7 +42,7 @@ def test_loss_rescaling_weights_and_value_by_hand():
     assert weights.tolist() == pytest.approx([2.0, 2.0 / 3.0])  # N / (C n_c) = 40 / 20, 40 / 60
     assert float((weights * counts).sum() / counts.sum()) == pytest.approx(1.0)  # 1 on average over samples
 
-    from strategies.rebalancing import LossRescaling, LossRescalingConfig
+    from cil.strategies.rebalancing import LossRescaling, LossRescalingConfig
 
     class Stub:
         train_class_counts = counts
@@ -65,7 +65,7 @@ def test_separated_softmax_by_hand():
 
 def test_the_engine_uses_the_batch_sampler():
     from cil.engine import TrainingSet, _Batches
-    from strategies.rebalancing import MemoryOversampling, MemoryOversamplingConfig
+    from cil.strategies.rebalancing import MemoryOversampling, MemoryOversamplingConfig
 
     class Data:
         def batches(self, indices, batch_size, train, device, generator=None):

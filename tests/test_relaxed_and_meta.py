@@ -9,9 +9,9 @@ from torch import nn
 from cil.engine import TrainingSet
 from cil.models.net import NetOutput
 from cil.virtual_step import validation_loss_after_virtual_step
-from strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
-from strategies.meta_bsce import balanced_validation_split
-from strategies.relaxed_bsce import default_epsilon, relaxed_class_weights
+from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
+from cil.strategies.meta_bsce import balanced_validation_split
+from cil.strategies.relaxed_bsce import default_epsilon, relaxed_class_weights
 
 # ---------------------------------------------------------------- Relaxed BSCE
 

@@ -1,0 +1,144 @@
+"""Configuration layers: the YAML files of scenarios and strategies, merging, and ``--set`` assignments.
+
+A run's configuration is assembled from layers, each a nested dict, later ones winning:
+
+    dataclass defaults < scenario YAML (dataset defaults) < strategy YAML (``extends`` chain)
+    < the strategy's profile for the dataset (e.g. ImageNet schedules) < CLI flags < ``--set``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cil.config.fields import ConfigError
+from cil.config.schema import COMPONENT_SECTIONS
+from cil.errors import UserError, did_you_mean
+
+
+def config_root() -> Path:
+    """The repository's configs/ folder (the package is installed in editable mode)."""
+    root = Path(__file__).resolve().parents[2] / "configs"
+    if not root.is_dir():
+        raise UserError(f"configs/ folder not found at {root}; install cil with 'pip install -e .'")
+    return root
+
+
+def available_strategies() -> list[str]:
+    return sorted(p.stem for p in (config_root() / "strategies").glob("*.yaml"))
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of keys to values")
+    return data
+
+
+def strategy_layers(strategy: str) -> list[dict[str, Any]]:
+    """The YAML layers of a named strategy (or a path to one), base first, following ``extends``."""
+    layers: list[dict[str, Any]] = []
+    seen: set[Path] = set()
+    ref: str | None = strategy
+    while ref is not None:
+        path = Path(ref) if ref.endswith((".yaml", ".yml")) else config_root() / "strategies" / f"{ref}.yaml"
+        if not path.is_file():
+            if ref.endswith((".yaml", ".yml")):
+                raise UserError(f"strategy file not found: {ref}")
+            raise UserError(f"unknown strategy '{ref}'{did_you_mean(ref, available_strategies())}")
+        if path.resolve() in seen:
+            raise UserError(f"strategy '{strategy}': 'extends' forms a cycle at {path}")
+        seen.add(path.resolve())
+        data = load_yaml(path)
+        ref = data.pop("extends", None)
+        data.pop("description", None)
+        layers.append(data)
+    return layers[::-1]
+
+
+def strategy_description(strategy: str) -> str:
+    path = config_root() / "strategies" / f"{strategy}.yaml"
+    return str(load_yaml(path).get("description", "")).strip()
+
+
+def scenario_layer(dataset: str) -> dict[str, Any]:
+    path = config_root() / "scenarios" / f"{dataset}.yaml"
+    return load_yaml(path) if path.is_file() else {}
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``override`` on top of ``base``, merging nested mappings.
+
+    A component section whose ``name`` changes is replaced, not merged, so that a strategy that
+    swaps its loss does not inherit the previous loss's parameters.
+    """
+    out = dict(base)
+    for key, value in override.items():
+        old = out.get(key)
+        renamed = isinstance(old, dict) and isinstance(value, dict) and "name" in value and value["name"] != old.get("name")
+        if isinstance(old, dict) and isinstance(value, dict) and not renamed:
+            out[key] = deep_merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_set(assignment: str) -> tuple[list[str], Any]:
+    """``'optim.lr=0.05'`` -> (['optim', 'lr'], 0.05); values are parsed as YAML scalars/lists."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got '{assignment}'")
+    key, raw = assignment.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"--set has an empty key part in '{assignment}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Write ``value`` at the dotted path; ``plugins.NAME.key`` addresses a plugin by name."""
+    if parts[0] == "plugins" and len(parts) >= 2:
+        plugins = raw.setdefault("plugins", [])
+        names = [p.get("name") if isinstance(p, dict) else p for p in plugins]
+        if parts[1] not in names:
+            raise ConfigError(
+                f"unknown key 'plugins.{parts[1]}': this strategy has plugins [{', '.join(map(str, names))}]"
+            )
+        idx = names.index(parts[1])
+        if not isinstance(plugins[idx], dict):
+            plugins[idx] = {"name": plugins[idx]}
+        target, rest = plugins[idx], parts[2:]
+    else:
+        target, rest = raw, parts
+    for part in rest[:-1]:
+        nxt = target.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set '{'.'.join(parts)}': '{part}' is not a section")
+        target = nxt
+    if parts[0] in COMPONENT_SECTIONS and parts[1:] == ["name"] and target.get("name") != value:
+        target.clear()  # another component: the previous one's keys do not apply (set its own keys after)
+    if rest:
+        target[rest[-1]] = value
+
+
+def apply_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str]) -> tuple[dict[str, Any], int | None]:
+    """The command line's layer on top of ``raw``: its flags, ``add_plugins`` appended to the plugins,
+    then every ``--set``; returns the new raw config and ``--epochs`` (applied after validation)."""
+    flags = dict(flags)
+    epochs = flags.pop("epochs", None)
+    added = flags.pop("add_plugins", None) or []
+    raw = deep_merge(raw, flags)
+    if added:
+        raw["plugins"] = list(raw.get("plugins") or []) + list(added)
+    for assignment in sets:
+        parts, value = parse_set(assignment)
+        apply_set(raw, parts, value)
+    return raw, epochs

@@ -1,0 +1,42 @@
+"""A run's configuration from its layers (a new run) or from a saved run (resume), with the command line on top."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cil.config.coerce import ComponentLookup, build_run_config
+from cil.config.fields import ConfigError
+from cil.config.layers import apply_command_line, deep_merge, scenario_layer, strategy_layers
+from cil.config.schema import RunConfig
+
+
+def assemble(*, scenario: str, strategy: str, dataset: str, flags: dict[str, Any], sets: list[str],
+             lookup: ComponentLookup) -> RunConfig:
+    """Resolve a new run's config: defaults < scenario < strategy chain < profile < command line."""
+    scenario_defaults = scenario_layer(dataset)
+    profile = scenario_defaults.pop("profile", None)
+    raw: dict[str, Any] = deep_merge({"scenario": scenario, "strategy": strategy}, scenario_defaults)
+    for layer in strategy_layers(strategy):
+        profiles = layer.pop("profiles", {}) or {}
+        raw = deep_merge(raw, layer)
+        if profile and profile in profiles:
+            raw = deep_merge(raw, profiles[profile])
+    return _with_command_line(raw, flags, sets, lookup)
+
+
+def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str],
+                  lookup: ComponentLookup) -> RunConfig:
+    """The saved (resolved) config of a run with this command line's flags and ``--set``s on top."""
+    return _with_command_line(copy.deepcopy(saved), flags, sets, lookup)
+
+
+def _with_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],
+                       lookup: ComponentLookup) -> RunConfig:
+    raw, epochs = apply_command_line(raw, flags, sets)
+    cfg = build_run_config(raw, lookup)
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError("invalid value for '--epochs': must be >= 1")
+        cfg.optim = cfg.optim.with_epochs(epochs)
+    return cfg

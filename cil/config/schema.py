@@ -1,0 +1,182 @@
+"""The run configuration's schema: one dataclass per section, with declared value ranges.
+
+Numeric fields declare their valid range with ``ranged`` (cil/config/fields.py); ``validate``
+methods add the rules a range cannot say. Components (method, loss, plugins) subclass
+``ComponentConfig`` and are looked up by name in the registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cil.config.fields import ConfigError, check, join_key, ranged
+from cil.errors import did_you_mean
+
+DEFAULT_SEED = 1993
+"""The training and class-order seed of every paper cil reproduces (Hou et al. 2019's class order)."""
+MAX_SEED = 2**32 - 1
+"""numpy's RandomState accepts seeds in [0, 2**32 - 1]."""
+
+
+@dataclass
+class ComponentConfig:
+    """Base of every method, loss and plugin config: ``name`` selects the registered component."""
+
+    name: str = ""
+
+    def validate(self, prefix: str) -> None:
+        """Raise ConfigError for bad values; subclasses extend."""
+
+    def validate_with(self, run: "RunConfig", prefix: str) -> None:
+        """Raise IncompatibleConfigError when this component cannot work with the rest of ``run`` (e.g. it needs a memory)."""
+
+
+@dataclass
+class OptimConfig:
+    """SGD with momentum and a per-epoch learning-rate schedule, rebuilt at every step."""
+
+    lr: float = ranged(0.1, gt=0)
+    momentum: float = ranged(0.9, ge=0, lt=1)
+    weight_decay: float = ranged(2e-4, ge=0)
+    batch_size: int = ranged(128, ge=2, note="(BatchNorm needs 2 samples)")
+    epochs: int = ranged(250, ge=1)
+    schedule: Literal["multistep", "cosine", "constant"] = "multistep"
+    milestones: list[int] = field(default_factory=lambda: [100, 150, 200])
+    gamma: float = ranged(0.1, gt=0, le=1)
+    incremental_lr: float | None = ranged(None, gt=0)
+    """Learning rate of the incremental steps when it differs from the base step's."""
+    grad_clamp: float | None = ranged(None, gt=0)
+    """Clamp every gradient element to [-c, c] before each update (the official PODNet code: 5)."""
+
+    def validate(self, prefix: str) -> None:
+        check(
+            all(m > 0 for m in self.milestones) and self.milestones == sorted(set(self.milestones)),
+            prefix, "milestones", "must be increasing positive epochs",
+        )
+
+    def with_epochs(self, epochs: int) -> "OptimConfig":
+        """The same schedule stretched to ``epochs``: milestones scale in proportion (unchanged at the same length)."""
+        if epochs == self.epochs:
+            return self
+        scale = epochs / self.epochs
+        milestones = sorted({max(1, round(m * scale)) for m in self.milestones if round(m * scale) < epochs})
+        return dataclasses.replace(self, epochs=epochs, milestones=milestones)
+
+
+@dataclass
+class MemoryConfig:
+    """Rehearsal memory: ``per_class`` exemplars per class (growing) or a fixed total ``budget``."""
+
+    per_class: int = ranged(20, ge=0, note="(0 = no exemplars)")
+    budget: int | None = ranged(None, gt=0)
+    selection: Literal["herding", "random"] = "herding"
+
+    @property
+    def enabled(self) -> bool:
+        return self.budget is not None or self.per_class > 0
+
+    def describe(self) -> str:
+        if self.budget is not None:
+            return f"fixed budget {self.budget} ({self.selection})"
+        if self.per_class == 0:
+            return "none (exemplar-free)"
+        return f"{self.per_class} per class ({self.selection})"
+
+
+@dataclass
+class ModelConfig:
+    """Backbone by name (``auto``: the dataset's default) and the incremental head."""
+
+    backbone: str = "auto"
+    head: str = "linear"
+    """linear, cosine (LUCIR) or lsc (PODNet's local similarity classifier)."""
+    last_relu: bool = True
+    """False drops the backbone's final ReLU (LUCIR, PODNet)."""
+    shortcut: Literal["A", "B"] = "A"
+    """CIFAR ResNets: A = parameter-free strided identity (He et al.), B = 1x1 conv + BN."""
+    proxies_per_class: int = ranged(10, ge=1)
+    """Proxies per class of the lsc head (PODNet: 10)."""
+    lsc_similarity: Literal["cosine", "squared-distance"] = "cosine"
+    """Proxy similarity of the lsc head: the paper's cosine, or the official code's negative squared
+    distance of the normalised vectors, 2 cos - 2 (twice the logits' range, a sharper proxy softmax)."""
+
+    def validate(self, prefix: str) -> None:
+        from cil.models import BACKBONES, HEADS
+
+        if self.backbone != "auto" and self.backbone not in BACKBONES:
+            raise ConfigError(f"unknown backbone '{self.backbone}' ({join_key(prefix, 'backbone')})"
+                              f"{did_you_mean(self.backbone, ['auto', *BACKBONES])}")
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head '{self.head}' ({join_key(prefix, 'head')}){did_you_mean(self.head, list(HEADS))}")
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how much of it a run uses."""
+
+    root: str | None = None
+    limit_per_class: int | None = ranged(None, ge=1)
+    """Cap on training images per class (the first N of each class), for quick experiments."""
+    test_limit_per_class: int | None = ranged(None, ge=1)
+    """Cap on test images per class; leave unset for benchmark numbers."""
+    num_workers: int = ranged(4, ge=0)
+    """Worker processes decoding lazily loaded (large) images."""
+    image_size: int | None = ranged(None, ge=8)
+    """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
+    brightness_jitter: float = ranged(0.0, ge=0, lt=1)
+    """Training brightness jitter of small images: factor in [1 - b, 1 + b] (PODNet: 63/255)."""
+    synthetic_classes: int = ranged(100, ge=2, le=1000)
+    synthetic_seed: int = ranged(0, ge=0, le=MAX_SEED)
+    """Seed of the synthetic dataset's content; independent of the run's seeds."""
+
+
+@dataclass
+class RuntimeConfig:
+    """How a run executes on its device (cil/runtime.py): numeric precision, memory layout,
+    compilation, evaluation batch size. ``auto`` picks per device (docs/performance.md)."""
+
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """auto: bf16 on CUDA devices that support it, fp32 elsewhere. bf16/fp16: autocast of the
+    backbone's forward and the losses (the head always computes in fp32); fp16 adds loss scaling."""
+    channels_last: Literal["auto"] | bool = "auto"
+    """NHWC memory layout of the backbone and its inputs (auto: true; faster on GPUs and CPUs measured)."""
+    compile: bool = False
+    """torch.compile the backbone (the head grows every step and stays eager)."""
+    eval_batch_size: int | None = ranged(None, ge=1)
+    """Batch of evaluation, herding and feature extraction (None: 1024 on CUDA, 256 on the CPU)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; saved resolved in the run directory."""
+
+    scenario: str
+    strategy: str
+    seed: int = ranged(DEFAULT_SEED, ge=0, le=MAX_SEED)
+    """Training seed: initialisation, data order, augmentation."""
+    class_order_seed: int = ranged(DEFAULT_SEED, ge=0, le=MAX_SEED)
+    """Seed of numpy.random.RandomState(seed).permutation(n_classes), the class order."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = False
+    """GPU runs bitwise repeatable (torch.use_deterministic_algorithms; slower). CPU runs always are."""
+    out: str | None = None
+    progress: bool = True
+    tensorboard: bool = True
+    """Write TensorBoard event files (losses per epoch, accuracies per step) in RUN_DIR/tensorboard."""
+    method: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="finetune"))
+    loss: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="ce"))
+    plugins: list[ComponentConfig] = field(default_factory=list)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+COMPONENT_SECTIONS = ("method", "loss")
+"""Top-level keys holding one component; ``plugins`` holds a list of them."""
