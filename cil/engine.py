@@ -13,8 +13,10 @@ What the engine offers plugins (and knows of none of them):
 * ``step``, ``n_old`` (N_{t-1}), ``n_seen`` (N_t), ``new_classes``: the step's bookkeeping;
 * ``experience_data``: the step's new data; ``train_set``: what training iterates over, which
   plugins may extend (``extend_training_set``) after dataset adaptation;
-* ``train_class_counts``: n_i of every seen class in ``train_set`` (seed 002, Eq. 3);
-* ``memory_set``: the exemplars after the memory update of the current step (empty without one);
+* ``train_class_counts``: n_i of every seen class in ``train_set`` (Jodelet et al., Eq. 3);
+* ``memory_set``: the exemplars (read-only; empty without a memory). The engine owns the rehearsal
+  memory (cil/memory.py): it adds the exemplars to every step's training set and updates them after
+  the step's training, before any plugin's ``after_training_exp``;
 * ``previous_model`` and ``previous_output()``: the frozen model of step t-1 and its output on
   the current mini-batch (computed once per iteration, whoever asks);
 * ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
@@ -25,6 +27,11 @@ What the engine offers plugins (and knows of none of them):
 * ``step_record``: a dict that ends up in the step's results (memory size, learned values);
 * ``train_epochs``: this step's number of epochs, reset from the config at every step (a plugin
   may set it in ``before_training_exp``, e.g. 0 to keep a frozen model);
+* ``training_on(training_set)``: trains on another set for a while (balanced finetuning), with
+  ``train_set`` and the class counts it implies restored afterwards;
+* ``extend_minibatch(x, y)`` and ``replace_logits(logits)``: a plugin's change of the current
+  mini-batch (training) or of the model's scores (evaluation), instead of writing Avalanche's
+  ``mbatch`` / ``mb_output`` itself;
 * ``epoch_scalars``: learned values plugins keep current during a step, logged after every epoch
   (e.g. Meta BSCE's alpha); emptied at the start of each step;
 * ``checkpoint_state()`` / ``restore_state()``: everything a later step depends on (model, plugin
@@ -34,16 +41,9 @@ The per-batch path (data, forward, losses, backward, update, and every plugin ho
 reads no device value on the host, so a GPU never waits for Python: loss sums stay on the device
 until the end of the epoch (cil/epoch_losses.py). docs/performance.md lists the exceptions.
 
-Optional plugin hooks, each asked for by the engine without knowing the method:
-
-* ``epoch_positions(strategy)`` and ``epoch_length(strategy)``: the positions in ``train_set``
-  of one epoch's mini-batches, in order, repetitions allowed (a batch sampler; at most one);
-* ``adjust_logits(strategy, logits, targets, record)``: logits as the classification loss sees
-  them during training (``record``: this is the real mini-batch, not a virtual step's);
-* ``backward(strategy)``: computes the parameters' gradients from ``strategy.mb_output``
-  instead of ``loss.backward()`` (a gradient combiner; at most one);
-* ``adjust_scores(strategy, scores)``: post-hoc change of the evaluation scores of all test
-  images of a step at once.
+The optional plugin hooks (``adjust_logits``, ``adjust_scores``, ``param_groups``,
+``epoch_positions``/``epoch_length``, ``backward``, ``evaluation_name``) are declared, with their
+signatures and meaning, in cil/plugin.py; the engine asks for them through ``PluginHooks``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -65,27 +65,15 @@ from tqdm import tqdm
 from cil.checkpoint import capture_rng, restore_rng
 from cil.config import OptimConfig, RuntimeConfig
 from cil.epoch_losses import EpochLosses
-from cil.plugin import CilPlugin, ClassificationLoss
+from cil.memory import Rehearsal
+from cil.plugin import CilPlugin, ClassificationLoss, PluginHooks
 from cil.runtime import Runtime
 from cil.scenarios import ScenarioPlan, experience_indices
+from cil.training_set import TrainingSet
 
 if TYPE_CHECKING:
     from cil.data import ImageData
     from cil.models import IncrementalNet, NetOutput
-
-
-@dataclass
-class TrainingSet:
-    """Store indices and remapped labels of what a step trains on."""
-
-    indices: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __add__(self, other: "TrainingSet") -> "TrainingSet":
-        return TrainingSet(torch.cat([self.indices, other.indices]), torch.cat([self.labels, other.labels]))
 
 
 class _Batches:
@@ -121,6 +109,7 @@ class IncrementalStrategy(SupervisedTemplate):
         plugins: list,
         device: torch.device,
         seed: int,
+        memory: Rehearsal | None = None,
         runtime: Runtime | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = None,
@@ -159,13 +148,17 @@ class IncrementalStrategy(SupervisedTemplate):
         self.n_seen = 0
         self.new_classes: list[int] = []
         self.classification_weight = 1.0
-        self.experience_data = TrainingSet(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
+        self.experience_data = TrainingSet.empty()
         self.train_set = self.experience_data
-        self.memory_set = self.experience_data
-        self.evaluation_name = next((p.evaluation_name for p in self.plugins if hasattr(p, "evaluation_name")), "cnn")
-        self.batch_sampler = _at_most_one(self.plugins, "epoch_positions", "choose the mini-batches")
-        self.gradient_combiner = _at_most_one(self.plugins, "backward", "compute the gradients")
+        self.memory = memory
+        """The rehearsal memory (None: exemplar-free), updated by the engine after every step's training."""
+        self._memory_set = self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
+        self.hooks = PluginHooks(self.plugins)
+        namer = self.hooks.one("evaluation_name")
+        self.evaluation_name = namer.evaluation_name if namer is not None else "cnn"
         """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
+        self.batch_sampler = self.hooks.one("epoch_positions")
+        self.gradient_combiner = self.hooks.one("backward")
         self.step_record: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
         """Mean of every loss term over the last epoch (read once per epoch)."""
@@ -211,10 +204,35 @@ class IncrementalStrategy(SupervisedTemplate):
     def train_dataset_adaptation(self, **kwargs):
         super().train_dataset_adaptation(**kwargs)
         self.train_set = self.experience_data
+        if len(self.memory_set):
+            self.extend_training_set(self.memory_set.indices, self.memory_set.labels)
+
+    @property
+    def memory_set(self) -> TrainingSet:
+        """The exemplars of every class seen before the current step's memory update (read-only)."""
+        return self._memory_set
 
     def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
         """Add samples (e.g. exemplars) to this step's training set."""
         self.train_set = self.train_set + TrainingSet(indices.long().cpu(), labels.long().cpu())
+
+    @contextmanager
+    def training_on(self, training_set: TrainingSet):
+        """Make ``training_set`` the training set (and its class counts ``train_class_counts``) for a while."""
+        saved, self.train_set = self.train_set, training_set
+        try:
+            yield training_set
+        finally:
+            self.train_set = saved
+
+    def extend_minibatch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Append samples to the current training mini-batch (before the forward pass)."""
+        self.mbatch = [torch.cat([self.mb_x, x]), torch.cat([self.mb_y, y]),
+                       torch.cat([self.mbatch[-1], torch.zeros_like(y)])]
+
+    def replace_logits(self, logits: torch.Tensor) -> None:
+        """Replace the model's scores of the current evaluation mini-batch (e.g. nearest-mean scores)."""
+        self.mb_output = self.mb_output._replace(logits=logits)
 
     @property
     def train_class_counts(self) -> torch.Tensor:
@@ -258,9 +276,8 @@ class IncrementalStrategy(SupervisedTemplate):
         cfg = self.optim_config
         lr = cfg.incremental_lr if (self.step > 0 and cfg.incremental_lr is not None) else cfg.lr
         groups: list[dict] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
-        for plugin in self.plugins:
-            if hasattr(plugin, "param_groups"):
-                groups = plugin.param_groups(self, groups, lr)
+        for plugin in self.hooks.all("param_groups"):
+            groups = plugin.param_groups(self, groups, lr)
         self.optimizer = self.runtime.sgd(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.schedule == "multistep":
             self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.milestones, cfg.gamma)
@@ -298,9 +315,8 @@ class IncrementalStrategy(SupervisedTemplate):
     def classification_loss(self, output: "NetOutput", targets: torch.Tensor, record: bool = False) -> torch.Tensor:
         """L_c of the loss plugin on the logits, after every plugin's ``adjust_logits``."""
         logits = output.logits
-        for plugin in self.plugins:
-            if hasattr(plugin, "adjust_logits"):
-                logits = plugin.adjust_logits(self, logits, targets, record)
+        for plugin in self.hooks.all("adjust_logits"):
+            logits = plugin.adjust_logits(self, logits, targets, record)
         return self.loss_plugin.classification_loss(self, logits, targets)
 
     def plugin_loss_terms(self, output: "NetOutput", targets: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -377,6 +393,10 @@ class IncrementalStrategy(SupervisedTemplate):
         super()._after_training_epoch(**kwargs)
 
     def _after_training_exp(self, **kwargs):
+        if self.memory is not None:  # first, so that every plugin's after_training_exp sees the new exemplars
+            self.step_record.update(self.memory.update(self.experience_data, self.new_classes, self.n_seen,
+                                                       self.extract_features))
+            self._memory_set = self.memory.exemplars()
         super()._after_training_exp(**kwargs)
         self.step_record["final_epoch_loss"] = dict(self.loss_parts)
         self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
@@ -407,6 +427,7 @@ class IncrementalStrategy(SupervisedTemplate):
             "head_groups": [head.group_size(g) for g in head.groups],
             "model": self.model.state_dict(),
             "plugins": {key: p.state_dict() for key, p in self._plugin_states().items()},
+            "memory": self.memory.state_dict() if self.memory is not None else None,
             "rng": capture_rng(self.order_generator, self.augment_generator),
             "epochs_done": self.epochs_done,
             "loss_scaler": self.loss_scaler.state_dict(),
@@ -415,8 +436,14 @@ class IncrementalStrategy(SupervisedTemplate):
     def restore_state(self, state: dict[str, Any]) -> None:
         """Continue after the step saved in ``state`` (a fresh strategy built from the same config)."""
         plugins = self._plugin_states()
-        if set(plugins) != set(state["plugins"]):
-            raise ValueError(f"the checkpoint was saved by plugins {sorted(state['plugins'])}, "
+        saved_plugins = dict(state["plugins"])
+        memory_state = state["memory"] if "memory" in state else saved_plugins.pop("RehearsalPlugin", None)
+        # (checkpoints written before the engine owned the memory keep it among the plugins)
+        if (memory_state is None) != (self.memory is None):
+            raise ValueError("the checkpoint was saved " + ("with" if memory_state is not None else "without")
+                             + " a rehearsal memory, this strategy has " + ("one" if self.memory else "none"))
+        if set(plugins) != set(saved_plugins):
+            raise ValueError(f"the checkpoint was saved by plugins {sorted(saved_plugins)}, "
                              f"this strategy has {sorted(plugins)}")
         for size in state["head_groups"]:
             self.model.head.add_classes(size)
@@ -426,8 +453,11 @@ class IncrementalStrategy(SupervisedTemplate):
         self.n_seen = self.model.n_classes
         self.previous_model = self.frozen_copy()
         self.loss_scaler.load_state_dict(state.get("loss_scaler", {}))
+        if self.memory is not None:  # before the plugins, which may read the exemplars
+            self.memory.load_state_dict(memory_state)
+            self._memory_set = self.memory.exemplars()
         for key, plugin in plugins.items():
-            plugin.load_state_dict(state["plugins"][key], self)
+            plugin.load_state_dict(saved_plugins[key], self)
         self.epochs_done = state["epochs_done"]
         restore_rng(state["rng"], self.order_generator, self.augment_generator)
 
@@ -474,21 +504,9 @@ class IncrementalStrategy(SupervisedTemplate):
             scores = torch.cat(self._eval_scores).cpu()
             targets = torch.cat(self._eval_targets).cpu()
         self._eval_scores, self._eval_targets = [], []
-        for plugin in self.plugins:
-            if hasattr(plugin, "adjust_scores"):
-                scores = plugin.adjust_scores(self, scores)
+        for plugin in self.hooks.all("adjust_scores"):
+            scores = plugin.adjust_scores(self, scores)
         return scores.numpy(), targets.numpy()
-
-
-def _at_most_one(plugins: list, hook: str, what: str):
-    """The one plugin that has ``hook`` (None if none); two that both ``what`` cannot be combined."""
-    found = [p for p in plugins if hasattr(p, hook)]
-    if len(found) > 1:
-        from cil.errors import UserError
-
-        names = " and ".join(type(p).__name__ for p in found)
-        raise UserError(f"plugins {names} both {what}; use one of them")
-    return found[0] if found else None
 
 
 def run_steps(strategy: IncrementalStrategy, train_stream, test_stream, on_step, first_step: int = 0) -> None:

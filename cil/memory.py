@@ -7,12 +7,13 @@ checkpoint can save the memory as plain integers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from cil.config import MemoryConfig
-from cil.engine import TrainingSet
-from cil.plugin import CilPlugin
+from cil.training_set import TrainingSet
 
 
 def herding_selection(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -92,50 +93,48 @@ class RehearsalMemory:
 
 
 # ------------------------------------------------------------------------------------------------
-# The memory plugin
+# The memory of a run, updated by the engine
 # ------------------------------------------------------------------------------------------------
 
 
-class RehearsalPlugin(CilPlugin):
-    """Owns the exemplars: concatenates them with each step's new data and selects new ones.
+class Rehearsal:
+    """A run's exemplars: what the engine adds to each step's training data, and their selection.
 
-    After a step's training, the per-class quota is recomputed (fixed budget: budget // N_t),
-    old classes are shrunk to a prefix of their ranking, and each new class gets its exemplars
-    chosen among its training images, by herding on features computed with the evaluation
-    transform in evaluation mode (iCaRL), or at random.
+    The engine (cil/engine.py) owns one and calls ``update`` after every step's training, before any
+    plugin's ``after_training_exp``: the per-class quota is recomputed (fixed budget: budget // N_t),
+    old classes are shrunk to a prefix of their ranking, and each new class gets its exemplars chosen
+    among its training images, by herding on features computed with the evaluation transform in
+    evaluation mode (iCaRL), or at random.
     """
 
     def __init__(self, config: MemoryConfig, seed: int):
-        super().__init__(config)
+        self.config = config
         self.memory = RehearsalMemory(config.per_class, config.budget)
         self.generator = torch.Generator().manual_seed(seed + 2)
+
+    def exemplars(self) -> TrainingSet:
+        return TrainingSet(*self.memory.indices_and_labels())
 
     def state_dict(self) -> dict:
         return {"memory": self.memory.state_dict(), "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state: dict, strategy) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
         self.generator.set_state(state["generator"])
-        strategy.memory_set = TrainingSet(*self.memory.indices_and_labels())
 
-    def after_train_dataset_adaptation(self, strategy, **kwargs):
-        indices, labels = self.memory.indices_and_labels()
-        if len(indices):
-            strategy.extend_training_set(indices, labels)
-
-    def after_training_exp(self, strategy, **kwargs):
-        quota = self.memory.quota(strategy.n_seen)
+    def update(self, experience_data: TrainingSet, new_classes: list[int], n_seen: int,
+               extract_features: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+        """Select the new classes' exemplars among ``experience_data`` after a step; returns what to record."""
+        quota = self.memory.quota(n_seen)
         self.memory.shrink(quota)
-        new = strategy.experience_data
+        new = experience_data
         if quota > 0:
-            features = strategy.extract_features(new.indices).cpu() if self.config.selection == "herding" else None
-            for label in strategy.new_classes:
+            features = extract_features(new.indices).cpu() if self.config.selection == "herding" else None
+            for label in new_classes:
                 rows = torch.nonzero(new.labels == label).flatten()
                 if self.config.selection == "herding":
                     ranked = herding_selection(features[rows], quota)
                 else:
                     ranked = random_selection(len(rows), quota, self.generator)
                 self.memory.add_class(label, new.indices[rows[ranked]], quota)
-        strategy.memory_set = TrainingSet(*self.memory.indices_and_labels())
-        strategy.step_record["memory_size"] = len(self.memory)
-        strategy.step_record["memory_per_class"] = quota
+        return {"memory_size": len(self.memory), "memory_per_class": quota}

@@ -34,7 +34,20 @@ def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list
     cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
                    lookup=registry.config_class)
     ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
+    check_plugin_combination(cfg)
     return cfg
+
+
+def check_plugin_combination(cfg: RunConfig) -> None:
+    """Refuse, before any data loads, plugins that cannot work together (two batch samplers, two ways of
+    predicting, ...: the 'at most one' hooks of cil/plugin.py)."""
+    from cil.config import IncompatibleConfigError
+    from cil.plugin import PluginHooks
+
+    try:
+        PluginHooks(build_plugins(cfg)[1])
+    except UserError as exc:
+        raise IncompatibleConfigError(str(exc)) from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,16 +94,18 @@ def prepare(cfg: RunConfig) -> PreparedRun:
 
 
 def build_plugins(cfg: RunConfig) -> tuple[object, list[object]]:
-    """(classification loss plugin, other plugins in callback order: memory, method, extras)."""
-    from cil.memory import RehearsalPlugin
-
+    """(classification loss plugin, other plugins in callback order: method, extras)."""
     loss = registry.create("loss", cfg.loss)
-    plugins: list[object] = []
-    if cfg.memory.enabled:
-        plugins.append(RehearsalPlugin(cfg.memory, cfg.seed))
-    plugins.append(registry.create("method", cfg.method))
+    plugins: list[object] = [registry.create("method", cfg.method)]
     plugins += [registry.create("plugin", p) for p in cfg.plugins]
     return loss, plugins
+
+
+def build_memory(cfg: RunConfig):
+    """The run's rehearsal memory (None when exemplar-free), owned by the engine."""
+    from cil.memory import Rehearsal
+
+    return Rehearsal(cfg.memory, cfg.seed) if cfg.memory.enabled else None
 
 
 @contextmanager
@@ -134,15 +149,10 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
 
 def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool, extra_plugins: list | None,
             log: Callable[[str], None]) -> dict:
-    """``run`` in a claimed directory."""
-    from cil.engine import IncrementalStrategy, run_steps
-    from cil.models import build_net
+    """``run`` in a claimed directory: open it, build the strategy, train and report every step."""
+    from cil.engine import run_steps
 
-    device = runtime.device
-    checkpoint = _checkpoint_to_resume(out, cfg, log) if resume else None
-    if not resume and not overwrite and (out / RESULTS).exists():
-        raise UserError(f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
-                        f"or choose another --out, or pass --overwrite")
+    checkpoint = open_run_directory(out, cfg, overwrite=overwrite, resume=resume, log=log)
     seed_everything(cfg.seed)
     started = time.perf_counter()
     prepared = prepare(cfg)
@@ -150,65 +160,39 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     log(f"{cfg.scenario}: {plan.n_steps} steps ({', '.join(str(len(c)) for c in plan.step_classes)} classes), "
         f"{len(prepared.data.train)} train / {len(prepared.data.test)} test images, loaded in "
         f"{time.perf_counter() - started:.1f}s; strategy {cfg.strategy}, backbone {prepared.backbone}, "
-        f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(device)} "
+        f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(runtime.device)} "
         f"({runtime.describe()})")
-
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
-    seed_everything(cfg.seed)
-    model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
-                      proxies_per_class=cfg.model.proxies_per_class, lsc_similarity=cfg.model.lsc_similarity)
-    loss, plugins = build_plugins(cfg)
-    plugins += list(extra_plugins or [])
-    config = cfg.to_dict()
-    config["model"]["backbone"] = prepared.backbone
-    first_step = 0
-    if checkpoint is not None:
-        first_step = checkpoint["state"]["step"] + 1
+    first_step = checkpoint["state"]["step"] + 1 if checkpoint is not None else 0
     tensorboard = None
     if cfg.tensorboard:
         from cil.tensorboard import TensorBoardLogger
 
         tensorboard = TensorBoardLogger(out, first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0,
                                         first_step=first_step)
-        plugins.append(tensorboard)
-    strategy = IncrementalStrategy(
-        model=model, plan=plan, train_data=prepared.data.train, test_data=prepared.data.test, optim=cfg.optim,
-        loss=loss, plugins=plugins, device=device, seed=cfg.seed, runtime=runtime, progress=cfg.progress, log=log)
+    strategy = build_strategy(cfg, prepared, runtime, [*(extra_plugins or []), *([tensorboard] if tensorboard else [])],
+                              log)
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])
         except (ValueError, RuntimeError, KeyError) as exc:
             raise UserError(f"cannot resume {out}: its checkpoint does not fit this strategy "
                             f"({str(exc).splitlines()[0]})") from None
-
+    config = cfg.to_dict()
+    config["model"]["backbone"] = prepared.backbone
     header = {
         "scenario": cfg.scenario, "strategy": cfg.strategy, "seed": cfg.seed,
         "class_order_seed": cfg.class_order_seed, "class_order": plan.order, "n_steps": plan.n_steps,
         "eval": strategy.evaluation_name, "config": config,
-        "env": {**environment(device_description(device)), "runtime": runtime.to_dict()},
+        "env": {**environment(device_description(runtime.device)), "runtime": runtime.to_dict()},
     }
     writer = RunWriter(out, header, overwrite=overwrite or resume,
                        previous=checkpoint["results"] if checkpoint is not None else None)
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
-
-    def on_step(step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float, n_train: int) -> None:
-        metrics = step_metrics(scores, targets, plan.step_classes, step)
-        record = {"step": step, "classes": [plan.order[c] for c in plan.step_classes[step]],
-                  "labels": plan.step_classes[step], "n_train": n_train, **metrics,
-                  "train_seconds": round(train_seconds, 2), **strategy.step_record}
-        writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
-        save_checkpoint(out, {"state": strategy.checkpoint_state(), "results": writer.results,
-                              "config": writer.results["config"]})
-        if tensorboard is not None:
-            tensorboard.log_step(record, writer.results["forgetting"])
-        old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
-        log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
-            f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
-            f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
-
+    report = StepReporter(out, plan, strategy, writer, tensorboard, log)
     try:
         with sigterm_as_interrupt(), runtime.backends():
-            run_steps(strategy, train_stream, test_stream, on_step, first_step=first_step)
+            run_steps(strategy, train_stream, test_stream, report, first_step=first_step)
     except KeyboardInterrupt:
         writer.finish("interrupted")
         done = len(writer.results["steps"])
@@ -223,6 +207,59 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
             tensorboard.close()
     writer.finish("complete")
     return writer.results
+
+
+def open_run_directory(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool,
+                       log: Callable[[str], None]) -> dict | None:
+    """Check that ``out`` may receive this run; the checkpoint to continue from when resuming."""
+    if resume:
+        return _checkpoint_to_resume(out, cfg, log)
+    if not overwrite and (out / RESULTS).exists():
+        raise UserError(f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
+                        f"or choose another --out, or pass --overwrite")
+    return None
+
+
+def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins: list,
+                   log: Callable[[str], None]):
+    """The engine with the model, memory and plugins of ``cfg`` (extra plugins after the configured ones)."""
+    from cil.engine import IncrementalStrategy
+    from cil.models import build_net
+
+    seed_everything(cfg.seed)
+    model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
+                      proxies_per_class=cfg.model.proxies_per_class, lsc_similarity=cfg.model.lsc_similarity)
+    loss, plugins = build_plugins(cfg)
+    return IncrementalStrategy(
+        model=model, plan=prepared.plan, train_data=prepared.data.train, test_data=prepared.data.test,
+        optim=cfg.optim, loss=loss, plugins=plugins + list(extra_plugins), memory=build_memory(cfg),
+        device=runtime.device, seed=cfg.seed, runtime=runtime, progress=cfg.progress, log=log)
+
+
+class StepReporter:
+    """After every step: its metrics and confusion matrix into the run directory, a checkpoint, a log line."""
+
+    def __init__(self, out: Path, plan: ScenarioPlan, strategy, writer: RunWriter, tensorboard,
+                 log: Callable[[str], None]):
+        self.out, self.plan, self.strategy, self.writer = out, plan, strategy, writer
+        self.tensorboard, self.log = tensorboard, log
+
+    def __call__(self, step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float,
+                 n_train: int) -> None:
+        plan, writer = self.plan, self.writer
+        metrics = step_metrics(scores, targets, plan.step_classes, step)
+        record = {"step": step, "classes": [plan.order[c] for c in plan.step_classes[step]],
+                  "labels": plan.step_classes[step], "n_train": n_train, **metrics,
+                  "train_seconds": round(train_seconds, 2), **self.strategy.step_record}
+        writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
+        save_checkpoint(self.out, {"state": self.strategy.checkpoint_state(), "results": writer.results,
+                                   "config": writer.results["config"]})
+        if self.tensorboard is not None:
+            self.tensorboard.log_step(record, writer.results["forgetting"])
+        old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
+        self.log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
+                 f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
+                 f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
 
 
 def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict | None:

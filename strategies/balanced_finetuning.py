@@ -1,5 +1,5 @@
 """Class-balanced finetuning after each incremental step (Castro et al. 2018; used by LUCIR on
-ImageNet and by PODNet; seed 002, Table 6 'balanced finetuning').
+ImageNet and by PODNet; Jodelet et al., Table 6 'balanced finetuning').
 
 After the memory update of step t >= 1, the model trains for a few epochs on a class-balanced
 set: the exemplars of every seen class (the memory quota per class, or ``per_class`` of them),
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from cil.config import ComponentConfig, ranged
-from cil.engine import TrainingSet
+from cil.training_set import TrainingSet
 from cil.epoch_losses import EpochLosses
 from cil.plugin import CilPlugin
 from cil.registry import register
@@ -75,9 +75,8 @@ class BalancedFinetuning(CilPlugin):
         optimizer = runtime.sgd(params, lr=cfg.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, 0.1)
         scaler = runtime.loss_scaler()
-        saved, strategy.train_set = strategy.train_set, balanced  # count-based losses see balanced counts
         losses = EpochLosses()
-        try:
+        with strategy.training_on(balanced):  # count-based losses see the balanced counts
             for _ in range(cfg.epochs):
                 model.train()
                 if cfg.classifier_only and not cfg.update_bn:
@@ -97,9 +96,7 @@ class BalancedFinetuning(CilPlugin):
                     scaler.step(optimizer, clamp=optim.grad_clamp)
                     losses.add({"loss": loss})
                 scheduler.step()
-        finally:
-            strategy.train_set = saved
-            model.train()
+        model.train()
         last = losses.means().get("loss", 0.0)
         strategy.step_record["balanced_finetuning"] = {"n_train": len(balanced), "epochs": cfg.epochs,
                                                        "final_epoch_loss": last}

@@ -31,7 +31,7 @@ class FrozenFeatureClassifier(CilPlugin):
 
     def after_eval_forward(self, strategy, **kwargs):
         scores = self.scores(strategy.mb_output.features.float())
-        strategy.mb_output = strategy.mb_output._replace(logits=scores)
+        strategy.replace_logits(scores)
 
     def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:  # pragma: no cover
         raise NotImplementedError

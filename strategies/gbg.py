@@ -1,4 +1,4 @@
-"""Gradient-Balanced Grouping (seed 001, Algorithms 1 and 2), as a plugin for any method.
+"""Gradient-Balanced Grouping (GBG paper, Algorithms 1 and 2), as a plugin for any method.
 
 Algorithm 1, at the first epoch of every step: the average gradient of each seen class, taken
 with respect to the classifier head's parameters (default; the backbone is much larger and the
@@ -37,7 +37,7 @@ from cil.strategies.min_norm import min_norm_weights
 
 
 def cosine_similarity_matrix(gradients: torch.Tensor) -> torch.Tensor:
-    """A = V V^T / (|V| |V|^T) for class gradients V [C, P] (seed 001, Eq. 7)."""
+    """A = V V^T / (|V| |V|^T) for class gradients V [C, P] (GBG paper, Eq. 7)."""
     unit = gradients / gradients.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return unit @ unit.t()
 
@@ -98,12 +98,12 @@ def class_balanced_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
 class GBGConfig(ComponentConfig):
     name: str = "gbg"
     groups: int = ranged(4, ge=1)
-    """G, the number of groups of the normalised cut (seed 001 default)."""
+    """G, the number of groups of the normalised cut (GBG paper default)."""
     grouping: Literal["ncut", "old-new"] = "ncut"
     samples_per_class: int = ranged(50, ge=1)
     """Training images per class for the class-average gradients of Algorithm 1."""
     completion: float = ranged(0.1, ge=0, le=1)
-    """GAC: a missing group is filled with this fraction of the batch size (seed 001: 1/10)."""
+    """GAC: a missing group is filled with this fraction of the batch size (GBG paper: 1/10)."""
     class_balanced_beta: float = ranged(0.999, ge=0, lt=1)
 
     def validate_with(self, run, prefix: str) -> None:
@@ -114,7 +114,7 @@ class GBGConfig(ComponentConfig):
 
 
 @register("plugin", "gbg", GBGConfig,
-          "gradient-balanced grouping: classes grouped by gradient similarity, MGDA over group losses (seed 001)")
+          "gradient-balanced grouping: classes grouped by gradient similarity, MGDA over group losses (GBG paper)")
 class GradientBalancedGrouping(CilPlugin):
     def __init__(self, config: GBGConfig):
         super().__init__(config)
@@ -192,8 +192,7 @@ class GradientBalancedGrouping(CilPlugin):
         x = torch.cat(list(strategy.train_data.batches(strategy.train_set.indices[chosen], len(chosen), train=True,
                                                        device=strategy.device, generator=strategy.augment_generator)))
         y = labels[chosen].to(strategy.device)
-        strategy.mbatch = [torch.cat([strategy.mb_x, x]), torch.cat([strategy.mb_y, y]),
-                           torch.cat([strategy.mbatch[-1], torch.zeros_like(y)])]
+        strategy.extend_minibatch(x, y)
 
     # ------------------------------------------------------------ Algorithm 2: MGDA update
 

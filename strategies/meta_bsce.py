@@ -1,4 +1,4 @@
-"""Meta Balanced Softmax CE: alpha of Eq. 5 learned during training (seed 002, Sec. 3.3, Algorithm 1).
+"""Meta Balanced Softmax CE: alpha of Eq. 5 learned during training (Jodelet et al., Sec. 3.3, Algorithm 1).
 
 At the start of every incremental step alpha is reset to ``alpha_init`` (1.0) and the training
 set (new data + memory) is split into D_t and a class-balanced validation set B_t holding
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from cil.config import ComponentConfig, IncompatibleConfigError, ranged
-from cil.engine import TrainingSet
+from cil.training_set import TrainingSet
 from cil.errors import UserError
 from cil.plugin import ClassificationLoss
 from cil.registry import register
@@ -77,11 +77,11 @@ class MetaBSCEConfig(ComponentConfig):
         if run.memory.budget is None and run.memory.per_class < 2:
             raise IncompatibleConfigError(
                 f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
-                "seed 002, Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
+                "Jodelet et al., Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
 
 
 @register("loss", "meta-bsce", MetaBSCEConfig,
-          "Meta Balanced Softmax CE, alpha of Eq. 5 learned on a balanced validation set (seed 002, Alg. 1)")
+          "Meta Balanced Softmax CE, alpha of Eq. 5 learned on a balanced validation set (Jodelet et al., Alg. 1)")
 class MetaBalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: MetaBSCEConfig):
         super().__init__(config)

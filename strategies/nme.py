@@ -51,4 +51,4 @@ class NearestMeanOfExemplars(CilPlugin):
 
     def after_eval_forward(self, strategy, **kwargs):
         scores = F.normalize(strategy.mb_output.features.float(), dim=1) @ self.means.t()
-        strategy.mb_output = strategy.mb_output._replace(logits=scores)
+        strategy.replace_logits(scores)

@@ -143,7 +143,7 @@ def test_nme_without_memory_is_one_clear_error(tmp_path, capsys):
 
 
 def test_bsce_counts_follow_the_training_set():
-    from cil.engine import TrainingSet
+    from cil.training_set import TrainingSet
     from cil.strategies.bsce import BSCEConfig, BalancedSoftmaxCE
 
     class Strategy:

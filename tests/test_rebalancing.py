@@ -64,7 +64,8 @@ def test_separated_softmax_by_hand():
 
 
 def test_the_engine_uses_the_batch_sampler():
-    from cil.engine import TrainingSet, _Batches
+    from cil.engine import _Batches
+    from cil.training_set import TrainingSet
     from cil.strategies.rebalancing import MemoryOversampling, MemoryOversamplingConfig
 
     class Data:

@@ -1,4 +1,4 @@
-"""Relaxed BSCE (seed 002, Eq. 6) and Meta BSCE's virtual step (Algorithm 1) against hand computations."""
+"""Relaxed BSCE (Jodelet et al., Eq. 6) and Meta BSCE's virtual step (Algorithm 1) against hand computations."""
 
 import math
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cil.engine import TrainingSet
+from cil.training_set import TrainingSet
 from cil.models.net import NetOutput
 from cil.virtual_step import validation_loss_after_virtual_step
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts

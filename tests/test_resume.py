@@ -49,7 +49,7 @@ def test_checkpoint_holds_model_memory_and_generators(tmp_path):
     run(build_config("synthetic-b6-3", "il-baseline-bsce", FLAGS, SETS), out=tmp_path / "r", log=quiet)
     state = load_checkpoint(tmp_path / "r")["state"]
     assert state["step"] == 3 and state["head_groups"] == [6, 2, 2, 2]
-    memory = state["plugins"]["RehearsalPlugin"]["memory"]
+    memory = state["memory"]["memory"]
     assert sorted(memory["exemplars"]) == list(range(12)) and all(len(v) == 20 or len(v) == 12
                                                                  for v in memory["exemplars"].values())
     assert {"python", "numpy", "torch", "generators"} <= set(state["rng"])
