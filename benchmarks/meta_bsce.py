@@ -1,4 +1,4 @@
-"""Cost of Meta BSCE's alpha update (seed 002, Alg. 1) against a plain BSCE training step.
+"""Cost of Meta BSCE's alpha update (Jodelet et al., Alg. 1) against a plain BSCE training step.
 
     python benchmarks/meta_bsce.py [--device cpu|cuda] [--backbone resnet32] [--head linear|cosine|lsc]
 

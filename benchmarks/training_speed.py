@@ -41,7 +41,7 @@ warnings.filterwarnings("ignore")
 
 BASE_CLASSES, BATCH, EPOCHS = 50, 128, 3
 SCHEDULE = {"il-baseline-bsce": 250, "podnet-bsce": 160}
-"""Epochs per step of the paper's CIFAR-100 schedule (seed 002, Sec. 4.1.3; PODNet's official options)."""
+"""Epochs per step of the paper's CIFAR-100 schedule (Jodelet et al., Sec. 4.1.3; PODNet's official options)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cil.config.schema import DEFAULT_SEED
 from cil.errors import ReportedInterrupt, UserError
 
 EXIT_USAGE = 2
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_scenario(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--scenario", required=required, help="DATASET-bBASE-STEPS, e.g. cifar100-b50-5 (see 'cil list')")
     p.add_argument("--data-root", help="folder holding the dataset (CIFAR: where to find or download it)")
-    p.add_argument("--class-order-seed", type=int, help="seed of the class order permutation (default 1993)")
+    p.add_argument("--class-order-seed", type=int, help=f"seed of the class order permutation (default {DEFAULT_SEED})")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate a strategy on a scenario, step by step")
     _add_scenario(run, required=False)
     run.add_argument("--strategy", help="a name from configs/strategies (see 'cil list') or a YAML path")
-    run.add_argument("--seed", type=int, help="training seed (default 1993)")
+    run.add_argument("--seed", type=int, help=f"training seed (default {DEFAULT_SEED})")
     _add_run_options(run)
     run.add_argument("--out", help="run directory (default runs/SCENARIO/STRATEGY/seedS-TIME); "
                                    "with --seeds, the parent of one seedS folder per seed")
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                        help="a config key and its values (repeatable); 'memory' means memory.per_class")
     sweep.add_argument("--data-root", help="folder holding the dataset")
-    sweep.add_argument("--class-order-seed", type=int, help="seed of the class order permutation (default 1993)")
+    sweep.add_argument("--class-order-seed", type=int, help=f"seed of the class order permutation (default {DEFAULT_SEED})")
     _add_run_options(sweep)
     sweep.add_argument("--out", help="parent folder of the sweep's runs (default runs/sweeps/PLAN)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
@@ -119,9 +120,13 @@ def _plan(args):
     from cil.scenarios import ScenarioName, ScenarioPlan
 
     name = ScenarioName.parse(args.scenario, list(DATASETS))
-    seed = 1993 if args.class_order_seed is None else args.class_order_seed
+    seed = _class_order_seed(args)
     spec = DATASETS[name.dataset]
     return ScenarioPlan.make(name, spec.count_classes(_data_config(args)), seed), spec
+
+
+def _class_order_seed(args) -> int:
+    return DEFAULT_SEED if args.class_order_seed is None else args.class_order_seed
 
 
 def cmd_describe(args) -> int:
@@ -132,7 +137,7 @@ def cmd_describe(args) -> int:
         print(compact_json(info))
         return 0
     print(f"{info['scenario']}: {plan.n_classes} classes in {plan.n_steps} steps, "
-          f"class order seed {1993 if args.class_order_seed is None else args.class_order_seed}")
+          f"class order seed {_class_order_seed(args)}")
     print(f"class order: {' '.join(map(str, plan.order))}")
     for step in info["steps"]:
         kind = "base" if step["step"] == 0 and plan.name.base > 0 else "step"

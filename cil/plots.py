@@ -4,7 +4,7 @@
   002's Figures 2, 3 and 5, with lines between the class groups of the steps (base classes first);
 * ``curves``: accuracy on all seen classes after each step, one line per run;
 * ``base-new``: accuracy on the base, old and newest classes after each step of one run, the
-  stability/plasticity picture of seed 002's Table 5.
+  stability/plasticity picture of Jodelet et al.'s Table 5.
 """
 
 from __future__ import annotations

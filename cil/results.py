@@ -1,7 +1,7 @@
 """The run directory, written so that no result is ever half-written or lost.
 
     RUN_DIR/
-      results.json          the contract (DESIGN.md): per-step accuracies, config, env
+      results.json          the contract (docs/results.md): per-step accuracies, config, env
       metrics.csv           one row per step
       config.yaml           the resolved configuration
       confusion/step_XX.npy integer confusion matrix after step XX (rows: true, columns: predicted)

@@ -8,23 +8,18 @@ Grammar: ``DATASET-bBASE-STEPS``.
 * ``BASE = 0``: STEPS equal steps and no large base step (``imagenet-b0-10``: 10 x 100).
 
 The class order is ``numpy.random.RandomState(seed).permutation(n_classes)`` (seed 1993 by
-default, as LUCIR's code and seed 002; for CIFAR-100 it starts 68, 56, 78). The official PODNet
+default, as LUCIR's code and Jodelet et al.; for CIFAR-100 it starts 68, 56, 78). The official PODNet
 code uses this order for ImageNet-100 but iCaRL's three fixed CIFAR-100 orders (87, 0, 52, ...);
-comparisons with seed 002 use seed 1993. Labels are remapped so that class ``order[i]`` becomes ``i``.
+comparisons with Jodelet et al. use seed 1993. Labels are remapped so that class ``order[i]`` becomes ``i``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from cil.errors import UserError, did_you_mean
-
-if TYPE_CHECKING:
-    from cil.data.base import ImageData
 
 NAME_PATTERN = re.compile(r"^(?P<dataset>[a-z0-9][a-z0-9_-]*?)-b(?P<base>\d+)-(?P<steps>\d+)$")
 GRAMMAR = "DATASET-bBASE-STEPS, e.g. cifar100-b50-5, imagenet-b0-10, synthetic-b50-10"
@@ -124,24 +119,6 @@ class ScenarioPlan:
             for step in out["steps"]:
                 step["class_names"] = [class_names[c] for c in step["classes"]]
         return out
-
-
-@dataclass
-class Scenario:
-    """A plan with its data: Avalanche streams whose samples are indices into the image stores."""
-
-    plan: ScenarioPlan
-    train_data: "ImageData"
-    test_data: "ImageData"
-    train_stream: object
-    test_stream: object
-
-    @property
-    def label_of_class(self) -> np.ndarray:
-        """Original class id -> remapped label."""
-        inverse = np.empty(self.plan.n_classes, dtype=np.int64)
-        inverse[self.plan.order] = np.arange(self.plan.n_classes)
-        return inverse
 
 
 def build_streams(plan: ScenarioPlan, train_targets: np.ndarray, test_targets: np.ndarray):

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import itertools
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from cil.config.schema import DEFAULT_SEED
 from cil.errors import ReportedInterrupt, UserError, did_you_mean
 
 GRID_ALIASES = {"memory": "memory.per_class", "memory_budget": "memory.budget", "memory-budget": "memory.budget"}
-DEFAULT_SEEDS = [1993]
+DEFAULT_SEEDS = [DEFAULT_SEED]
 
 
 def sweeps_root() -> Path:
@@ -214,32 +214,6 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
     return planned
 
 
-def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
-    """Claim ``out``, then run, resume or skip it by what it holds now; (outcome, detail).
-
-    The outcome is "complete", "skipped" (another process finished it meanwhile) or "elsewhere"
-    (another process is running it). Deciding after the claim keeps two sweeps on the same grid
-    from ever running the same run twice.
-    """
-    from cil.checkpoint import CHECKPOINT
-    from cil.claims import RunClaimed, claimed
-    from cil.results import RESULTS, load_results
-    from cil.runner import run
-
-    try:
-        with claimed(out):
-            saved = load_results(out) if (out / RESULTS).exists() else None
-            if saved is not None and saved.get("status") == "complete":
-                return "skipped", "complete (finished by another process)"
-            started = time.perf_counter()
-            resumed = " (resumed)" if saved is not None and (out / CHECKPOINT).exists() else ""
-            results = run(cfg, out=out, resume=saved is not None, claim=False, log=log)
-            return "complete", (f"avg inc. acc. {results['avg_incremental_accuracy']:.2f} in "
-                                f"{time.perf_counter() - started:.0f}s{resumed}")
-    except RunClaimed as exc:
-        return "elsewhere", str(exc)
-
-
 def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False,
             jobs: int = 1, devices: list[str] | None = None) -> int:
     """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed.
@@ -292,6 +266,8 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
 
 def run_here(tasks: list, report: Callable) -> None:
     """One run after another in this process (``--jobs 1``); a user error stops the sweep."""
+    from cil.sweep_workers import run_claimed
+
     for task in tasks:
         report("start", task, "this process", "")
         try:

@@ -61,6 +61,32 @@ def parse_devices(text: str | None) -> list[str]:
     return devices
 
 
+def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
+    """Claim ``out``, then run, resume or skip it by what it holds now; (outcome, detail).
+
+    The outcome is "complete", "skipped" (another process finished it meanwhile) or "elsewhere"
+    (another process is running it). Deciding after the claim keeps two sweeps on the same grid
+    from ever running the same run twice.
+    """
+    from cil.checkpoint import CHECKPOINT
+    from cil.claims import RunClaimed, claimed
+    from cil.results import RESULTS, load_results
+    from cil.runner import run
+
+    try:
+        with claimed(out):
+            saved = load_results(out) if (out / RESULTS).exists() else None
+            if saved is not None and saved.get("status") == "complete":
+                return "skipped", "complete (finished by another process)"
+            started = time.perf_counter()
+            resumed = " (resumed)" if saved is not None and (out / CHECKPOINT).exists() else ""
+            results = run(cfg, out=out, resume=saved is not None, claim=False, log=log)
+            return "complete", (f"avg inc. acc. {results['avg_incremental_accuracy']:.2f} in "
+                                f"{time.perf_counter() - started:.0f}s{resumed}")
+    except RunClaimed as exc:
+        return "elsewhere", str(exc)
+
+
 def worker_main(worker: int, device: str, cpu_threads: int, parent: int, tasks, events) -> None:
     """A worker process: take tasks until told to stop or the parent is gone."""
     config_device = device
@@ -75,8 +101,6 @@ def worker_main(worker: int, device: str, cpu_threads: int, parent: int, tasks, 
 
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         torch.set_num_threads(cpu_threads)
-    from cil.sweep import run_claimed
-
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches every worker: stop quietly
         _serve(tasks, events, worker, config_device, parent, run_claimed)
 

@@ -4,7 +4,7 @@
     returns  outer_loss(Z(theta*, x_val))
 
 The returned loss is differentiable with respect to whatever ``inner_loss`` depends on besides
-theta (seed 002, Algorithm 1: alpha through the Balanced Softmax weights); theta itself receives
+theta (Jodelet et al., Algorithm 1: alpha through the Balanced Softmax weights); theta itself receives
 no gradient and is left unchanged. Implemented with ``higher`` (Grefenstette et al. 2019), the
 library the paper names. Everything else in cil calls only this function, so a ``torch.func``
 version can replace it.

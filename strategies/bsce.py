@@ -1,4 +1,4 @@
-"""Balanced Softmax Cross-Entropy for incremental learning (seed 002, Sec. 3.2-3.3).
+"""Balanced Softmax Cross-Entropy for incremental learning (Jodelet et al., Sec. 3.2-3.3).
 
 The Balanced Softmax (Eq. 3) weighs every class's exponentiated logit by lambda_i:
 
@@ -48,7 +48,7 @@ class BSCEConfig(ComponentConfig):
     """Weight of the old classes' counts (Eq. 5); 1.0 is the plain Balanced Softmax of Eq. 3."""
 
 
-@register("loss", "bsce", BSCEConfig, "Balanced Softmax cross-entropy, lambda = class counts (seed 002, Eq. 3-5)")
+@register("loss", "bsce", BSCEConfig, "Balanced Softmax cross-entropy, lambda = class counts (Jodelet et al., Eq. 3-5)")
 class BalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: BSCEConfig):
         super().__init__(config)

@@ -1,4 +1,4 @@
-"""Standard softmax cross-entropy, the classification loss L_c of IL-Baseline (seed 002, Eq. 1)."""
+"""Standard softmax cross-entropy, the classification loss L_c of IL-Baseline (Jodelet et al., Eq. 1)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,16 @@ their embeddings and whose old classes are frozen during incremental steps."""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
+
 from cil.plugin import CilPlugin, require_head, without_parameters
+
+
+def embedding_distillation_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of 1 - cos(f, f_prev), f_prev a constant: LUCIR's less-forget constraint
+    (Hou et al. 2019, Eq. 6) and POD-flat as the official PODNet code computes it."""
+    return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
 
 
 def imprint_new_classes(strategy, **kwargs) -> None:

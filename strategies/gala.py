@@ -1,4 +1,4 @@
-"""Gradient-Aware Logit Adjustment (seed 000, GALA), as a plugin for any classification loss.
+"""Gradient-Aware Logit Adjustment (Zhang et al., GALA), as a plugin for any classification loss.
 
 Seed 000 gives the idea (two margins from accumulated gradients, plus post-hoc re-balancing);
 the details below are cil's and are stated here and in docs/strategies.md.
@@ -70,7 +70,7 @@ class GALAConfig(ComponentConfig):
 
 
 @register("plugin", "gala", GALAConfig,
-          "gradient-aware logit adjustment from accumulated gradients, optional prediction re-balancing (seed 000)")
+          "gradient-aware logit adjustment from accumulated gradients, optional prediction re-balancing (Zhang et al.)")
 class GALA(CilPlugin):
     def __init__(self, config: GALAConfig):
         super().__init__(config)

@@ -1,4 +1,4 @@
-"""IL-Baseline (Wu et al. 2019, as defined in seed 002, Sec. 3.1).
+"""IL-Baseline (Wu et al. 2019, as defined in Jodelet et al., Sec. 3.1).
 
 L = rho * L_d + (1 - rho) * L_c                                             (Eq. 1)
 rho = N_{t-1} / N_t
@@ -38,13 +38,13 @@ def adaptive_rho(n_old: int, n_seen: int) -> float:
 class ILBaselineConfig(ComponentConfig):
     name: str = "il-baseline"
     temperature: float = ranged(2.0, gt=0)
-    """T of Eq. 2 (seed 002, Sec. 4.1.3)."""
+    """T of Eq. 2 (Jodelet et al., Sec. 4.1.3)."""
     rho: float | None = ranged(None, ge=0, lt=1)
     """Fixed distillation weight instead of the adaptive N_{t-1}/N_t (None: adaptive, as the paper)."""
 
 
 @register("method", "il-baseline", ILBaselineConfig,
-          "classification loss + logit distillation weighted by rho = N_{t-1}/N_t (seed 002, Eq. 1-2)")
+          "classification loss + logit distillation weighted by rho = N_{t-1}/N_t (Jodelet et al., Eq. 1-2)")
 class ILBaseline(CilPlugin):
     def __init__(self, config: ILBaselineConfig):
         super().__init__(config)

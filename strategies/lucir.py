@@ -13,7 +13,7 @@ Components, with values from the paper and the official code:
   code's MarginRankingLoss does (the paper sums over k), K = 2, m = 0.5, weight 1.
 
 The classification loss is the strategy's ``loss``: CE on sigma * cos for ``lucir``, Balanced
-Softmax CE on the same logits for ``lucir-bsce`` (seed 002, Sec. 4.2.1).
+Softmax CE on the same logits for ``lucir-bsce`` (Jodelet et al., Sec. 4.2.1).
 """
 
 from __future__ import annotations
@@ -22,17 +22,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from cil.config import ComponentConfig, ranged
 from cil.models.heads import CosineHead
 from cil.registry import register
-from cil.strategies.cosine_head_method import CosineHeadMethod
-
-
-def less_forget_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
-    """Less-forget constraint: mean of 1 - cos(f, f_prev) over the batch (f_prev is a constant)."""
-    return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
+from cil.strategies.cosine_head_method import CosineHeadMethod, embedding_distillation_loss
 
 
 def adaptive_lambda(lambda_base: float, n_old: int, n_new: int) -> float:
@@ -93,7 +87,7 @@ class LUCIR(CosineHeadMethod):
         previous = strategy.previous_output()
         cosines = output.logits / output.scale
         return {
-            "less_forget": self.lam * less_forget_loss(output.features, previous.features),
+            "less_forget": self.lam * embedding_distillation_loss(output.features, previous.features),
             "margin_ranking": self.config.margin_weight * margin_ranking_loss(
                 cosines, targets, strategy.n_old, self.config.top_k, self.config.margin),
         }

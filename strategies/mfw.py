@@ -1,6 +1,6 @@
-"""Major Feature Weakening (seed 003, Algorithm 1 and Eq. 12), as a plugin for any method.
+"""Major Feature Weakening (Ye et al., Algorithm 1 and Eq. 12), as a plugin for any method.
 
-During training, the intermediate feature after residual stage ``stage`` (seed 003: "after the
+During training, the intermediate feature after residual stage ``stage`` (Ye et al.: "after the
 second group of convolutional layers") of each sample is mixed with that of a partner from a
 random permutation of the mini-batch, keeping the sample's label:
 
@@ -49,15 +49,15 @@ def mix_features(features: torch.Tensor, lam: torch.Tensor, permutation: torch.T
 class MFWConfig(ComponentConfig):
     name: str = "mfw"
     stage: int = ranged(2, ge=1)
-    """Mix the output of this residual stage (1-based; seed 003: the second group of conv layers)."""
+    """Mix the output of this residual stage (1-based; Ye et al.: the second group of conv layers)."""
     beta: float = ranged(0.01, gt=0)
-    """Softness of s (Eq. 12): 0.01 for step imbalance (seed 003), 2.0 for long-tailed data."""
+    """Softness of s (Eq. 12): 0.01 for step imbalance (Ye et al.), 2.0 for long-tailed data."""
     alpha: float = ranged(2.0, gt=0)
-    """Beta(alpha, alpha) of the mixing coefficient (seed 003 tunes it; 2.0 in its Sec. 4 example)."""
+    """Beta(alpha, alpha) of the mixing coefficient (Ye et al. tune it; 2.0 in its Sec. 4 example)."""
 
 
 @register("plugin", "mfw", MFWConfig,
-          "Major Feature Weakening: mix major classes' intermediate features with others' (seed 003, Alg. 1)")
+          "Major Feature Weakening: mix major classes' intermediate features with others' (Ye et al., Alg. 1)")
 class MajorFeatureWeakening(CilPlugin):
     def __init__(self, config: MFWConfig):
         super().__init__(config)

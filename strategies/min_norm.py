@@ -1,6 +1,6 @@
 """The min-norm point of the convex hull of gradients: MGDA's common descent direction.
 
-    min_a || sum_i a_i g_i ||^2   s.t.  sum_i a_i = 1, a_i >= 0           (seed 001, Eq. 11)
+    min_a || sum_i a_i g_i ||^2   s.t.  sum_i a_i = 1, a_i >= 0           (GBG paper, Eq. 11)
 
 Sener and Koltun (2018): for two gradients the solution is closed-form; for more, Frank-Wolfe
 with an exact line search (each step is the two-gradient problem between the current point and

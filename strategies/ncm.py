@@ -1,4 +1,4 @@
-"""Nearest class mean on frozen base-step features (the NCM baseline of seed 002, Table 3).
+"""Nearest class mean on frozen base-step features (the NCM baseline of Jodelet et al., Table 3).
 
 Each class mean is the average of the L2-normalised embeddings of *all* training images of the
 class (not exemplars), computed once when the class is learned; a test image goes to the class

@@ -14,7 +14,7 @@ Components, with values from the paper and the official code's CIFAR-100 options
   are frozen during incremental steps (``groupwise_factors: old_weights: 0``).
 
 The classification loss is the strategy's ``loss``: NCA (strategies/nca.py) for ``podnet``,
-Balanced Softmax CE on the same logits for ``podnet-bsce`` (seed 002, Sec. 4.2.1). Balanced
+Balanced Softmax CE on the same logits for ``podnet-bsce`` (Jodelet et al., Sec. 4.2.1). Balanced
 finetuning of the classifier is a separate plugin (strategies/balanced_finetuning.py).
 """
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from cil.config import ComponentConfig, ranged
 from cil.models.heads import LocalSimilarityHead
 from cil.registry import register
-from cil.strategies.cosine_head_method import CosineHeadMethod
+from cil.strategies.cosine_head_method import CosineHeadMethod, embedding_distillation_loss
 
 
 def pooled_spatial(h: torch.Tensor) -> torch.Tensor:
@@ -46,11 +46,6 @@ def pod_spatial_loss(maps: list[torch.Tensor], previous_maps: list[torch.Tensor]
         b = F.normalize(pooled_spatial(h_prev.detach()), dim=1)
         losses.append((a - b).norm(dim=1).mean())
     return torch.stack(losses).mean()
-
-
-def pod_flat_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
-    """POD-flat as in the official code: mean of 1 - cos(h, h_prev) over the batch."""
-    return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
 
 
 def scheduled_factor(n_seen: int, n_new: int) -> float:
@@ -94,5 +89,5 @@ class PODNet(CosineHeadMethod):
         return {
             "pod_spatial": self.config.spatial_factor * self.factor * pod_spatial_loss(
                 output.stage_maps, previous.stage_maps),
-            "pod_flat": self.config.flat_factor * self.factor * pod_flat_loss(output.features, previous.features),
+            "pod_flat": self.config.flat_factor * self.factor * embedding_distillation_loss(output.features, previous.features),
         }

@@ -1,7 +1,7 @@
-"""Bias correction by re-balancing what a step trains on: seed 002's Table 6 alternatives to BSCE.
+"""Bias correction by re-balancing what a step trains on: Jodelet et al.'s Table 6 alternatives to BSCE.
 
 Incremental learning with a small memory is a long-tailed problem: n_i images of each new class,
-a few exemplars of each old one. Besides BSCE (Eq. 3), seed 002 (Sec. 4.3.4, Table 6) compares:
+a few exemplars of each old one. Besides BSCE (Eq. 3), Jodelet et al. (Sec. 4.3.4, Table 6) compares:
 
 * ``memory-oversampling`` (plugin): every mini-batch holds as many old-class samples (exemplars,
   drawn again as often as needed) as new-class samples; an epoch passes once over the new data;
@@ -11,7 +11,7 @@ a few exemplars of each old one. Besides BSCE (Eq. 3), seed 002 (Sec. 4.3.4, Tab
   C seen classes), inversely proportional to its class count and 1 on average over the set;
 * ``separated-softmax`` (loss, SS-IL, Ahn et al. 2021, Eq. 3): the softmax of a new-class
   sample runs over the new classes only, that of an old-class sample over the old classes only;
-  seed 002 pairs it with memory oversampling (the ``il-baseline-separated-softmax`` strategy).
+  Jodelet et al. pair it with memory oversampling (the ``il-baseline-separated-softmax`` strategy).
 
 Both samplers use the engine's data-order generator, so resumed runs repeat exactly.
 """
@@ -70,7 +70,7 @@ class MemoryOversamplingConfig(BatchSamplerConfig):
 
 
 @register("plugin", "memory-oversampling", MemoryOversamplingConfig,
-          "mini-batches half new-class samples, half exemplars (seed 002, Table 6)")
+          "mini-batches half new-class samples, half exemplars (Jodelet et al., Table 6)")
 class MemoryOversampling(CilPlugin):
     def epoch_length(self, strategy) -> int:
         labels = strategy.train_set.labels
@@ -87,7 +87,7 @@ class ClassOversamplingConfig(BatchSamplerConfig):
 
 
 @register("plugin", "class-oversampling", ClassOversamplingConfig,
-          "every seen class equally likely in each mini-batch, drawn with replacement (seed 002, Table 6)")
+          "every seen class equally likely in each mini-batch, drawn with replacement (Jodelet et al., Table 6)")
 class ClassOversampling(CilPlugin):
     def epoch_length(self, strategy) -> int:
         return len(strategy.train_set)
@@ -108,7 +108,7 @@ class LossRescalingConfig(ComponentConfig):
 
 
 @register("loss", "loss-rescaling", LossRescalingConfig,
-          "CE with each sample weighted by N / (C n_y), inverse to its class count (seed 002, Table 6)")
+          "CE with each sample weighted by N / (C n_y), inverse to its class count (Jodelet et al., Table 6)")
 class LossRescaling(ClassificationLoss):
     def classification_loss(self, strategy, logits, targets):
         weights = inverse_frequency_weights(strategy.train_class_counts)
@@ -132,7 +132,7 @@ class SeparatedSoftmaxConfig(ComponentConfig):
 
 
 @register("loss", "separated-softmax", SeparatedSoftmaxConfig,
-          "separated softmax over old and over new classes (SS-IL, Ahn et al. 2021; seed 002, Table 6)")
+          "separated softmax over old and over new classes (SS-IL, Ahn et al. 2021; Jodelet et al., Table 6)")
 class SeparatedSoftmax(ClassificationLoss):
     def classification_loss(self, strategy, logits, targets):
         return separated_softmax_cross_entropy(logits, targets, strategy.n_old)

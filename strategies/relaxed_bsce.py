@@ -1,8 +1,8 @@
-"""Relaxed Balanced Softmax CE for incremental learning without memory (seed 002, Sec. 3.4, Eq. 6).
+"""Relaxed Balanced Softmax CE for incremental learning without memory (Jodelet et al., Sec. 3.4, Eq. 6).
 
 Without exemplars, every old class has n_i = 0, so the Balanced Softmax of Eq. 3 drops the old
 classes from the softmax and learns the new ones as if they were alone: stability without
-plasticity (seed 002, Fig. 3b). Eq. 6 gives the old classes a small positive weight instead:
+plasticity (Jodelet et al., Fig. 3b). Eq. 6 gives the old classes a small positive weight instead:
 
     lambda_i = epsilon  for an old class (i < N_{t-1}),    lambda_i = n_i  for a new class.
 
@@ -46,7 +46,7 @@ class RelaxedBSCEConfig(ComponentConfig):
 
 
 @register("loss", "relaxed-bsce", RelaxedBSCEConfig,
-          "Relaxed Balanced Softmax CE, lambda = epsilon for old classes (seed 002, Eq. 6)")
+          "Relaxed Balanced Softmax CE, lambda = epsilon for old classes (Jodelet et al., Eq. 6)")
 class RelaxedBalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: RelaxedBSCEConfig):
         super().__init__(config)

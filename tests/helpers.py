@@ -15,7 +15,7 @@ STEP_KEYS = {"step", "classes", "n_train", "accuracy", "top5", "accuracy_base", 
 
 
 def check_results_contract(results: dict, run_dir: Path, n_steps: int) -> None:
-    """The run directory satisfies DESIGN.md's results contract."""
+    """The run directory satisfies the results contract of docs/results.md."""
     assert RESULT_KEYS <= set(results), RESULT_KEYS - set(results)
     assert results["status"] == "complete"
     assert len(results["steps"]) == n_steps

@@ -1,4 +1,4 @@
-"""Balanced Softmax CE (seed 002, Eq. 3-5) against hand computations."""
+"""Balanced Softmax CE (Jodelet et al., Eq. 3-5) against hand computations."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""IL-Baseline (seed 002, Eq. 1-2): rho and the distillation term against hand computations."""
+"""IL-Baseline (Jodelet et al., Eq. 1-2): rho and the distillation term against hand computations."""
 
 import math
 

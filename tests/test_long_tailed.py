@@ -1,4 +1,4 @@
-"""Long-tailed plugins: GALA (seed 000), GBG (seed 001), MFW (seed 003), and the MGDA min-norm solver."""
+"""Long-tailed plugins: GALA (Zhang et al.), GBG (GBG paper), MFW (Ye et al.), and the MGDA min-norm solver."""
 
 import json
 import math

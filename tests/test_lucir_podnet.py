@@ -8,15 +8,16 @@ import torch
 import torch.nn.functional as F
 
 from cil.config import RuntimeConfig
-from cil.engine import TrainingSet
+from cil.training_set import TrainingSet
 from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
 from cil.runtime import Runtime
 from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
-from cil.strategies.lucir import adaptive_lambda, less_forget_loss, margin_ranking_loss
+from cil.strategies.cosine_head_method import embedding_distillation_loss
+from cil.strategies.lucir import adaptive_lambda, margin_ranking_loss
 from cil.strategies.nca import nca_loss, nca_loss_official_code
 from cil.strategies.nme import class_means
-from cil.strategies.podnet import pod_flat_loss, pod_spatial_loss, pooled_spatial, scheduled_factor
+from cil.strategies.podnet import pod_spatial_loss, pooled_spatial, scheduled_factor
 
 
 # ------------------------------------------------------------------ PODNet distillation
@@ -37,7 +38,7 @@ def test_pod_losses_vanish_for_identical_models():
     x = torch.randn(4, 3, 32, 32)
     a, b = net(x), net(x)
     assert pod_spatial_loss(a.stage_maps, b.stage_maps).item() == pytest.approx(0.0, abs=1e-6)
-    assert pod_flat_loss(a.features, b.features).item() == pytest.approx(0.0, abs=1e-6)
+    assert embedding_distillation_loss(a.features, b.features).item() == pytest.approx(0.0, abs=1e-6)
     assert len(a.stage_maps) == 3
 
 
@@ -50,7 +51,7 @@ def test_pod_spatial_averages_over_stages():
 
 def test_pod_flat_is_one_minus_cosine():
     f, g = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 1.0]])
-    assert math.isclose(pod_flat_loss(f, g).item(), 1 - 1 / math.sqrt(2), rel_tol=1e-6)
+    assert math.isclose(embedding_distillation_loss(f, g).item(), 1 - 1 / math.sqrt(2), rel_tol=1e-6)
 
 
 def test_schedules():
@@ -144,10 +145,10 @@ def test_margin_ranking_touches_only_old_samples_and_top_k_new_classes():
     assert margin_ranking_loss(cos, torch.tensor([2, 3, 3]), 2, 2, 0.5).item() == 0.0
 
 
-def test_less_forget_loss():
+def test_embedding_distillation_loss():
     f = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    assert less_forget_loss(f, f * 3).item() == pytest.approx(0.0, abs=1e-7)
-    assert less_forget_loss(f, torch.tensor([[0.0, 1.0], [0.0, 1.0]])).item() == pytest.approx(0.5)
+    assert embedding_distillation_loss(f, f * 3).item() == pytest.approx(0.0, abs=1e-7)
+    assert embedding_distillation_loss(f, torch.tensor([[0.0, 1.0], [0.0, 1.0]])).item() == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------ balanced finetuning and NME

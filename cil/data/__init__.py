@@ -29,8 +29,6 @@ class DatasetSpec:
     name: str
     summary: str
     default_backbone: str
-    train_per_class: int | None
-    """Training images per class (for defaults expressed as a fraction of it); None if it varies."""
     count_classes: Callable[[DataConfig], int]
     load: Callable[[DataConfig], LoadedDataset]
     class_names: Callable[[DataConfig], list[str]] | None = None
@@ -147,23 +145,19 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in [
         DatasetSpec("cifar100", "CIFAR-100: 100 classes, 500 train / 100 test 32x32 images each (torchvision)",
-                    "resnet32", 500, lambda cfg: 100, _cifar_loader("cifar100", CIFAR100_NORM)),
+                    "resnet32", lambda cfg: 100, _cifar_loader("cifar100", CIFAR100_NORM)),
         DatasetSpec("cifar10", "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
-                    "resnet32", 5000, lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
+                    "resnet32", lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
         DatasetSpec("imagenet-subset", "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
-                    "resnet18", 1300, _subset_count, _subset_load, _subset_names),
+                    "resnet18", _subset_count, _subset_load, _subset_names),
         DatasetSpec("imagenet", "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
-                    "resnet18", 1300, _imagenet_count, _imagenet_load, _imagenet_names),
+                    "resnet18", _imagenet_count, _imagenet_load, _imagenet_names),
         DatasetSpec("folder", "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
-                    "resnet32", None, _folder_count, _folder_load, _folder_names),
+                    "resnet32", _folder_count, _folder_load, _folder_names),
         DatasetSpec("synthetic", "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
-                    "resnet32", 500, lambda cfg: cfg.synthetic_classes, _load_synthetic),
+                    "resnet32", lambda cfg: cfg.synthetic_classes, _load_synthetic),
     ]
 }
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    return DATASETS[name]
 
 
 def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
@@ -173,4 +167,4 @@ def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
     return "resnet32" if spec.default_backbone == "resnet18" and loaded.train.image_shape[1] <= 64 else spec.default_backbone
 
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageData", "LoadedDataset", "dataset_spec", "default_backbone"]
+__all__ = ["DATASETS", "DatasetSpec", "ImageData", "LoadedDataset", "default_backbone"]

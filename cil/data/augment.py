@@ -1,7 +1,7 @@
 """Batched augmentation of uint8 image tensors: random crop with padding, horizontal flip,
 optional brightness jitter, normalisation.
 
-This is the CIFAR protocol of seed 002 (Sec. 4.1.3: "normalized, randomly horizontally flipped,
+This is the CIFAR protocol of Jodelet et al. (Sec. 4.1.3: "normalized, randomly horizontally flipped,
 and cropped with no further augmentation"), applied to a whole batch at once on the device the
 images live on: no per-sample Python, no PIL.
 """

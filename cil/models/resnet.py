@@ -1,4 +1,4 @@
-"""ResNet-18 for ImageNet-sized inputs (He et al. 2016), as used by seed 002 for ImageNet and
+"""ResNet-18 for ImageNet-sized inputs (He et al. 2016), as used by Jodelet et al. for ImageNet and
 ImageNet-Subset (Sec. 4.1.3); torchvision's implementation, randomly initialised, without its
 classifier, exposing the four stage outputs."""
 

@@ -1,7 +1,7 @@
 """ResNets for 32x32 inputs (He et al. 2016, Sec. 4.2): three stages of 2n 3x3 layers.
 
 ResNet-32 (n = 5, widths 16/32/64, 64-d embedding) is the backbone of every CIFAR-100 result in
-seed 002 (Sec. 4.1.3), as in iCaRL, LUCIR and PODNet. Shortcuts that change shape use option A
+Jodelet et al. (Sec. 4.1.3), as in iCaRL, LUCIR and PODNet. Shortcuts that change shape use option A
 of He et al. (strided identity, zero-padded channels, no parameters); option B (1x1 conv + BN)
 is available. ``last_relu=False`` drops the final ReLU, as LUCIR and PODNet do so that the
 embedding can take negative values before cosine normalisation.
