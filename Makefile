@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	rm -rf cil.egg-info  # a stale one in the checkout would hide the installed entry points
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

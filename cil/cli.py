@@ -6,6 +6,7 @@ Every user mistake ends with one line on stderr and exit code 2, never a traceba
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,8 @@ from cil.errors import ReportedInterrupt, UserError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a command whose output pipe closed."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -371,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (``cil list | head``): stop quietly, as Unix tools do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """LUCIR, PODNet, NCA, the cosine heads, balanced finetuning and NME against hand computations."""
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -176,7 +177,8 @@ def _finetuning_strategy(torch_seed=0):
         model=model, n_old=2, memory_set=memory, train_set=memory, train_mb_size=8, step_record={},
         runtime=Runtime.resolve(RuntimeConfig(), torch.device("cpu")),
         optim_config=SimpleNamespace(momentum=0.9, weight_decay=5e-4, grad_clamp=None), training_batches=training_batches,
-        loss_plugin=SimpleNamespace(classification_loss=lambda s, logits, y: F.cross_entropy(logits, y)))
+        loss_plugin=SimpleNamespace(classification_loss=lambda s, logits, y: F.cross_entropy(logits, y)),
+        training_on=lambda training_set: contextlib.nullcontext(training_set))
 
 
 @pytest.mark.parametrize("classifier_only", [True, False])

@@ -56,6 +56,24 @@ def test_checkpoint_holds_model_memory_and_generators(tmp_path):
     assert any(k.startswith("head.") for k in state["model"])
 
 
+def test_a_checkpoint_from_before_the_engine_owned_the_memory_resumes(tmp_path):
+    """Checkpoints written when the memory was a plugin (state under plugins/RehearsalPlugin) still resume."""
+    import torch
+
+    from cil.checkpoint import save_checkpoint
+
+    config = lambda: build_config("synthetic-b6-3", "il-baseline-bsce", FLAGS, SETS)  # noqa: E731
+    full = run(config(), out=tmp_path / "full", log=quiet)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(), out=tmp_path / "cut", extra_plugins=[StopBeforeStep(2)], log=quiet)
+    checkpoint = torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)
+    checkpoint["state"]["plugins"]["RehearsalPlugin"] = checkpoint["state"].pop("memory")
+    save_checkpoint(tmp_path / "cut", checkpoint)
+    resumed = run(config(), out=tmp_path / "cut", resume=True, log=quiet)
+    assert [s["accuracy"] for s in resumed["steps"]] == [s["accuracy"] for s in full["steps"]]
+    assert [s["memory_size"] for s in resumed["steps"]] == [s["memory_size"] for s in full["steps"]]
+
+
 def cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cil.cli", *argv], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})

@@ -19,10 +19,16 @@ from cil.errors import UserError, did_you_mean
 
 
 def config_root() -> Path:
-    """The repository's configs/ folder (the package is installed in editable mode)."""
-    root = Path(__file__).resolve().parents[2] / "configs"
-    if not root.is_dir():
-        raise UserError(f"configs/ folder not found at {root}; install cil with 'pip install -e .'")
+    """cil's configs/ folder: the package data of ``cil.configs`` (the repository's configs/ in an editable install)."""
+    from importlib.resources import files
+
+    try:
+        root = Path(str(files("cil.configs")))
+    except ModuleNotFoundError:
+        root = Path("<missing>")
+    if not (root / "strategies").is_dir():
+        raise UserError(f"cil's configs/ folder is missing ({root}): install cil again with 'pip install .' "
+                        f"or 'pip install -e .'")
     return root
 
 
