@@ -60,13 +60,13 @@ import numpy as np
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
-from tqdm import tqdm
 
 from cil.checkpoint import capture_rng, restore_rng
 from cil.config import OptimConfig, RuntimeConfig
 from cil.epoch_losses import EpochLosses
 from cil.memory import Rehearsal
 from cil.plugin import CilPlugin, ClassificationLoss, PluginHooks
+from cil.progress import bars_visible, progress_bar
 from cil.runtime import Runtime
 from cil.scenarios import ScenarioPlan, experience_indices
 from cil.training_set import TrainingSet
@@ -178,7 +178,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self._previous_output_cache: tuple[int, Any] | None = None
         self._eval_scores: list[torch.Tensor] = []
         self._eval_targets: list[torch.Tensor] = []
-        self._bar: tqdm | None = None
+        self._bar = None
 
     # ---------------------------------------------------------------- step set-up
 
@@ -364,8 +364,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self.train_class_counts  # noqa: B018 - counted here, before the first batch, for the losses that use it
         self._epoch_start = time.perf_counter()
         epoch = self.clock.train_exp_epochs + 1
-        self._bar = tqdm(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
-                         leave=False, disable=not (self.progress and sys.stderr.isatty()), dynamic_ncols=True)
+        self._bar = progress_bar(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
+                                 leave=False, disable=not (self.progress and bars_visible()), dynamic_ncols=True)
         super()._before_training_epoch(**kwargs)
 
     def _after_training_iteration(self, **kwargs):
@@ -386,7 +386,7 @@ class IncrementalStrategy(SupervisedTemplate):
         seconds = time.perf_counter() - self._epoch_start
         self._epoch_seconds.append(seconds)
         self.epochs_done += 1
-        if self.progress and not sys.stderr.isatty():  # no bar off a terminal: one line per epoch
+        if self.progress and not bars_visible():  # no bar off a terminal or notebook: one line per epoch
             self.log(f"step {self.step} epoch {len(self._epoch_seconds)}/{self.train_epochs}: loss "
                      f"{sum(self.loss_parts.values()):.4f}, {self._epoch_images / max(seconds, 1e-9):,.0f} images/s, "
                      f"{time.perf_counter() - self._step_start:.1f}s into the step")

@@ -25,19 +25,17 @@ CONFUSION_INCHES = (7.5, 6.5)
 CURVE_INCHES = (8.0, 5.0)
 
 
-def _pyplot():
-    import matplotlib
+def _figure(size: tuple[float, float]):
+    """A matplotlib Figure outside pyplot's global state: no backend switched, nothing left open, and it
+    shows in a notebook like any figure."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=size)
 
 
 def _save(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    _pyplot().close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -90,19 +88,24 @@ def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
 
 
 def plot_confusion(runs: list[Run], step: int | None, out: Path) -> Path:
+    """``confusion_figure`` written to ``out``."""
+    steps = {_confusion_of(run, step)[0] for run in runs}
+    name = f"confusion_step_{steps.pop():02d}.png" if len(steps) == 1 else "confusion_last_step.png"
+    return _save(confusion_figure(runs, step), out / name)
+
+
+def confusion_figure(runs: list[Run], step: int | None = None):
     """Confusion matrices of ``step`` (default: each run's last) as log(1 + count), side by side on one colour scale."""
-    plt = _pyplot()
     panels = [(run, *_confusion_of(run, step)) for run in runs]
     vmax = max(float(np.log1p(m.max())) for _, _, m in panels)
     width, height = CONFUSION_INCHES
-    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels) - 0.8 * (len(panels) - 1), height),
-                             squeeze=False)
+    fig = _figure((width * len(panels) - 0.8 * (len(panels) - 1), height))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (run, s, matrix) in zip(axes[0], panels):
         image = _draw_confusion(ax, run, s, matrix, vmax)
     bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.046 / len(panels), pad=0.04)
     bar.set_label("log(1 + number of test images)")
-    steps = {s for _, s, _ in panels}
-    return _save(fig, out / (f"confusion_step_{steps.pop():02d}.png" if len(steps) == 1 else "confusion_last_step.png"))
+    return fig
 
 
 def _classes_seen(run: Run) -> list[int]:
@@ -110,9 +113,14 @@ def _classes_seen(run: Run) -> list[int]:
 
 
 def plot_curves(runs: list[Run], out: Path) -> Path:
+    """``curves_figure`` written to ``out``."""
+    return _save(curves_figure(runs), out / "accuracy_curves.png")
+
+
+def curves_figure(runs: list[Run]):
     """Accuracy on all seen classes after each step, one line per run; AIA in the legend."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=CURVE_INCHES)
+    fig = _figure(CURVE_INCHES)
+    ax = fig.subplots()
     for run in runs:
         if not run.results.get("steps"):
             continue
@@ -127,17 +135,22 @@ def plot_curves(runs: list[Run], out: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
-    return _save(fig, out / "accuracy_curves.png")
+    return fig
 
 
 def plot_base_new(run: Run, out: Path) -> Path:
+    """``base_new_figure`` written to ``out``."""
+    return _save(base_new_figure(run), out / "base_vs_new.png")
+
+
+def base_new_figure(run: Run):
     """Accuracy on the base classes, the old classes and the newest step's classes after each step."""
-    plt = _pyplot()
     steps = run.results.get("steps", [])
     if not steps:
         raise UserError(f"{run.path} has no completed step to plot")
     x = _classes_seen(run)
-    fig, ax = plt.subplots(figsize=CURVE_INCHES)
+    fig = _figure(CURVE_INCHES)
+    ax = fig.subplots()
     series: list[tuple[str, str, dict[str, Any]]] = [
         ("accuracy", "all seen classes", {"color": "black", "linewidth": 2}),
         ("accuracy_base", "base classes (step 0)", {"color": "tab:blue"}),
@@ -155,7 +168,7 @@ def plot_base_new(run: Run, out: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, out / "base_vs_new.png")
+    return fig
 
 
 def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = None,

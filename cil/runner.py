@@ -25,14 +25,16 @@ from cil.results import RESULTS, RunWriter, environment, load_results
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
 
 
-def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str]):
-    """The validated RunConfig of a scenario, a strategy and options; impossible scenarios fail before any data loads."""
+def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str],
+                 overrides: dict[str, Any] | None = None):
+    """The validated RunConfig of a scenario, a strategy and options (``--set`` strings and/or an ``overrides``
+    dict of dotted or nested keys); impossible scenarios fail before any data loads."""
     from cil.config import assemble, strategy_layers
 
     name = ScenarioName.parse(scenario, list(DATASETS))
     strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
     cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
-                   lookup=registry.config_class)
+                   lookup=registry.config_class, overrides=overrides)
     ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
     check_plugin_combination(cfg)
     return cfg

@@ -135,9 +135,11 @@ def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
         target[rest[-1]] = value
 
 
-def apply_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str]) -> tuple[dict[str, Any], int | None]:
+def apply_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],
+                       overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], int | None]:
     """The command line's layer on top of ``raw``: its flags, ``add_plugins`` appended to the plugins,
-    then every ``--set``; returns the new raw config and ``--epochs`` (applied after validation)."""
+    then every ``--set``, then ``overrides`` (the Python API's ``--set``s as a dict); returns the new
+    raw config and ``--epochs`` (applied after validation)."""
     flags = dict(flags)
     epochs = flags.pop("epochs", None)
     added = flags.pop("add_plugins", None) or []
@@ -147,4 +149,21 @@ def apply_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[st
     for assignment in sets:
         parts, value = parse_set(assignment)
         apply_set(raw, parts, value)
+    for key, value in dotted_items(overrides or {}):
+        apply_set(raw, key.split("."), value)
     return raw, epochs
+
+
+def dotted_items(overrides: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """{'optim': {'lr': 0.05}, 'loss.alpha': 2} -> [('optim.lr', 0.05), ('loss.alpha', 2)]; a nested
+    section's ``name`` comes first, so that switching a component keeps the keys given with it."""
+    items: list[tuple[str, Any]] = []
+    for key, value in sorted(overrides.items(), key=lambda kv: kv[0] != "name"):
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"overrides: keys must be non-empty strings, got {key!r}")
+        path = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            items += dotted_items(value, path)
+        else:
+            items.append((path, value))
+    return items

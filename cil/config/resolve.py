@@ -12,7 +12,7 @@ from cil.config.schema import RunConfig
 
 
 def assemble(*, scenario: str, strategy: str, dataset: str, flags: dict[str, Any], sets: list[str],
-             lookup: ComponentLookup) -> RunConfig:
+             lookup: ComponentLookup, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Resolve a new run's config: defaults < scenario < strategy chain < profile < command line."""
     scenario_defaults = scenario_layer(dataset)
     profile = scenario_defaults.pop("profile", None)
@@ -22,7 +22,7 @@ def assemble(*, scenario: str, strategy: str, dataset: str, flags: dict[str, Any
         raw = deep_merge(raw, layer)
         if profile and profile in profiles:
             raw = deep_merge(raw, profiles[profile])
-    return _with_command_line(raw, flags, sets, lookup)
+    return _with_command_line(raw, flags, sets, lookup, overrides)
 
 
 def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str],
@@ -32,8 +32,8 @@ def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[st
 
 
 def _with_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],
-                       lookup: ComponentLookup) -> RunConfig:
-    raw, epochs = apply_command_line(raw, flags, sets)
+                       lookup: ComponentLookup, overrides: dict[str, Any] | None = None) -> RunConfig:
+    raw, epochs = apply_command_line(raw, flags, sets, overrides)
     cfg = build_run_config(raw, lookup)
     if epochs is not None:
         if epochs < 1:

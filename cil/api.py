@@ -1,0 +1,160 @@
+"""cil from Python (a notebook, a script): the command line's names, results as dicts and DataFrames,
+figures as matplotlib Figures. docs/python-api.md shows it in use.
+
+    from cil import api
+
+    results = api.run_experiment("synthetic-b50-5", "il-baseline-bsce", epochs=8, limit_per_class=200,
+                                 overrides={"model.backbone": "resnet8"}, out="runs/nb")
+    api.steps_frame(results)               # one row per step
+    api.collect_runs(["runs"])             # one row per run directory found (what ``cil report`` reads)
+    api.confusion_figure(results)          # a Figure; .savefig(...) or shown by the notebook
+
+``overrides`` holds what ``--set`` would, as a dict of dotted keys (``{"optim.lr": 0.05}``) or
+nested sections (``{"optim": {"lr": 0.05}}``), values as Python objects. Mistakes raise
+``cil.errors.UserError`` with the same one-line message the command line prints.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RunRef = str | Path | dict
+"""A run: its directory, or the dict ``run_experiment`` returned."""
+
+
+def experiment_config(scenario: str, strategy: str, *, seed: int | None = None, memory: int | None = None,
+                      memory_budget: int | None = None, epochs: int | None = None,
+                      limit_per_class: int | None = None, plugins: Iterable[str] = (),
+                      overrides: dict[str, Any] | None = None, device: str | None = None,
+                      data_root: str | None = None, progress: bool = True, tensorboard: bool = True):
+    """The validated RunConfig these arguments give, exactly as ``cil run`` would build it."""
+    from cil.runner import build_config
+
+    flags: dict[str, Any] = {"progress": progress, "tensorboard": tensorboard}
+    if memory is not None:
+        flags["memory"] = {"per_class": memory, "budget": None}
+    if memory_budget is not None:
+        flags["memory"] = {"budget": memory_budget}
+    for key, value in (("seed", seed), ("device", device), ("epochs", epochs)):
+        if value is not None:
+            flags[key] = value
+    data = {k: v for k, v in (("root", data_root), ("limit_per_class", limit_per_class)) if v is not None}
+    if data:
+        flags["data"] = data
+    if plugins:
+        flags["add_plugins"] = list(plugins)
+    return build_config(scenario, strategy, flags, [], overrides=overrides)
+
+
+def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = None, overwrite: bool = False,
+                   log: Callable[[str], None] | None = None, extra_plugins: list | None = None,
+                   **options: Any) -> dict:
+    """Run every step of ``scenario`` with ``strategy``; the results (results.json's content) plus ``run_dir``.
+
+    ``options`` are ``experiment_config``'s (seed, memory, memory_budget, epochs, limit_per_class,
+    plugins, overrides, device, data_root, progress, tensorboard). ``out`` is the run directory
+    (default: runs/SCENARIO/STRATEGY/seedS-TIME, as the CLI); ``extra_plugins`` are plugin objects
+    built in code (Avalanche or cil plugins), appended to the configured ones.
+    """
+    from cil.runner import default_out, run
+
+    cfg = experiment_config(scenario, strategy, **options)
+    run_dir = Path(out) if out is not None else default_out(cfg)
+    results = run(cfg, out=run_dir, overwrite=overwrite, extra_plugins=extra_plugins,
+                  log=log if log is not None else (lambda line: print(line, file=sys.stderr)))
+    return {**copy.deepcopy(results), "run_dir": str(run_dir)}
+
+
+def run_seeds(scenario: str, strategy: str, seeds: Iterable[int], *, out: str | Path, **kwargs: Any) -> list[dict]:
+    """``run_experiment`` once per training seed, in OUT/seedS (every config checked before the first run)."""
+    seeds = list(seeds)
+    for seed in seeds:
+        experiment_config(scenario, strategy, seed=seed, **{k: v for k, v in kwargs.items()
+                                                            if k not in ("overwrite", "log", "extra_plugins")})
+    return [run_experiment(scenario, strategy, seed=seed, out=Path(out) / f"seed{seed}", **kwargs) for seed in seeds]
+
+
+def steps_frame(results: RunRef) -> "pd.DataFrame":
+    """One row per step: classes seen, accuracies (all, top-5, base, old, new), train size and time, and
+    whatever the strategy recorded (memory size, rho, alpha, ...)."""
+    import pandas as pd
+
+    r = _results(results)
+    rows = []
+    seen = 0
+    for step in r.get("steps", []):
+        seen += len(step.get("labels", step.get("classes", [])))
+        row = {"step": step["step"], "classes_seen": seen}
+        row.update({k: v for k, v in step.items() if k not in ("step", "classes", "labels", "accuracy_per_group")
+                    and not isinstance(v, (list, dict))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def collect_runs(paths: Iterable[str | Path]) -> "pd.DataFrame":
+    """One row per run directory found under ``paths``: scenario, strategy (and the config keys that make
+    it a variant), seed, status and every metric of ``cil report``."""
+    from cil.report import collect, runs_frame
+
+    return runs_frame(collect([Path(p) for p in paths]))
+
+
+def summary(paths: Iterable[str | Path], metric: str = "aia") -> "pd.DataFrame":
+    """Mean, sample std and count of ``metric`` over the complete runs of each strategy and scenario."""
+    from cil.errors import UserError, did_you_mean
+    from cil.report import METRICS, collect, summary_frame
+
+    if metric not in METRICS:
+        raise UserError(f"unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}")
+    return summary_frame(collect([Path(p) for p in paths]), metric)
+
+
+def confusion_figure(runs: RunRef | list[RunRef], step: int | None = None):
+    """The confusion matrix of ``step`` (default: the last) of one run, or several side by side."""
+    from cil.plots import confusion_figure as figure
+
+    return figure(_runs(runs), step)
+
+
+def curves_figure(runs: RunRef | list[RunRef]):
+    """Accuracy on all seen classes after each step, one line per run."""
+    from cil.plots import curves_figure as figure
+
+    return figure(_runs(runs))
+
+
+def base_new_figure(run: RunRef):
+    """Accuracy on the base, old and newest classes after each step of one run."""
+    from cil.plots import base_new_figure as figure
+
+    return figure(_runs(run)[0])
+
+
+def _results(ref: RunRef) -> dict:
+    if isinstance(ref, dict):
+        return ref
+    from cil.results import load_results
+
+    return load_results(Path(ref))
+
+
+def _runs(refs: RunRef | list[RunRef]) -> list:
+    from cil.errors import UserError
+    from cil.report import Run, collect
+
+    runs = []
+    for ref in refs if isinstance(refs, list) else [refs]:
+        path = Path(ref["run_dir"]) if isinstance(ref, dict) and "run_dir" in ref else ref
+        if isinstance(path, dict):
+            raise UserError("a results dict without 'run_dir' has no confusion matrices: pass its run directory")
+        found = collect([Path(path)])
+        if len(found) != 1 or found[0].path != Path(path):
+            raise UserError(f"{path} is not a run directory (it should hold results.json)")
+        runs.append(Run(found[0].path, found[0].results))
+    return runs
