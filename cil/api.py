@@ -136,6 +136,27 @@ def base_new_figure(run: RunRef):
     return figure(_runs(run)[0])
 
 
+def mean_curves_figure(runs: list[RunRef]):
+    """Accuracy after each step, mean over seeds per strategy and scenario, with a ± 1 std band."""
+    from cil.plots_steps import mean_curves_figure as figure
+
+    return figure(_runs(runs))
+
+
+def accuracy_matrix_figure(run: RunRef):
+    """Heatmap of the accuracy on each step's classes after each step."""
+    from cil.plots_steps import accuracy_matrix_figure as figure
+
+    return figure(_runs(run)[0])
+
+
+def forgetting_figure(runs: RunRef | list[RunRef]):
+    """Average forgetting after each step, one line per run."""
+    from cil.plots_steps import forgetting_figure as figure
+
+    return figure(_runs(runs))
+
+
 def _results(ref: RunRef) -> dict:
     if isinstance(ref, dict):
         return ref

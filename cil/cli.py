@@ -95,9 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--per-step", action="store_true", help="the accuracy after every step of every run")
 
     plot = sub.add_parser("plot", help="confusion matrix, accuracy per step, base vs new accuracy (PNG)")
-    plot.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    plot.add_argument("--kind", choices=["confusion", "curves", "base-new", "all"],
-                      help="default: confusion and base-new for one run, curves for several")
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding runs")
+    plot.add_argument("--kind", choices=["confusion", "curves", "mean-curves", "base-new", "accuracy-matrix",
+                                         "forgetting", "all"],
+                      help="default: confusion and base-new for one run, curves for several; mean-curves: "
+                           "mean over seeds with a std band; accuracy-matrix: accuracy on each step's classes "
+                           "after each step; forgetting: average forgetting after each step")
     plot.add_argument("--step", type=int, help="confusion matrix of this step (default: the last)")
     plot.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, . for several)")
 

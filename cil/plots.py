@@ -1,10 +1,11 @@
 """Figures from run directories (``cil plot``), written as PNG files atomically.
 
-* ``confusion``: the confusion matrix of one step, counts transformed by log(1 + x) as in seed
-  002's Figures 2, 3 and 5, with lines between the class groups of the steps (base classes first);
+* ``confusion``: the confusion matrix of one step, counts transformed by log(1 + x) as in
+  Jodelet et al.'s Figures 2, 3 and 5, with lines between the class groups of the steps (base first);
 * ``curves``: accuracy on all seen classes after each step, one line per run;
 * ``base-new``: accuracy on the base, old and newest classes after each step of one run, the
-  stability/plasticity picture of Jodelet et al.'s Table 5.
+  stability/plasticity picture of Jodelet et al.'s Table 5;
+* ``mean-curves``, ``accuracy-matrix``, ``forgetting``: cil/plots_steps.py.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from cil import plots_steps
 from cil.errors import UserError
 from cil.report import Run, collect
 from cil.results import atomic_write_bytes
 
-KINDS = ("confusion", "curves", "base-new")
+KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting")
 DPI = 100
 CONFUSION_INCHES = (7.5, 6.5)
 CURVE_INCHES = (8.0, 5.0)
@@ -38,13 +40,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(buffer, format="png", dpi=DPI)
     atomic_write_bytes(path, buffer.getvalue())
     return path
-
-
-def _one_run(path: Path) -> Run:
-    runs = collect([path])
-    if len(runs) != 1 or runs[0].path != path:
-        raise UserError(f"{path} is not a run directory (it should hold results.json)")
-    return runs[0]
 
 
 def _title(run: Run) -> str:
@@ -180,7 +175,7 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
     RUN_DIR/plots for one run, the current folder for several); base-new figures go to ``out``
     for one run, else to each RUN_DIR/plots.
     """
-    runs = [_one_run(p) for p in paths]
+    runs = collect(paths)  # a folder stands for every run under it (e.g. the seeds of a strategy)
     if kind == "all":
         kinds = list(KINDS)
     elif kind:
@@ -189,12 +184,19 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
         kinds = ["confusion", "base-new"] if len(runs) == 1 else ["curves"]
     single = len(runs) == 1
     shared = out or (runs[0].path / "plots" if single else Path("."))
+    own = (lambda run: out if (out is not None and single) else run.path / "plots")  # noqa: E731
     written = []
     for k in kinds:
         if k == "curves":
             written.append(plot_curves(runs, shared))
         elif k == "confusion":
             written.append(plot_confusion(runs, step, shared))
+        elif k == "mean-curves":
+            written.append(_save(plots_steps.mean_curves_figure(runs), shared / "accuracy_mean_over_seeds.png"))
+        elif k == "forgetting":
+            written.append(_save(plots_steps.forgetting_figure(runs), shared / "forgetting_per_step.png"))
+        elif k == "accuracy-matrix":
+            written += [_save(plots_steps.accuracy_matrix_figure(run), own(run) / "accuracy_matrix.png") for run in runs]
         else:
-            written += [plot_base_new(run, out if (out is not None and single) else run.path / "plots") for run in runs]
+            written += [plot_base_new(run, own(run)) for run in runs]
     return written

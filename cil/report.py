@@ -120,7 +120,7 @@ def collect(paths: list[Path]) -> list[Run]:
     return [Run(f.parent, load_results(f)) for f in sorted(files)]
 
 
-def _variant_labels(runs: list[Run]) -> dict[Path, str]:
+def variant_labels(runs: list[Run]) -> dict[Path, str]:
     """Per run, 'key=value, ...' for the config keys that differ among runs of its scenario and strategy."""
     labels: dict[Path, str] = {}
     groups: dict[tuple[str, str], list[Run]] = {}
@@ -153,7 +153,7 @@ def runs_frame(runs: list[Run]) -> "pd.DataFrame":
     """One row per run: scenario, row label (strategy [variant]), seed, status, steps done and every metric."""
     import pandas as pd
 
-    variants = _variant_labels(runs)
+    variants = variant_labels(runs)
     rows = []
     for run in runs:
         r = run.results

@@ -175,8 +175,12 @@ def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, 
     one = runs_root / "il-baseline" / "seed1"
     assert main(["plot", str(one), "--kind", "all", "--step", "1", "--out", str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
-    assert [Path(p).name for p in written] == ["confusion_step_01.png", "accuracy_curves.png", "base_vs_new.png"]
-    sizes = {"confusion_step_01.png": (650, 750), "accuracy_curves.png": (500, 800), "base_vs_new.png": (500, 800)}
+    assert [Path(p).name for p in written] == ["confusion_step_01.png", "accuracy_curves.png",
+                                               "accuracy_mean_over_seeds.png", "base_vs_new.png",
+                                               "accuracy_matrix.png", "forgetting_per_step.png"]
+    sizes = {"confusion_step_01.png": (650, 750), "accuracy_curves.png": (500, 800), "base_vs_new.png": (500, 800),
+             "accuracy_mean_over_seeds.png": (500, 800), "forgetting_per_step.png": (500, 800),
+             "accuracy_matrix.png": (420, 525)}  # 3 steps: (0.6 n + 2.4, 0.75 n + 3) inches
     for path in map(Path, written):
         pixels = png_pixels(path)
         assert pixels.shape[:2] == sizes[path.name]
@@ -221,3 +225,30 @@ def test_no_tensorboard(tmp_path):
     cfg = build_config("synthetic-b6-2", "il-baseline", {**FLAGS, "tensorboard": False}, SETS)
     run(cfg, out=tmp_path / "r", log=quiet)
     assert not (tmp_path / "r" / "tensorboard").exists()
+
+
+def test_step_figures_agree_with_the_results(tmp_path):
+    """accuracy-matrix, forgetting and mean-curves read accuracy_per_group and the seeds as the report does."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from cil import api
+    from cil.plots import plot_runs
+    from cil.plots_steps import forgetting_per_step, group_matrix
+    from cil.report import collect
+
+    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, tensorboard=False, log=lambda line: None,
+                  overrides={"model.backbone": "tiny", "optim.batch_size": 8, "data.synthetic_classes": 10,
+                             "data.test_limit_per_class": 3})
+    api.run_seeds("synthetic-b4-3", "il-baseline", [1, 2], out=tmp_path / "runs", **common)
+    runs = collect([tmp_path / "runs"])
+    matrix = group_matrix(runs[0])
+    steps = runs[0].results["steps"]
+    assert matrix.shape == (4, 4) and np.isnan(matrix[0, 1]) and matrix[3, 0] == steps[3]["accuracy_per_group"][0]
+    per_step = forgetting_per_step(runs[0])
+    assert per_step[0] is None and per_step[-1] == pytest.approx(runs[0].results["forgetting"])
+    paths = plot_runs([tmp_path / "runs"], kind="all", out=tmp_path / "figs")
+    names = sorted(p.name for p in paths)
+    assert {"accuracy_mean_over_seeds.png", "forgetting_per_step.png", "accuracy_curves.png"} <= set(names)
+    assert all(p.stat().st_size > 5000 for p in paths)
+    assert isinstance(api.mean_curves_figure([tmp_path / "runs" / "seed1", tmp_path / "runs" / "seed2"]), Figure)

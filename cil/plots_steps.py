@@ -1,0 +1,133 @@
+"""Per-step figures over runs and seeds: mean accuracy curves with a std band, the accuracy matrix,
+forgetting after each step (``cil plot --kind mean-curves|accuracy-matrix|forgetting``).
+
+Each function returns a matplotlib Figure (cil/plots.py writes them as PNGs; cil/api.py returns
+them). The accuracy matrix A[t, g] is the accuracy on the classes of step g after step t
+(``accuracy_per_group`` of results.json, g <= t); forgetting after step t is the mean over the
+groups g < t of max_{g <= t' < t} A[t', g] - A[t, g] (Chaudhry et al. 2018, per class group, as
+``cil report --metric forgetting`` reports it after the last step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cil.errors import UserError
+from cil.metrics import forgetting
+from cil.report import Run, variant_labels
+
+CURVE_INCHES = (8.0, 5.0)
+
+
+def _figure(size: tuple[float, float]):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size)
+
+
+def _classes_seen(run: Run) -> list[int]:
+    return [int(n) for n in np.cumsum([len(s["labels"]) for s in run.results["steps"]])]
+
+
+def group_matrix(run: Run) -> np.ndarray:
+    """A[t, g] (NaN above the diagonal and where a step did not record it)."""
+    steps = run.results.get("steps", [])
+    if not steps:
+        raise UserError(f"{run.path} has no completed step to plot")
+    matrix = np.full((len(steps), len(steps)), np.nan)
+    for t, step in enumerate(steps):
+        for g, value in enumerate(step.get("accuracy_per_group") or []):
+            if value is not None:
+                matrix[t, g] = value
+    return matrix
+
+
+def forgetting_per_step(run: Run) -> list[float | None]:
+    """Average forgetting after each step (None at the base step)."""
+    matrix = group_matrix(run)
+    rows = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
+    return [forgetting(rows[: t + 1]) for t in range(len(rows))]
+
+
+def mean_curves_figure(runs: list[Run]):
+    """Accuracy after each step, mean over the seeds of each strategy (and variant) and scenario, with a
+    band of one sample standard deviation; the legend gives the mean AIA and the number of seeds."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    labels = variant_labels(runs)
+    for run in runs:
+        if run.complete:
+            label = f"{run.label} [{labels[run.path]}]" if labels[run.path] else run.label
+            groups.setdefault((str(run.results.get("scenario")), label), []).append(run)
+    if not groups:
+        raise UserError("no complete run to average")
+    fig = _figure(CURVE_INCHES)
+    ax = fig.subplots()
+    for (scenario, label), members in sorted(groups.items()):
+        curves = np.array([[s["accuracy"] for s in r.results["steps"]] for r in members])
+        x = _classes_seen(members[0])
+        mean = curves.mean(axis=0)
+        std = curves.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
+        aia = curves.mean(axis=1)
+        spread = f" ± {aia.std(ddof=1):.2f}" if len(members) > 1 else ""
+        line, = ax.plot(x, mean, marker="o", markersize=3,
+                        label=f"{label} on {scenario}: avg inc. acc. {aia.mean():.2f}{spread} (n={len(members)})")
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("number of classes seen")
+    ax.set_ylabel("top-1 accuracy on all seen classes (%)")
+    ax.set_title("Accuracy after each step: mean over seeds, band = ± 1 std")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_matrix_figure(run: Run):
+    """Heatmap of A[t, g]: rows are the steps after which it is measured, columns the steps whose classes."""
+    matrix = group_matrix(run)
+    n = len(matrix)
+    fig = _figure((max(4.5, 0.75 * n + 3), max(3.8, 0.6 * n + 2.4)))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0, vmax=100)
+    if n <= 12:
+        for t in range(n):
+            for g in range(t + 1):
+                if not np.isnan(matrix[t, g]):
+                    ax.text(g, t, f"{matrix[t, g]:.0f}", ha="center", va="center", fontsize=8,
+                            color="white" if matrix[t, g] < 60 else "black")
+    names = ["base" if i == 0 else f"step {i}" for i in range(n)]
+    ax.set_xticks(range(n), names, rotation=90 if n > 6 else 0, fontsize=8)
+    ax.set_yticks(range(n), [f"after {name}" for name in names], fontsize=8)
+    ax.set_xlabel("classes of")
+    r = run.results
+    ax.set_title(f"Accuracy (%) on each step's classes\n{run.label} on {r.get('scenario')} (seed {r.get('seed')})",
+                 fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("top-1 accuracy (%)")
+    fig.tight_layout()
+    return fig
+
+
+def forgetting_figure(runs: list[Run]):
+    """Average forgetting after each incremental step, one line per run."""
+    fig = _figure(CURVE_INCHES)
+    ax = fig.subplots()
+    drawn = 0
+    labels = variant_labels(runs)
+    for run in runs:
+        if not run.results.get("steps"):
+            continue
+        points = [(x, f) for x, f in zip(_classes_seen(run), forgetting_per_step(run)) if f is not None]
+        if points:
+            r = run.results
+            name = f"{run.label} [{labels[run.path]}]" if labels[run.path] else run.label
+            ax.plot(*zip(*points), marker="o", markersize=3,
+                    label=f"{name} on {r.get('scenario')} seed {r.get('seed')} (final {points[-1][1]:.2f})")
+            drawn += 1
+    if not drawn:
+        raise UserError("forgetting needs runs with at least one incremental step")
+    ax.set_xlabel("number of classes seen")
+    ax.set_ylabel("average forgetting (accuracy points)")
+    ax.set_title("Forgetting after each step (best earlier accuracy of a step's classes minus now)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
