@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cil import plots_steps
+from cil.plots_steps import classes_seen, finish_step_axes, new_figure
 from cil.errors import UserError
 from cil.report import Run, collect
 from cil.results import atomic_write_bytes
@@ -25,14 +26,6 @@ KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "f
 DPI = 100
 CONFUSION_INCHES = (7.5, 6.5)
 CURVE_INCHES = (8.0, 5.0)
-
-
-def _figure(size: tuple[float, float]):
-    """A matplotlib Figure outside pyplot's global state: no backend switched, nothing left open, and it
-    shows in a notebook like any figure."""
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=size)
 
 
 def _save(fig, path: Path) -> Path:
@@ -94,17 +87,13 @@ def confusion_figure(runs: list[Run], step: int | None = None):
     panels = [(run, *_confusion_of(run, step)) for run in runs]
     vmax = max(float(np.log1p(m.max())) for _, _, m in panels)
     width, height = CONFUSION_INCHES
-    fig = _figure((width * len(panels) - 0.8 * (len(panels) - 1), height))
+    fig = new_figure((width * len(panels) - 0.8 * (len(panels) - 1), height))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (run, s, matrix) in zip(axes[0], panels):
         image = _draw_confusion(ax, run, s, matrix, vmax)
     bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.046 / len(panels), pad=0.04)
     bar.set_label("log(1 + number of test images)")
     return fig
-
-
-def _classes_seen(run: Run) -> list[int]:
-    return list(np.cumsum([len(s["labels"]) for s in run.results["steps"]]))
 
 
 def plot_curves(runs: list[Run], out: Path) -> Path:
@@ -114,23 +103,18 @@ def plot_curves(runs: list[Run], out: Path) -> Path:
 
 def curves_figure(runs: list[Run]):
     """Accuracy on all seen classes after each step, one line per run; AIA in the legend."""
-    fig = _figure(CURVE_INCHES)
+    fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
     for run in runs:
         if not run.results.get("steps"):
             continue
         accs = [s["accuracy"] for s in run.results["steps"]]
         status = "" if run.complete else f", {run.results.get('status')}"
-        ax.plot(_classes_seen(run), accs, marker="o", markersize=3,
+        ax.plot(classes_seen(run), accs, marker="o", markersize=3,
                 label=f"{run.label} on {run.results.get('scenario')} seed {run.results.get('seed')} "
                       f"(avg inc. acc. {np.mean(accs):.2f}{status})")
-    ax.set_xlabel("number of classes seen")
-    ax.set_ylabel("top-1 accuracy on all seen classes (%)")
-    ax.set_title("Accuracy after each incremental step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
+    return finish_step_axes(fig, ax, "top-1 accuracy on all seen classes (%)", "Accuracy after each incremental step",
+                            {"fontsize": 7, "loc": "lower left"})
 
 
 def plot_base_new(run: Run, out: Path) -> Path:
@@ -143,8 +127,8 @@ def base_new_figure(run: Run):
     steps = run.results.get("steps", [])
     if not steps:
         raise UserError(f"{run.path} has no completed step to plot")
-    x = _classes_seen(run)
-    fig = _figure(CURVE_INCHES)
+    x = classes_seen(run)
+    fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
     series: list[tuple[str, str, dict[str, Any]]] = [
         ("accuracy", "all seen classes", {"color": "black", "linewidth": 2}),

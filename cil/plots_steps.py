@@ -19,14 +19,28 @@ from cil.report import Run, variant_labels
 CURVE_INCHES = (8.0, 5.0)
 
 
-def _figure(size: tuple[float, float]):
+def new_figure(size: tuple[float, float]):
+    """A matplotlib Figure outside pyplot's global state: no backend switched, nothing left open, and it
+    shows in a notebook like any figure."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=size)
 
 
-def _classes_seen(run: Run) -> list[int]:
+def classes_seen(run: Run) -> list[int]:
+    """The number of classes seen after each step (the x axis of per-step figures)."""
     return [int(n) for n in np.cumsum([len(s["labels"]) for s in run.results["steps"]])]
+
+
+def finish_step_axes(fig, ax, ylabel: str, title: str, legend: dict | None = None):
+    """Labels, grid and legend of a per-step figure; returns the laid-out figure."""
+    ax.set_xlabel("number of classes seen")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(**(legend or {"fontsize": 7}))
+    fig.tight_layout()
+    return fig
 
 
 def group_matrix(run: Run) -> np.ndarray:
@@ -60,11 +74,11 @@ def mean_curves_figure(runs: list[Run]):
             groups.setdefault((str(run.results.get("scenario")), label), []).append(run)
     if not groups:
         raise UserError("no complete run to average")
-    fig = _figure(CURVE_INCHES)
+    fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
     for (scenario, label), members in sorted(groups.items()):
         curves = np.array([[s["accuracy"] for s in r.results["steps"]] for r in members])
-        x = _classes_seen(members[0])
+        x = classes_seen(members[0])
         mean = curves.mean(axis=0)
         std = curves.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
         aia = curves.mean(axis=1)
@@ -72,20 +86,15 @@ def mean_curves_figure(runs: list[Run]):
         line, = ax.plot(x, mean, marker="o", markersize=3,
                         label=f"{label} on {scenario}: avg inc. acc. {aia.mean():.2f}{spread} (n={len(members)})")
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("number of classes seen")
-    ax.set_ylabel("top-1 accuracy on all seen classes (%)")
-    ax.set_title("Accuracy after each step: mean over seeds, band = ± 1 std")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
+    return finish_step_axes(fig, ax, "top-1 accuracy on all seen classes (%)",
+                            "Accuracy after each step: mean over seeds, band = ± 1 std", {"fontsize": 7, "loc": "lower left"})
 
 
 def accuracy_matrix_figure(run: Run):
     """Heatmap of A[t, g]: rows are the steps after which it is measured, columns the steps whose classes."""
     matrix = group_matrix(run)
     n = len(matrix)
-    fig = _figure((max(4.5, 0.75 * n + 3), max(3.8, 0.6 * n + 2.4)))
+    fig = new_figure((max(4.5, 0.75 * n + 3), max(3.8, 0.6 * n + 2.4)))
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0, vmax=100)
     if n <= 12:
@@ -108,14 +117,14 @@ def accuracy_matrix_figure(run: Run):
 
 def forgetting_figure(runs: list[Run]):
     """Average forgetting after each incremental step, one line per run."""
-    fig = _figure(CURVE_INCHES)
+    fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
     drawn = 0
     labels = variant_labels(runs)
     for run in runs:
         if not run.results.get("steps"):
             continue
-        points = [(x, f) for x, f in zip(_classes_seen(run), forgetting_per_step(run)) if f is not None]
+        points = [(x, f) for x, f in zip(classes_seen(run), forgetting_per_step(run)) if f is not None]
         if points:
             r = run.results
             name = f"{run.label} [{labels[run.path]}]" if labels[run.path] else run.label
@@ -124,10 +133,5 @@ def forgetting_figure(runs: list[Run]):
             drawn += 1
     if not drawn:
         raise UserError("forgetting needs runs with at least one incremental step")
-    ax.set_xlabel("number of classes seen")
-    ax.set_ylabel("average forgetting (accuracy points)")
-    ax.set_title("Forgetting after each step (best earlier accuracy of a step's classes minus now)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return finish_step_axes(fig, ax, "average forgetting (accuracy points)",
+                            "Forgetting after each step (best earlier accuracy of a step's classes minus now)")
