@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cil.config.schema import DEFAULT_SEED
+from cil.config.schema import DEFAULT_SEED, MAX_SEED
 from cil.errors import ReportedInterrupt, UserError
 
 EXIT_USAGE = 2
@@ -132,7 +132,10 @@ def _plan(args):
 
 
 def _class_order_seed(args) -> int:
-    return DEFAULT_SEED if args.class_order_seed is None else args.class_order_seed
+    seed = DEFAULT_SEED if args.class_order_seed is None else args.class_order_seed
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"invalid value for '--class-order-seed': must be in [0, {MAX_SEED}]")
+    return seed
 
 
 def cmd_describe(args) -> int:

@@ -117,7 +117,19 @@ def collect(paths: list[Path]) -> list[Run]:
             files.update(path.rglob(RESULTS))
     if not files:
         raise UserError(f"no {RESULTS} found under {', '.join(map(str, paths))}")
-    return [Run(f.parent, load_results(f)) for f in sorted(files)]
+    return [Run(f.parent, _readable_results(f)) for f in sorted(files)]
+
+
+def _readable_results(path: Path) -> dict[str, Any]:
+    """A run's results, or a stand-in whose status says why they cannot be used (listed, never averaged)."""
+    try:
+        results = load_results(path)
+    except UserError as exc:
+        return {"status": f"unreadable ({str(exc).split(': ', 1)[-1][:80]})", "steps": []}
+    if not isinstance(results, dict):
+        return {"status": f"damaged (results.json holds a JSON {type(results).__name__}, not an object)",
+                "steps": []}
+    return results
 
 
 def variant_labels(runs: list[Run]) -> dict[Path, str]:
@@ -215,7 +227,8 @@ def _incomplete_note(frame: "pd.DataFrame", fmt: str) -> str:
     bad = frame[~frame["complete"]]
     if bad.empty:
         return ""
-    lines = [f"{r.path}: {r.status}, {r.steps_done} of {r.n_steps} steps" for r in bad.itertuples()]
+    lines = [f"{r.path}: {r.status}" + (f", {r.steps_done} of {int(r.n_steps)} steps" if r.n_steps == r.n_steps
+                                        and r.n_steps is not None else "") for r in bad.itertuples()]
     if fmt == "csv":
         print("not averaged (incomplete or failed): " + "; ".join(lines), file=sys.stderr)
         return ""

@@ -152,3 +152,16 @@ def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch):
     with pytest.raises(UserError):
         load_cifar("cifar100", str(tmp_path / "mine"), train=True)
     assert (tmp_path / "mine" / "notes.txt").exists()  # a folder the user had is left alone
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["describe", "--scenario", "synthetic-b50-5", "--class-order-seed", "-5"],
+     "invalid value for '--class-order-seed': must be in [0, 4294967295]"),
+    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seed", "-1"],
+     "invalid value for 'seed': must be in [0, 4294967295]"),
+    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds=-1,2"],
+     "invalid value for 'seed': must be in [0, 4294967295]"),
+])
+def test_seeds_out_of_range_are_one_line(capsys, argv, message):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.strip() == f"cil: error: {message}"

@@ -252,3 +252,19 @@ def test_step_figures_agree_with_the_results(tmp_path):
     assert {"accuracy_mean_over_seeds.png", "forgetting_per_step.png", "accuracy_curves.png"} <= set(names)
     assert all(p.stat().st_size > 5000 for p in paths)
     assert isinstance(api.mean_curves_figure([tmp_path / "runs" / "seed1", tmp_path / "runs" / "seed2"]), Figure)
+
+
+def test_report_lists_damaged_results_instead_of_crashing(runs_root, tmp_path, capsys):
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(runs_root / "il-baseline" / "seed1", tree / "good")
+    for name, text in [("list", "[]"), ("null", "null"), ("broken", "{not json")]:
+        (tree / name).mkdir()
+        (tree / name / "results.json").write_text(text)
+    assert main(["report", str(tree)]) == 0
+    out = capsys.readouterr().out
+    assert "| il-baseline" in out
+    assert f"{tree / 'list'}: damaged (results.json holds a JSON list, not an object)" in out
+    assert f"{tree / 'null'}: damaged (results.json holds a JSON NoneType, not an object)" in out
+    assert f"{tree / 'broken'}: unreadable (" in out
