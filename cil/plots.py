@@ -19,6 +19,7 @@ import numpy as np
 from cil import plots_steps
 from cil.plots_steps import classes_seen, finish_step_axes, new_figure
 from cil.errors import UserError
+from cil.output_place import writable_folder
 from cil.report import Run, collect
 from cil.results import atomic_write_bytes
 
@@ -159,6 +160,8 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
     RUN_DIR/plots for one run, the current folder for several); base-new figures go to ``out``
     for one run, else to each RUN_DIR/plots.
     """
+    if out is not None:
+        writable_folder(out, "--out")  # before any run is read
     runs = collect(paths)  # a folder stands for every run under it (e.g. the seeds of a strategy)
     if kind == "all":
         kinds = list(KINDS)

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from cil.config.schema import DEFAULT_SEED
 from cil.errors import ReportedInterrupt, UserError, did_you_mean
+from cil.output_place import writable_folder
 
 GRID_ALIASES = {"memory": "memory.per_class", "memory_budget": "memory.budget", "memory-budget": "memory.budget"}
 DEFAULT_SEEDS = [DEFAULT_SEED]
@@ -225,7 +226,7 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
 
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
-    out = Path(out) if out else Path("runs") / "sweeps" / plan.name
+    out = writable_folder(Path(out) if out else Path("runs") / "sweeps" / plan.name, "--out")
     planned = plan_actions(plan, flags_of, out)
     counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
     print(f"sweep {plan.name}: {len(planned)} runs in {out}: {counts['run']} to run, {counts['resume']} to resume, "

@@ -165,3 +165,20 @@ def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch):
 def test_seeds_out_of_range_are_one_line(capsys, argv, message):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and err.strip() == f"cil: error: {message}"
+
+
+def test_output_places_are_checked_before_any_work(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    run_dir = tmp_path / "nowhere"
+    for argv, message in [
+        (["plot", str(run_dir), "--out", str(a_file)], f"--out {a_file}: not a folder"),
+        (["plot", str(run_dir), "--out", str(a_file / "sub")], f"--out {a_file / 'sub'}: not a folder ({a_file} is a file)"),
+        (["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(a_file), "--dry-run"],
+         f"--out {a_file}: not a folder"),
+        (["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(a_file / "r")],
+         f"cannot create the run directory {a_file / 'r'}: Not a directory"),
+    ]:
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and err.strip() == f"cil: error: {message}", err
+    assert not run_dir.exists()  # the plot was refused before its (missing) runs were read
