@@ -144,3 +144,17 @@ def test_declared_ranges_describe_themselves():
     check_ranges(C([1, 2]), "c")
     with pytest.raises(ConfigError, match="'c.xs': must be >= 1"):
         check_ranges(C([1, 0]), "c")
+
+
+def test_extends_paths_are_relative_to_the_file_that_names_them(tmp_path, monkeypatch):
+    from cil.config import strategy_layers
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "base.yaml").write_text("extends: il-baseline\noptim: {lr: 0.05}\n")
+    (tmp_path / "sub" / "mine.yaml").write_text("extends: base.yaml\nloss: bsce\n")
+    monkeypatch.chdir(tmp_path)  # not the files' folder
+    layers = strategy_layers("sub/mine.yaml")
+    assert layers[-2]["optim"] == {"lr": 0.05} and layers[-1]["loss"] == "bsce"
+    (tmp_path / "sub" / "bad.yaml").write_text("extends: [il-baseline]\n")
+    with pytest.raises(UserError, match="'extends' must be a strategy name or a .yaml path"):
+        strategy_layers("sub/bad.yaml")

@@ -47,21 +47,29 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def strategy_layers(strategy: str) -> list[dict[str, Any]]:
-    """The YAML layers of a named strategy (or a path to one), base first, following ``extends``."""
+    """The YAML layers of a named strategy (or a path to one), base first, following ``extends``.
+
+    A path in ``extends`` is read relative to the file that names it (the command line's relative to the
+    working directory); a name is one of cil's strategies.
+    """
     layers: list[dict[str, Any]] = []
     seen: set[Path] = set()
     ref: str | None = strategy
+    relative_to = Path(".")
     while ref is not None:
-        path = Path(ref) if ref.endswith((".yaml", ".yml")) else config_root() / "strategies" / f"{ref}.yaml"
+        if not isinstance(ref, str) or not ref:
+            raise UserError(f"strategy '{strategy}': 'extends' must be a strategy name or a .yaml path, got {ref!r}")
+        path = relative_to / ref if ref.endswith((".yaml", ".yml")) else config_root() / "strategies" / f"{ref}.yaml"
         if not path.is_file():
             if ref.endswith((".yaml", ".yml")):
-                raise UserError(f"strategy file not found: {ref}")
+                raise UserError(f"strategy file not found: {path}")
             raise UserError(f"unknown strategy '{ref}'{did_you_mean(ref, available_strategies())}")
         if path.resolve() in seen:
             raise UserError(f"strategy '{strategy}': 'extends' forms a cycle at {path}")
         seen.add(path.resolve())
         data = load_yaml(path)
         ref = data.pop("extends", None)
+        relative_to = path.parent
         data.pop("description", None)
         layers.append(data)
     return layers[::-1]
