@@ -167,7 +167,7 @@ def _results(ref: RunRef) -> dict:
 
 def _runs(refs: RunRef | list[RunRef]) -> list:
     from cil.errors import UserError
-    from cil.report import Run, collect
+    from cil.report import collect
 
     runs = []
     for ref in refs if isinstance(refs, list) else [refs]:
@@ -177,5 +177,5 @@ def _runs(refs: RunRef | list[RunRef]) -> list:
         found = collect([Path(path)])
         if len(found) != 1 or found[0].path != Path(path):
             raise UserError(f"{path} is not a run directory (it should hold results.json)")
-        runs.append(Run(found[0].path, found[0].results))
+        runs.append(found[0])
     return runs

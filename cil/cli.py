@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cil.config.schema import DEFAULT_SEED, MAX_SEED
+from cil.config.schema import DEFAULT_SEED
 from cil.errors import ReportedInterrupt, UserError
 
 EXIT_USAGE = 2
@@ -132,9 +132,11 @@ def _plan(args):
 
 
 def _class_order_seed(args) -> int:
+    from cil.config import RunConfig
+    from cil.config.fields import check_field
+
     seed = DEFAULT_SEED if args.class_order_seed is None else args.class_order_seed
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"invalid value for '--class-order-seed': must be in [0, {MAX_SEED}]")
+    check_field(RunConfig, "class_order_seed", seed, "--class-order-seed")
     return seed
 
 

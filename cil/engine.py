@@ -152,7 +152,6 @@ class IncrementalStrategy(SupervisedTemplate):
         self.train_set = self.experience_data
         self.memory = memory
         """The rehearsal memory (None: exemplar-free), updated by the engine after every step's training."""
-        self._memory_set = self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
         self.hooks = PluginHooks(self.plugins)
         namer = self.hooks.one("evaluation_name")
         self.evaluation_name = namer.evaluation_name if namer is not None else "cnn"
@@ -210,7 +209,7 @@ class IncrementalStrategy(SupervisedTemplate):
     @property
     def memory_set(self) -> TrainingSet:
         """The exemplars of every class seen before the current step's memory update (read-only)."""
-        return self._memory_set
+        return self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
 
     def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
         """Add samples (e.g. exemplars) to this step's training set."""
@@ -396,7 +395,6 @@ class IncrementalStrategy(SupervisedTemplate):
         if self.memory is not None:  # first, so that every plugin's after_training_exp sees the new exemplars
             self.step_record.update(self.memory.update(self.experience_data, self.new_classes, self.n_seen,
                                                        self.extract_features))
-            self._memory_set = self.memory.exemplars()
         super()._after_training_exp(**kwargs)
         self.step_record["final_epoch_loss"] = dict(self.loss_parts)
         self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
@@ -455,7 +453,6 @@ class IncrementalStrategy(SupervisedTemplate):
         self.loss_scaler.load_state_dict(state.get("loss_scaler", {}))
         if self.memory is not None:  # before the plugins, which may read the exemplars
             self.memory.load_state_dict(memory_state)
-            self._memory_set = self.memory.exemplars()
         for key, plugin in plugins.items():
             plugin.load_state_dict(saved_plugins[key], self)
         self.epochs_done = state["epochs_done"]

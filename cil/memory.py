@@ -111,9 +111,11 @@ class Rehearsal:
         self.config = config
         self.memory = RehearsalMemory(config.per_class, config.budget)
         self.generator = torch.Generator().manual_seed(seed + 2)
+        self._exemplars = TrainingSet.empty()
 
     def exemplars(self) -> TrainingSet:
-        return TrainingSet(*self.memory.indices_and_labels())
+        """Every stored exemplar (the same object until the next ``update`` or ``load_state_dict``)."""
+        return self._exemplars
 
     def state_dict(self) -> dict:
         return {"memory": self.memory.state_dict(), "generator": self.generator.get_state()}
@@ -121,6 +123,7 @@ class Rehearsal:
     def load_state_dict(self, state: dict) -> None:
         self.memory.load_state_dict(state["memory"])
         self.generator.set_state(state["generator"])
+        self._exemplars = TrainingSet(*self.memory.indices_and_labels())
 
     def update(self, experience_data: TrainingSet, new_classes: list[int], n_seen: int,
                extract_features: Callable[[torch.Tensor], torch.Tensor]) -> dict:
@@ -137,4 +140,5 @@ class Rehearsal:
                 else:
                     ranked = random_selection(len(rows), quota, self.generator)
                 self.memory.add_class(label, new.indices[rows[ranked]], quota)
+        self._exemplars = TrainingSet(*self.memory.indices_and_labels())
         return {"memory_size": len(self.memory), "memory_per_class": quota}

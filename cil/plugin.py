@@ -120,20 +120,24 @@ class NamesEvaluation(Protocol):
 @dataclass(frozen=True)
 class Hook:
     protocol: type
-    members: tuple[str, ...]
-    """The protocol's attributes: a plugin that has one of them must have all."""
     at_most_one: bool
     what: str
     """What the plugins having this hook do, for the error when two of them cannot be combined."""
 
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The protocol's attributes, in declaration order: a plugin that has one of them must have all."""
+        names = [*getattr(self.protocol, "__annotations__", {}), *vars(self.protocol)]
+        return tuple(dict.fromkeys(n for n in names if not n.startswith("_")))
+
 
 HOOKS: dict[str, Hook] = {
-    "adjust_logits": Hook(AdjustsLogits, ("adjust_logits",), True, "adjust the training logits"),
-    "adjust_scores": Hook(AdjustsScores, ("adjust_scores",), True, "adjust the evaluation scores"),
-    "param_groups": Hook(EditsParamGroups, ("param_groups",), False, "edit the optimizer's parameter groups"),
-    "epoch_positions": Hook(SamplesBatches, ("epoch_positions", "epoch_length"), True, "choose the mini-batches"),
-    "backward": Hook(CombinesGradients, ("backward",), True, "compute the gradients"),
-    "evaluation_name": Hook(NamesEvaluation, ("evaluation_name",), True, "decide how predictions are made"),
+    "adjust_logits": Hook(AdjustsLogits, True, "adjust the training logits"),
+    "adjust_scores": Hook(AdjustsScores, True, "adjust the evaluation scores"),
+    "param_groups": Hook(EditsParamGroups, False, "edit the optimizer's parameter groups"),
+    "epoch_positions": Hook(SamplesBatches, True, "choose the mini-batches"),
+    "backward": Hook(CombinesGradients, True, "compute the gradients"),
+    "evaluation_name": Hook(NamesEvaluation, True, "decide how predictions are made"),
 }
 """Every optional hook by its attribute name; the engine looks up no other."""
 

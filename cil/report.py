@@ -227,8 +227,10 @@ def _incomplete_note(frame: "pd.DataFrame", fmt: str) -> str:
     bad = frame[~frame["complete"]]
     if bad.empty:
         return ""
-    lines = [f"{r.path}: {r.status}" + (f", {r.steps_done} of {int(r.n_steps)} steps" if r.n_steps == r.n_steps
-                                        and r.n_steps is not None else "") for r in bad.itertuples()]
+    import pandas as pd
+
+    lines = [f"{r.path}: {r.status}" + (f", {r.steps_done} of {int(r.n_steps)} steps" if pd.notna(r.n_steps) else "")
+             for r in bad.itertuples()]
     if fmt == "csv":
         print("not averaged (incomplete or failed): " + "; ".join(lines), file=sys.stderr)
         return ""

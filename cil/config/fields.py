@@ -82,6 +82,14 @@ def field_range(field: dataclasses.Field) -> Range | None:
     return field.metadata.get("range")
 
 
+def check_field(cls: type, name: str, value: Any, label: str) -> None:
+    """``value`` against the declared range of field ``name`` of dataclass ``cls`` (for a value given
+    outside a config, e.g. a command-line option); ``label`` names it in the error."""
+    bounds = field_range(next(f for f in dataclasses.fields(cls) if f.name == name))
+    if bounds is not None and value is not None and value not in bounds:
+        raise ConfigError(f"invalid value for '{label}': {bounds.describe()}")
+
+
 def check_ranges(obj: Any, prefix: str) -> None:
     """Raise ConfigError for the first field of dataclass ``obj`` whose value is outside its declared range."""
     for field in dataclasses.fields(obj):
