@@ -85,3 +85,18 @@ def test_a_projects_own_strategies_folder_does_not_hide_cil_methods(tmp_path, mo
     assert done.returncode == 0, done.stderr
     losses, methods = map(int, done.stdout.split())
     assert losses >= 7 and methods >= 5
+
+
+def test_an_uninstalled_cil_says_how_to_install_it(monkeypatch):
+    """No cil.strategies entry point (cil only on PYTHONPATH, or a stale egg-info): one line, not an empty list."""
+    import importlib.metadata
+
+    import pytest
+
+    from cil.errors import UserError
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    monkeypatch.setattr(registry, "_loaded", False)
+    with pytest.raises(UserError, match="cil's own methods are not registered .*'pip install -e .'"):
+        registry.names("loss")
+    monkeypatch.setattr(registry, "_loaded", False)  # the next test loads for real
