@@ -55,7 +55,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cil import __version__
+
     parser = _Parser(prog="cil", description="Class-incremental learning runs, by scenario and strategy name.")
+    parser.add_argument("--version", action="version", version=f"cil {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="train and evaluate a strategy on a scenario, step by step")
@@ -186,8 +189,8 @@ def cmd_list(args) -> int:
     for name in names:
         print(f"  {name:<{width}} {strategy_description(name)}")
     print("\nComponents (for strategy files and --set):")
-    for c in registry.all_components():
-        print(f"  {c.kind:<7} {c.name:<20} {c.summary}")
+    for kind, name, summary in registry.summaries():
+        print(f"  {kind:<7} {name:<20} {summary}")
     print(f"\nBackbones (model.backbone): {', '.join(BACKBONES)}")
     from cil.sweep import available_sweeps, sweep_description
 
@@ -366,11 +369,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="No loggers specified")
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -72,7 +72,7 @@ from cil.scenarios import ScenarioPlan, experience_indices
 from cil.training_set import TrainingSet
 
 if TYPE_CHECKING:
-    from cil.data import ImageData
+    from cil.data.base import ImageData
     from cil.models import IncrementalNet, NetOutput
 
 

@@ -6,6 +6,12 @@ built from it::
     @register("loss", "my-loss", MyLossConfig, "one line saying what it is")
     class MyLoss(ClassificationLoss): ...
 
+A package may instead *declare* its components up front (name, module, summary) with
+``declare_components``; each module is then imported when its component is first looked up, and
+registers there with ``@register(kind, name, Config)``. Naming and listing components
+(``cil list``, "did you mean") thus imports neither torch nor Avalanche. cil's own components
+are declared this way.
+
 Every module of the ``cil.plugins`` entry-point group is imported before any name is looked up:
 cil's own components (``cil.strategies``, the repository's ``strategies/`` folder, declared in
 cil's pyproject.toml as the entry point ``builtin``) exactly as a third-party package's. Modules
@@ -36,20 +42,50 @@ class Component:
     summary: str
 
 
+@dataclass(frozen=True)
+class Declaration:
+    """A component known by name before its module is imported."""
+
+    kind: str
+    name: str
+    module: str
+    summary: str
+
+
 _REGISTRY: dict[tuple[str, str], Component] = {}
+_DECLARED: dict[tuple[str, str], Declaration] = {}
 _loaded = False
 
 
-def register(kind: str, name: str, config: type[ComponentConfig], summary: str):
-    """Class decorator: make ``cls(config)`` available as component ``name`` of ``kind``."""
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def register(kind: str, name: str, config: type[ComponentConfig], summary: str | None = None):
+    """Class decorator: make ``cls(config)`` available as component ``name`` of ``kind``.
+
+    ``summary`` may be left out for a declared component (its declaration has it).
+    """
+    _check_kind(kind)
 
     def wrap(cls):
-        _REGISTRY[(kind, name)] = Component(kind, name, config, cls, summary)
+        declared = _DECLARED.get((kind, name))
+        text = summary if summary is not None else (declared.summary if declared else "")
+        _REGISTRY[(kind, name)] = Component(kind, name, config, cls, text)
         return cls
 
     return wrap
+
+
+def declare_components(package: str, entries: list[tuple[str, str, str, str]]) -> None:
+    """Declare ``(kind, name, module, summary)`` components; ``module`` is relative to ``package``.
+
+    The module is imported when the component is first looked up, and must ``register`` it.
+    """
+    for kind, name, module, summary in entries:
+        _check_kind(kind)
+        _DECLARED[(kind, name)] = Declaration(kind, name, f"{package}.{module}", summary)
 
 
 ENTRY_POINT_GROUP = "cil.plugins"
@@ -82,14 +118,21 @@ def load_components() -> None:
 
 def names(kind: str) -> list[str]:
     load_components()
-    return sorted(n for k, n in _REGISTRY if k == kind)
+    return sorted({n for k, n in [*_REGISTRY, *_DECLARED] if k == kind})
 
 
 def component(kind: str, name: str) -> Component:
+    """The registered component, its module imported first if it was only declared."""
     load_components()
-    if (kind, name) not in _REGISTRY:
+    key = (kind, name)
+    if key not in _REGISTRY and key in _DECLARED:
+        module = _DECLARED[key].module
+        importlib.import_module(module)
+        if key not in _REGISTRY:
+            raise UserError(f"{kind} '{name}' is declared in module '{module}', which does not register it")
+    if key not in _REGISTRY:
         raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, names(kind))}")
-    return _REGISTRY[(kind, name)]
+    return _REGISTRY[key]
 
 
 def config_class(kind: str, name: str) -> type[ComponentConfig]:
@@ -100,6 +143,9 @@ def create(kind: str, config: ComponentConfig) -> Any:
     return component(kind, config.name).factory(config)
 
 
-def all_components() -> list[Component]:
+def summaries() -> list[tuple[str, str, str]]:
+    """(kind, name, summary) of every component, registered or only declared; imports no module."""
     load_components()
-    return sorted(_REGISTRY.values(), key=lambda c: (KINDS.index(c.kind), c.name))
+    found = {key: (d.kind, d.name, d.summary) for key, d in _DECLARED.items()}
+    found.update({key: (c.kind, c.name, c.summary) for key, c in _REGISTRY.items()})
+    return sorted(found.values(), key=lambda entry: (KINDS.index(entry[0]), entry[1]))

@@ -93,10 +93,6 @@ def worker_main(worker: int, device: str, cpu_threads: int, parent: int, tasks, 
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":")[1]  # before CUDA initialises
         config_device = "cuda"
-    import warnings
-
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="No loggers specified")
     import torch
 
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):

@@ -1,24 +1,51 @@
-"""cil's methods, classification losses and plugins; importing this package registers them all.
+"""cil's methods, classification losses and plugins, declared by name.
 
-One module per method or plugin; each cites the equations of its paper it implements.
+One module per method or plugin; each cites the equations of its paper it implements. Importing
+this package only declares them (name, module, one-line summary): a module, with torch and Avalanche,
+is imported when its component is first looked up, so ``cil list`` and ``cil --help`` stay fast.
 """
 
-from cil.strategies import (  # noqa: F401  (registration side effects)
-    balanced_finetuning,
-    bsce,
-    ce,
-    finetune,
-    gala,
-    gbg,
-    il_baseline,
-    lucir,
-    meta_bsce,
-    mfw,
-    nca,
-    ncm,
-    nme,
-    podnet,
-    rebalancing,
-    relaxed_bsce,
-    slda,
-)
+from cil.registry import declare_components
+
+declare_components(__name__, [
+    ("method", "finetune", "finetune",
+     "train on each step's data with the classification loss only"),
+    ("method", "il-baseline", "il_baseline",
+     "classification loss + logit distillation weighted by rho = N_{t-1}/N_t (Jodelet et al., Eq. 1-2)"),
+    ("method", "lucir", "lucir",
+     "LUCIR: cosine classifier, less-forget constraint, inter-class margin ranking (Hou et al. 2019)"),
+    ("method", "ncm", "ncm",
+     "nearest class mean of normalised features, extractor frozen after the base step"),
+    ("method", "podnet", "podnet",
+     "PODNet: POD-spatial + POD-flat distillation, local similarity classifier (Douillard et al. 2020)"),
+    ("method", "slda", "slda",
+     "streaming LDA on features frozen after the base step (Hayes and Kanan 2020)"),
+    ("loss", "bsce", "bsce",
+     "Balanced Softmax cross-entropy, lambda = class counts (Jodelet et al., Eq. 3-5)"),
+    ("loss", "ce", "ce",
+     "standard softmax cross-entropy"),
+    ("loss", "loss-rescaling", "rebalancing",
+     "CE with each sample weighted by N / (C n_y), inverse to its class count (Jodelet et al., Table 6)"),
+    ("loss", "meta-bsce", "meta_bsce",
+     "Meta Balanced Softmax CE, alpha of Eq. 5 learned on a balanced validation set (Jodelet et al., Alg. 1)"),
+    ("loss", "nca", "nca",
+     "PODNet's NCA loss with margin on the LSC similarities (Douillard et al. 2020)"),
+    ("loss", "relaxed-bsce", "relaxed_bsce",
+     "Relaxed Balanced Softmax CE, lambda = epsilon for old classes (Jodelet et al., Eq. 6)"),
+    ("loss", "separated-softmax", "rebalancing",
+     "separated softmax over old and over new classes (SS-IL, Ahn et al. 2021; Jodelet et al., Table 6)"),
+    ("plugin", "balanced-finetuning", "balanced_finetuning",
+     "finetune on a class-balanced set of exemplars after each incremental step (classifier only by default)"),
+    ("plugin", "class-oversampling", "rebalancing",
+     "every seen class equally likely in each mini-batch, drawn with replacement (Jodelet et al., Table 6)"),
+    ("plugin", "gala", "gala",
+     "gradient-aware logit adjustment from accumulated gradients, optional prediction re-balancing (Zhang et al.)"),
+    ("plugin", "gbg", "gbg",
+     "gradient-balanced grouping: classes grouped by gradient similarity, MGDA over group losses (GBG paper)"),
+    ("plugin", "memory-oversampling", "rebalancing",
+     "mini-batches half new-class samples, half exemplars (Jodelet et al., Table 6)"),
+    ("plugin", "mfw", "mfw",
+     "Major Feature Weakening: mix major classes' intermediate features with others' (Ye et al., Alg. 1)"),
+    ("plugin", "nme", "nme",
+     "evaluate by nearest mean of exemplars instead of the classifier (iCaRL)"),
+])

@@ -54,8 +54,7 @@ class BalancedFinetuningConfig(ComponentConfig):
     """Samples per class of the balanced set (None: every exemplar, i.e. the memory quota)."""
 
 
-@register("plugin", "balanced-finetuning", BalancedFinetuningConfig,
-          "finetune on a class-balanced set of exemplars after each incremental step (classifier only by default)")
+@register("plugin", "balanced-finetuning", BalancedFinetuningConfig)
 class BalancedFinetuning(CilPlugin):
     def after_training_exp(self, strategy, **kwargs):
         if strategy.n_old == 0:

@@ -48,7 +48,7 @@ class BSCEConfig(ComponentConfig):
     """Weight of the old classes' counts (Eq. 5); 1.0 is the plain Balanced Softmax of Eq. 3."""
 
 
-@register("loss", "bsce", BSCEConfig, "Balanced Softmax cross-entropy, lambda = class counts (Jodelet et al., Eq. 3-5)")
+@register("loss", "bsce", BSCEConfig)
 class BalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: BSCEConfig):
         super().__init__(config)

@@ -16,7 +16,7 @@ class CEConfig(ComponentConfig):
     name: str = "ce"
 
 
-@register("loss", "ce", CEConfig, "standard softmax cross-entropy")
+@register("loss", "ce", CEConfig)
 class CrossEntropy(ClassificationLoss):
     def classification_loss(self, strategy, logits, targets):
         return F.cross_entropy(logits, targets)

@@ -15,6 +15,6 @@ class FinetuneConfig(ComponentConfig):
     name: str = "finetune"
 
 
-@register("method", "finetune", FinetuneConfig, "train on each step's data with the classification loss only")
+@register("method", "finetune", FinetuneConfig)
 class Finetune(CilPlugin):
     pass

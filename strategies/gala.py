@@ -69,8 +69,7 @@ class GALAConfig(ComponentConfig):
     tau: float = ranged(1.0, ge=0)
 
 
-@register("plugin", "gala", GALAConfig,
-          "gradient-aware logit adjustment from accumulated gradients, optional prediction re-balancing (Zhang et al.)")
+@register("plugin", "gala", GALAConfig)
 class GALA(CilPlugin):
     def __init__(self, config: GALAConfig):
         super().__init__(config)

@@ -113,8 +113,7 @@ class GBGConfig(ComponentConfig):
                 "compiled backbone does not allow: use runtime.compile=false with gbg")
 
 
-@register("plugin", "gbg", GBGConfig,
-          "gradient-balanced grouping: classes grouped by gradient similarity, MGDA over group losses (GBG paper)")
+@register("plugin", "gbg", GBGConfig)
 class GradientBalancedGrouping(CilPlugin):
     def __init__(self, config: GBGConfig):
         super().__init__(config)

@@ -43,8 +43,7 @@ class ILBaselineConfig(ComponentConfig):
     """Fixed distillation weight instead of the adaptive N_{t-1}/N_t (None: adaptive, as the paper)."""
 
 
-@register("method", "il-baseline", ILBaselineConfig,
-          "classification loss + logit distillation weighted by rho = N_{t-1}/N_t (Jodelet et al., Eq. 1-2)")
+@register("method", "il-baseline", ILBaselineConfig)
 class ILBaseline(CilPlugin):
     def __init__(self, config: ILBaselineConfig):
         super().__init__(config)

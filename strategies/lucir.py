@@ -67,8 +67,7 @@ class LUCIRConfig(ComponentConfig):
     imprint: bool = True
 
 
-@register("method", "lucir", LUCIRConfig,
-          "LUCIR: cosine classifier, less-forget constraint, inter-class margin ranking (Hou et al. 2019)")
+@register("method", "lucir", LUCIRConfig)
 class LUCIR(CosineHeadMethod):
     head_type, head_name = CosineHead, "cosine"
 

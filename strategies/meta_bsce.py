@@ -80,8 +80,7 @@ class MetaBSCEConfig(ComponentConfig):
                 "Jodelet et al., Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
 
 
-@register("loss", "meta-bsce", MetaBSCEConfig,
-          "Meta Balanced Softmax CE, alpha of Eq. 5 learned on a balanced validation set (Jodelet et al., Alg. 1)")
+@register("loss", "meta-bsce", MetaBSCEConfig)
 class MetaBalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: MetaBSCEConfig):
         super().__init__(config)

@@ -56,8 +56,7 @@ class MFWConfig(ComponentConfig):
     """Beta(alpha, alpha) of the mixing coefficient (Ye et al. tune it; 2.0 in its Sec. 4 example)."""
 
 
-@register("plugin", "mfw", MFWConfig,
-          "Major Feature Weakening: mix major classes' intermediate features with others' (Ye et al., Alg. 1)")
+@register("plugin", "mfw", MFWConfig)
 class MajorFeatureWeakening(CilPlugin):
     def __init__(self, config: MFWConfig):
         super().__init__(config)

@@ -63,7 +63,7 @@ class NCAConfig(ComponentConfig):
     variant: Literal["paper", "official-code"] = "official-code"
 
 
-@register("loss", "nca", NCAConfig, "PODNet's NCA loss with margin on the LSC similarities (Douillard et al. 2020)")
+@register("loss", "nca", NCAConfig)
 class NCALoss(ClassificationLoss):
     def before_training(self, strategy, **kwargs):
         if not hasattr(strategy.model.head, "scale"):

@@ -29,7 +29,7 @@ class NCMConfig(ComponentConfig):
     name: str = "ncm"
 
 
-@register("method", "ncm", NCMConfig, "nearest class mean of normalised features, extractor frozen after the base step")
+@register("method", "ncm", NCMConfig)
 class NearestClassMean(FrozenFeatureClassifier):
     evaluation_name = "ncm"
 

@@ -33,7 +33,7 @@ class NMEConfig(ComponentConfig):
     name: str = "nme"
 
 
-@register("plugin", "nme", NMEConfig, "evaluate by nearest mean of exemplars instead of the classifier (iCaRL)")
+@register("plugin", "nme", NMEConfig)
 class NearestMeanOfExemplars(CilPlugin):
     evaluation_name = "nme"
 

@@ -66,8 +66,7 @@ class PODNetConfig(ComponentConfig):
     imprint: bool = True
 
 
-@register("method", "podnet", PODNetConfig,
-          "PODNet: POD-spatial + POD-flat distillation, local similarity classifier (Douillard et al. 2020)")
+@register("method", "podnet", PODNetConfig)
 class PODNet(CosineHeadMethod):
     head_type, head_name = LocalSimilarityHead, "lsc"
 

@@ -69,8 +69,7 @@ class MemoryOversamplingConfig(BatchSamplerConfig):
     name: str = "memory-oversampling"
 
 
-@register("plugin", "memory-oversampling", MemoryOversamplingConfig,
-          "mini-batches half new-class samples, half exemplars (Jodelet et al., Table 6)")
+@register("plugin", "memory-oversampling", MemoryOversamplingConfig)
 class MemoryOversampling(CilPlugin):
     def epoch_length(self, strategy) -> int:
         labels = strategy.train_set.labels
@@ -86,8 +85,7 @@ class ClassOversamplingConfig(BatchSamplerConfig):
     name: str = "class-oversampling"
 
 
-@register("plugin", "class-oversampling", ClassOversamplingConfig,
-          "every seen class equally likely in each mini-batch, drawn with replacement (Jodelet et al., Table 6)")
+@register("plugin", "class-oversampling", ClassOversamplingConfig)
 class ClassOversampling(CilPlugin):
     def epoch_length(self, strategy) -> int:
         return len(strategy.train_set)
@@ -107,8 +105,7 @@ class LossRescalingConfig(ComponentConfig):
     name: str = "loss-rescaling"
 
 
-@register("loss", "loss-rescaling", LossRescalingConfig,
-          "CE with each sample weighted by N / (C n_y), inverse to its class count (Jodelet et al., Table 6)")
+@register("loss", "loss-rescaling", LossRescalingConfig)
 class LossRescaling(ClassificationLoss):
     def classification_loss(self, strategy, logits, targets):
         weights = inverse_frequency_weights(strategy.train_class_counts)
@@ -131,8 +128,7 @@ class SeparatedSoftmaxConfig(ComponentConfig):
     name: str = "separated-softmax"
 
 
-@register("loss", "separated-softmax", SeparatedSoftmaxConfig,
-          "separated softmax over old and over new classes (SS-IL, Ahn et al. 2021; Jodelet et al., Table 6)")
+@register("loss", "separated-softmax", SeparatedSoftmaxConfig)
 class SeparatedSoftmax(ClassificationLoss):
     def classification_loss(self, strategy, logits, targets):
         return separated_softmax_cross_entropy(logits, targets, strategy.n_old)

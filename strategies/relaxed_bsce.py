@@ -45,8 +45,7 @@ class RelaxedBSCEConfig(ComponentConfig):
     """epsilon as a fraction of the mean number of training images per new class (paper: 0.2%)."""
 
 
-@register("loss", "relaxed-bsce", RelaxedBSCEConfig,
-          "Relaxed Balanced Softmax CE, lambda = epsilon for old classes (Jodelet et al., Eq. 6)")
+@register("loss", "relaxed-bsce", RelaxedBSCEConfig)
 class RelaxedBalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: RelaxedBSCEConfig):
         super().__init__(config)

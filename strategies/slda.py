@@ -74,7 +74,7 @@ class SLDAConfig(ComponentConfig):
             raise ConfigError(f"invalid value for '{prefix}.shrinkage': must be in [0, 1]")
 
 
-@register("method", "slda", SLDAConfig, "streaming LDA on features frozen after the base step (Hayes and Kanan 2020)")
+@register("method", "slda", SLDAConfig)
 class SLDA(FrozenFeatureClassifier):
     evaluation_name = "slda"
 

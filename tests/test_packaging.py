@@ -62,3 +62,43 @@ def test_a_built_wheel_runs_from_another_directory(tmp_path):
 def test_main_is_importable_without_side_effects(capsys):
     assert main(["list"]) == 0
     assert "il-baseline-bsce" in capsys.readouterr().out
+
+
+HEAVY = ("torch", "torchvision", "avalanche", "higher", "matplotlib", "pandas")
+
+_PROBE = """
+import contextlib, io, sys
+from cil.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as done:  # --help and --version exit through argparse
+        code = done.code
+print(code, len(out.getvalue()), *[m for m in {heavy!r} if m in sys.modules])
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["list"], ["describe", "--scenario", "cifar100-b50-5"],
+                                  ["run", "--help"]])
+def test_commands_that_train_nothing_import_no_torch_or_avalanche(argv):
+    """Naming and describing things must not cost the 10 s of importing torch and Avalanche."""
+    done = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    code, printed, *imported = done.stdout.split()
+    assert (code, imported, done.stderr) == ("0", [], "")
+    assert int(printed) > 0
+
+
+def test_declared_components_are_the_registered_ones():
+    """Every component cil declares (for listing without imports) registers under the same name."""
+    import importlib
+
+    from cil import registry
+
+    for kind, name, summary in registry.summaries():
+        declared = registry._DECLARED.get((kind, name))
+        if declared is None:
+            continue
+        importlib.import_module(declared.module)
+        component = registry.component(kind, name)
+        assert component.summary == summary and summary

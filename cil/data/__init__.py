@@ -1,16 +1,23 @@
-"""Datasets by name: what each is and how to load its train and test splits."""
+"""Datasets by name: what each is and how to load its train and test splits.
+
+Naming, counting and describing a dataset imports no torch (``cil list`` and ``cil describe`` stay
+fast); the image containers and augmentations are imported when a dataset is loaded.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cil.config import DataConfig
-from cil.data.augment import Normalization, SmallImageAugment
 from cil.data import folder
-from cil.data.base import FileImageData, ImageData, TensorImageData, check_root, first_per_class
 from cil.data.cifar import CIFAR10_NORM, CIFAR100_NORM
+from cil.data.folder import check_root
 from cil.errors import UserError
+
+if TYPE_CHECKING:
+    from cil.data.base import ImageData
 
 
 @dataclass
@@ -36,6 +43,8 @@ class DatasetSpec:
 
 
 def _limited(train: ImageData, test: ImageData, cfg: DataConfig) -> tuple[ImageData, ImageData]:
+    from cil.data.base import first_per_class
+
     if cfg.limit_per_class is not None:
         train = train.subset(first_per_class(train.targets, cfg.limit_per_class))  # type: ignore[attr-defined]
     if cfg.test_limit_per_class is not None:
@@ -45,6 +54,8 @@ def _limited(train: ImageData, test: ImageData, cfg: DataConfig) -> tuple[ImageD
 
 def _load_synthetic(cfg: DataConfig) -> LoadedDataset:
     from cil.data import synthetic
+    from cil.data.augment import SmallImageAugment
+    from cil.data.base import TensorImageData
 
     augment = SmallImageAugment(synthetic.NORMALIZATION, brightness=cfg.brightness_jitter)
     n = cfg.synthetic_classes
@@ -56,6 +67,8 @@ def _load_synthetic(cfg: DataConfig) -> LoadedDataset:
 
 def _cifar_loader(name: str, norm: tuple) -> Callable[[DataConfig], LoadedDataset]:
     def load(cfg: DataConfig) -> LoadedDataset:
+        from cil.data.augment import Normalization, SmallImageAugment
+        from cil.data.base import TensorImageData
         from cil.data.cifar import load_cifar
 
         augment = SmallImageAugment(Normalization(*norm), brightness=cfg.brightness_jitter)
@@ -109,6 +122,9 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
         return n_classes if n_classes is not None else len(classes(cfg))
 
     def load(cfg: DataConfig) -> LoadedDataset:
+        from cil.data.augment import Normalization, SmallImageAugment
+        from cil.data.base import FileImageData, TensorImageData, first_per_class
+
         root = check_root(cfg.root, dataset, what)
         names = classes(cfg)
         train_split = folder.scan(root / "train", names, dataset)
@@ -162,9 +178,11 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
     """The dataset's backbone, or ResNet-18 when a folder turned out to hold large images."""
+    from cil.data.base import FileImageData
+
     if isinstance(loaded.train, FileImageData):
         return "resnet18"
     return "resnet32" if spec.default_backbone == "resnet18" and loaded.train.image_shape[1] <= 64 else spec.default_backbone
 
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageData", "LoadedDataset", "default_backbone"]
+__all__ = ["DATASETS", "DatasetSpec", "LoadedDataset", "default_backbone"]

@@ -152,13 +152,3 @@ class FileImageData(ImageData):
         )
         for batch in loader:
             yield batch.to(device, non_blocking=True)
-
-
-def check_root(root: str | None, dataset: str, what: str) -> Path:
-    """The data root as a Path, or one clear error naming --data-root."""
-    if root is None:
-        raise UserError(f"{dataset} needs --data-root DIR ({what})")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise UserError(f"{dataset}: --data-root {root} is not a directory ({what})")
-    return path

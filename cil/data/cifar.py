@@ -5,10 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from cil.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 CIFAR100_NORM = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 CIFAR10_NORM = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -19,6 +23,7 @@ def load_cifar(name: str, root: str | None, train: bool) -> tuple[torch.Tensor, 
 
     Without the files and without network access: one clear error naming --data-root.
     """
+    import torch
     from torchvision import datasets
 
     cls = {"cifar100": datasets.CIFAR100, "cifar10": datasets.CIFAR10}[name]

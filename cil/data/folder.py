@@ -13,10 +13,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from cil.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SMALL_SIDE = 64
@@ -72,6 +76,7 @@ def is_small(split: FolderSplit) -> tuple[bool, int]:
 
 def decode_all(paths: list[str], size: int) -> torch.Tensor:
     """Every image as RGB uint8 [N, 3, size, size]; all unreadable files are listed in one error."""
+    import torch
     from PIL import Image
 
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
@@ -89,3 +94,13 @@ def decode_all(paths: list[str], size: int) -> torch.Tensor:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise UserError(f"{len(bad)} unreadable image file(s): {', '.join(bad[:3])}{more}")
     return out
+
+
+def check_root(root: str | None, dataset: str, what: str) -> Path:
+    """The data root as a Path, or one clear error naming --data-root."""
+    if root is None:
+        raise UserError(f"{dataset} needs --data-root DIR ({what})")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise UserError(f"{dataset}: --data-root {root} is not a directory ({what})")
+    return path
