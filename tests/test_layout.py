@@ -79,9 +79,12 @@ def test_import_graph_has_no_cycle():
 
 
 def test_no_module_imports_the_methods_by_name():
-    """Only the entry point names cil.strategies; the engine, registry and runner know no method."""
+    """Only the entry point names cil.strategies; the engine, registry and runner know no method.
+
+    cil.avalanche is the exception by design: it offers named methods' equations to Avalanche users.
+    """
     for name, targets in import_graph(include_lazy=True).items():
-        if not name.startswith("cil.strategies"):
+        if not name.startswith(("cil.strategies", "cil.avalanche")):
             assert not any(t.startswith("cil.strategies") for t in targets), name
 
 
