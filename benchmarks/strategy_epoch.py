@@ -40,7 +40,7 @@ def main() -> None:
     strategies = args.strategies.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for i, strategy in enumerate([strategies[0]] + strategies):  # the first run warms up (allocator, caches)
-            flags = {"epochs": args.epochs, "device": args.device, "progress": False, "tensorboard": False,
+            flags = {"epochs": args.epochs, "device": args.device, "progress": False, "logging": {"loggers": []},
                      "data": {"limit_per_class": args.limit_per_class}}
             cfg = build_config("synthetic-b50-1", strategy, flags, [f"model.backbone={args.backbone}"])
             results = run(cfg, out=Path(tmp) / f"{i}-{strategy}", log=lambda line: None)

@@ -199,7 +199,7 @@ def engine(strategy: str, per_class: int, device: torch.device, setting: Setting
     """(c): cil's engine on synthetic-b50-1, three epochs per step."""
     from cil.runner import build_config, run
 
-    flags = {"epochs": EPOCHS, "device": device.type, "progress": False, "tensorboard": False,
+    flags = {"epochs": EPOCHS, "device": device.type, "progress": False, "logging": {"loggers": []},
              "data": {"limit_per_class": per_class, "test_limit_per_class": 20}}
     cfg = build_config("synthetic-b50-1", strategy, flags, ["model.backbone=resnet32", *setting.sets])
     timer = EpochTimer()

@@ -32,11 +32,17 @@ def experiment_config(scenario: str, strategy: str, *, seed: int | None = None, 
                       memory_budget: int | None = None, epochs: int | None = None,
                       limit_per_class: int | None = None, plugins: Iterable[str] = (),
                       overrides: dict[str, Any] | None = None, device: str | None = None,
-                      data_root: str | None = None, progress: bool = True, tensorboard: bool = True):
-    """The validated RunConfig these arguments give, exactly as ``cil run`` would build it."""
+                      data_root: str | None = None, progress: bool = True,
+                      loggers: Iterable[str] | None = None):
+    """The validated RunConfig these arguments give, exactly as ``cil run`` would build it.
+
+    ``loggers``: names of ``--logger`` (tensorboard, csv, wandb; () for none); None keeps the default.
+    """
     from cil.runner import build_config
 
-    flags: dict[str, Any] = {"progress": progress, "tensorboard": tensorboard}
+    flags: dict[str, Any] = {"progress": progress}
+    if loggers is not None:
+        flags["logging"] = {"loggers": list(loggers)}
     if memory is not None:
         flags["memory"] = {"per_class": memory, "budget": None}
     if memory_budget is not None:
@@ -58,7 +64,7 @@ def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = Non
     """Run every step of ``scenario`` with ``strategy``; the results (results.json's content) plus ``run_dir``.
 
     ``options`` are ``experiment_config``'s (seed, memory, memory_budget, epochs, limit_per_class,
-    plugins, overrides, device, data_root, progress, tensorboard). ``out`` is the run directory
+    plugins, overrides, device, data_root, progress, loggers). ``out`` is the run directory
     (default: runs/SCENARIO/STRATEGY/seedS-TIME, as the CLI); ``extra_plugins`` are plugin objects
     built in code (Avalanche or cil plugins), appended to the configured ones.
     """

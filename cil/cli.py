@@ -51,7 +51,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="override any config key, e.g. --set optim.lr=0.05 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in the run directory")
+    p.add_argument("--logger", metavar="NAME,...", dest="loggers",
+                   help="experiment loggers: tensorboard (default), csv, wandb, comma-separated; none for none")
+    p.add_argument("--no-tensorboard", action="store_true", help="leave tensorboard out of the loggers")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +215,24 @@ def parse_seeds(text: str | None) -> list[int]:
     return seeds
 
 
+def parse_loggers(text: str | None) -> list[str] | None:
+    """``--logger tensorboard,csv`` as a list ([] for 'none'); None when not given."""
+    from cil.loggers import LOGGERS
+
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [name for name in names if name not in LOGGERS]
+    if unknown or not names:
+        raise UserError(f"--logger: unknown logger '{unknown[0] if unknown else text}'; valid: "
+                        f"{', '.join(LOGGERS)}, comma-separated, or none")
+    if len(set(names)) != len(names):
+        raise UserError(f"--logger names a logger twice: '{text}'")
+    return names
+
+
 def run_flags(args, seed: int | None = None) -> dict[str, Any]:
     """The config layer of the command-line options shared by run and sweep."""
     flags: dict[str, Any] = {}
@@ -228,8 +248,11 @@ def run_flags(args, seed: int | None = None) -> dict[str, Any]:
         flags["data"] = data
     if args.no_progress:
         flags["progress"] = False
+    loggers = parse_loggers(args.loggers)
     if args.no_tensorboard:
-        flags["tensorboard"] = False
+        loggers = [name for name in (loggers or []) if name != "tensorboard"]
+    if loggers is not None:
+        flags["logging"] = {"loggers": loggers}
     if args.epochs is not None:
         flags["epochs"] = args.epochs
     if args.plugins:

@@ -20,6 +20,7 @@ from cil.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from cil.config import RunConfig, config_differences
 from cil.data import DATASETS, LoadedDataset, default_backbone
 from cil.errors import ReportedInterrupt, UserError
+from cil.loggers import open_loggers
 from cil.metrics import confusion_matrix, step_metrics
 from cil.results import RESULTS, RunWriter, environment, load_results
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
@@ -166,14 +167,10 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         f"({runtime.describe()})")
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     first_step = checkpoint["state"]["step"] + 1 if checkpoint is not None else 0
-    tensorboard = None
-    if cfg.tensorboard:
-        from cil.tensorboard import TensorBoardLogger
+    from cil.loggers.plugin import RunLoggers
 
-        tensorboard = TensorBoardLogger(out, first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0,
-                                        first_step=first_step)
-    strategy = build_strategy(cfg, prepared, runtime, [*(extra_plugins or []), *([tensorboard] if tensorboard else [])],
-                              log)
+    run_loggers = RunLoggers([])  # opened below, once the run directory is written
+    strategy = build_strategy(cfg, prepared, runtime, [*(extra_plugins or []), run_loggers], log)
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])
@@ -191,10 +188,16 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     writer = RunWriter(out, header, overwrite=overwrite or resume,
                        previous=checkpoint["results"] if checkpoint is not None else None)
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
-    report = StepReporter(out, plan, strategy, writer, tensorboard, log)
+    report = StepReporter(out, plan, strategy, writer, run_loggers, log)
     try:
+        run_loggers.loggers = open_loggers(
+            cfg.logging.loggers, out, config, run_name=f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
+            first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0, first_step=first_step,
+            wandb_options={"project": cfg.logging.wandb_project, "entity": cfg.logging.wandb_entity,
+                           "mode": cfg.logging.wandb_mode})
         with sigterm_as_interrupt(), runtime.backends():
             run_steps(strategy, train_stream, test_stream, report, first_step=first_step)
+        writer.finish("complete")
     except KeyboardInterrupt:
         writer.finish("interrupted")
         done = len(writer.results["steps"])
@@ -205,9 +208,7 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        if tensorboard is not None:
-            tensorboard.close()
-    writer.finish("complete")
+        run_loggers.finish(writer.results)
     return writer.results
 
 
@@ -241,10 +242,10 @@ def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins
 class StepReporter:
     """After every step: its metrics and confusion matrix into the run directory, a checkpoint, a log line."""
 
-    def __init__(self, out: Path, plan: ScenarioPlan, strategy, writer: RunWriter, tensorboard,
+    def __init__(self, out: Path, plan: ScenarioPlan, strategy, writer: RunWriter, loggers,
                  log: Callable[[str], None]):
         self.out, self.plan, self.strategy, self.writer = out, plan, strategy, writer
-        self.tensorboard, self.log = tensorboard, log
+        self.loggers, self.log = loggers, log
 
     def __call__(self, step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float,
                  n_train: int) -> None:
@@ -256,8 +257,7 @@ class StepReporter:
         writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
         save_checkpoint(self.out, {"state": self.strategy.checkpoint_state(), "results": writer.results,
                                    "config": writer.results["config"]})
-        if self.tensorboard is not None:
-            self.tensorboard.log_step(record, writer.results["forgetting"])
+        self.loggers.log_step(record, writer.results)
         old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
         self.log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
                  f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "

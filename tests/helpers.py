@@ -59,16 +59,52 @@ def write_image_folder(root: Path, n_classes: int, train_per_class: int, test_pe
 
 
 class StopBeforeStep(SupervisedPlugin):
-    """Raises KeyboardInterrupt (what Ctrl-C and SIGTERM do) when training of ``step`` begins."""
+    """Raises KeyboardInterrupt (what Ctrl-C and SIGTERM do) when training of ``step`` begins, or
+    after its first ``after_epochs`` epochs (what they logged is then past the last checkpoint)."""
 
-    def __init__(self, step: int):
+    def __init__(self, step: int, after_epochs: int = 0):
         super().__init__()
-        self.step = step
+        self.step, self.epochs_to_stop_after, self.epochs = step, after_epochs, 0
 
     def before_training_exp(self, strategy, **kwargs):
-        if strategy.experience.current_experience == self.step:
+        if strategy.experience.current_experience == self.step and not self.epochs_to_stop_after:
             raise KeyboardInterrupt
+
+    def after_training_epoch(self, strategy, **kwargs):
+        if strategy.experience.current_experience == self.step:
+            self.epochs += 1
+            if self.epochs == self.epochs_to_stop_after:
+                raise KeyboardInterrupt
 
 
 def quiet(line: str) -> None:
     """A runner log that prints nothing."""
+
+
+def wandb_records(run_dir):
+    """The protobuf records of the one offline wandb run under ``run_dir/wandb`` (its .wandb file is a
+    LevelDB-style log: a 7-byte header, then 32 KiB blocks of records with a 7-byte header each)."""
+    import struct
+    from pathlib import Path
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = Path(run_dir, "wandb").glob("offline-run-*/run-*.wandb")
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    block, position, pending, records = 32768, 7, b"", []
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # block tail too short for a header: zero padding
+            position += left
+            continue
+        _checksum, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if kind == 0 and length == 0:
+            position += left
+            continue
+        pending += data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            records.append(wandb_internal_pb2.Record.FromString(pending))
+            pending = b""
+    return records

@@ -193,7 +193,7 @@ def test_mfw_leaves_the_labels_alone(tmp_path):
             assert torch.equal(seen[-1], strategy.mb_y)
 
     cfg = build_config("synthetic-b6-2", "il-baseline-mfw", {"epochs": 1, "device": "cpu", "progress": False,
-                                                             "tensorboard": False, "data": {"limit_per_class": 10}},
+                                                             "logging": {"loggers": []}, "data": {"limit_per_class": 10}},
                        TINY_SETS)
     run(cfg, out=tmp_path / "run", extra_plugins=[RecordLabels()], log=quiet)
     assert seen

@@ -196,7 +196,7 @@ def test_old_class_weights_stay_fixed_in_real_and_virtual_steps(tmp_path, strate
     sets = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2"]
     if "meta" in strategy:
         sets.append("loss.update_every=1")
-    cfg = build_config("synthetic-b4-2", strategy, {"epochs": 1, "progress": False, "tensorboard": False,
+    cfg = build_config("synthetic-b4-2", strategy, {"epochs": 1, "progress": False, "logging": {"loggers": []},
                                                    "data": {"limit_per_class": 30}, "memory": {"per_class": 4}}, sets)
     results = run(cfg, out=tmp_path / "run", extra_plugins=[watch], log=quiet)
     assert watch.unchanged == [True, True]

@@ -45,7 +45,7 @@ def test_mistakes_are_the_command_lines_one_line(overrides, message):
 
 
 def test_figures_and_tables_from_run_directories(tmp_path):
-    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, tensorboard=False, log=lambda line: None,
+    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, loggers=(), log=lambda line: None,
                   overrides={"model.backbone": "tiny", "optim.batch_size": 8, "data.synthetic_classes": 10,
                              "data.test_limit_per_class": 2})
     runs = api.run_seeds("synthetic-b6-2", "il-baseline", [1, 2], out=tmp_path / "s", **common)

@@ -222,7 +222,7 @@ def test_tensorboard_logs_losses_accuracies_and_alpha(tmp_path):
 
 
 def test_no_tensorboard(tmp_path):
-    cfg = build_config("synthetic-b6-2", "il-baseline", {**FLAGS, "tensorboard": False}, SETS)
+    cfg = build_config("synthetic-b6-2", "il-baseline", {**FLAGS, "logging": {"loggers": []}}, SETS)
     run(cfg, out=tmp_path / "r", log=quiet)
     assert not (tmp_path / "r" / "tensorboard").exists()
 
@@ -237,7 +237,7 @@ def test_step_figures_agree_with_the_results(tmp_path):
     from cil.plots_steps import forgetting_per_step, group_matrix
     from cil.report import collect
 
-    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, tensorboard=False, log=lambda line: None,
+    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, loggers=(), log=lambda line: None,
                   overrides={"model.backbone": "tiny", "optim.batch_size": 8, "data.synthetic_classes": 10,
                              "data.test_limit_per_class": 3})
     api.run_seeds("synthetic-b4-3", "il-baseline", [1, 2], out=tmp_path / "runs", **common)

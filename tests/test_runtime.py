@@ -19,7 +19,7 @@ from tests.helpers import check_results_contract, quiet
 from tests.sync_detector import SyncDetector
 
 TINY = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2"]
-FLAGS = {"epochs": 1, "progress": False, "tensorboard": False, "data": {"limit_per_class": 12},
+FLAGS = {"epochs": 1, "progress": False, "logging": {"loggers": []}, "data": {"limit_per_class": 12},
          "memory": {"per_class": 3, "budget": None}}
 
 

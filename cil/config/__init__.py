@@ -37,13 +37,14 @@ from cil.config.schema import (
     ModelConfig,
     OptimConfig,
     RunConfig,
+    LoggingConfig,
     RuntimeConfig,
 )
 
 __all__ = [
     "COMPONENT_SECTIONS", "DEFAULT_SEED", "MAX_SEED", "RUNTIME_KEYS", "ComponentConfig", "ComponentLookup",
     "ConfigError", "DataConfig", "IncompatibleConfigError", "MemoryConfig", "ModelConfig", "OptimConfig",
-    "RunConfig", "RuntimeConfig", "apply_command_line", "apply_set", "assemble", "available_strategies",
+    "LoggingConfig", "RunConfig", "RuntimeConfig", "apply_command_line", "apply_set", "assemble", "available_strategies",
     "build_run_config", "check", "config_differences", "config_root", "deep_merge", "describe_differences",
     "flatten", "join_key", "load_yaml", "parse_set", "ranged", "resume_config", "scenario_layer",
     "strategy_description", "strategy_layers",

@@ -28,7 +28,17 @@ def assemble(*, scenario: str, strategy: str, dataset: str, flags: dict[str, Any
 def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str],
                   lookup: ComponentLookup) -> RunConfig:
     """The saved (resolved) config of a run with this command line's flags and ``--set``s on top."""
-    return _with_command_line(copy.deepcopy(saved), flags, sets, lookup)
+    return _with_command_line(upgrade_saved_config(saved), flags, sets, lookup)
+
+
+def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved config in today's keys: ``tensorboard: false`` became ``logging.loggers: []``."""
+    config = copy.deepcopy(saved)
+    if "tensorboard" in config:
+        enabled = config.pop("tensorboard")
+        if "logging" not in config:
+            config["logging"] = {"loggers": ["tensorboard"] if enabled else []}
+    return config
 
 
 def _with_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],

@@ -133,6 +133,23 @@ class DataConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Experiment loggers (cil/loggers): observers only, free to change on resume."""
+
+    loggers: list[Literal["tensorboard", "csv", "wandb"]] = field(default_factory=lambda: ["tensorboard"])
+    """tensorboard: RUN_DIR/tensorboard; csv: RUN_DIR/logs/*.csv; wandb: a Weights & Biases run."""
+    wandb_project: str = "cil"
+    wandb_entity: str | None = None
+    wandb_mode: Literal["auto", "online", "offline"] = "auto"
+    """auto: WANDB_MODE and wandb's own settings; offline: local files only (wandb sync later)."""
+
+    def validate(self, prefix: str) -> None:
+        repeated = sorted({name for name in self.loggers if self.loggers.count(name) > 1})
+        if repeated:
+            raise ConfigError(f"invalid value for '{join_key(prefix, 'loggers')}': '{repeated[0]}' is named twice")
+
+
+@dataclass
 class RuntimeConfig:
     """How a run executes on its device (cil/runtime.py): numeric precision, memory layout,
     compilation, evaluation batch size. ``auto`` picks per device (docs/performance.md)."""
@@ -163,8 +180,7 @@ class RunConfig:
     """GPU runs bitwise repeatable (torch.use_deterministic_algorithms; slower). CPU runs always are."""
     out: str | None = None
     progress: bool = True
-    tensorboard: bool = True
-    """Write TensorBoard event files (losses per epoch, accuracies per step) in RUN_DIR/tensorboard."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     method: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="finetune"))
     loss: ComponentConfig = field(default_factory=lambda: ComponentConfig(name="ce"))
     plugins: list[ComponentConfig] = field(default_factory=list)

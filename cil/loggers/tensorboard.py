@@ -1,0 +1,63 @@
+"""TensorBoard event files of a run (``RUN_DIR/tensorboard``; the default logger).
+
+Three event folders, one per x axis, so that a resumed run can drop what an interrupted step had
+logged (``purge_step``) on each axis separately:
+
+* ``tensorboard/epochs``: ``loss/<part>`` (every weighted loss term, mean over the epoch's
+  mini-batches, and ``loss/total``), ``lr``, and ``learned/<name>`` for values plugins report in
+  ``strategy.epoch_scalars`` (Meta BSCE's alpha), against the number of epochs trained so far;
+* ``tensorboard/steps``: ``accuracy/{all,top5,base,old,new}``, ``aia`` and ``forgetting`` so far,
+  and every number a plugin put in the step's record (``step/memory_size``, ``step/rho``, ...),
+  against the step index;
+* ``tensorboard/hparams``: the resolved config as hyper-parameters with the run's AIA, final
+  accuracy and forgetting as its metrics (TensorBoard's HPARAMS tab), rewritten when the run ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cil.loggers.scalars import hyperparameters
+
+
+class TensorBoardLogger:
+    def __init__(self, run_dir: Path, first_epoch: int = 0, first_step: int = 0):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder = run_dir / "tensorboard"
+        # a resumed run hides what came after its checkpoint: epochs are logged at their 1-based count
+        self.epochs = SummaryWriter(str(self.folder / "epochs"), purge_step=first_epoch + 1)
+        self.steps = SummaryWriter(str(self.folder / "steps"), purge_step=first_step)
+        self.config: dict[str, Any] = {}
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.epochs.add_scalar(tag, value, epoch)
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        for tag, value in values.items():
+            self.steps.add_scalar(tag, value, step)
+        self.epochs.flush()
+        self.steps.flush()
+
+    def finish(self, summary: dict[str, float], status: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        self.epochs.close()
+        self.steps.close()
+        folder = self.folder / "hparams"
+        shutil.rmtree(folder, ignore_errors=True)  # one session per run, its latest numbers
+        metrics = {f"hparams/{name}": value for name, value in summary.items()}
+        writer = SummaryWriter(str(folder))
+        hparam_dict = {**hyperparameters(self.config), "status": status}
+        for event in hparams(hparam_dict, metrics):
+            writer.file_writer.add_summary(event)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, 0)
+        writer.close()

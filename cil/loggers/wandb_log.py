@@ -1,0 +1,67 @@
+"""Weights & Biases logging of a run (``--logger wandb``), online or offline.
+
+The run is named ``SCENARIO/STRATEGY/seedS`` in project ``logging.wandb_project``, its config is
+the resolved config, and its files go to ``RUN_DIR/wandb``. Epoch values are logged against
+``epoch`` (``train/loss/<part>``, ``train/lr``, ...), step values against ``cil_step``
+(``test/accuracy/all``, ``test/aia``, ...); the summary holds ``aia``, ``final_accuracy``,
+``forgetting`` and ``status``. ``logging.wandb_mode``: ``offline`` writes only local files (sync
+later with ``wandb sync RUN_DIR/wandb/offline-run-*``), ``online`` needs ``wandb login``, ``auto``
+follows ``WANDB_MODE`` and wandb's own settings. A resumed cil run continues the same wandb run
+(its id is kept in ``RUN_DIR/logs/wandb-id``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from pathlib import Path
+from typing import Any
+
+from cil.errors import UserError
+from cil.results import atomic_write_text
+
+
+class WandbLogger:
+    def __init__(self, run_dir: Path, *, run_name: str, project: str = "cil", entity: str | None = None,
+                 mode: str = "auto"):
+        self.run_dir, self.run_name = run_dir, run_name
+        self.options = {"project": project, "entity": entity, "mode": None if mode == "auto" else mode}
+        self.run = None
+
+    def _run_id(self) -> str:
+        path = self.run_dir / "logs" / "wandb-id"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+        atomic_write_text(path, run_id + "\n")
+        return run_id
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        import wandb
+
+        run_id = self._run_id()
+        try:
+            self.run = wandb.init(name=self.run_name, dir=str(self.run_dir), config=config, id=run_id,
+                                  resume="allow", settings=wandb.Settings(silent=True, console="off"),
+                                  **self.options)
+        except Exception as exc:  # not logged in, no network in online mode, a bad entity...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"wandb logger: {reason} (or log offline: --set logging.wandb_mode=offline)") from None
+        self.run.define_metric("epoch")
+        self.run.define_metric("train/*", step_metric="epoch")
+        self.run.define_metric("cil_step")
+        self.run.define_metric("test/*", step_metric="cil_step")
+
+    def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        self.run.log({"epoch": epoch, **{f"train/{k}": v for k, v in values.items()}})
+
+    def log_step(self, step: int, values: dict[str, float]) -> None:
+        self.run.log({"cil_step": step, **{f"test/{k}": v for k, v in values.items()}})
+
+    def finish(self, summary: dict[str, float], status: str) -> None:
+        if self.run is None:
+            return
+        self.run.summary.update({**summary, "status": status})
+        self.run.finish(exit_code=0 if status == "complete" else 1)
+        self.run = None

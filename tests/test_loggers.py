@@ -1,0 +1,117 @@
+"""--logger tensorboard,csv,wandb: each writes what it promises, read back; resumed runs log no duplicates."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cil.cli import main
+from cil.runner import build_config, run
+from tests.helpers import StopBeforeStep, quiet, wandb_records
+
+FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
+SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=10", "data.test_limit_per_class=5",
+        "logging.wandb_mode=offline"]
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("loggers") / "r"
+    cfg = build_config("synthetic-b6-2", "il-baseline-meta-bsce",
+                       {**FLAGS, "logging": {"loggers": ["tensorboard", "csv", "wandb"]}}, SETS)
+    return out, run(cfg, out=out, log=quiet)
+
+
+def test_csv_logs_every_epoch_and_step(logged):
+    out, results = logged
+    epochs = pd.read_csv(out / "logs" / "epochs.csv")
+    assert list(epochs.columns) == ["epoch", "step", "metric", "value"]
+    total = epochs[epochs.metric == "loss/total"]
+    assert total.epoch.tolist() == [1, 2, 3, 4, 5, 6] and total.step.tolist() == [0, 0, 1, 1, 2, 2]
+    assert total.value.tolist()[-1] == pytest.approx(sum(results["steps"][-1]["final_epoch_loss"].values()), rel=1e-5)
+    assert epochs[epochs.metric == "learned/alpha"].epoch.tolist() == [3, 4, 5, 6]
+    steps = pd.read_csv(out / "logs" / "steps.csv").pivot_table(index="step", columns="metric", values="value")
+    assert steps["accuracy/all"].tolist() == pytest.approx([s["accuracy"] for s in results["steps"]])
+    assert steps["aia"].iloc[-1] == pytest.approx(results["avg_incremental_accuracy"])
+    assert {"accuracy/base", "forgetting", "step/memory_size"} <= set(steps.columns)
+
+
+def test_tensorboard_hparams_hold_the_config_and_the_run_numbers(logged):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out, results = logged
+    events = EventAccumulator(str(out / "tensorboard" / "hparams")).Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optim.lr"].number_value == pytest.approx(results["config"]["optim"]["lr"])
+    assert start.hparams["loss.name"].string_value == "meta-bsce"
+    assert start.hparams["status"].string_value == "complete"
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"hparams/aia", "hparams/final_accuracy",
+                                                             "hparams/forgetting"}
+    assert events.Scalars("hparams/aia")[0].value == pytest.approx(results["avg_incremental_accuracy"], abs=1e-4)
+    steps = EventAccumulator(str(out / "tensorboard" / "steps")).Reload()
+    assert [e.value for e in steps.Scalars("aia")][-1] == pytest.approx(results["avg_incremental_accuracy"], abs=1e-4)
+
+
+def test_wandb_offline_run_holds_config_history_and_summary(logged):
+    out, results = logged
+    records = wandb_records(out)
+    run_record = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run_record.display_name == "synthetic-b6-2/il-baseline-meta-bsce/seed1993"
+    assert run_record.project == "cil"
+    config = {u.key: json.loads(u.value_json) for u in run_record.config.update}
+    assert config["optim"]["lr"] == results["config"]["optim"]["lr"] and config["loss"]["name"] == "meta-bsce"
+    history = [{i.nested_key[0] if i.nested_key else i.key: json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    tested = [h for h in history if "cil_step" in h]
+    assert [h["test/accuracy/all"] for h in tested] == pytest.approx([s["accuracy"] for s in results["steps"]])
+    trained = [h for h in history if "epoch" in h]
+    assert [h["epoch"] for h in trained] == [1, 2, 3, 4, 5, 6] and "train/learned/alpha" in trained[-1]
+    summary = {}
+    for r in records:
+        if r.WhichOneof("record_type") == "summary":
+            summary.update({(u.nested_key[0] if u.nested_key else u.key): json.loads(u.value_json)
+                            for u in r.summary.update})
+    assert summary["aia"] == pytest.approx(results["avg_incremental_accuracy"]) and summary["status"] == "complete"
+    assert (out / "logs" / "wandb-id").read_text().strip() == run_record.run_id
+
+
+def test_a_resumed_run_logs_each_epoch_and_step_once(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = lambda: build_config("synthetic-b6-2", "il-baseline-bsce",  # noqa: E731
+                                  {**FLAGS, "logging": {"loggers": ["tensorboard", "csv"]}}, SETS)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(), out=tmp_path / "r", extra_plugins=[StopBeforeStep(2, after_epochs=1)], log=quiet)
+    results = run(config(), out=tmp_path / "r", resume=True, log=quiet)
+    epochs = pd.read_csv(tmp_path / "r" / "logs" / "epochs.csv")
+    assert epochs[epochs.metric == "loss/total"].epoch.tolist() == [1, 2, 3, 4, 5, 6]
+    steps = pd.read_csv(tmp_path / "r" / "logs" / "steps.csv")
+    assert steps[steps.metric == "accuracy/all"].step.tolist() == [0, 1, 2]
+    tb = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "epochs")).Reload()
+    assert [e.step for e in tb.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
+    assert results["status"] == "complete"
+
+
+def test_logger_option_is_checked_in_one_line(capsys):
+    assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--logger", "tb"]) == 2
+    assert capsys.readouterr().err.strip() == ("cil: error: --logger: unknown logger 'tb'; valid: tensorboard, csv, "
+                                               "wandb, comma-separated, or none")
+    assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--logger", "csv,csv"]) == 2
+    assert "names a logger twice" in capsys.readouterr().err
+    cfg = build_config("synthetic-b6-2", "il-baseline", {}, ["logging.loggers=csv,wandb"])
+    assert cfg.logging.loggers == ["csv", "wandb"]
+
+
+def test_saved_tensorboard_switch_of_older_runs_resumes_as_loggers():
+    from cil import registry
+    from cil.config import resume_config
+
+    saved = build_config("synthetic-b6-2", "il-baseline", {}, []).to_dict()
+    del saved["logging"]
+    saved["tensorboard"] = False
+    cfg = resume_config(saved, flags={}, sets=[], lookup=registry.config_class)
+    assert cfg.logging.loggers == []
