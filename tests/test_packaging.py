@@ -102,3 +102,12 @@ def test_declared_components_are_the_registered_ones():
         importlib.import_module(declared.module)
         component = registry.component(kind, name)
         assert component.summary == summary and summary
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    """pyproject.toml lists the packages explicitly (package-dir mapping): a new folder must be added there."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "cil").rglob("__init__.py")}
+    assert found - listed == set()
