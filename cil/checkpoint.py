@@ -18,9 +18,11 @@ import numpy as np
 import torch
 
 from cil.errors import UserError
+from cil.shapes import CHECKPOINT_FILE, check
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 FORMAT_VERSION = 1
+DAMAGED_ADVICE = "restore it from a backup, or start the run again with --overwrite (nothing was deleted)"
 
 
 def capture_rng(*generators: torch.Generator) -> dict[str, Any]:
@@ -76,10 +78,14 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unpickling or zip error: the file is damaged
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot resume {run_dir}: checkpoint {path} is unreadable ({reason}); "
-                        f"start again with --overwrite") from None
+    except Exception:  # any unpickling or zip error: the file is damaged (torch's message is pages long)
+        raise UserError(f"cannot resume {run_dir}: checkpoint {path} is unreadable (damaged, or not a torch "
+                        f"file); {DAMAGED_ADVICE}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise UserError(f"cannot resume {run_dir}: {path} is not a cil checkpoint of format {FORMAT_VERSION}")
+        raise UserError(f"cannot resume {run_dir}: {path} is not a cil checkpoint of format {FORMAT_VERSION}; "
+                        f"{DAMAGED_ADVICE}")
+    try:
+        check(payload, CHECKPOINT_FILE, f"checkpoint {path}")
+    except UserError as exc:
+        raise UserError(f"cannot resume {run_dir}: {exc}; {DAMAGED_ADVICE}") from None
     return payload

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cil.config.schema import DEFAULT_SEED
-from cil.errors import ReportedInterrupt, UserError
+from cil.errors import ReportedInterrupt, RunDiverged, UserError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_DIVERGED = 3
+"""A run stopped because its loss became NaN or infinite (its completed steps are saved)."""
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, what a shell reports for a command whose output pipe closed."""
 
@@ -314,13 +316,12 @@ def resume(args) -> int:
     from cil import registry
     from cil.config import config_differences, describe_differences, resume_config
     from cil.report import step_table
-    from cil.results import load_results
-    from cil.runner import run
+    from cil.runner import run, saved_results_to_resume
 
     if args.seeds or args.overwrite:
         raise UserError("--resume continues one run: it takes neither --seeds nor --overwrite")
     run_dir = Path(args.resume)
-    saved = load_results(run_dir)
+    saved = saved_results_to_resume(run_dir)
     flags = run_flags(args, args.seed)
     for key in ("scenario", "strategy", "out"):
         if getattr(args, key) is not None:
@@ -395,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
+    except RunDiverged as exc:
+        print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_DIVERGED
     except UserError as exc:
         print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE

@@ -64,6 +64,7 @@ from avalanche.training.templates import SupervisedTemplate
 from cil.checkpoint import capture_rng, restore_rng
 from cil.config import OptimConfig, RuntimeConfig
 from cil.epoch_losses import EpochLosses
+from cil.errors import TrainingDiverged
 from cil.memory import Rehearsal
 from cil.plugin import CilPlugin, ClassificationLoss, PluginHooks
 from cil.progress import bars_visible, progress_bar
@@ -381,6 +382,9 @@ class IncrementalStrategy(SupervisedTemplate):
         if self._bar is not None:
             self._bar.close()
         self.loss_parts = self._epoch_losses.means()
+        for part, value in self.loss_parts.items():
+            if not math.isfinite(value):  # the first epoch whose loss is NaN or infinite ends the run
+                raise TrainingDiverged(self.step, len(self._epoch_seconds) + 1, part, value)
         self.epoch_scalars = {k: float(v) for k, v in self.epoch_scalars.items()}
         seconds = time.perf_counter() - self._epoch_start
         self._epoch_seconds.append(seconds)

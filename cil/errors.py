@@ -19,3 +19,16 @@ def did_you_mean(name: str, valid: list[str]) -> str:
 
 class ReportedInterrupt(KeyboardInterrupt):
     """Ctrl-C or SIGTERM after the interrupted run or sweep has said what was saved and how to continue."""
+
+
+class TrainingDiverged(Exception):
+    """A loss term became NaN or infinite (checked on each epoch's mean, so no mini-batch waits for it)."""
+
+    def __init__(self, step: int, epoch: int, part: str, value: float):
+        self.step, self.epoch, self.part, self.value = step, epoch, part, value
+        super().__init__(f"training diverged at step {step}, epoch {epoch}: loss part '{part}' is {value} "
+                         f"(its mean over the epoch); lower optim.lr or check the loss")
+
+
+class RunDiverged(UserError):
+    """A run stopped by ``TrainingDiverged``; its completed steps are saved (status "diverged")."""

@@ -20,7 +20,7 @@ from cil import plots_steps
 from cil.plots_steps import classes_seen, finish_step_axes, new_figure
 from cil.errors import UserError
 from cil.output_place import writable_folder
-from cil.report import Run, collect
+from cil.report import Run, collect, completed_steps
 from cil.results import atomic_write_bytes
 
 KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting")
@@ -42,9 +42,7 @@ def _title(run: Run) -> str:
 
 
 def _confusion_of(run: Run, step: int | None) -> tuple[int, np.ndarray]:
-    steps = run.results.get("steps", [])
-    if not steps:
-        raise UserError(f"{run.path} has no completed step to plot")
+    steps = completed_steps(run)
     step = len(steps) - 1 if step is None else step
     if not 0 <= step < len(steps):
         raise UserError(f"--step {step}: {run.path} has steps 0 to {len(steps) - 1}")
@@ -125,9 +123,7 @@ def plot_base_new(run: Run, out: Path) -> Path:
 
 def base_new_figure(run: Run):
     """Accuracy on the base classes, the old classes and the newest step's classes after each step."""
-    steps = run.results.get("steps", [])
-    if not steps:
-        raise UserError(f"{run.path} has no completed step to plot")
+    steps = completed_steps(run)
     x = classes_seen(run)
     fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()

@@ -14,7 +14,7 @@ import numpy as np
 
 from cil.errors import UserError
 from cil.metrics import forgetting
-from cil.report import Run, variant_labels
+from cil.report import Run, completed_steps, variant_labels
 
 CURVE_INCHES = (8.0, 5.0)
 
@@ -45,9 +45,7 @@ def finish_step_axes(fig, ax, ylabel: str, title: str, legend: dict | None = Non
 
 def group_matrix(run: Run) -> np.ndarray:
     """A[t, g] (NaN above the diagonal and where a step did not record it)."""
-    steps = run.results.get("steps", [])
-    if not steps:
-        raise UserError(f"{run.path} has no completed step to plot")
+    steps = completed_steps(run)
     matrix = np.full((len(steps), len(steps)), np.nan)
     for t, step in enumerate(steps):
         for g, value in enumerate(step.get("accuracy_per_group") or []):

@@ -103,6 +103,16 @@ class Run:
         raise KeyError(name)
 
 
+def completed_steps(run: Run) -> list[dict]:
+    """The run's steps, or one error line (with its status when it is unreadable)."""
+    steps = run.results.get("steps", [])
+    if not steps:
+        status = run.results.get("status", "")
+        raise UserError(f"{run.path} has no completed step to plot" +
+                        (f": results.json is {status}" if status.startswith("unreadable") else ""))
+    return steps
+
+
 def collect(paths: list[Path]) -> list[Run]:
     """Every run under ``paths`` (a run directory, or any folder holding some), sorted by path."""
     files: set[Path] = set()
@@ -123,13 +133,9 @@ def collect(paths: list[Path]) -> list[Run]:
 def _readable_results(path: Path) -> dict[str, Any]:
     """A run's results, or a stand-in whose status says why they cannot be used (listed, never averaged)."""
     try:
-        results = load_results(path)
-    except UserError as exc:
-        return {"status": f"unreadable ({str(exc).split(': ', 1)[-1][:80]})", "steps": []}
-    if not isinstance(results, dict):
-        return {"status": f"damaged (results.json holds a JSON {type(results).__name__}, not an object)",
-                "steps": []}
-    return results
+        return load_results(path)
+    except UserError as exc:  # "cannot read PATH: why" or "results file PATH: what is wrong"
+        return {"status": f"unreadable ({str(exc).split(': ', 1)[-1][:100]})", "steps": []}
 
 
 def variant_labels(runs: list[Run]) -> dict[Path, str]:

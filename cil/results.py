@@ -30,6 +30,7 @@ import yaml
 
 from cil.errors import UserError
 from cil.metrics import average_incremental_accuracy, forgetting
+from cil.shapes import RESULTS_FILE, check
 
 RESULTS = "results.json"
 
@@ -41,10 +42,14 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
+TEMPORARY_MARK = ".cil-tmp-"
+"""In the name of every temporary file of an atomic write: ``.NAME.cil-tmp-XXXXXXXX``."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY_MARK}", dir=path.parent)
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
@@ -55,6 +60,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that atomic writes killed outright (SIGKILL, power loss) left in a run
+    directory; call only while holding the directory's claim. The files removed."""
+    stale = [p for p in run_dir.rglob(f".*{TEMPORARY_MARK}*") if p.is_file()] if run_dir.is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -161,6 +175,10 @@ class RunWriter:
 def load_results(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RESULTS if run_dir.is_dir() else run_dir
     try:
-        return json.loads(path.read_text())
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"cannot read {path}: not a text (UTF-8) file") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
+    check(results, RESULTS_FILE, f"results file {path}")
+    return results

@@ -19,10 +19,10 @@ from cil import registry
 from cil.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from cil.config import RunConfig, config_differences
 from cil.data import DATASETS, LoadedDataset, default_backbone
-from cil.errors import ReportedInterrupt, UserError
+from cil.errors import ReportedInterrupt, RunDiverged, TrainingDiverged, UserError
 from cil.loggers import open_loggers
 from cil.metrics import confusion_matrix, step_metrics
-from cil.results import RESULTS, RunWriter, environment, load_results
+from cil.results import RESULTS, RunWriter, environment, load_results, remove_stale_temporaries
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
 
 
@@ -204,6 +204,11 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; "
             f"continue with: cil run --resume {out}")
         raise ReportedInterrupt from None
+    except TrainingDiverged as exc:
+        writer.finish("diverged", error=str(exc))
+        done = len(writer.results["steps"])
+        raise RunDiverged(f"{exc}; the {done} completed step(s) before it are kept in {out} "
+                          f"(status diverged)") from None
     except Exception as exc:
         writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -215,12 +220,31 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
 def open_run_directory(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool,
                        log: Callable[[str], None]) -> dict | None:
     """Check that ``out`` may receive this run; the checkpoint to continue from when resuming."""
+    remove_stale_temporaries(out)
     if resume:
         return _checkpoint_to_resume(out, cfg, log)
     if not overwrite and (out / RESULTS).exists():
         raise UserError(f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
                         f"or choose another --out, or pass --overwrite")
+    if overwrite:
+        remove_previous_run(out)
     return None
+
+
+RUN_FILES = (RESULTS, "metrics.csv", "config.yaml", "run.log")
+RUN_FOLDERS = ("checkpoints", "confusion", "tensorboard", "logs", "wandb", "plots")
+"""What a run writes in its directory (docs/results.md); ``--overwrite`` removes these, nothing else."""
+
+
+def remove_previous_run(out: Path) -> None:
+    """Before ``--overwrite`` starts a new run in ``out``: the old run's files, so that none of them (its
+    checkpoint above all) is mistaken for the new run's. Other files in the folder stay."""
+    import shutil
+
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_FOLDERS:
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins: list,
@@ -270,9 +294,7 @@ def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None])
     Steps recorded after the last checkpoint are redone; with no checkpoint at all (the run was
     killed between writing its first step's results and its checkpoint) that is every step.
     """
-    if not (out / RESULTS).exists():
-        raise UserError(f"cannot resume {out}: it holds no run ({RESULTS} is missing)")
-    saved = load_results(out)
+    saved = saved_results_to_resume(out)
     checkpoint = load_checkpoint(out)
     reference = checkpoint["config"] if checkpoint is not None else saved.get("config", {})
     differing = config_differences(reference, comparable_config(cfg, reference))
@@ -283,6 +305,22 @@ def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None])
         log(f"{out} records {len(saved['steps'])} step(s) but has no checkpoint ({CHECKPOINT}): "
             f"starting again from step 0")
     return checkpoint
+
+
+def saved_results_to_resume(run_dir: Path) -> dict:
+    """The results.json of a run to resume, or one line saying what is damaged and what to do."""
+    from cil.checkpoint import DAMAGED_ADVICE
+
+    if not (run_dir / RESULTS).is_file():
+        raise UserError(f"cannot resume {run_dir}: it holds no run ({RESULTS} is missing)")
+    try:
+        saved = load_results(run_dir)
+    except UserError as exc:
+        raise UserError(f"cannot resume {run_dir}: {exc}; {DAMAGED_ADVICE}") from None
+    if saved["status"] == "diverged":
+        raise UserError(f"cannot resume {run_dir}: its training diverged ({saved.get('error', 'no detail')}); "
+                        f"resuming would diverge again: start it again with other settings and --overwrite")
+    return saved
 
 
 def comparable_config(cfg: RunConfig, saved: dict) -> dict:

@@ -131,12 +131,9 @@ def load_plan(ref: str) -> tuple[dict[str, Any], str]:
         if ref.endswith((".yaml", ".yml")):
             raise UserError(f"sweep file not found: {ref}")
         raise UserError(f"unknown sweep '{ref}'{did_you_mean(ref, available_sweeps())}")
-    raw = load_yaml(path)
-    known = {"description", "seeds", "scenarios", "strategies", "grid", "sweeps", "set"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UserError(f"sweep file {path}: unknown key '{unknown[0]}'; valid: {', '.join(sorted(known))}")
-    return raw, path.stem
+    from cil.shapes import SWEEP_FILE
+
+    return load_yaml(path, SWEEP_FILE, "sweep file"), path.stem
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -149,6 +146,8 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         if not sep or not key.strip() or not values.strip():
             raise UserError(f"--grid expects KEY=V1,V2,..., got '{item}'")
         grid[_grid_key(key.strip())] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+        if not grid[_grid_key(key.strip())]:
+            raise UserError(f"--grid {key.strip()}: no values (a sweep over an empty list runs nothing), got '{item}'")
     return grid
 
 
@@ -201,14 +200,18 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
         if not (spec.out / RESULTS).exists():
             planned.append(Planned(spec, "run", config=cfg))
             continue
-        saved = load_results(spec.out)
+        try:
+            saved = load_results(spec.out)
+        except UserError as exc:  # a damaged run directory is left as it is, and listed
+            planned.append(Planned(spec, "invalid", f"{exc}; remove the folder to run it again"))
+            continue
         differing = config_differences(saved.get("config", {}), comparable_config(cfg, saved.get("config", {})))
         if differing:
             raise UserError(f"{spec.out} holds a run with another config (differs in {', '.join(differing[:5])}); "
                             f"give the sweep another --out")
         done = len(saved.get("steps", []))
-        if saved.get("status") == "complete":
-            planned.append(Planned(spec, "skip", "complete", cfg))
+        if saved.get("status") in ("complete", "diverged"):  # a diverged run would diverge again
+            planned.append(Planned(spec, "skip", saved["status"], cfg))
         else:
             planned.append(Planned(spec, "resume", f"{saved.get('status')}, {done} of {saved.get('n_steps')} steps",
                                    cfg))
@@ -237,7 +240,7 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
     if dry_run:
         return 0
     todo = [p for p in planned if p.action in ("run", "resume")]
-    outcomes: dict[str, list[str]] = {"failed": [], "elsewhere": []}
+    outcomes: dict[str, list[str]] = {"failed": [], "diverged": [], "elsewhere": []}
 
     def report(kind: str, task, where: str, detail: str) -> None:
         head = f"[{task.index + 1}/{len(todo)}]"
@@ -260,13 +263,15 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
         print(summary_table(collect(done), metrics=["aia", "final"]))
     for line in outcomes["elsewhere"]:
         print(f"running elsewhere: {line}", file=sys.stderr)
-    for line in outcomes["failed"]:
-        print(f"failed: {line}", file=sys.stderr)
-    return 1 if outcomes["failed"] else 0
+    for kind in ("diverged", "failed"):
+        for line in outcomes[kind]:
+            print(f"{kind}: {line}", file=sys.stderr)
+    return 1 if outcomes["failed"] or outcomes["diverged"] else 0
 
 
 def run_here(tasks: list, report: Callable) -> None:
-    """One run after another in this process (``--jobs 1``); a user error stops the sweep."""
+    """One run after another in this process (``--jobs 1``); a run that fails, even for a user error found
+    only once it started, is listed at the end and the sweep goes on."""
     from cil.sweep_workers import run_claimed
 
     for task in tasks:
@@ -276,8 +281,6 @@ def run_here(tasks: list, report: Callable) -> None:
         except KeyboardInterrupt:
             print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
             raise ReportedInterrupt from None
-        except UserError:
-            raise
         except Exception as exc:  # one run failing does not stop the others; it is listed at the end
             outcome, detail = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         report(outcome, task, "this process", detail)

@@ -64,12 +64,13 @@ def parse_devices(text: str | None) -> list[str]:
 def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
     """Claim ``out``, then run, resume or skip it by what it holds now; (outcome, detail).
 
-    The outcome is "complete", "skipped" (another process finished it meanwhile) or "elsewhere"
-    (another process is running it). Deciding after the claim keeps two sweeps on the same grid
+    The outcome is "complete", "skipped" (another process finished it meanwhile), "elsewhere"
+    (another process is running it) or "diverged" (its loss became NaN or infinite). Deciding after the claim keeps two sweeps on the same grid
     from ever running the same run twice.
     """
     from cil.checkpoint import CHECKPOINT
     from cil.claims import RunClaimed, claimed
+    from cil.errors import RunDiverged
     from cil.results import RESULTS, load_results
     from cil.runner import run
 
@@ -85,6 +86,8 @@ def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
                                 f"{time.perf_counter() - started:.0f}s{resumed}")
     except RunClaimed as exc:
         return "elsewhere", str(exc)
+    except RunDiverged as exc:
+        return "diverged", str(exc)
 
 
 def worker_main(worker: int, device: str, cpu_threads: int, parent: int, tasks, events) -> None:

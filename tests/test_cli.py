@@ -66,7 +66,7 @@ def test_list(capsys):
     (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,x"], "--seeds"),
     (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2", "--seed", "3"],
      "not both"),
-    (["run", "--resume", "/nonexistent/run"], "cannot read"),
+    (["run", "--resume", "/nonexistent/run"], "holds no run (results.json is missing)"),
     (["report", "/nonexistent/runs"], "no such run directory"),
     (["report", ".", "--metric", "speed"], "unknown metric 'speed'"),
     (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--grid", "memory"], "--grid expects"),

@@ -56,7 +56,7 @@ def test_set_is_typed():
     ("seed=-3", "invalid value for 'seed': must be in [0, 4294967295]"),
     ("class_order_seed=4294967296", "invalid value for 'class_order_seed': must be in [0, 4294967295]"),
     ("optim.momentum=1", "invalid value for 'optim.momentum': must be in [0, 1)"),
-    ("method.temperature=.nan", "invalid value for 'method.temperature': must be > 0"),
+    ("method.temperature=.nan", "invalid value for 'method.temperature': expected a finite number, got nan"),
     ("memory.per_class=-1", "must be >= 0 (0 = no exemplars)"),
 ])
 def test_bad_overrides_are_one_clear_error(assignment, message):

@@ -265,6 +265,6 @@ def test_report_lists_damaged_results_instead_of_crashing(runs_root, tmp_path, c
     assert main(["report", str(tree)]) == 0
     out = capsys.readouterr().out
     assert "| il-baseline" in out
-    assert f"{tree / 'list'}: damaged (results.json holds a JSON list, not an object)" in out
-    assert f"{tree / 'null'}: damaged (results.json holds a JSON NoneType, not an object)" in out
+    assert f"{tree / 'list'}: unreadable (the file must be a JSON object, got a list)" in out
+    assert f"{tree / 'null'}: unreadable (the file must be a JSON object, got null)" in out
     assert f"{tree / 'broken'}: unreadable (" in out

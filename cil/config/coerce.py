@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -117,14 +118,19 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return int(value)
         raise ConfigError(f"invalid value for '{key}': expected an integer, got {value!r}")
     if hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads '1e-4' as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"invalid value for '{key}': expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"invalid value for '{key}': expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"invalid value for '{key}': expected a finite number, got {value!r}")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value

@@ -16,6 +16,7 @@ import yaml
 from cil.config.fields import ConfigError
 from cil.config.schema import COMPONENT_SECTIONS
 from cil.errors import UserError, did_you_mean
+from cil.shapes import SCENARIO_FILE, STRATEGY_FILE, Shape, check
 
 
 def config_root() -> Path:
@@ -36,13 +37,18 @@ def available_strategies() -> list[str]:
     return sorted(p.stem for p in (config_root() / "strategies").glob("*.yaml"))
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path, shape: Shape | None = None, what: str = "file") -> dict[str, Any]:
+    """A YAML file's mapping, checked against ``shape`` (cil/shapes.py); one error line naming it otherwise."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise UserError(f"cannot read {path}: not a text (UTF-8) file") from None
     except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of keys to values")
+    if shape is not None:
+        check(data, shape, f"{what} {path}")
     return data
 
 
@@ -68,6 +74,10 @@ def strategy_layers(strategy: str) -> list[dict[str, Any]]:
             raise UserError(f"strategy '{strategy}': 'extends' forms a cycle at {path}")
         seen.add(path.resolve())
         data = load_yaml(path)
+        if "extends" in data and not (isinstance(data["extends"], str) and data["extends"]):
+            raise UserError(f"strategy file {path}: 'extends' must be a strategy name or a .yaml path, "
+                            f"got {data['extends']!r}")
+        check(data, STRATEGY_FILE, f"strategy file {path}")
         ref = data.pop("extends", None)
         relative_to = path.parent
         data.pop("description", None)
@@ -82,7 +92,7 @@ def strategy_description(strategy: str) -> str:
 
 def scenario_layer(dataset: str) -> dict[str, Any]:
     path = config_root() / "scenarios" / f"{dataset}.yaml"
-    return load_yaml(path) if path.is_file() else {}
+    return load_yaml(path, SCENARIO_FILE, "scenario file") if path.is_file() else {}
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +127,16 @@ def parse_set(assignment: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+CHOSEN_BY_OPTION = {"scenario": "--scenario", "strategy": "--strategy"}
+"""Keys that name what a run is: set only through their own option (``--set strategy=lucir`` would
+relabel an il-baseline run as lucir without changing what it trains)."""
+
+
 def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
     """Write ``value`` at the dotted path; ``plugins.NAME.key`` addresses a plugin by name."""
+    if parts[0] in CHOSEN_BY_OPTION and len(parts) == 1:
+        raise ConfigError(f"'{parts[0]}' names the run and is chosen with {CHOSEN_BY_OPTION[parts[0]]}, not --set "
+                          f"(it would relabel the run without changing what it trains)")
     if parts[0] == "plugins" and len(parts) >= 2:
         plugins = raw.setdefault("plugins", [])
         names = [p.get("name") if isinstance(p, dict) else p for p in plugins]

@@ -121,8 +121,18 @@ class DataConfig:
     """Cap on training images per class (the first N of each class), for quick experiments."""
     test_limit_per_class: int | None = ranged(None, ge=1)
     """Cap on test images per class; leave unset for benchmark numbers."""
-    num_workers: int = ranged(4, ge=0)
-    """Worker processes decoding lazily loaded (large) images."""
+    num_workers: int | None = ranged(None, ge=0)
+    """Worker processes decoding lazily loaded (large) images; None: one per CPU this process may
+    use, at most 8 (``worker_count``)."""
+
+    def worker_count(self) -> int:
+        """``num_workers``, or what the machine offers (a 2-core machine gets 2, not 4 and a warning)."""
+        if self.num_workers is not None:
+            return self.num_workers
+        import os
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return min(8, cpus)
     image_size: int | None = ranged(None, ge=8)
     """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
     brightness_jitter: float = ranged(0.0, ge=0, lt=1)

@@ -143,9 +143,9 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
         else:
             norm, size = Normalization(*folder.IMAGENET_NORM), cfg.image_size or 224
             train = FileImageData([train_split.paths[i] for i in train_keep], train_split.targets[train_keep], norm,
-                                  size, cfg.num_workers)
+                                  size, cfg.worker_count())
             test = FileImageData([test_split.paths[i] for i in test_keep], test_split.targets[test_keep], norm, size,
-                                 cfg.num_workers)
+                                 cfg.worker_count())
         return LoadedDataset(train, test, names)
 
     return count, load, classes
