@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -m ''
+	CIL_HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py

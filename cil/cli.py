@@ -16,6 +16,8 @@ from typing import Any, NoReturn
 
 from cil.config.schema import DEFAULT_SEED
 from cil.errors import ReportedInterrupt, RunDiverged, UserError
+from cil.output_place import writable_folder
+from cil.user_paths import usable_path
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -285,6 +287,8 @@ def cmd_run(args) -> int:
         raise UserError("give --seed or --seeds, not both")
     if not seeds:
         cfg = run_config_from_args(args)
+        if cfg.out:
+            writable_folder(Path(cfg.out), "--out")  # before any data is loaded
         results = run(cfg, out=Path(cfg.out) if cfg.out else None, overwrite=args.overwrite)
         print(step_table(results))
         return 0
@@ -300,7 +304,7 @@ def run_seeds(args, seeds: list[int]) -> int:
 
     configs = [run_config_from_args(args, seed) for seed in seeds]  # every config is checked before any run
     if args.out:
-        parent = Path(args.out)
+        parent = writable_folder(Path(args.out), "--out")
     else:
         parent = Path("runs") / args.scenario / Path(args.strategy).stem / datetime.now().strftime("seeds-%Y%m%d-%H%M%S")
     for seed, cfg in zip(seeds, configs):
@@ -320,7 +324,7 @@ def resume(args) -> int:
 
     if args.seeds or args.overwrite:
         raise UserError("--resume continues one run: it takes neither --seeds nor --overwrite")
-    run_dir = Path(args.resume)
+    run_dir = usable_path(args.resume, "--resume")
     saved = saved_results_to_resume(run_dir)
     flags = run_flags(args, args.seed)
     for key in ("scenario", "strategy", "out"):

@@ -116,7 +116,10 @@ def completed_steps(run: Run) -> list[dict]:
 def collect(paths: list[Path]) -> list[Run]:
     """Every run under ``paths`` (a run directory, or any folder holding some), sorted by path."""
     files: set[Path] = set()
+    from cil.user_paths import usable_path
+
     for path in paths:
+        path = usable_path(path, "run directory")
         if not path.exists():
             raise UserError(f"no such run directory or folder: {path}")
         if (path / RESULTS).is_file():

@@ -22,6 +22,7 @@ from cil.data import DATASETS, LoadedDataset, default_backbone
 from cil.errors import ReportedInterrupt, RunDiverged, TrainingDiverged, UserError
 from cil.loggers import open_loggers
 from cil.metrics import confusion_matrix, step_metrics
+from cil.output_place import writable_folder
 from cil.results import RESULTS, RunWriter, environment, load_results, remove_stale_temporaries
 from cil.scenarios import ScenarioName, ScenarioPlan, build_streams
 
@@ -143,7 +144,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
 
     device = resolve_device(cfg.device)
     runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
-    out = Path(out) if out is not None else default_out(cfg)
+    out = writable_folder(Path(out) if out is not None else default_out(cfg), "--out")
     if not claim:
         return _run_in(out, cfg, runtime, overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, log=log)
     with claimed(out):

@@ -126,8 +126,10 @@ class SweepPlan:
 def load_plan(ref: str) -> tuple[dict[str, Any], str]:
     from cil.config import load_yaml
 
+    from cil.user_paths import is_file
+
     path = Path(ref) if ref.endswith((".yaml", ".yml")) else sweeps_root() / f"{ref}.yaml"
-    if not path.is_file():
+    if not is_file(path):
         if ref.endswith((".yaml", ".yml")):
             raise UserError(f"sweep file not found: {ref}")
         raise UserError(f"unknown sweep '{ref}'{did_you_mean(ref, available_sweeps())}")

@@ -78,6 +78,28 @@ class MetaBSCEConfig(ComponentConfig):
             raise IncompatibleConfigError(
                 f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
                 "Jodelet et al., Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
+        if run.memory.budget is not None:
+            old = most_old_classes(run)
+            if old and run.memory.budget // old < 2:
+                raise IncompatibleConfigError(
+                    f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
+                    f"Jodelet et al., Sec. 3.4): a fixed budget of {run.memory.budget} leaves "
+                    f"{run.memory.budget // old} per class for the {old} old classes of the last step; use "
+                    f"--memory-budget {2 * old} or more, or bsce / relaxed-bsce")
+
+
+def most_old_classes(run) -> int | None:
+    """Old classes at the scenario's last step (the most a fixed memory is split into while B_t is
+    drawn from it); None when counting the classes needs data that is not there (checked at run time)."""
+    from cil.data import DATASETS
+    from cil.scenarios import ScenarioName, ScenarioPlan
+
+    try:
+        name = ScenarioName.parse(run.scenario, list(DATASETS))
+        plan = ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(run.data), run.class_order_seed)
+    except UserError:
+        return None
+    return plan.n_classes - len(plan.step_classes[-1])
 
 
 @register("loss", "meta-bsce", MetaBSCEConfig)

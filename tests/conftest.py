@@ -15,3 +15,18 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "folder", n_classes=6, train_per_class=8, test_per_class=4)
+
+
+def _hypothesis_profiles() -> None:
+    """Few generated examples in the default suite (seconds), many under ``make test-all``."""
+    import os
+
+    from hypothesis import HealthCheck, settings
+
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    settings.register_profile("default", max_examples=25, derandomize=True, **common)  # the same cases every run
+    settings.register_profile("thorough", max_examples=400, **common)
+    settings.load_profile(os.environ.get("CIL_HYPOTHESIS_PROFILE", "default"))
+
+
+_hypothesis_profiles()

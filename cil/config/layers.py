@@ -17,6 +17,7 @@ from cil.config.fields import ConfigError
 from cil.config.schema import COMPONENT_SECTIONS
 from cil.errors import UserError, did_you_mean
 from cil.shapes import SCENARIO_FILE, STRATEGY_FILE, Shape, check
+from cil.user_paths import is_file
 
 
 def config_root() -> Path:
@@ -66,7 +67,7 @@ def strategy_layers(strategy: str) -> list[dict[str, Any]]:
         if not isinstance(ref, str) or not ref:
             raise UserError(f"strategy '{strategy}': 'extends' must be a strategy name or a .yaml path, got {ref!r}")
         path = relative_to / ref if ref.endswith((".yaml", ".yml")) else config_root() / "strategies" / f"{ref}.yaml"
-        if not path.is_file():
+        if not is_file(path):
             if ref.endswith((".yaml", ".yml")):
                 raise UserError(f"strategy file not found: {path}")
             raise UserError(f"unknown strategy '{ref}'{did_you_mean(ref, available_strategies())}")

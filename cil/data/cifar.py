@@ -27,7 +27,9 @@ def load_cifar(name: str, root: str | None, train: bool) -> tuple[torch.Tensor, 
     from torchvision import datasets
 
     cls = {"cifar100": datasets.CIFAR100, "cifar10": datasets.CIFAR10}[name]
-    folder = Path(root or "data").expanduser()
+    from cil.user_paths import usable_path
+
+    folder = usable_path(Path(root or "data").expanduser(), "--data-root")
     try:
         ds = cls(str(folder), train=train, download=False)
     except RuntimeError:

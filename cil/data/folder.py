@@ -100,7 +100,9 @@ def check_root(root: str | None, dataset: str, what: str) -> Path:
     """The data root as a Path, or one clear error naming --data-root."""
     if root is None:
         raise UserError(f"{dataset} needs --data-root DIR ({what})")
-    path = Path(root).expanduser()
+    from cil.user_paths import usable_path
+
+    path = usable_path(Path(root).expanduser(), "--data-root")
     if not path.is_dir():
         raise UserError(f"{dataset}: --data-root {root} is not a directory ({what})")
     return path
