@@ -140,14 +140,14 @@ def load_plan(ref: str) -> tuple[dict[str, Any], str]:
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """['loss.alpha=0.1,0.5'] -> {'loss.alpha': [0.1, 0.5]} (values read as YAML scalars)."""
-    import yaml
+    from cil.config.layers import yaml_value
 
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise UserError(f"--grid expects KEY=V1,V2,..., got '{item}'")
-        grid[_grid_key(key.strip())] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+        grid[_grid_key(key.strip())] = [yaml_value(v) for v in values.split(",") if v.strip()]
         if not grid[_grid_key(key.strip())]:
             raise UserError(f"--grid {key.strip()}: no values (a sweep over an empty list runs nothing), got '{item}'")
     return grid

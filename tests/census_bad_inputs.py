@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cil.cli import main
-from tests.test_bad_inputs import BASE, DOCUMENTS, GARBAGE, LEAVES, SET_VALUES, VALUES, options_of
+from tests.test_bad_inputs import (BASE, DOCUMENTS, GARBAGE, LEAVES, SET_VALUES, STRATEGY_DOCUMENTS, SWEEP_DOCUMENTS,
+                                   VALUES, options_of)
 
 TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--no-tensorboard", "--set",
         "model.backbone=tiny", "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2"]
@@ -78,7 +79,7 @@ def census(n: int) -> dict[str, Counter]:
     case = iter(range(10**9))
 
     @every
-    @given(document=DOCUMENTS)
+    @given(document=STRATEGY_DOCUMENTS)
     def strategy_files(document):
         path = work / f"s{next(case)}.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True))
@@ -86,7 +87,7 @@ def census(n: int) -> dict[str, Counter]:
                                         "--out", work / "o"]))
 
     @every
-    @given(document=DOCUMENTS)
+    @given(document=SWEEP_DOCUMENTS)
     def sweep_files(document):
         path = work / f"p{next(case)}.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True))

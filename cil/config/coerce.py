@@ -9,9 +9,8 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal
 
-import yaml
-
 from cil.config.fields import ConfigError, check_ranges, join_key
+from cil.config.layers import yaml_value
 from cil.config.schema import COMPONENT_SECTIONS, ComponentConfig, RunConfig
 from cil.errors import did_you_mean
 
@@ -101,7 +100,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     if origin is list:
         if isinstance(value, str):  # "10,20" from the command line
-            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+            value = [yaml_value(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"invalid value for '{key}': expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value)] if args else list(value)

@@ -121,11 +121,16 @@ def parse_set(assignment: str) -> tuple[list[str], Any]:
     parts = [p for p in key.strip().split(".")]
     if not all(parts):
         raise ConfigError(f"--set has an empty key part in '{assignment}'")
+    return parts, yaml_value(raw) if raw.strip() else ""
+
+
+def yaml_value(text: str) -> Any:
+    """A command-line value read as YAML (``0.1`` a number, ``[1, 2]`` a list), or the text itself when it
+    is not valid YAML (an unbalanced bracket, a control character)."""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        return yaml.safe_load(text)
     except yaml.YAMLError:
-        value = raw
-    return parts, value
+        return text
 
 
 CHOSEN_BY_OPTION = {"scenario": "--scenario", "strategy": "--strategy"}
