@@ -108,3 +108,22 @@ def wandb_records(run_dir):
             records.append(wandb_internal_pb2.Record.FromString(pending))
             pending = b""
     return records
+
+
+def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (120, 90), seed: int = 0) -> list[Path]:
+    """``count`` JPEGs (width x height ``size``) of smooth random colour gradients plus noise, as photos are."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    paths = []
+    for i in range(count):
+        a, b, c = rng.uniform(-1, 1, (3, 3))
+        pixels = np.stack([128 + 100 * np.sin(3 * (a[k] * x + b[k] * y) + c[k]) for k in range(3)], axis=-1)
+        pixels = np.clip(pixels + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
+        path = folder / f"img_{i:04d}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(path)
+    return paths

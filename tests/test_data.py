@@ -8,7 +8,8 @@ import torch
 from cil.config import DataConfig
 from cil.data import DATASETS
 from cil.data.augment import Normalization, SmallImageAugment, random_crop, random_hflip
-from cil.data.base import FileImageData, TensorImageData, first_per_class
+from cil.data.base import TensorImageData, first_per_class
+from cil.data.files import FileImageData
 from cil.data import synthetic
 from cil.errors import UserError
 from tests.helpers import write_image_folder

@@ -125,6 +125,10 @@ class DataConfig:
     """Worker processes decoding lazily loaded (large) images; None: one per CPU this process may
     use, at most 8 (``worker_count``)."""
 
+    decode: Literal["auto", "pil", "device"] = "auto"
+    """Large images (files): decoded by PIL in the workers, or in batches on the training device
+    (torchvision.io.decode_jpeg; nvJPEG on a GPU); auto: device for CUDA runs, pil otherwise."""
+
     def worker_count(self) -> int:
         """``num_workers``, or what the machine offers (a 2-core machine gets 2, not 4 and a warning)."""
         if self.num_workers is not None:

@@ -123,7 +123,8 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
 
     def load(cfg: DataConfig) -> LoadedDataset:
         from cil.data.augment import Normalization, SmallImageAugment
-        from cil.data.base import FileImageData, TensorImageData, first_per_class
+        from cil.data.base import TensorImageData, first_per_class
+        from cil.data.files import FileImageData
 
         root = check_root(cfg.root, dataset, what)
         names = classes(cfg)
@@ -143,9 +144,9 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
         else:
             norm, size = Normalization(*folder.IMAGENET_NORM), cfg.image_size or 224
             train = FileImageData([train_split.paths[i] for i in train_keep], train_split.targets[train_keep], norm,
-                                  size, cfg.worker_count())
+                                  size, cfg.worker_count(), cfg.decode)
             test = FileImageData([test_split.paths[i] for i in test_keep], test_split.targets[test_keep], norm, size,
-                                 cfg.worker_count())
+                                 cfg.worker_count(), cfg.decode)
         return LoadedDataset(train, test, names)
 
     return count, load, classes
@@ -178,7 +179,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
     """The dataset's backbone, or ResNet-18 when a folder turned out to hold large images."""
-    from cil.data.base import FileImageData
+    from cil.data.files import FileImageData
 
     if isinstance(loaded.train, FileImageData):
         return "resnet18"

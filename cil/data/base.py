@@ -4,8 +4,8 @@ The Avalanche streams carry indices into these stores (cil/scenarios.py), never 
 
 * ``TensorImageData``: small images decoded once into one uint8 tensor ``[N, C, H, W]`` that
   lives on the training device; a batch is a gather plus batched augmentation.
-* ``FileImageData``: large images (ImageNet, big image folders) decoded lazily in DataLoader
-  worker processes with the usual per-image transforms.
+* ``FileImageData`` (cil/data/files.py): large images (ImageNet, big image folders) read from
+  their files by persistent DataLoader workers, decoded there or in batches on the device.
 
 Both take an ordered index tensor and yield float batches on the device, so the sampler that
 decides the order (shuffling, oversampling) is independent of where the pixels come from.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,62 +92,3 @@ class TensorImageData(ImageData):
         for start in range(0, len(indices), batch_size):
             raw = images[indices[start : start + batch_size]]
             yield self.augment.train(raw, generator) if train else self.augment.eval(raw)
-
-
-class _PathDataset(torch.utils.data.Dataset):
-    """Decodes one file per item; errors name the file."""
-
-    def __init__(self, paths: list[str], order: list[int], transform):
-        self.paths, self.order, self.transform = paths, order, transform
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
-        path = self.paths[self.order[i]]
-        try:
-            with Image.open(path) as img:
-                return self.transform(img.convert("RGB"))
-        except OSError as exc:
-            raise UserError(f"cannot read image {path}: {exc}") from None
-
-
-class FileImageData(ImageData):
-    """Large images read from files in DataLoader workers (RandomResizedCrop/flip for training)."""
-
-    def __init__(self, paths: list[str], targets: np.ndarray, norm: Normalization, size: int, num_workers: int):
-        self.paths = [str(p) for p in paths]
-        self.targets = np.asarray(targets, dtype=np.int64)
-        self.norm, self.size, self.num_workers = norm, size, num_workers
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return (3, self.size, self.size)
-
-    def subset(self, keep: np.ndarray) -> "FileImageData":
-        return FileImageData([self.paths[i] for i in keep], self.targets[keep], self.norm, self.size, self.num_workers)
-
-    def _transform(self, train: bool):
-        from torchvision import transforms as T
-
-        normalize = T.Normalize(self.norm.mean, self.norm.std)
-        if train:
-            return T.Compose([T.RandomResizedCrop(self.size), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
-        return T.Compose([T.Resize(round(self.size * 256 / 224)), T.CenterCrop(self.size), T.ToTensor(), normalize])
-
-    def batches(self, indices, batch_size, *, train, device, generator=None):
-        dataset = _PathDataset(self.paths, indices.tolist(), self._transform(train))
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item()) if (
-            generator is not None) else 0
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=torch.device(device).type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
-        )
-        for batch in loader:
-            yield batch.to(device, non_blocking=True)

@@ -1,0 +1,157 @@
+"""Large images read from files (ImageNet, big image folders), decoded one of two ways.
+
+* ``pil``: DataLoader workers open, crop, resize and normalise each image (PIL); the CPU path.
+* ``device``: workers only read the files' bytes; the training process decodes a whole batch at
+  once with ``torchvision.io.decode_jpeg(device=...)`` (nvJPEG on a GPU) and crops, resizes, flips
+  and normalises it there. On a GPU this keeps the CPUs out of the way; non-JPEG files are decoded
+  on the CPU (``decode_image``) and moved.
+
+``data.decode: auto`` picks ``device`` for CUDA runs and ``pil`` otherwise. Both paths take the same
+crop and flip for an image (cil/data/crops.py: drawn from a seed per image and epoch), so they agree
+up to the decoders' rounding. The workers persist across epochs and steps (one loader per split and
+mode, fed a new order each epoch), so their start-up is paid once per run, not once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from cil.data.augment import Normalization
+from cil.data.base import ImageData
+from cil.data.crops import Crop, centre_crop, crop_resize, random_resized_crop
+from cil.errors import UserError
+
+DECODES = ("auto", "pil", "device")
+
+
+class _EpochOrder(torch.utils.data.Sampler):
+    """The batches of the current epoch, as lists of (sample index, crop seed); set before each pass."""
+
+    def __init__(self):
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _Files(torch.utils.data.Dataset):
+    """Item (index, seed) -> a transformed float image (``pil``) or the file's bytes and crop (``device``)."""
+
+    def __init__(self, paths: list[str], size: int, norm: Normalization, train: bool, raw: bool):
+        self.paths, self.size, self.norm, self.train, self.raw = paths, size, norm, train, raw
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: tuple[int, int]):
+        index, seed = item
+        path = self.paths[index]
+        if self.raw:
+            with open(path, "rb") as f:
+                data = f.read()
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8), seed
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                crop = self.crop(img.height, img.width, seed)
+                box = img.crop((crop.left, crop.top, crop.left + crop.width, crop.top + crop.height))
+                box = box.resize((self.size, self.size), Image.BILINEAR)
+        except OSError as exc:
+            raise UserError(f"cannot read image {path}: {exc}") from None
+        if crop.flip:
+            box = box.transpose(Image.FLIP_LEFT_RIGHT)
+        pixels = torch.from_numpy(np.asarray(box, dtype=np.uint8).copy()).permute(2, 0, 1)
+        return self.norm.apply(pixels.unsqueeze(0))[0]
+
+    def crop(self, height: int, width: int, seed: int) -> Crop:
+        return random_resized_crop(height, width, seed) if self.train else centre_crop(height, width, self.size)
+
+
+def _collate_raw(items):
+    return [data for data, _ in items], [seed for _, seed in items]
+
+
+class FileImageData(ImageData):
+    """Images read from files by persistent DataLoader workers; decoded there (pil) or on the device."""
+
+    def __init__(self, paths: list[str], targets: np.ndarray, norm: Normalization, size: int, num_workers: int,
+                 decode: str = "auto"):
+        if decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+        self.paths = [str(p) for p in paths]
+        self.targets = np.asarray(targets, dtype=np.int64)
+        self.norm, self.size, self.num_workers, self.decode = norm, size, num_workers, decode
+        self._loaders: dict[tuple[bool, bool], tuple[torch.utils.data.DataLoader, _EpochOrder]] = {}
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.size, self.size)
+
+    def subset(self, keep: np.ndarray) -> "FileImageData":
+        return FileImageData([self.paths[i] for i in keep], self.targets[keep], self.norm, self.size,
+                             self.num_workers, self.decode)
+
+    def decodes_on_device(self, device) -> bool:
+        return self.decode == "device" or (self.decode == "auto" and torch.device(device).type == "cuda")
+
+    def _loader(self, train: bool, raw: bool, pin: bool):
+        key = (train, raw)
+        if key not in self._loaders:
+            order = _EpochOrder()
+            loader = torch.utils.data.DataLoader(
+                _Files(self.paths, self.size, self.norm, train, raw), batch_sampler=order,
+                num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=pin and not raw,
+                collate_fn=_collate_raw if raw else None, prefetch_factor=4 if self.num_workers > 0 else None)
+            self._loaders[key] = (loader, order)
+        return self._loaders[key]
+
+    def batches(self, indices, batch_size, *, train, device, generator=None) -> Iterator[torch.Tensor]:
+        device = torch.device(device)
+        base = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item()) if (
+            generator is not None) else 0
+        order = indices.tolist()
+        raw = self.decodes_on_device(device)
+        loader, sampler = self._loader(train, raw, device.type == "cuda")
+        sampler.batches = [[(i, base + position) for position, i in enumerate(order[start:start + batch_size],
+                                                                                start)]
+                           for start in range(0, len(order), batch_size)]
+        for batch in loader:
+            if raw:
+                yield self._decode_on(device, *batch, train=train)
+            else:
+                yield batch.to(device, non_blocking=True)
+
+    def _decode_on(self, device: torch.device, data: list[torch.Tensor], seeds: list[int], *,
+                   train: bool) -> torch.Tensor:
+        """Decode a batch of files on ``device``, then crop, resize, flip and normalise it there."""
+        from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+        jpeg = [d.numel() > 2 and int(d[0]) == 0xFF and int(d[1]) == 0xD8 for d in data]
+        images: list[torch.Tensor | None] = [None] * len(data)
+        jpeg_positions = [i for i, is_jpeg in enumerate(jpeg) if is_jpeg]
+        if jpeg_positions:
+            decoded = decode_jpeg([data[i] for i in jpeg_positions], mode=ImageReadMode.RGB, device=device)
+            for i, image in zip(jpeg_positions, decoded):
+                images[i] = image
+        for i, is_jpeg in enumerate(jpeg):
+            if not is_jpeg:
+                images[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
+        crops = []
+        for image, seed in zip(images, seeds):
+            height, width = image.shape[1:]
+            crop = random_resized_crop(height, width, seed) if train else centre_crop(height, width, self.size)
+            crops.append(crop_resize(image, crop, self.size))
+        return self.norm.normalize(torch.stack(crops))
+
+    def __getstate__(self):  # loaders hold worker processes: never pickled or copied
+        state = dict(self.__dict__)
+        state["_loaders"] = {}
+        return state
