@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run up to N runs at once in worker processes (several share a GPU well)")
     sweep.add_argument("--devices", metavar="D1,D2,...",
                        help="devices of the workers, e.g. cuda:0,cuda:1 (worker i uses the i-th, cyclically)")
+    sweep.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"],
+                       help="local (default): this machine; slurm: one Slurm job per run (a job array, requeued "
+                            "and resumed when preempted); submitit-local: the same jobs as local processes")
+    sweep.add_argument("--slurm-partition", metavar="P")
+    sweep.add_argument("--slurm-gpus-per-job", type=int, default=1, metavar="G")
+    sweep.add_argument("--slurm-cpus-per-job", type=int, metavar="C")
+    sweep.add_argument("--slurm-time", type=int, default=24 * 60, metavar="MIN", help="time limit of a job")
+    sweep.add_argument("--slurm-mem-gb", type=int, metavar="GB")
+    sweep.add_argument("--slurm-array-parallelism", type=int, default=64, metavar="K",
+                       help="at most K jobs of the array at once")
+    sweep.add_argument("--wait", action="store_true", help="with a submitit launcher: wait for the jobs, report them")
+    sweep.add_argument("--status", metavar="DIR", help="the state of every run under DIR (complete, running, "
+                                                       "queued, failed, ...) and nothing else")
 
     report = sub.add_parser("report", help="a table of results over seeds: strategies as rows, scenarios as columns")
     report.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_PARENT", help="run directories or folders holding them")
@@ -347,14 +360,21 @@ def resume(args) -> int:
 def cmd_sweep(args) -> int:
     from cil.sweep import SweepPlan, execute
 
+    from cil.sweep_slurm import SlurmOptions, print_status
     from cil.sweep_workers import parse_devices
 
+    if args.status:
+        return print_status(usable_path(args.status, "--status"))
     plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     devices = parse_devices(args.devices)
+    slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
+                         cpus_per_job=args.slurm_cpus_per_job, time_min=args.slurm_time, mem_gb=args.slurm_mem_gb,
+                         array_parallelism=args.slurm_array_parallelism)
+    slurm.check()
     return execute(plan, lambda seed: run_flags(args, seed), out=args.out, dry_run=args.dry_run, jobs=args.jobs,
-                   devices=devices)
+                   devices=devices, launcher=args.launcher, slurm=slurm, wait=args.wait)
 
 
 def cmd_report(args) -> int:

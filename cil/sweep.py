@@ -221,7 +221,8 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
 
 
 def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False,
-            jobs: int = 1, devices: list[str] | None = None) -> int:
+            jobs: int = 1, devices: list[str] | None = None, launcher: str = "local", slurm=None,
+            wait: bool = False) -> int:
     """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed.
 
     ``jobs`` > 1 or ``devices`` run in worker processes (cil/sweep_workers.py), one run at a time
@@ -256,6 +257,10 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
     from cil.sweep_workers import Task, run_in_workers
 
     tasks = [Task(i, p.spec.out, p.config, p.spec.describe()) for i, p in enumerate(todo)]
+    if launcher != "local":
+        from cil.sweep_slurm import SlurmOptions, submit
+
+        return submit(tasks, out, launcher, slurm or SlurmOptions(), wait)
     if jobs > 1 or devices:
         run_in_workers(tasks, jobs, devices or [], report)
     else:
