@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from cil.cli import main
 from tests.test_bad_inputs import (BASE, DOCUMENTS, GARBAGE, LEAVES, SET_VALUES, STRATEGY_DOCUMENTS, SWEEP_DOCUMENTS,
-                                   VALUES, options_of)
+                                   VALUES, garbage_argv, options_of)
 
 TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--no-tensorboard", "--set",
         "model.backbone=tiny", "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2"]
@@ -131,12 +131,7 @@ def census(n: int) -> dict[str, Counter]:
     for command in BASE:
         for option in options_of(command):
             for value in GARBAGE:
-                argv = [*BASE[command], option, value]
-                if command in ("report", "plot"):
-                    argv.insert(1, str(finished))
-                if command in ("sweep", "plot") and option != "--out":
-                    argv += ["--out", str(work / "o")]
-                count("garbage in an option", attempt(argv))
+                count("garbage in an option", attempt(garbage_argv(command, option, value, finished, work / "o")))
     cil.runner.run = real_run
     shutil.rmtree(work, ignore_errors=True)
     return tally

@@ -196,6 +196,16 @@ BASE = {"run": ["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baselin
         "report": ["report"], "plot": ["plot"], "describe": ["describe", "--scenario", "synthetic-b6-2"]}
 
 
+def garbage_argv(command: str, option: str, value: str, run_dir: Path, out: Path) -> list[str]:
+    """A valid ``command`` line (report and plot read ``run_dir``) with ``option value`` added."""
+    argv = [*BASE[command], option, value]
+    if command in ("report", "plot"):
+        argv.insert(1, str(run_dir))
+    if command in ("sweep", "plot") and option != "--out":
+        argv += ["--out", str(out)]
+    return argv
+
+
 @pytest.mark.parametrize("command, option", [(c, o) for c in BASE for o in options_of(c)])
 def test_garbage_in_every_option(tmp_path, capsys, monkeypatch, finished_run, command, option):
     """Each option of each subcommand given each garbage value: exit 0 or 2 with one line, never a traceback."""
@@ -206,13 +216,8 @@ def test_garbage_in_every_option(tmp_path, capsys, monkeypatch, finished_run, co
     monkeypatch.chdir(tmp_path)
     refused = 0
     for value in GARBAGE:
-        argv = [*BASE[command], option, value]
-        if command in ("report", "plot"):
-            argv.insert(1, str(finished_run))
-        if command in ("sweep", "plot") and option != "--out":
-            argv += ["--out", str(tmp_path / "out")]
         try:
-            code, err = cli(capsys, *argv)
+            code, err = cli(capsys, *garbage_argv(command, option, value, finished_run, tmp_path / "out"))
         except Reached:
             continue
         one_line_or_success(code, err)
