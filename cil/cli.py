@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run directory (default runs/SCENARIO/STRATEGY/seedS-TIME); "
                                    "with --seeds, the parent of one seedS folder per seed")
     run.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    run.add_argument("--nproc", type=int, metavar="N",
+                     help="data-parallel on N processes of this machine (one per GPU), as torchrun would start "
+                          "them; the global batch and learning rate stay as configured")
     run.add_argument("--resume", metavar="RUN_DIR",
                      help="continue an interrupted run after its last completed step (its saved config; other "
                           "options must agree with it)")
@@ -291,6 +294,8 @@ def cmd_run(args) -> int:
     from cil.report import step_table
     from cil.runner import run
 
+    if args.nproc is not None and "RANK" not in os.environ:
+        return launch_data_parallel(args)
     if args.resume:
         return resume(args)
     if not args.scenario or not args.strategy:
@@ -306,6 +311,28 @@ def cmd_run(args) -> int:
         print(step_table(results))
         return 0
     return run_seeds(args, seeds)
+
+
+def launch_data_parallel(args) -> int:
+    """``cil run --nproc N``: check the command here, then run it in N processes (cil/distributed.py)."""
+    from cil.distributed import launch
+    from cil.runner import check_data_parallel
+
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.seeds:
+        raise UserError("--nproc runs one run on several processes: it takes no --seeds (use cil sweep)")
+    if not args.resume:
+        if not args.scenario or not args.strategy:
+            raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+        cfg = run_config_from_args(args)
+        check_data_parallel(cfg)
+        if cfg.out:
+            writable_folder(Path(cfg.out), "--out")
+    argv = list(args.argv)
+    at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[at: at + (1 if "=" in argv[at] else 2)]
+    return launch(args.nproc, argv)
 
 
 def run_seeds(args, seeds: list[int]) -> int:
@@ -417,14 +444,22 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cil.distributed import is_secondary_rank
+
+    if is_secondary_rank():  # torchrun's other processes: rank 0 prints for the run
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv
         return COMMANDS[args.command](args)
     except RunDiverged as exc:
-        print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
+        if not is_secondary_rank():
+            print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_DIVERGED
     except UserError as exc:
-        print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
+        if not is_secondary_rank():
+            print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except ReportedInterrupt:  # what was saved and how to continue is printed already
         return EXIT_INTERRUPTED

@@ -63,6 +63,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from cil.checkpoint import capture_rng, restore_rng
 from cil.config import OptimConfig, RuntimeConfig
+from cil.distributed import SINGLE, World
 from cil.epoch_losses import EpochLosses
 from cil.errors import TrainingDiverged
 from cil.memory import Rehearsal
@@ -114,7 +115,10 @@ class IncrementalStrategy(SupervisedTemplate):
         runtime: Runtime | None = None,
         progress: bool = True,
         log: Callable[[str], None] | None = None,
+        world: World = SINGLE,
     ):
+        self.world = world
+        """This process's rank among the run's processes (cil/distributed.py); SINGLE for one process."""
         runtime = runtime if runtime is not None else Runtime.resolve(RuntimeConfig(precision="fp32"), device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No loggers specified")
@@ -263,14 +267,16 @@ class IncrementalStrategy(SupervisedTemplate):
         """(x, y) augmented mini-batches of ``training_set`` in ``order`` (default: a fresh random one)."""
         if order is None:
             order = torch.randperm(len(training_set), generator=self.order_generator)
-        if len(order) % batch_size == 1 and len(order) > 1:
-            order = order[:-1]
+        smallest = 2 * self.world.size  # BatchNorm needs two samples in every rank's chunk
+        if 0 < len(order) % batch_size < smallest and len(order) > batch_size:
+            order = order[: len(order) - len(order) % batch_size]
         indices, labels = training_set.indices[order], training_set.labels[order]
         labels = labels.to(self.device)  # once per epoch, not once per batch
+        shard = (self.world.rank, self.world.size)
         images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
-                                         generator=self.augment_generator)
+                                         generator=self.augment_generator, shard=shard)
         for x, y in zip(images, labels.split(batch_size)):
-            yield self.runtime.input(x), y
+            yield self.runtime.input(x), (y if shard[1] == 1 else y.tensor_split(shard[1])[shard[0]])
 
     def make_optimizer(self, **kwargs):
         cfg = self.optim_config
@@ -343,7 +349,13 @@ class IncrementalStrategy(SupervisedTemplate):
             self.loss_scaler.backward(self.loss, retain_graph=self.retain_graph)
 
     def optimizer_step(self):
+        self.average_gradients(self.optimizer)
         self.loss_scaler.step(self.optimizer, clamp=self.optim_config.grad_clamp)
+
+    def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
+        """Across ranks, before any step (still scaled, so every rank unscales, clamps and skips alike)."""
+        if self.world.active:
+            self.world.average_([p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None])
 
     def previous_output(self) -> "NetOutput":
         """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""
@@ -381,6 +393,9 @@ class IncrementalStrategy(SupervisedTemplate):
             self.scheduler.step()
         if self._bar is not None:
             self._bar.close()
+        if self.world.active:  # the same numbers on every rank: logged by rank 0, checked by all
+            self.world.average_(list(self._epoch_losses.sums.values()))
+            self.world.broadcast_([b for b in self.model.buffers() if b.is_floating_point() or b.dtype == torch.long])
         self.loss_parts = self._epoch_losses.means()
         for part, value in self.loss_parts.items():
             if not math.isfinite(value):  # the first epoch whose loss is NaN or infinite ends the run

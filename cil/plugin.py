@@ -43,6 +43,10 @@ Strategy = Any
 class CilPlugin(SupervisedPlugin):
     """An Avalanche plugin that may add terms to the training loss and carry state across steps."""
 
+    data_parallel = True
+    """False: the plugin keeps per-process state (gradient statistics, its own backward) that ranks of a
+    data-parallel run would not share; such a strategy is refused under torchrun (cil/distributed.py)."""
+
     def __init__(self, config=None):
         super().__init__()
         self.config = config

@@ -126,9 +126,10 @@ class RunWriter:
     """
 
     def __init__(self, out: Path, header: dict[str, Any], overwrite: bool = False,
-                 previous: dict[str, Any] | None = None):
-        self.out = out
-        if previous is None and (out / RESULTS).exists() and not overwrite:
+                 previous: dict[str, Any] | None = None, write: bool = True):
+        self.out, self.write = out, write
+        """``write=False``: the same results kept in memory only (ranks other than 0 of a data-parallel run)."""
+        if write and previous is None and (out / RESULTS).exists() and not overwrite:
             raise UserError(f"{out} already holds a run ({RESULTS}); choose another --out or pass --overwrite")
         if previous is not None:
             self.results = {**previous, "status": "running", "env": header["env"]}
@@ -138,6 +139,8 @@ class RunWriter:
         else:
             self.results = {**header, "status": "running", "steps": [],
                             "avg_incremental_accuracy": None, "final_accuracy": None, "forgetting": None}
+        if not write:
+            return
         out.mkdir(parents=True, exist_ok=True)
         done = len(self.results["steps"])
         for old in (out / "confusion").glob("step_*.npy"):
@@ -147,7 +150,8 @@ class RunWriter:
         self._flush()
 
     def add_step(self, record: dict[str, Any], confusion: np.ndarray) -> None:
-        atomic_save_npy(self.out / "confusion" / f"step_{record['step']:02d}.npy", confusion)
+        if self.write:
+            atomic_save_npy(self.out / "confusion" / f"step_{record['step']:02d}.npy", confusion)
         self.results["steps"].append(_clean(record))
         accuracies = [s["accuracy"] for s in self.results["steps"]]
         self.results["avg_incremental_accuracy"] = average_incremental_accuracy(accuracies)
@@ -163,6 +167,8 @@ class RunWriter:
         self._flush()
 
     def _flush(self) -> None:
+        if not self.write:
+            return
         atomic_write_text(self.out / RESULTS, json.dumps(_clean(self.results), indent=2) + "\n")
         steps = self.results["steps"]
         if steps:

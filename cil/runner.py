@@ -18,6 +18,7 @@ import torch
 from cil import registry
 from cil.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from cil.config import RunConfig, config_differences
+from cil.distributed import SINGLE, World
 from cil.data import DATASETS, LoadedDataset, default_backbone
 from cil.errors import ReportedInterrupt, RunDiverged, TrainingDiverged, UserError
 from cil.loggers import open_loggers
@@ -140,23 +141,35 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     (cil/claims.py; ``claim=False`` when the caller holds the claim), so no other process runs it.
     """
     from cil.claims import claimed
+    from cil.distributed import join
     from cil.runtime import Runtime
 
     device = resolve_device(cfg.device)
+    world = join(device.type)
+    if world.active and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
-    out = writable_folder(Path(out) if out is not None else default_out(cfg), "--out")
+    out = world.share(writable_folder(Path(out) if out is not None else default_out(cfg), "--out"))
+    options = dict(overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world)
+    if not world.main:  # rank 0 claims, writes and logs for the run
+        return _run_in(out, cfg, runtime, log=lambda line: None, **options)
     if not claim:
-        return _run_in(out, cfg, runtime, overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, log=log)
+        return _run_in(out, cfg, runtime, log=log, **options)
     with claimed(out):
-        return _run_in(out, cfg, runtime, overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, log=log)
+        return _run_in(out, cfg, runtime, log=log, **options)
 
 
 def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool, extra_plugins: list | None,
-            log: Callable[[str], None]) -> dict:
+            log: Callable[[str], None], world: World = SINGLE) -> dict:
     """``run`` in a claimed directory: open it, build the strategy, train and report every step."""
     from cil.engine import run_steps
 
-    checkpoint = open_run_directory(out, cfg, overwrite=overwrite, resume=resume, log=log)
+    if world.main:
+        checkpoint = open_run_directory(out, cfg, overwrite=overwrite, resume=resume, log=log)
+        world.barrier()
+    else:  # once rank 0 has checked (and, with --overwrite, cleared) the run directory
+        world.barrier()
+        checkpoint = load_checkpoint(out) if resume else None
     seed_everything(cfg.seed)
     started = time.perf_counter()
     prepared = prepare(cfg)
@@ -171,7 +184,7 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     from cil.loggers.plugin import RunLoggers
 
     run_loggers = RunLoggers([])  # opened below, once the run directory is written
-    strategy = build_strategy(cfg, prepared, runtime, [*(extra_plugins or []), run_loggers], log)
+    strategy = build_strategy(cfg, prepared, runtime, [*(extra_plugins or []), run_loggers], log, world)
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])
@@ -187,11 +200,11 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         "env": {**environment(device_description(runtime.device)), "runtime": runtime.to_dict()},
     }
     writer = RunWriter(out, header, overwrite=overwrite or resume,
-                       previous=checkpoint["results"] if checkpoint is not None else None)
+                       previous=checkpoint["results"] if checkpoint is not None else None, write=world.main)
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
     report = StepReporter(out, plan, strategy, writer, run_loggers, log)
     try:
-        run_loggers.loggers = open_loggers(
+        run_loggers.loggers = [] if not world.main else open_loggers(
             cfg.logging.loggers, out, config, run_name=f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
             first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0, first_step=first_step,
             wandb_options={"project": cfg.logging.wandb_project, "entity": cfg.logging.wandb_entity,
@@ -249,7 +262,7 @@ def remove_previous_run(out: Path) -> None:
 
 
 def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins: list,
-                   log: Callable[[str], None]):
+                   log: Callable[[str], None], world: World = SINGLE):
     """The engine with the model, memory and plugins of ``cfg`` (extra plugins after the configured ones)."""
     from cil.engine import IncrementalStrategy
     from cil.models import build_net
@@ -258,10 +271,13 @@ def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins
     model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
                       proxies_per_class=cfg.model.proxies_per_class, lsc_similarity=cfg.model.lsc_similarity)
     loss, plugins = build_plugins(cfg)
+    if world.active:
+        check_data_parallel(cfg)
     return IncrementalStrategy(
         model=model, plan=prepared.plan, train_data=prepared.data.train, test_data=prepared.data.test,
         optim=cfg.optim, loss=loss, plugins=plugins + list(extra_plugins), memory=build_memory(cfg),
-        device=runtime.device, seed=cfg.seed, runtime=runtime, progress=cfg.progress, log=log)
+        device=runtime.device, seed=cfg.seed, runtime=runtime, progress=cfg.progress and world.main, log=log,
+        world=world)
 
 
 class StepReporter:
@@ -280,13 +296,37 @@ class StepReporter:
                   "labels": plan.step_classes[step], "n_train": n_train, **metrics,
                   "train_seconds": round(train_seconds, 2), **self.strategy.step_record}
         writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
-        save_checkpoint(self.out, {"state": self.strategy.checkpoint_state(), "results": writer.results,
-                                   "config": writer.results["config"]})
+        check_ranks_agree(self.strategy, step)
+        if writer.write:
+            save_checkpoint(self.out, {"state": self.strategy.checkpoint_state(), "results": writer.results,
+                                       "config": writer.results["config"]})
         self.loggers.log_step(record, writer.results)
         old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
         self.log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
                  f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
                  f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
+
+
+def check_data_parallel(cfg: RunConfig) -> None:
+    """Refuse, with one line, a strategy with a component that keeps per-process gradient state."""
+    components = [("method", cfg.method), ("loss", cfg.loss), *(("plugin", p) for p in cfg.plugins)]
+    refused = [c.name for kind, c in components if getattr(registry.component(kind, c.name).factory,
+                                                           "data_parallel", True) is False]
+    if refused:
+        raise UserError(f"{', '.join(refused)} cannot run data-parallel yet (per-process gradient state); "
+                        f"run this strategy in one process")
+
+
+def check_ranks_agree(strategy, step: int) -> None:
+    """Data-parallel runs: every rank must hold the same parameters and exemplars after every step."""
+    if not strategy.world.active:
+        return
+    with torch.no_grad():
+        checksum = sum(float(p.double().sum()) for p in strategy.model.state_dict().values() if p.is_floating_point())
+    memory = strategy.memory_set
+    checksum += float(memory.indices.double().sum()) + 1e6 * len(memory)
+    if not strategy.world.same_everywhere(checksum):
+        raise RuntimeError(f"the ranks of this data-parallel run disagree after step {step} (model or memory)")
 
 
 def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict | None:

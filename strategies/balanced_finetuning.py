@@ -92,6 +92,7 @@ class BalancedFinetuning(CilPlugin):
                     loss = strategy.loss_plugin.classification_loss(strategy, logits, y)
                     optimizer.zero_grad()
                     scaler.backward(loss)
+                    strategy.average_gradients(optimizer)
                     scaler.step(optimizer, clamp=optim.grad_clamp)
                     losses.add({"loss": loss})
                 scheduler.step()

@@ -71,6 +71,8 @@ class GALAConfig(ComponentConfig):
 
 @register("plugin", "gala", GALAConfig)
 class GALA(CilPlugin):
+    data_parallel = False  # gradient statistics accumulated per process: not summed across ranks yet
+
     def __init__(self, config: GALAConfig):
         super().__init__(config)
         self.stats = torch.zeros(0, 0)

@@ -115,6 +115,8 @@ class GBGConfig(ComponentConfig):
 
 @register("plugin", "gbg", GBGConfig)
 class GradientBalancedGrouping(CilPlugin):
+    data_parallel = False  # its own backward per group: not averaged across ranks yet
+
     def __init__(self, config: GBGConfig):
         super().__init__(config)
         self.group_of = torch.zeros(0, dtype=torch.long)

@@ -174,6 +174,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
                 strategy.model, lambda out: strategy.training_loss(out, strategy.mb_y)[0], strategy.mb_x,
                 lambda out: F.cross_entropy(out.logits, y_val), x_val, strategy.trainable_parameter_groups())
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
+        strategy.world.average_([grad])  # the same alpha on every rank of a data-parallel run
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1
         strategy.epoch_scalars["alpha"] = self.log_alpha.exp()  # read once per epoch, not per update

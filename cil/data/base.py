@@ -51,8 +51,12 @@ class ImageData(ABC):
         train: bool,
         device: torch.device,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator[torch.Tensor]:
-        """Yield float image batches for ``indices`` in the given order, augmented when ``train``."""
+        """Yield float image batches for ``indices`` in the given order, augmented when ``train``.
+
+        ``shard = (rank, ranks)``: of every batch only the rank's chunk (``torch.tensor_split``), with
+        the augmentation the whole batch would get (cil/distributed.py)."""
 
     @property
     @abstractmethod
@@ -86,9 +90,11 @@ class TensorImageData(ImageData):
     def subset(self, keep: np.ndarray) -> "TensorImageData":
         return TensorImageData(self.images[torch.as_tensor(keep)], self.targets[keep], self.augment)
 
-    def batches(self, indices, batch_size, *, train, device, generator=None):
+    def batches(self, indices, batch_size, *, train, device, generator=None, shard=(0, 1)):
         images = self.on(device)
         indices = indices.to(images.device)
+        rank, ranks = shard
         for start in range(0, len(indices), batch_size):
             raw = images[indices[start : start + batch_size]]
-            yield self.augment.train(raw, generator) if train else self.augment.eval(raw)
+            batch = self.augment.train(raw, generator) if train else self.augment.eval(raw)
+            yield batch if ranks == 1 else batch.tensor_split(ranks)[rank]  # the same draws as unsharded

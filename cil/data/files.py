@@ -113,16 +113,19 @@ class FileImageData(ImageData):
             self._loaders[key] = (loader, order)
         return self._loaders[key]
 
-    def batches(self, indices, batch_size, *, train, device, generator=None) -> Iterator[torch.Tensor]:
+    def batches(self, indices, batch_size, *, train, device, generator=None, shard=(0, 1)) -> Iterator[torch.Tensor]:
         device = torch.device(device)
         base = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item()) if (
             generator is not None) else 0
         order = indices.tolist()
         raw = self.decodes_on_device(device)
         loader, sampler = self._loader(train, raw, device.type == "cuda")
-        sampler.batches = [[(i, base + position) for position, i in enumerate(order[start:start + batch_size],
-                                                                                start)]
-                           for start in range(0, len(order), batch_size)]
+        rank, ranks = shard
+        batches = [[(i, base + position) for position, i in enumerate(order[start:start + batch_size], start)]
+                   for start in range(0, len(order), batch_size)]
+        if ranks > 1:  # each rank decodes only its chunk; crops are seeded by the global position
+            batches = [[batch[i] for i in np.array_split(np.arange(len(batch)), ranks)[rank]] for batch in batches]
+        sampler.batches = batches
         for batch in loader:
             if raw:
                 yield self._decode_on(device, *batch, train=train)

@@ -1,0 +1,140 @@
+"""Data-parallel runs: one process per device under ``torchrun``, every process the same run.
+
+``torchrun --nproc_per_node N -m cil run ...`` (or ``cil run --nproc N ...``) starts N processes;
+each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` and joins one process group (NCCL on GPUs,
+gloo on CPUs). What each rank does (cil/engine.py, cil/runner.py):
+
+* every rank draws the same epoch order and the same augmentation (same seeds) and trains on its
+  contiguous chunk of every global mini-batch: the global batch and the learning rate are the
+  configured ones, unscaled;
+* gradients are averaged across ranks before every optimizer step (one coalesced all-reduce, before
+  the loss scaler's unscaling and clamping, so every rank takes the same step and skips the same
+  overflowing ones); learned scalars (Meta BSCE's alpha) are averaged the same way;
+* BatchNorm normalises each rank's chunk with the chunk's statistics (what DDP does without
+  SyncBatchNorm) and the running statistics are taken from rank 0 after every epoch, so the models
+  stay identical; herding, evaluation and every plugin's state are then computed identically on
+  every rank (evaluation is not sharded yet: each rank evaluates everything);
+* the epoch's loss sums are averaged across ranks before they are logged and checked for divergence;
+* after every step the ranks compare a checksum of the parameters and the memory's exemplars, and
+  stop with one error if they ever differ;
+* only rank 0 claims and writes the run directory, checkpoints and logs; a run resumes with the same
+  or another number of processes (the checkpoint holds no per-rank state).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+    def average_(self, tensors: list[torch.Tensor]) -> None:
+        """Replace every tensor by its mean over the ranks (one collective for all of them)."""
+        if not self.active or not tensors:
+            return
+        import torch.distributed as dist
+
+        for dtype in {t.dtype for t in tensors}:
+            group = [t for t in tensors if t.dtype == dtype]
+            flat = torch.cat([t.reshape(-1) for t in group])
+            dist.all_reduce(flat)
+            flat /= self.size
+            for t, part in zip(group, flat.split([t.numel() for t in group])):
+                t.copy_(part.view_as(t))
+
+    def broadcast_(self, tensors: list[torch.Tensor], src: int = 0) -> None:
+        """Overwrite every tensor with rank ``src``'s."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        for t in tensors:
+            dist.broadcast(t, src)
+
+    def same_everywhere(self, value: float) -> bool:
+        """Whether every rank holds ``value`` (a checksum)."""
+        if not self.active:
+            return True
+        import torch.distributed as dist
+
+        mine = torch.tensor([value, -value], dtype=torch.float64, device=self._device())
+        dist.all_reduce(mine, op=dist.ReduceOp.MAX)
+        return float(mine[0]) == value and float(-mine[1]) == value
+
+    def share(self, value, src: int = 0):
+        """Rank ``src``'s value of a picklable object, on every rank."""
+        if not self.active:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _device(self) -> torch.device:
+        import torch.distributed as dist
+
+        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+SINGLE = World()
+
+
+def is_secondary_rank() -> bool:
+    """True in the processes of a torchrun launch other than rank 0 (they print nothing)."""
+    return os.environ.get("RANK", "0") != "0"
+
+
+def launch(nproc: int, cil_argv: list[str]) -> int:
+    """``cil run --nproc N``: the same command in N processes under torch.distributed.run (torchrun),
+    one machine; the exit code of the first process that failed, 0 when all finished."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "cil", *cil_argv])
+    try:
+        run(args)
+    except ChildFailedError as exc:  # the ranks printed their own error line; torchrun's report is noise
+        first = min(exc.failures.values(), key=lambda failure: failure.timestamp)
+        return first.exitcode if first.exitcode > 0 else 1
+    except SignalException:  # SIGTERM/SIGINT: the ranks stopped at once; rank 0 said what was saved
+        return 130
+    return 0
+
+
+def join(device_type: str) -> World:
+    """This process's place in a ``torchrun`` launch (joining its process group once); SINGLE otherwise."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return SINGLE
+    import torch.distributed as dist
+
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        if device_type == "cuda":
+            torch.cuda.set_device(world.local_rank)
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return world
