@@ -12,8 +12,10 @@ gloo on CPUs). What each rank does (cil/engine.py, cil/runner.py):
   overflowing ones); learned scalars (Meta BSCE's alpha) are averaged the same way;
 * BatchNorm normalises each rank's chunk with the chunk's statistics (what DDP does without
   SyncBatchNorm) and the running statistics are taken from rank 0 after every epoch, so the models
-  stay identical; herding, evaluation and every plugin's state are then computed identically on
-  every rank (evaluation is not sharded yet: each rank evaluates everything);
+  stay identical;
+* features (herding, imprinting, class means) and evaluation scores are computed on each rank's
+  chunk of the samples and gathered, so every rank selects the same exemplars and sees the same
+  scores;
 * the epoch's loss sums are averaged across ranks before they are logged and checked for divergence;
 * after every step the ranks compare a checksum of the parameters and the memory's exemplars, and
   stop with one error if they ever differ;
@@ -65,6 +67,26 @@ class World:
 
         for t in tensors:
             dist.broadcast(t, src)
+
+    def chunk(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous share of ``rows`` (``torch.tensor_split``: sizes differ by one at most)."""
+        return rows if not self.active else rows.tensor_split(self.size)[self.rank]
+
+    def gather_rows(self, local: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``local`` rows, concatenated in rank order (the inverse of ``chunk``), on every rank."""
+        if not self.active:
+            return local
+        import torch.distributed as dist
+
+        count = torch.tensor([len(local)], device=local.device)
+        counts = [torch.zeros_like(count) for _ in range(self.size)]
+        dist.all_gather(counts, count)
+        longest = int(max(c.item() for c in counts))
+        padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
+        padded[: len(local)] = local
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[: int(c.item())] for part, c in zip(parts, counts)])
 
     def same_everywhere(self, value: float) -> bool:
         """Whether every rank holds ``value`` (a checksum)."""

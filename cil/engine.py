@@ -488,16 +488,17 @@ class IncrementalStrategy(SupervisedTemplate):
         try:
             with self.runtime.inference(), self.runtime.autocast():
                 feats = [self.model.backbone(self.runtime.input(x.flip(3) if flip else x)).features.float()
-                         for x in data.batches(indices, self.eval_mb_size, train=False, device=self.device)]
+                         for x in data.batches(self.world.chunk(indices), self.eval_mb_size, train=False,
+                                               device=self.device)]
                 features = torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim,
                                                                       device=self.device)
         finally:
             self.model.train(was_training)
-        return features.clone()  # a normal tensor (an inference tensor could not enter autograd later)
+        return self.world.gather_rows(features.clone())  # normal tensors (inference ones cannot enter autograd)
 
     def make_eval_dataloader(self, **kwargs):
         idx, labels = experience_indices(self.experience)
-        idx_t, lab_t = torch.from_numpy(idx), torch.from_numpy(labels).to(self.device)
+        idx_t, lab_t = self.world.chunk(torch.from_numpy(idx)), self.world.chunk(torch.from_numpy(labels).to(self.device))
 
         def batches():
             images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
@@ -517,8 +518,8 @@ class IncrementalStrategy(SupervisedTemplate):
         self._eval_scores, self._eval_targets = [], []
         with self.runtime.inference():
             self.eval(experiences)
-            scores = torch.cat(self._eval_scores).cpu()
-            targets = torch.cat(self._eval_targets).cpu()
+            scores = self.world.gather_rows(torch.cat(self._eval_scores)).cpu()  # each rank scored its chunk
+            targets = self.world.gather_rows(torch.cat(self._eval_targets)).cpu()
         self._eval_scores, self._eval_targets = [], []
         for plugin in self.hooks.all("adjust_scores"):
             scores = plugin.adjust_scores(self, scores)
