@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads is_secondary_rank before any torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class World:
         """Replace every tensor by its mean over the ranks (one collective for all of them)."""
         if not self.active or not tensors:
             return
+        import torch
         import torch.distributed as dist
 
         for dtype in {t.dtype for t in tensors}:
@@ -76,6 +79,7 @@ class World:
         """Every rank's ``local`` rows, concatenated in rank order (the inverse of ``chunk``), on every rank."""
         if not self.active:
             return local
+        import torch
         import torch.distributed as dist
 
         count = torch.tensor([len(local)], device=local.device)
@@ -92,6 +96,7 @@ class World:
         """Whether every rank holds ``value`` (a checksum)."""
         if not self.active:
             return True
+        import torch
         import torch.distributed as dist
 
         mine = torch.tensor([value, -value], dtype=torch.float64, device=self._device())
@@ -115,6 +120,7 @@ class World:
             dist.barrier()
 
     def _device(self) -> torch.device:
+        import torch
         import torch.distributed as dist
 
         return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
@@ -152,6 +158,7 @@ def join(device_type: str) -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return SINGLE
+    import torch
     import torch.distributed as dist
 
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))

@@ -99,6 +99,8 @@ class _Batches:
 class IncrementalStrategy(SupervisedTemplate):
     """One SGD strategy for every method; the method lives in its plugins."""
 
+    world: World = SINGLE
+
     def __init__(
         self,
         *,
@@ -273,8 +275,9 @@ class IncrementalStrategy(SupervisedTemplate):
         indices, labels = training_set.indices[order], training_set.labels[order]
         labels = labels.to(self.device)  # once per epoch, not once per batch
         shard = (self.world.rank, self.world.size)
+        sharded = {"shard": shard} if self.world.active else {}  # image stores of one process need not know it
         images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
-                                         generator=self.augment_generator, shard=shard)
+                                         generator=self.augment_generator, **sharded)
         for x, y in zip(images, labels.split(batch_size)):
             yield self.runtime.input(x), (y if shard[1] == 1 else y.tensor_split(shard[1])[shard[0]])
 

@@ -178,7 +178,8 @@ def _finetuning_strategy(torch_seed=0):
         runtime=Runtime.resolve(RuntimeConfig(), torch.device("cpu")),
         optim_config=SimpleNamespace(momentum=0.9, weight_decay=5e-4, grad_clamp=None), training_batches=training_batches,
         loss_plugin=SimpleNamespace(classification_loss=lambda s, logits, y: F.cross_entropy(logits, y)),
-        training_on=lambda training_set: contextlib.nullcontext(training_set))
+        training_on=lambda training_set: contextlib.nullcontext(training_set),
+        average_gradients=lambda optimizer: None)  # one process
 
 
 @pytest.mark.parametrize("classifier_only", [True, False])
