@@ -355,6 +355,11 @@ class IncrementalStrategy(SupervisedTemplate):
         self.average_gradients(self.optimizer)
         self.loss_scaler.step(self.optimizer, clamp=self.optim_config.grad_clamp)
 
+    def synchronize_buffers(self) -> None:
+        """Data-parallel runs: BatchNorm's running statistics (estimated on each rank's chunk) from rank 0."""
+        if self.world.active:
+            self.world.broadcast_(list(self.model.buffers()))
+
     def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         """Across ranks, before any step (still scaled, so every rank unscales, clamps and skips alike)."""
         if self.world.active:
@@ -398,7 +403,7 @@ class IncrementalStrategy(SupervisedTemplate):
             self._bar.close()
         if self.world.active:  # the same numbers on every rank: logged by rank 0, checked by all
             self.world.average_(list(self._epoch_losses.sums.values()))
-            self.world.broadcast_([b for b in self.model.buffers() if b.is_floating_point() or b.dtype == torch.long])
+            self.synchronize_buffers()
         self.loss_parts = self._epoch_losses.means()
         for part, value in self.loss_parts.items():
             if not math.isfinite(value):  # the first epoch whose loss is NaN or infinite ends the run
@@ -519,6 +524,7 @@ class IncrementalStrategy(SupervisedTemplate):
     def evaluate(self, experiences) -> tuple[np.ndarray, np.ndarray]:
         """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
         self._eval_scores, self._eval_targets = [], []
+        self.synchronize_buffers()  # after whatever a plugin re-estimated at the end of the step (balanced finetuning)
         with self.runtime.inference():
             self.eval(experiences)
             scores = self.world.gather_rows(torch.cat(self._eval_scores)).cpu()  # each rank scored its chunk
