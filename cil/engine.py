@@ -274,12 +274,11 @@ class IncrementalStrategy(SupervisedTemplate):
             order = order[: len(order) - len(order) % batch_size]
         indices, labels = training_set.indices[order], training_set.labels[order]
         labels = labels.to(self.device)  # once per epoch, not once per batch
-        shard = (self.world.rank, self.world.size)
-        sharded = {"shard": shard} if self.world.active else {}  # image stores of one process need not know it
+        sharded = {"shard": (self.world.rank, self.world.size)} if self.world.active else {}  # one process: no shard
         images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
                                          generator=self.augment_generator, **sharded)
         for x, y in zip(images, labels.split(batch_size)):
-            yield self.runtime.input(x), (y if shard[1] == 1 else y.tensor_split(shard[1])[shard[0]])
+            yield self.runtime.input(x), self.world.chunk(y)
 
     def make_optimizer(self, **kwargs):
         cfg = self.optim_config

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -62,6 +63,7 @@ def census(n: int) -> dict[str, Counter]:
     import cil.runner
 
     work = Path(tempfile.mkdtemp(prefix="cil-census-"))
+    os.chdir(work)  # relative paths among the garbage values land here, not in the checkout
     tally: dict[str, Counter] = {}
     finished = work / "finished"
     assert attempt(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce", *TINY,
