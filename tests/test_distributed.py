@@ -97,3 +97,13 @@ def test_every_named_strategy_keeps_its_ranks_in_agreement(tmp_path, strategy):
     done = cil("run", *TINY[4:], "--scenario", "synthetic-b6-2", "--strategy", strategy, "--memory", "4", "--epochs",
                "2", *extra, "--nproc", "2", "--out", tmp_path / "run")
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("argv, message", [(["--nproc", "0"], "--nproc must be >= 1, got 0"),
+                                           (["--nproc", "2", "--seeds", "1,2"], "it takes no --seeds")])
+def test_bad_nproc_is_one_line(capsys, argv, message):
+    from cil.cli import main
+
+    assert main(["run", *TINY, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -115,3 +115,17 @@ def test_saved_tensorboard_switch_of_older_runs_resumes_as_loggers():
     saved["tensorboard"] = False
     cfg = resume_config(saved, flags={}, sets=[], lookup=registry.config_class)
     assert cfg.logging.loggers == []
+
+
+def test_wandb_online_without_a_login_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--epochs", "1",
+                 "--limit-per-class", "4", "--no-progress", "--logger", "wandb", "--set", "model.backbone=tiny",
+                 "--set", "data.synthetic_classes=10", "--set", "logging.wandb_mode=online", "--out",
+                 str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("cil: error: wandb logger: ") and "wandb_mode=offline" in err[-1]
+    assert not any("Traceback" in line for line in err)
