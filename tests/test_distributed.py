@@ -58,7 +58,8 @@ def test_killed_under_torchrun_then_resumed_with_two_and_with_one_process(tmp_pa
     os.killpg(job.pid, signal.SIGTERM)
     job.wait(timeout=120)
     saved = results(out)
-    assert 1 <= len(saved["steps"]) < 3 and saved["status"] in ("interrupted", "running")
+    # "failed" when rank 0's collective broke because its peer stopped first: still resumable
+    assert 1 <= len(saved["steps"]) < 3 and saved["status"] in ("interrupted", "running", "failed")
     resumed = cil("run", "--resume", out, "--nproc", "2")
     assert resumed.returncode == 0, resumed.stderr
     assert results(out)["status"] == "complete" and len(results(out)["steps"]) == 3
