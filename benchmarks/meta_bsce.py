@@ -48,7 +48,7 @@ def setup(backbone: str, head: str, device: torch.device, batch: int, n_old: int
 
 
 def make_steps(net, x, y, x_val, counts, n_old):
-    from cil.virtual_step import validation_loss_after_virtual_step
+    from cil.training.virtual_step import validation_loss_after_virtual_step
     from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)

@@ -26,7 +26,8 @@ DEFAULT = ("il-baseline,il-baseline-memory-oversampling,il-baseline-class-oversa
 
 
 def main() -> None:
-    from cil.runner import build_config, run
+    from cil.runs.assemble import build_config
+    from cil.runs.run import run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", default=DEFAULT)

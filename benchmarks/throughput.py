@@ -75,7 +75,7 @@ def bench_engine_epoch(name: str, device: torch.device, per_class: int) -> None:
     """Epochs of synthetic-b50-5's base step through the whole engine (IL-Baseline + BSCE + memory)."""
     from cil import registry
     from cil.config import assemble
-    from cil.runner import run
+    from cil.runs.run import run
 
     cfg = assemble(scenario="synthetic-b50-5", strategy="il-baseline-bsce", dataset="synthetic",
                    flags={"epochs": 2, "progress": False, "device": device.type,

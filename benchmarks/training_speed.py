@@ -61,7 +61,7 @@ class Setting:
 
     def runtime(self, device: torch.device):
         from cil.config import RuntimeConfig
-        from cil.runtime import Runtime
+        from cil.training.runtime import Runtime
 
         return Runtime.resolve(RuntimeConfig(self.precision, self.channels_last, self.compile), device)
 
@@ -197,7 +197,8 @@ class EngineSpeed:
 
 def engine(strategy: str, per_class: int, device: torch.device, setting: Setting) -> EngineSpeed:
     """(c): cil's engine on synthetic-b50-1, three epochs per step."""
-    from cil.runner import build_config, run
+    from cil.runs.assemble import build_config
+    from cil.runs.run import run
 
     flags = {"epochs": EPOCHS, "device": device.type, "progress": False, "logging": {"loggers": []},
              "data": {"limit_per_class": per_class, "test_limit_per_class": 20}}

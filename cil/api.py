@@ -38,7 +38,7 @@ def experiment_config(scenario: str, strategy: str, *, seed: int | None = None, 
 
     ``loggers``: names of ``--logger`` (tensorboard, csv, wandb; () for none); None keeps the default.
     """
-    from cil.runner import build_config
+    from cil.runs.assemble import build_config
 
     flags: dict[str, Any] = {"progress": progress}
     if loggers is not None:
@@ -68,7 +68,8 @@ def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = Non
     (default: runs/SCENARIO/STRATEGY/seedS-TIME, as the CLI); ``extra_plugins`` are plugin objects
     built in code (Avalanche or cil plugins), appended to the configured ones.
     """
-    from cil.runner import default_out, run
+    from cil.runs.run import run
+    from cil.runs.run_directory import default_out
 
     cfg = experiment_config(scenario, strategy, **options)
     run_dir = Path(out) if out is not None else default_out(cfg)
@@ -106,7 +107,7 @@ def steps_frame(results: RunRef) -> "pd.DataFrame":
 def collect_runs(paths: Iterable[str | Path]) -> "pd.DataFrame":
     """One row per run directory found under ``paths``: scenario, strategy (and the config keys that make
     it a variant), seed, status and every metric of ``cil report``."""
-    from cil.report import collect, runs_frame
+    from cil.analysis.report import collect, runs_frame
 
     return runs_frame(collect([Path(p) for p in paths]))
 
@@ -114,7 +115,7 @@ def collect_runs(paths: Iterable[str | Path]) -> "pd.DataFrame":
 def summary(paths: Iterable[str | Path], metric: str = "aia") -> "pd.DataFrame":
     """Mean, sample std and count of ``metric`` over the complete runs of each strategy and scenario."""
     from cil.errors import UserError, did_you_mean
-    from cil.report import METRICS, collect, summary_frame
+    from cil.analysis.report import METRICS, collect, summary_frame
 
     if metric not in METRICS:
         raise UserError(f"unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}")
@@ -123,42 +124,42 @@ def summary(paths: Iterable[str | Path], metric: str = "aia") -> "pd.DataFrame":
 
 def confusion_figure(runs: RunRef | list[RunRef], step: int | None = None):
     """The confusion matrix of ``step`` (default: the last) of one run, or several side by side."""
-    from cil.plots import confusion_figure as figure
+    from cil.analysis.plots import confusion_figure as figure
 
     return figure(_runs(runs), step)
 
 
 def curves_figure(runs: RunRef | list[RunRef]):
     """Accuracy on all seen classes after each step, one line per run."""
-    from cil.plots import curves_figure as figure
+    from cil.analysis.plots import curves_figure as figure
 
     return figure(_runs(runs))
 
 
 def base_new_figure(run: RunRef):
     """Accuracy on the base, old and newest classes after each step of one run."""
-    from cil.plots import base_new_figure as figure
+    from cil.analysis.plots import base_new_figure as figure
 
     return figure(_runs(run)[0])
 
 
 def mean_curves_figure(runs: list[RunRef]):
     """Accuracy after each step, mean over seeds per strategy and scenario, with a ± 1 std band."""
-    from cil.plots_steps import mean_curves_figure as figure
+    from cil.analysis.plots_steps import mean_curves_figure as figure
 
     return figure(_runs(runs))
 
 
 def accuracy_matrix_figure(run: RunRef):
     """Heatmap of the accuracy on each step's classes after each step."""
-    from cil.plots_steps import accuracy_matrix_figure as figure
+    from cil.analysis.plots_steps import accuracy_matrix_figure as figure
 
     return figure(_runs(run)[0])
 
 
 def forgetting_figure(runs: RunRef | list[RunRef]):
     """Average forgetting after each step, one line per run."""
-    from cil.plots_steps import forgetting_figure as figure
+    from cil.analysis.plots_steps import forgetting_figure as figure
 
     return figure(_runs(runs))
 
@@ -166,14 +167,14 @@ def forgetting_figure(runs: RunRef | list[RunRef]):
 def _results(ref: RunRef) -> dict:
     if isinstance(ref, dict):
         return ref
-    from cil.results import load_results
+    from cil.runs.results import load_results
 
     return load_results(Path(ref))
 
 
 def _runs(refs: RunRef | list[RunRef]) -> list:
     from cil.errors import UserError
-    from cil.report import collect
+    from cil.analysis.report import collect
 
     runs = []
     for ref in refs if isinstance(refs, list) else [refs]:

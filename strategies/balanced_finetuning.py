@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 
 from cil.config import ComponentConfig, ranged
-from cil.training_set import TrainingSet
-from cil.epoch_losses import EpochLosses
+from cil.training.training_set import TrainingSet
+from cil.training.epoch_losses import EpochLosses
 from cil.plugin import CilPlugin
 from cil.registry import register
 

@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 
 from cil.config import ComponentConfig, IncompatibleConfigError, ranged
-from cil.training_set import TrainingSet
+from cil.training.training_set import TrainingSet
 from cil.errors import UserError
 from cil.plugin import ClassificationLoss
 from cil.registry import register
-from cil.virtual_step import validation_loss_after_virtual_step
+from cil.training.virtual_step import validation_loss_after_virtual_step
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 
 
@@ -92,7 +92,7 @@ def most_old_classes(run) -> int | None:
     """Old classes at the scenario's last step (the most a fixed memory is split into while B_t is
     drawn from it); None when counting the classes needs data that is not there (checked at run time)."""
     from cil.data import DATASETS
-    from cil.scenarios import ScenarioName, ScenarioPlan
+    from cil.data.scenarios import ScenarioName, ScenarioPlan
 
     try:
         name = ScenarioName.parse(run.scenario, list(DATASETS))

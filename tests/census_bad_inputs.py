@@ -60,7 +60,7 @@ def attempt(argv: list) -> str:
 
 
 def census(n: int) -> dict[str, Counter]:
-    import cil.runner
+    import cil.runs.run
 
     work = Path(tempfile.mkdtemp(prefix="cil-census-"))
     os.chdir(work)  # relative paths among the garbage values land here, not in the checkout
@@ -68,7 +68,7 @@ def census(n: int) -> dict[str, Counter]:
     finished = work / "finished"
     assert attempt(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce", *TINY,
                     "--out", finished]) == "ok"
-    real_run = cil.runner.run
+    real_run = cil.runs.run.run
 
     def stub(*args, **kwargs):
         raise Reached
@@ -103,9 +103,9 @@ def census(n: int) -> dict[str, Counter]:
         (run_dir / "results.json").write_text(json.dumps(document))
         outcomes = [attempt(["report", run_dir, "--metric", "all"]), attempt(["plot", run_dir, "--kind", "all",
                                                                                "--out", work / "plots"])]
-        cil.runner.run = stub
+        cil.runs.run.run = stub
         outcomes.append(attempt(["run", "--resume", run_dir]))
-        cil.runner.run = real_run
+        cil.runs.run.run = real_run
         count("results.json (report, plot, resume)", next((o for o in outcomes if o != "ok"), "ok"))
         shutil.rmtree(run_dir)
 
@@ -129,12 +129,12 @@ def census(n: int) -> dict[str, Counter]:
 
     for family in (strategy_files, sweep_files, results_files, checkpoints, set_values):
         family()
-    cil.runner.run = stub
+    cil.runs.run.run = stub
     for command in BASE:
         for option in options_of(command):
             for value in GARBAGE:
                 count("garbage in an option", attempt(garbage_argv(command, option, value, finished, work / "o")))
-    cil.runner.run = real_run
+    cil.runs.run.run = real_run
     shutil.rmtree(work, ignore_errors=True)
     return tally
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from cil.avalanche import (BalancedSoftmaxCriterion, HerdingSelection, LogitDistillationPlugin, PODFlatPlugin,
                            sampled_class_counts)
 from cil.avalanche.bsce import samples_per_epoch
-from cil.memory import herding_selection
+from cil.training.memory import herding_selection
 from cil.strategies.bsce import balanced_softmax_cross_entropy
 from cil.strategies.il_baseline import distillation_loss
 

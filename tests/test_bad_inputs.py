@@ -17,8 +17,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cil.cli import build_parser, main
-from cil.runner import build_config, run
+from cil.cli import main
+from cil.cli.parser import build_parser
+from cil.runs.assemble import build_config
+from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
 TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--logger", "none", "--set", "model.backbone=tiny",
@@ -132,7 +134,7 @@ def test_generated_results_files(tmp_path_factory, capsys, monkeypatch, finished
     def accepted(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr("cil.runner.run", accepted)
+    monkeypatch.setattr("cil.runs.run.run", accepted)
     try:
         code, err = cli(capsys, "run", "--resume", run_dir)
     except Reached:
@@ -212,7 +214,7 @@ def test_garbage_in_every_option(tmp_path, capsys, monkeypatch, finished_run, co
     def accepted(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr("cil.runner.run", accepted)
+    monkeypatch.setattr("cil.runs.run.run", accepted)
     monkeypatch.chdir(tmp_path)
     refused = 0
     for value in GARBAGE:
@@ -332,7 +334,7 @@ def test_non_finite_numbers_are_refused(capsys):
 
 
 def test_stale_temporaries_are_removed_at_the_next_start(tmp_path, interrupted_run):
-    from cil.results import TEMPORARY_MARK
+    from cil.files import TEMPORARY_MARK
 
     run_dir = tmp_path / "run"
     shutil.copytree(interrupted_run, run_dir)

@@ -83,7 +83,7 @@ def test_user_mistakes_exit_2_with_one_line(capsys, argv, message):
 
 
 def test_console_script_exit_code():
-    proc = subprocess.run([sys.executable, "-m", "cil.cli", "describe", "--scenario", "cifar100-b50-9"],
+    proc = subprocess.run([sys.executable, "-m", "cil", "describe", "--scenario", "cifar100-b50-9"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "valid step counts" in proc.stderr
 
@@ -107,24 +107,24 @@ def test_off_a_terminal_every_epoch_prints_one_line(tmp_path, capsys):
 
 
 def test_an_interrupted_run_says_so_once(tmp_path, capsys, monkeypatch):
-    import cil.engine
+    import cil.training.engine
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cil.engine, "run_steps", interrupt)
+    monkeypatch.setattr(cil.training.engine, "run_steps", interrupt)
     code, _, err = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "run"))
     assert code == 130
     assert "continue with: cil run --resume" in err and "cil: interrupted" not in err
 
 
 def test_an_interrupt_before_anything_was_saved_leaves_no_folder(tmp_path, capsys, monkeypatch):
-    import cil.runner
+    import cil.runs.run
 
     def interrupt(cfg):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cil.runner, "prepare", interrupt)
+    monkeypatch.setattr(cil.runs.run, "prepare", interrupt)
     code, _, err = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "runs" / "new" / "run"))
     assert code == 130 and err.strip().splitlines() == ["cil: interrupted"]
     assert list(tmp_path.iterdir()) == []  # neither the run folder nor the parents it created

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cil.runner import build_config, run
+from cil.runs.assemble import build_config
+from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
 TINY = ["--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce", "--limit-per-class", "24",

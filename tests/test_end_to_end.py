@@ -6,9 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from cil.cli import main, run_config_from_args, build_parser
-from cil.plugin import CilPlugin
-from cil.runner import run
+from cil.cli import main
+from cil.cli.commands import run_config_from_args
+from cil.cli.parser import build_parser
+from cil.training.contract import CilPlugin
+from cil.runs.run import run
 from tests.helpers import check_results_contract
 
 TINY = ["--epochs", "1", "--no-progress", "--set", "model.backbone=tiny", "--set", "optim.batch_size=16",
@@ -143,7 +145,7 @@ def test_nme_without_memory_is_one_clear_error(tmp_path, capsys):
 
 
 def test_bsce_counts_follow_the_training_set():
-    from cil.training_set import TrainingSet
+    from cil.training.training_set import TrainingSet
     from cil.strategies.bsce import BSCEConfig, BalancedSoftmaxCE
 
     class Strategy:

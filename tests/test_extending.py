@@ -12,7 +12,7 @@ MODULE = textwrap.dedent('''
     import torch.nn.functional as F
 
     from cil.config import ComponentConfig
-    from cil.plugin import ClassificationLoss
+    from cil.training.contract import ClassificationLoss
     from cil.registry import register
 
     CALLS = []

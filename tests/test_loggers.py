@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from cil.cli import main
-from cil.runner import build_config, run
+from cil.runs.assemble import build_config
+from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet, wandb_records
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}

@@ -178,7 +178,8 @@ def test_table6_losses_replace_podnets_loss(tmp_path, capsys, loss):
 
 
 def test_mfw_leaves_the_labels_alone(tmp_path):
-    from cil.runner import build_config, run
+    from cil.runs.assemble import build_config
+    from cil.runs.run import run
     from tests.helpers import quiet
 
     seen = []

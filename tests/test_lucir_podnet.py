@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from cil.config import RuntimeConfig
-from cil.training_set import TrainingSet
+from cil.training.training_set import TrainingSet
 from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
-from cil.runtime import Runtime
+from cil.training.runtime import Runtime
 from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
 from cil.strategies.cosine_head_method import embedding_distillation_loss
 from cil.strategies.lucir import adaptive_lambda, margin_ranking_loss

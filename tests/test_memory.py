@@ -2,7 +2,7 @@
 
 import torch
 
-from cil.memory import RehearsalMemory, herding_selection, random_selection
+from cil.training.memory import RehearsalMemory, herding_selection, random_selection
 
 
 def test_herding_order_on_a_known_case():

@@ -26,7 +26,7 @@ def test_configs_are_found_as_package_data(tmp_path, monkeypatch):
 
 
 def test_a_closed_output_pipe_is_not_a_traceback():
-    done = subprocess.run(f"{sys.executable} -m cil.cli list | head -n 1", shell=True, capture_output=True,
+    done = subprocess.run(f"{sys.executable} -m cil list | head -n 1", shell=True, capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
     assert done.stdout.startswith("Scenarios:") and "Traceback" not in done.stderr and done.stderr == ""
 

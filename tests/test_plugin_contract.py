@@ -1,11 +1,11 @@
-"""The plugin contract of cil/plugin.py: hooks found by name, 'at most one' enforced, memory owned by the engine."""
+"""The plugin contract of cil/training/contract.py: hooks found by name, 'at most one' enforced, memory owned by the engine."""
 
 import pytest
 import torch
 
 from cil.errors import UserError
-from cil.plugin import HOOKS, CilPlugin, PluginHooks
-from cil.runner import run
+from cil.training.contract import HOOKS, CilPlugin, PluginHooks
+from cil.runs.run import run
 from tests.test_end_to_end import TINY, cli_run
 
 
@@ -69,7 +69,8 @@ class SeesMemory(CilPlugin):
 
 
 def test_memory_is_updated_before_any_plugin_sees_the_step_end(tmp_path):
-    from cil.cli import build_parser, run_config_from_args
+    from cil.cli.commands import run_config_from_args
+    from cil.cli.parser import build_parser
 
     args = build_parser().parse_args(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
                                       "--limit-per-class", "4", "--memory", "2", *TINY])
@@ -82,7 +83,7 @@ def test_memory_is_updated_before_any_plugin_sees_the_step_end(tmp_path):
 def test_memory_set_is_read_only(tmp_path, capsys):
     results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
                               "--limit-per-class", "4", "--memory", "2", *TINY)
-    from cil.engine import IncrementalStrategy
+    from cil.training.engine import IncrementalStrategy
 
     assert isinstance(IncrementalStrategy.memory_set, property) and IncrementalStrategy.memory_set.fset is None
     assert [s["memory_size"] for s in results["steps"]] == [12, 16, 20]

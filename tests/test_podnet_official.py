@@ -17,10 +17,11 @@ from cil.data import pick_subset
 from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead
 from cil.models.podnet_resnet import PODNetBlock, PODNetResNet32
-from cil.plugin import CilPlugin
-from cil.runner import build_config, run
-from cil.runtime import LossScaler, Runtime
-from cil.virtual_step import validation_loss_after_virtual_step
+from cil.training.contract import CilPlugin
+from cil.runs.assemble import build_config
+from cil.runs.run import run
+from cil.training.runtime import LossScaler, Runtime
+from cil.training.virtual_step import validation_loss_after_virtual_step
 from tests.helpers import quiet
 
 

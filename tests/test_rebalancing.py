@@ -64,8 +64,8 @@ def test_separated_softmax_by_hand():
 
 
 def test_the_engine_uses_the_batch_sampler():
-    from cil.engine import _Batches
-    from cil.training_set import TrainingSet
+    from cil.training.engine import _Batches
+    from cil.training.training_set import TrainingSet
     from cil.strategies.rebalancing import MemoryOversampling, MemoryOversamplingConfig
 
     class Data:
@@ -74,8 +74,8 @@ def test_the_engine_uses_the_batch_sampler():
                 yield torch.zeros(len(chunk), 3, 4, 4)
 
     from cil.config import RuntimeConfig
-    from cil.engine import IncrementalStrategy
-    from cil.runtime import Runtime
+    from cil.training.engine import IncrementalStrategy
+    from cil.training.runtime import Runtime
 
     strategy = IncrementalStrategy.__new__(IncrementalStrategy)
     strategy.train_set = TrainingSet(torch.arange(24), torch.tensor([0, 0, 1, 1] + [2] * 10 + [3] * 10))

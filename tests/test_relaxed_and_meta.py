@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cil.training_set import TrainingSet
+from cil.training.training_set import TrainingSet
 from cil.models.net import NetOutput
-from cil.virtual_step import validation_loss_after_virtual_step
+from cil.training.virtual_step import validation_loss_after_virtual_step
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 from cil.strategies.meta_bsce import balanced_validation_split
 from cil.strategies.relaxed_bsce import default_epsilon, relaxed_class_weights

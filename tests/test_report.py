@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from cil.cli import main
-from cil.runner import build_config
-from cil.metrics import forgetting
-from cil.report import collect, summary_frame
-from cil.runner import run
+from cil.runs.assemble import build_config
+from cil.runs.metrics import forgetting
+from cil.analysis.report import collect, summary_frame
+from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
@@ -233,9 +233,9 @@ def test_step_figures_agree_with_the_results(tmp_path):
     from matplotlib.figure import Figure
 
     from cil import api
-    from cil.plots import plot_runs
-    from cil.plots_steps import forgetting_per_step, group_matrix
-    from cil.report import collect
+    from cil.analysis.plots import plot_runs
+    from cil.analysis.plots_steps import forgetting_per_step, group_matrix
+    from cil.analysis.report import collect
 
     common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, loggers=(), log=lambda line: None,
                   overrides={"model.backbone": "tiny", "optim.batch_size": 8, "data.synthetic_classes": 10,

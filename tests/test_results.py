@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cil.errors import UserError
-from cil.results import RunWriter, atomic_write_text
+from cil.files import atomic_write_text
+from cil.runs.results import RunWriter
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):

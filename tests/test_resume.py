@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cil.checkpoint import CHECKPOINT, load_checkpoint
+from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.cli import main
-from cil.runner import build_config, run
+from cil.runs.assemble import build_config
+from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 12}}
@@ -60,7 +61,7 @@ def test_a_checkpoint_from_before_the_engine_owned_the_memory_resumes(tmp_path):
     """Checkpoints written when the memory was a plugin (state under plugins/RehearsalPlugin) still resume."""
     import torch
 
-    from cil.checkpoint import save_checkpoint
+    from cil.runs.checkpoint import save_checkpoint
 
     config = lambda: build_config("synthetic-b6-3", "il-baseline-bsce", FLAGS, SETS)  # noqa: E731
     full = run(config(), out=tmp_path / "full", log=quiet)
@@ -75,7 +76,7 @@ def test_a_checkpoint_from_before_the_engine_owned_the_memory_resumes(tmp_path):
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cil.cli", *argv], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-m", "cil", *argv], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
 
 
@@ -99,7 +100,7 @@ def test_sigkill_mid_run_then_resume_from_the_command_line(tmp_path):
     full = tmp_path / "full"
     assert cli("run", "--strategy", "lucir", *CLI_TINY, "--out", str(full)).returncode == 0
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "cil.cli", "run", "--strategy", "lucir", *CLI_TINY,
+    proc = subprocess.Popen([sys.executable, "-m", "cil", "run", "--strategy", "lucir", *CLI_TINY,
                              "--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_steps(proc, cut, 2)
     proc.kill()
@@ -116,7 +117,7 @@ def test_sigkill_mid_run_then_resume_from_the_command_line(tmp_path):
 
 def test_sigterm_stops_keeps_steps_and_prints_the_resume_command(tmp_path):
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "cil.cli", "run", "--strategy", "il-baseline", *CLI_TINY,
+    proc = subprocess.Popen([sys.executable, "-m", "cil", "run", "--strategy", "il-baseline", *CLI_TINY,
                              "--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_steps(proc, cut, 1)
     proc.send_signal(signal.SIGTERM)

@@ -12,9 +12,10 @@ from cil.cli import main
 from cil.config import RuntimeConfig
 from cil.errors import UserError
 from cil.models import build_net
-from cil.plugin import CilPlugin
-from cil.runner import build_config, run
-from cil.runtime import LossScaler, Runtime
+from cil.training.contract import CilPlugin
+from cil.runs.assemble import build_config
+from cil.runs.run import run
+from cil.training.runtime import LossScaler, Runtime
 from tests.helpers import check_results_contract, quiet
 from tests.sync_detector import SyncDetector
 
@@ -150,7 +151,7 @@ def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
     the gradient with respect to alpha is the eager model's, bit for bit."""
     import torch.nn.functional as F
 
-    from cil.virtual_step import validation_loss_after_virtual_step
+    from cil.training.virtual_step import validation_loss_after_virtual_step
 
     torch.manual_seed(0)
     net = build_net("tiny", "linear")
@@ -178,7 +179,7 @@ def test_virtual_step_through_channels_last_strided_shortcuts_with_an_odd_batch(
     with an odd batch on the CPU; the virtual step runs in NCHW there and gives the NCHW gradient."""
     import torch.nn.functional as F
 
-    from cil.virtual_step import validation_loss_after_virtual_step
+    from cil.training.virtual_step import validation_loss_after_virtual_step
 
     def alpha_gradient(channels_last: bool):
         torch.manual_seed(0)

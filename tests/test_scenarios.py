@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cil.errors import UserError
-from cil.scenarios import ScenarioName, ScenarioPlan, build_streams, class_order, experience_indices, step_sizes
+from cil.data.scenarios import ScenarioName, ScenarioPlan, build_streams, class_order, experience_indices, step_sizes
 
 DATASETS = ["cifar100", "cifar10", "imagenet-subset", "imagenet", "folder", "synthetic"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cil.claims import CLAIM, Claim, RunClaimed, acquire, claimed, read_claim, release
+from cil.runs.claims import CLAIM, Claim, RunClaimed, acquire, claimed, read_claim, release
 from cil.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

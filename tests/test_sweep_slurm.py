@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cil.cli import main
-from cil.sweep_slurm import RunJob, SlurmOptions
+from cil.sweeps.slurm import RunJob, SlurmOptions
 
 TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--logger", "none", "--set", "model.backbone=tiny",
         "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2", "--set", "optim.batch_size=8",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from avalanche.training.storage_policy import FeatureBasedExemplarsSelectionStrategy
 
-from cil.memory import herding_selection
+from cil.training.memory import herding_selection
 
 
 class HerdingSelection(FeatureBasedExemplarsSelectionStrategy):

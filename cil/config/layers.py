@@ -16,8 +16,8 @@ import yaml
 from cil.config.fields import ConfigError
 from cil.config.schema import COMPONENT_SECTIONS
 from cil.errors import UserError, did_you_mean
-from cil.shapes import SCENARIO_FILE, STRATEGY_FILE, Shape, check
-from cil.user_paths import is_file
+from cil.config.shapes import SCENARIO_FILE, STRATEGY_FILE, Shape, check
+from cil.files import is_file
 
 
 def config_root() -> Path:
@@ -39,7 +39,7 @@ def available_strategies() -> list[str]:
 
 
 def load_yaml(path: Path, shape: Shape | None = None, what: str = "file") -> dict[str, Any]:
-    """A YAML file's mapping, checked against ``shape`` (cil/shapes.py); one error line naming it otherwise."""
+    """A YAML file's mapping, checked against ``shape`` (cil/config/shapes.py); one error line naming it otherwise."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except UnicodeDecodeError:

@@ -165,7 +165,7 @@ class LoggingConfig:
 
 @dataclass
 class RuntimeConfig:
-    """How a run executes on its device (cil/runtime.py): numeric precision, memory layout,
+    """How a run executes on its device (cil/training/runtime.py): numeric precision, memory layout,
     compilation, evaluation batch size. ``auto`` picks per device (docs/performance.md)."""
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -1,6 +1,6 @@
 """Image stores that the training loop reads whole batches from.
 
-The Avalanche streams carry indices into these stores (cil/scenarios.py), never images:
+The Avalanche streams carry indices into these stores (cil/data/scenarios.py), never images:
 
 * ``TensorImageData``: small images decoded once into one uint8 tensor ``[N, C, H, W]`` that
   lives on the training device; a batch is a gather plus batched augmentation.
@@ -56,7 +56,7 @@ class ImageData(ABC):
         """Yield float image batches for ``indices`` in the given order, augmented when ``train``.
 
         ``shard = (rank, ranks)``: of every batch only the rank's chunk (``torch.tensor_split``), with
-        the augmentation the whole batch would get (cil/distributed.py)."""
+        the augmentation the whole batch would get (cil/training/distributed.py)."""
 
     @property
     @abstractmethod

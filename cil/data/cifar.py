@@ -27,7 +27,7 @@ def load_cifar(name: str, root: str | None, train: bool) -> tuple[torch.Tensor, 
     from torchvision import datasets
 
     cls = {"cifar100": datasets.CIFAR100, "cifar10": datasets.CIFAR10}[name]
-    from cil.user_paths import usable_path
+    from cil.files import usable_path
 
     folder = usable_path(Path(root or "data").expanduser(), "--data-root")
     try:

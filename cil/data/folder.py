@@ -100,7 +100,7 @@ def check_root(root: str | None, dataset: str, what: str) -> Path:
     """The data root as a Path, or one clear error naming --data-root."""
     if root is None:
         raise UserError(f"{dataset} needs --data-root DIR ({what})")
-    from cil.user_paths import usable_path
+    from cil.files import usable_path
 
     path = usable_path(Path(root).expanduser(), "--data-root")
     if not path.is_dir():

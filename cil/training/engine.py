@@ -15,14 +15,14 @@ What the engine offers plugins (and knows of none of them):
   plugins may extend (``extend_training_set``) after dataset adaptation;
 * ``train_class_counts``: n_i of every seen class in ``train_set`` (Jodelet et al., Eq. 3);
 * ``memory_set``: the exemplars (read-only; empty without a memory). The engine owns the rehearsal
-  memory (cil/memory.py): it adds the exemplars to every step's training set and updates them after
+  memory (cil/training/memory.py): it adds the exemplars to every step's training set and updates them after
   the step's training, before any plugin's ``after_training_exp``;
 * ``previous_model`` and ``previous_output()``: the frozen model of step t-1 and its output on
   the current mini-batch (computed once per iteration, whoever asks);
 * ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
 * ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME), computed
   in large batches without autograd (``runtime.inference()``) and in the run's precision;
-* ``runtime``: the run's device settings (cil/runtime.py): ``runtime.autocast()`` for a plugin's own
+* ``runtime``: the run's device settings (cil/training/runtime.py): ``runtime.autocast()`` for a plugin's own
   forward passes, ``loss_scaler`` for gradients a plugin computes itself (``loss_scaler.scale``);
 * ``step_record``: a dict that ends up in the step's results (memory size, learned values);
 * ``train_epochs``: this step's number of epochs, reset from the config at every step (a plugin
@@ -39,11 +39,11 @@ What the engine offers plugins (and knows of none of them):
 
 The per-batch path (data, forward, losses, backward, update, and every plugin hook called in it)
 reads no device value on the host, so a GPU never waits for Python: loss sums stay on the device
-until the end of the epoch (cil/epoch_losses.py). docs/performance.md lists the exceptions.
+until the end of the epoch (cil/training/epoch_losses.py). docs/performance.md lists the exceptions.
 
 The optional plugin hooks (``adjust_logits``, ``adjust_scores``, ``param_groups``,
 ``epoch_positions``/``epoch_length``, ``backward``, ``evaluation_name``) are declared, with their
-signatures and meaning, in cil/plugin.py; the engine asks for them through ``PluginHooks``.
+signatures and meaning, in cil/training/contract.py; the engine asks for them through ``PluginHooks``.
 """
 
 from __future__ import annotations
@@ -61,17 +61,17 @@ import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from cil.checkpoint import capture_rng, restore_rng
+from cil.training.random_state import capture_rng, restore_rng
 from cil.config import OptimConfig, RuntimeConfig
-from cil.distributed import SINGLE, World
-from cil.epoch_losses import EpochLosses
+from cil.training.distributed import SINGLE, World
+from cil.training.epoch_losses import EpochLosses
 from cil.errors import TrainingDiverged
-from cil.memory import Rehearsal
-from cil.plugin import CilPlugin, ClassificationLoss, PluginHooks
-from cil.progress import bars_visible, progress_bar
-from cil.runtime import Runtime
-from cil.scenarios import ScenarioPlan, experience_indices
-from cil.training_set import TrainingSet
+from cil.training.memory import Rehearsal
+from cil.training.contract import CilPlugin, ClassificationLoss, PluginHooks
+from cil.training.progress import bars_visible, progress_bar
+from cil.training.runtime import Runtime
+from cil.data.scenarios import ScenarioPlan, experience_indices
+from cil.training.training_set import TrainingSet
 
 if TYPE_CHECKING:
     from cil.data.base import ImageData
@@ -120,7 +120,7 @@ class IncrementalStrategy(SupervisedTemplate):
         world: World = SINGLE,
     ):
         self.world = world
-        """This process's rank among the run's processes (cil/distributed.py); SINGLE for one process."""
+        """This process's rank among the run's processes (cil/training/distributed.py); SINGLE for one process."""
         runtime = runtime if runtime is not None else Runtime.resolve(RuntimeConfig(precision="fp32"), device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No loggers specified")

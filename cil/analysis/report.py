@@ -13,8 +13,8 @@ import numpy as np
 
 from cil.config import RUNTIME_KEYS, flatten
 from cil.errors import UserError
-from cil.metrics import forgetting
-from cil.results import RESULTS, load_results
+from cil.runs.metrics import forgetting
+from cil.runs.results import RESULTS, load_results
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,7 +116,7 @@ def completed_steps(run: Run) -> list[dict]:
 def collect(paths: list[Path]) -> list[Run]:
     """Every run under ``paths`` (a run directory, or any folder holding some), sorted by path."""
     files: set[Path] = set()
-    from cil.user_paths import usable_path
+    from cil.files import usable_path
 
     for path in paths:
         path = usable_path(path, "run directory")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cil.errors import UserError
-from cil.results import atomic_write_text
+from cil.files import atomic_write_text
 
 
 class WandbLogger:

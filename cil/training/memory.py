@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cil.config import MemoryConfig
-from cil.training_set import TrainingSet
+from cil.training.training_set import TrainingSet
 
 
 def herding_selection(features: torch.Tensor, m: int) -> torch.Tensor:
@@ -100,7 +100,7 @@ class RehearsalMemory:
 class Rehearsal:
     """A run's exemplars: what the engine adds to each step's training data, and their selection.
 
-    The engine (cil/engine.py) owns one and calls ``update`` after every step's training, before any
+    The engine (cil/training/engine.py) owns one and calls ``update`` after every step's training, before any
     plugin's ``after_training_exp``: the per-class quota is recomputed (fixed budget: budget // N_t),
     old classes are shrunk to a prefix of their ranking, and each new class gets its exemplars chosen
     among its training images, by herding on features computed with the evaluation transform in

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cil.loggers.scalars import hyperparameters
+from cil.runs.loggers.scalars import hyperparameters
 
 
 class TensorBoardLogger:

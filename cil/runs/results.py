@@ -5,7 +5,7 @@
       metrics.csv           one row per step
       config.yaml           the resolved configuration
       confusion/step_XX.npy integer confusion matrix after step XX (rows: true, columns: predicted)
-      checkpoints/last.pt   what a resumed run needs (cil/checkpoint.py)
+      checkpoints/last.pt   what a resumed run needs (cil/runs/checkpoint.py)
       tensorboard/          event files (cil/tensorboard.py)
 
 Every file is written to a temporary file in the same folder and renamed over the target, and
@@ -15,13 +15,10 @@ or "failed"; a run killed outright stays "running").
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 import platform
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,56 +26,11 @@ import numpy as np
 import yaml
 
 from cil.errors import UserError
-from cil.metrics import average_incremental_accuracy, forgetting
-from cil.shapes import RESULTS_FILE, check
+from cil.files import atomic_save_npy, atomic_write_text
+from cil.runs.metrics import average_incremental_accuracy, forgetting
+from cil.config.shapes import RESULTS_FILE, check
 
 RESULTS = "results.json"
-
-
-def _file_mode() -> int:
-    """The mode open() would give a new file (mkstemp's own is 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-TEMPORARY_MARK = ".cil-tmp-"
-"""In the name of every temporary file of an atomic write: ``.NAME.cil-tmp-XXXXXXXX``."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMPORARY_MARK}", dir=path.parent)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the temporary files that atomic writes killed outright (SIGKILL, power loss) left in a run
-    directory; call only while holding the directory's claim. The files removed."""
-    stale = [p for p in run_dir.rglob(f".*{TEMPORARY_MARK}*") if p.is_file()] if run_dir.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _clean(value: Any) -> Any:

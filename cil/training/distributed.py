@@ -2,7 +2,7 @@
 
 ``torchrun --nproc_per_node N -m cil run ...`` (or ``cil run --nproc N ...``) starts N processes;
 each reads ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` and joins one process group (NCCL on GPUs,
-gloo on CPUs). What each rank does (cil/engine.py, cil/runner.py):
+gloo on CPUs). What each rank does (cil/training/engine.py, cil/runs/run.py):
 
 * every rank draws the same epoch order and the same augmentation (same seeds) and trains on its
   contiguous chunk of every global mini-batch: the global batch and the learning rate are the

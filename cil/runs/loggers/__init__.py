@@ -1,6 +1,6 @@
 """Experiment loggers of a run, chosen with ``--logger tensorboard,csv,wandb`` (``logging.loggers``).
 
-Every logger receives the same values (cil/loggers/scalars.py): the resolved config once, the loss
+Every logger receives the same values (cil/runs/loggers/scalars.py): the resolved config once, the loss
 parts, learning rate and learned values after every epoch, the accuracies and step records after
 every step, and the summary (AIA, final accuracy, forgetting, status) when the run ends. They are
 observers: which ones run never changes a result, and a resumed run may use others.
@@ -22,15 +22,15 @@ def open_loggers(names: list[str], run_dir: Path, config: dict[str, Any], *, run
     loggers: list = []
     for name in names:
         if name == "tensorboard":
-            from cil.loggers.tensorboard import TensorBoardLogger
+            from cil.runs.loggers.tensorboard import TensorBoardLogger
 
             loggers.append(TensorBoardLogger(run_dir, first_epoch=first_epoch, first_step=first_step))
         elif name == "csv":
-            from cil.loggers.csv_log import CsvLogger
+            from cil.runs.loggers.csv_log import CsvLogger
 
             loggers.append(CsvLogger(run_dir, first_epoch=first_epoch, first_step=first_step))
         elif name == "wandb":
-            from cil.loggers.wandb_log import WandbLogger
+            from cil.runs.loggers.wandb_log import WandbLogger
 
             loggers.append(WandbLogger(run_dir, run_name=run_name, **(wandb_options or {})))
         else:  # pragma: no cover - the config's Literal refuses other names first

@@ -2,7 +2,7 @@
 
 ``cil sweep ... --launcher slurm`` plans the sweep as usual (complete runs skipped, refused
 combinations listed), then submits the runs to do as one job array and returns; each job claims
-its run directory and runs or resumes it exactly as a local sweep does (cil/sweep_workers.py). A job
+its run directory and runs or resumes it exactly as a local sweep does (cil/sweeps/workers.py). A job
 that Slurm times out or preempts is requeued by submitit (SIGUSR2 -> ``RunJob.checkpoint``) and
 the new job resumes the run from its last checkpoint: checkpoints make requeueing free.
 ``--launcher submitit-local`` submits the same jobs to submitit's local executor (processes on this
@@ -68,7 +68,7 @@ class RunJob:
         self.config, self.out = config, Path(out)
 
     def __call__(self) -> tuple[str, str]:
-        from cil.sweep_workers import run_claimed
+        from cil.sweeps.workers import run_claimed
 
         return run_claimed(self.config, self.out, log=lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -97,7 +97,7 @@ def _executor(launcher: str, folder: Path, options: SlurmOptions):
 
 
 def submit(tasks: list, out: Path, launcher: str, options: SlurmOptions, wait: bool) -> int:
-    """Submit ``tasks`` (cil.sweep_workers.Task) as one job array; with ``wait``, wait and report them."""
+    """Submit ``tasks`` (cil.sweeps.workers.Task) as one job array; with ``wait``, wait and report them."""
     options.check()
     folder = out / SUBMITIT
     executor = _executor(launcher, folder, options)
@@ -130,8 +130,8 @@ def run_states(out: Path) -> list[tuple[str, str, str]]:
     """(run directory, state, detail) of every run under ``out``: complete, diverged, failed, interrupted,
     running (claimed by a live process), stopped (killed while running: resumable), queued (submitted,
     not started)."""
-    from cil.claims import CLAIM, read_claim
-    from cil.results import RESULTS, load_results
+    from cil.runs.claims import CLAIM, read_claim
+    from cil.runs.results import RESULTS, load_results
 
     submitted: dict[str, str] = {}
     record = out / SUBMITIT / "submissions.jsonl"

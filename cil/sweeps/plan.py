@@ -1,4 +1,4 @@
-"""``cil sweep``: the Cartesian product of scenarios, strategies, grid values and seeds.
+"""A sweep's plan: the Cartesian product of scenarios, strategies, grid values and seeds.
 
 Every combination gets its own run directory,
 
@@ -18,14 +18,12 @@ Command-line options apply on top (``--scenario``/``--strategy`` replace the fil
 from __future__ import annotations
 
 import itertools
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cil.config.schema import DEFAULT_SEED
-from cil.errors import ReportedInterrupt, UserError, did_you_mean
-from cil.output_place import writable_folder
+from cil.errors import UserError, did_you_mean
 
 GRID_ALIASES = {"memory": "memory.per_class", "memory_budget": "memory.budget", "memory-budget": "memory.budget"}
 DEFAULT_SEEDS = [DEFAULT_SEED]
@@ -126,14 +124,14 @@ class SweepPlan:
 def load_plan(ref: str) -> tuple[dict[str, Any], str]:
     from cil.config import load_yaml
 
-    from cil.user_paths import is_file
+    from cil.files import is_file
 
     path = Path(ref) if ref.endswith((".yaml", ".yml")) else sweeps_root() / f"{ref}.yaml"
     if not is_file(path):
         if ref.endswith((".yaml", ".yml")):
             raise UserError(f"sweep file not found: {ref}")
         raise UserError(f"unknown sweep '{ref}'{did_you_mean(ref, available_sweeps())}")
-    from cil.shapes import SWEEP_FILE
+    from cil.config.shapes import SWEEP_FILE
 
     return load_yaml(path, SWEEP_FILE, "sweep file"), path.stem
 
@@ -174,120 +172,3 @@ def _as_list(value: Any, what: str) -> list[Any]:
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Planned:
-    spec: RunSpec
-    action: str  # run, resume, skip, invalid
-    detail: str = ""
-    config: Any = None
-
-
-def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) -> list[Planned]:
-    """What to do with every run of the sweep; a folder holding a different experiment stops everything.
-
-    ``flags_of(seed)``: the config layer of the command-line options for a seed.
-    """
-    from cil.config import IncompatibleConfigError, config_differences
-    from cil.results import RESULTS, load_results
-    from cil.runner import build_config, comparable_config
-
-    planned = []
-    for spec in plan.runs(out):
-        try:
-            cfg = build_config(spec.scenario, spec.strategy, flags_of(spec.seed), plan.sets + spec.sets)
-        except IncompatibleConfigError as exc:
-            planned.append(Planned(spec, "invalid", str(exc)))
-            continue
-        cfg.out = str(spec.out)
-        if not (spec.out / RESULTS).exists():
-            planned.append(Planned(spec, "run", config=cfg))
-            continue
-        try:
-            saved = load_results(spec.out)
-        except UserError as exc:  # a damaged run directory is left as it is, and listed
-            planned.append(Planned(spec, "invalid", f"{exc}; remove the folder to run it again"))
-            continue
-        differing = config_differences(saved.get("config", {}), comparable_config(cfg, saved.get("config", {})))
-        if differing:
-            raise UserError(f"{spec.out} holds a run with another config (differs in {', '.join(differing[:5])}); "
-                            f"give the sweep another --out")
-        done = len(saved.get("steps", []))
-        if saved.get("status") in ("complete", "diverged"):  # a diverged run would diverge again
-            planned.append(Planned(spec, "skip", saved["status"], cfg))
-        else:
-            planned.append(Planned(spec, "resume", f"{saved.get('status')}, {done} of {saved.get('n_steps')} steps",
-                                   cfg))
-    return planned
-
-
-def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False,
-            jobs: int = 1, devices: list[str] | None = None, launcher: str = "local", slurm=None,
-            wait: bool = False) -> int:
-    """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed.
-
-    ``jobs`` > 1 or ``devices`` run in worker processes (cil/sweep_workers.py), one run at a time
-    in this process otherwise.
-    """
-    from cil.report import collect, summary_table
-
-    if jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {jobs}")
-    out = writable_folder(Path(out) if out else Path("runs") / "sweeps" / plan.name, "--out")
-    planned = plan_actions(plan, flags_of, out)
-    counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
-    print(f"sweep {plan.name}: {len(planned)} runs in {out}: {counts['run']} to run, {counts['resume']} to resume, "
-          f"{counts['skip']} complete, {counts['invalid']} invalid", file=sys.stderr)
-    for p in planned:
-        if p.action == "invalid" or dry_run:
-            print(f"  {p.action:<8} {p.spec.describe()}{': ' + p.detail if p.detail else ''}", file=sys.stderr)
-    if dry_run:
-        return 0
-    todo = [p for p in planned if p.action in ("run", "resume")]
-    outcomes: dict[str, list[str]] = {"failed": [], "diverged": [], "elsewhere": []}
-
-    def report(kind: str, task, where: str, detail: str) -> None:
-        head = f"[{task.index + 1}/{len(todo)}]"
-        if kind == "start":
-            print(f"{head} start {task.description} ({where}) -> {task.out}", file=sys.stderr)
-            return
-        print(f"{head} {kind}: {task.description}{': ' + detail if detail else ''}", file=sys.stderr)
-        if kind in outcomes:
-            outcomes[kind].append(f"{task.out}: {detail}")
-
-    from cil.sweep_workers import Task, run_in_workers
-
-    tasks = [Task(i, p.spec.out, p.config, p.spec.describe()) for i, p in enumerate(todo)]
-    if launcher != "local":
-        from cil.sweep_slurm import SlurmOptions, submit
-
-        return submit(tasks, out, launcher, slurm or SlurmOptions(), wait)
-    if jobs > 1 or devices:
-        run_in_workers(tasks, jobs, devices or [], report)
-    else:
-        run_here(tasks, report)
-    done = [p.spec.out for p in planned if p.action != "invalid" and (p.spec.out / "results.json").exists()]
-    if done:
-        print(summary_table(collect(done), metrics=["aia", "final"]))
-    for line in outcomes["elsewhere"]:
-        print(f"running elsewhere: {line}", file=sys.stderr)
-    for kind in ("diverged", "failed"):
-        for line in outcomes[kind]:
-            print(f"{kind}: {line}", file=sys.stderr)
-    return 1 if outcomes["failed"] or outcomes["diverged"] else 0
-
-
-def run_here(tasks: list, report: Callable) -> None:
-    """One run after another in this process (``--jobs 1``); a run that fails, even for a user error found
-    only once it started, is listed at the end and the sweep goes on."""
-    from cil.sweep_workers import run_claimed
-
-    for task in tasks:
-        report("start", task, "this process", "")
-        try:
-            outcome, detail = run_claimed(task.config, task.out, log=lambda line: print(line, file=sys.stderr))
-        except KeyboardInterrupt:
-            print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
-            raise ReportedInterrupt from None
-        except Exception as exc:  # one run failing does not stop the others; it is listed at the end
-            outcome, detail = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        report(outcome, task, "this process", detail)

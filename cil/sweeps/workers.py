@@ -5,7 +5,7 @@ A ResNet-32 run leaves a GPU idle between its small kernels, so several runs sha
 shared with the parent); worker i serves device ``devices[i % len(devices)]`` (a CUDA device is
 selected with CUDA_VISIBLE_DEVICES, so every run sees it as ``cuda``; CPU workers share the cores
 evenly). Each worker imports torch once and takes runs from a queue until none are left; every
-run claims its directory first (cil/claims.py), so runs that another sweep, here or on another
+run claims its directory first (cil/runs/claims.py), so runs that another sweep, here or on another
 machine, is running are skipped, never run twice. A run's log goes to ``RUN_DIR/run.log``.
 
 Ctrl-C (or SIGTERM to the sweep) stops every worker: each running run saves its state as
@@ -68,11 +68,11 @@ def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
     (another process is running it) or "diverged" (its loss became NaN or infinite). Deciding after the claim keeps two sweeps on the same grid
     from ever running the same run twice.
     """
-    from cil.checkpoint import CHECKPOINT
-    from cil.claims import RunClaimed, claimed
+    from cil.runs.checkpoint import CHECKPOINT
+    from cil.runs.claims import RunClaimed, claimed
     from cil.errors import RunDiverged
-    from cil.results import RESULTS, load_results
-    from cil.runner import run
+    from cil.runs.results import RESULTS, load_results
+    from cil.runs.run import run
 
     try:
         with claimed(out):
@@ -145,7 +145,7 @@ def run_in_workers(tasks: list[Task], jobs: int, devices: list[str],
     """Run ``tasks`` in ``jobs`` worker processes; ``report(kind, task, where, detail)`` on every start and end."""
     import multiprocessing as mp
 
-    from cil.runner import sigterm_as_interrupt
+    from cil.runs.run import sigterm_as_interrupt
 
     context = mp.get_context("spawn")
     devices = devices or ["auto"]

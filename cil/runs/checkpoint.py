@@ -10,61 +10,22 @@ same device repeats exactly what an uninterrupted run would have done. It loads 
 from __future__ import annotations
 
 import io
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from cil.errors import UserError
-from cil.shapes import CHECKPOINT_FILE, check
+from cil.config.shapes import CHECKPOINT_FILE, check
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 FORMAT_VERSION = 1
 DAMAGED_ADVICE = "restore it from a backup, or start the run again with --overwrite (nothing was deleted)"
 
 
-def capture_rng(*generators: torch.Generator) -> dict[str, Any]:
-    """The global Python, numpy and torch (CPU and CUDA) states and those of ``generators``."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "python": _tuples_to_lists(random.getstate()),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "generators": [g.get_state() for g in generators],
-    }
-
-
-def restore_rng(state: dict[str, Any], *generators: torch.Generator) -> None:
-    """Undo ``capture_rng`` (the same generators, in the same order)."""
-    random.setstate(_lists_to_tuples(state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for generator, saved in zip(generators, state["generators"], strict=True):
-        try:
-            generator.set_state(saved)
-        except RuntimeError:  # saved on another device type: keep the seeded generator
-            pass
-
-
-def _tuples_to_lists(value: Any) -> Any:
-    return [_tuples_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _lists_to_tuples(value: Any) -> Any:
-    return tuple(_lists_to_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (plus the format version) to RUN_DIR/checkpoints/last.pt atomically."""
-    from cil.results import atomic_write_bytes
+    from cil.files import atomic_write_bytes
 
     buffer = io.BytesIO()
     torch.save({"format": FORMAT_VERSION, **payload}, buffer)

@@ -1,7 +1,7 @@
 """Per-step figures over runs and seeds: mean accuracy curves with a std band, the accuracy matrix,
 forgetting after each step (``cil plot --kind mean-curves|accuracy-matrix|forgetting``).
 
-Each function returns a matplotlib Figure (cil/plots.py writes them as PNGs; cil/api.py returns
+Each function returns a matplotlib Figure (cil/analysis/plots.py writes them as PNGs; cil/api.py returns
 them). The accuracy matrix A[t, g] is the accuracy on the classes of step g after step t
 (``accuracy_per_group`` of results.json, g <= t); forgetting after step t is the mean over the
 groups g < t of max_{g <= t' < t} A[t', g] - A[t, g] (Chaudhry et al. 2018, per class group, as
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from cil.errors import UserError
-from cil.metrics import forgetting
-from cil.report import Run, completed_steps, variant_labels
+from cil.runs.metrics import forgetting
+from cil.analysis.report import Run, completed_steps, variant_labels
 
 CURVE_INCHES = (8.0, 5.0)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from avalanche.core import SupervisedPlugin
 
-from cil.loggers.scalars import epoch_scalars, step_scalars, summary_scalars
+from cil.runs.loggers.scalars import epoch_scalars, step_scalars, summary_scalars
 
 
 class RunLoggers(SupervisedPlugin):

@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from cil.results import atomic_write_text
+from cil.files import atomic_write_text
 
 EPOCH_HEADER = ["epoch", "step", "metric", "value"]
 STEP_HEADER = ["step", "metric", "value"]

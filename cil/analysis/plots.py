@@ -5,7 +5,7 @@
 * ``curves``: accuracy on all seen classes after each step, one line per run;
 * ``base-new``: accuracy on the base, old and newest classes after each step of one run, the
   stability/plasticity picture of Jodelet et al.'s Table 5;
-* ``mean-curves``, ``accuracy-matrix``, ``forgetting``: cil/plots_steps.py.
+* ``mean-curves``, ``accuracy-matrix``, ``forgetting``: cil/analysis/plots_steps.py.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from cil import plots_steps
-from cil.plots_steps import classes_seen, finish_step_axes, new_figure
+from cil.analysis import plots_steps
+from cil.analysis.plots_steps import classes_seen, finish_step_axes, new_figure
 from cil.errors import UserError
-from cil.output_place import writable_folder
-from cil.report import Run, collect, completed_steps
-from cil.results import atomic_write_bytes
+from cil.files import writable_folder
+from cil.analysis.report import Run, collect, completed_steps
+from cil.files import atomic_write_bytes
 
 KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting")
 DPI = 100

@@ -1,0 +1,1 @@
+"""Reading finished runs: tables over seeds (``cil report``) and figures (``cil plot``)."""

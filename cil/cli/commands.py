@@ -1,0 +1,314 @@
+"""One function per ``cil`` sub-command (``COMMANDS``): each turns its parsed options into calls to
+cil.runs, cil.sweeps or cil.analysis and prints what the user asked for."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from cil.config.schema import DEFAULT_SEED
+from cil.errors import UserError
+from cil.files import writable_folder
+from cil.files import usable_path
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _data_config(args):
+    from cil.config import DataConfig
+
+    return DataConfig(root=args.data_root)
+
+
+def _plan(args):
+    from cil.data import DATASETS
+    from cil.data.scenarios import ScenarioName, ScenarioPlan
+
+    name = ScenarioName.parse(args.scenario, list(DATASETS))
+    seed = _class_order_seed(args)
+    spec = DATASETS[name.dataset]
+    return ScenarioPlan.make(name, spec.count_classes(_data_config(args)), seed), spec
+
+
+def _class_order_seed(args) -> int:
+    from cil.config import RunConfig
+    from cil.config.fields import check_field
+
+    seed = DEFAULT_SEED if args.class_order_seed is None else args.class_order_seed
+    check_field(RunConfig, "class_order_seed", seed, "--class-order-seed")
+    return seed
+
+
+def cmd_describe(args) -> int:
+    plan, spec = _plan(args)
+    names = spec.class_names(_data_config(args)) if spec.class_names is not None and args.data_root else None
+    info = plan.to_dict(names)
+    if args.json:
+        print(compact_json(info))
+        return 0
+    print(f"{info['scenario']}: {plan.n_classes} classes in {plan.n_steps} steps, "
+          f"class order seed {_class_order_seed(args)}")
+    print(f"class order: {' '.join(map(str, plan.order))}")
+    for step in info["steps"]:
+        kind = "base" if step["step"] == 0 and plan.name.base > 0 else "step"
+        print(f"{kind} {step['step']}: labels {step['labels'][0]}-{step['labels'][-1]} = classes "
+              f"{' '.join(map(str, step['classes']))}")
+    return 0
+
+
+def compact_json(value: Any, indent: int = 0) -> str:
+    """Indented JSON with every list of plain values on one line (a class order is one line, not 100)."""
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {compact_json(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(inner + compact_json(v, indent + 2) for v in value) + f"\n{pad}]"
+    return json.dumps(value)
+
+
+def cmd_list(args) -> int:
+    from cil import registry
+    from cil.config import available_strategies, strategy_description
+    from cil.data import DATASETS
+    from cil.models import BACKBONES
+    from cil.data.scenarios import GRAMMAR
+
+    print("Scenarios: " + GRAMMAR)
+    print("  bBASE: classes of the base step (b0: equal steps, no large base step); STEPS: incremental steps")
+    print("\nDatasets:")
+    for spec in DATASETS.values():
+        print(f"  {spec.name:<16} {spec.summary}")
+    print("\nStrategies (configs/strategies/*.yaml; --strategy also takes a path):")
+    names = available_strategies()
+    width = max(map(len, names)) + 1
+    for name in names:
+        print(f"  {name:<{width}} {strategy_description(name)}")
+    print("\nComponents (for strategy files and --set):")
+    for kind, name, summary in registry.summaries():
+        print(f"  {kind:<7} {name:<20} {summary}")
+    print(f"\nBackbones (model.backbone): {', '.join(BACKBONES)}")
+    from cil.sweeps.plan import available_sweeps, sweep_description
+
+    print("\nSweeps (configs/sweeps/*.yaml, for 'cil sweep NAME'):")
+    for name in available_sweeps():
+        first_sentence = re.split(r"[.;]\s+(?=[A-Z])", sweep_description(name))[0]
+        print(f"  {name:<{width}} {first_sentence}")
+    return 0
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    if text is None:
+        return []
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--seeds expects comma-separated integers, got '{text}'") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds expects distinct integers, got '{text}'")
+    return seeds
+
+
+def parse_loggers(text: str | None) -> list[str] | None:
+    """``--logger tensorboard,csv`` as a list ([] for 'none'); None when not given."""
+    from cil.runs.loggers import LOGGERS
+
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [name for name in names if name not in LOGGERS]
+    if unknown or not names:
+        raise UserError(f"--logger: unknown logger '{unknown[0] if unknown else text}'; valid: "
+                        f"{', '.join(LOGGERS)}, comma-separated, or none")
+    if len(set(names)) != len(names):
+        raise UserError(f"--logger names a logger twice: '{text}'")
+    return names
+
+
+def run_flags(args, seed: int | None = None) -> dict[str, Any]:
+    """The config layer of the command-line options shared by run and sweep."""
+    flags: dict[str, Any] = {}
+    if args.memory is not None:
+        flags["memory"] = {"per_class": args.memory, "budget": None}
+    if args.memory_budget is not None:
+        flags["memory"] = {"budget": args.memory_budget}
+    for key, value in [("seed", seed), ("class_order_seed", args.class_order_seed), ("device", args.device)]:
+        if value is not None:
+            flags[key] = value
+    data = {k: v for k, v in [("root", args.data_root), ("limit_per_class", args.limit_per_class)] if v is not None}
+    if data:
+        flags["data"] = data
+    if args.no_progress:
+        flags["progress"] = False
+    loggers = parse_loggers(args.loggers)
+    if args.no_tensorboard:
+        loggers = [name for name in (loggers or []) if name != "tensorboard"]
+    if loggers is not None:
+        flags["logging"] = {"loggers": loggers}
+    if args.epochs is not None:
+        flags["epochs"] = args.epochs
+    if args.plugins:
+        flags["add_plugins"] = list(args.plugins)
+    return flags
+
+
+def run_config_from_args(args, seed: int | None = None):
+    """The validated RunConfig of a ``cil run`` command line."""
+    from cil.runs.assemble import build_config
+
+    flags = run_flags(args, seed if seed is not None else args.seed)
+    if args.out is not None:
+        flags["out"] = args.out
+    return build_config(args.scenario, args.strategy, flags, args.sets)
+
+
+def cmd_run(args) -> int:
+    from cil.analysis.report import step_table
+    from cil.runs.run import run
+
+    if args.nproc is not None and "RANK" not in os.environ:
+        return launch_data_parallel(args)
+    if args.resume:
+        return resume(args)
+    if not args.scenario or not args.strategy:
+        raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+    seeds = parse_seeds(args.seeds)
+    if seeds and args.seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    if not seeds:
+        cfg = run_config_from_args(args)
+        if cfg.out:
+            writable_folder(Path(cfg.out), "--out")  # before any data is loaded
+        results = run(cfg, out=Path(cfg.out) if cfg.out else None, overwrite=args.overwrite)
+        print(step_table(results))
+        return 0
+    return run_seeds(args, seeds)
+
+
+def launch_data_parallel(args) -> int:
+    """``cil run --nproc N``: check the command here, then run it in N processes (cil/training/distributed.py)."""
+    from cil.training.distributed import launch
+    from cil.runs.assemble import check_data_parallel
+
+    if args.nproc < 1:
+        raise UserError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.seeds:
+        raise UserError("--nproc runs one run on several processes: it takes no --seeds (use cil sweep)")
+    if not args.resume:
+        if not args.scenario or not args.strategy:
+            raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+        cfg = run_config_from_args(args)
+        check_data_parallel(cfg)
+        if cfg.out:
+            writable_folder(Path(cfg.out), "--out")
+    argv = list(args.argv)
+    at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[at: at + (1 if "=" in argv[at] else 2)]
+    return launch(args.nproc, argv)
+
+
+def run_seeds(args, seeds: list[int]) -> int:
+    """One run per training seed under one parent folder, then their mean and std."""
+    from datetime import datetime
+
+    from cil.analysis.report import collect, summary_table
+    from cil.runs.run import run
+
+    configs = [run_config_from_args(args, seed) for seed in seeds]  # every config is checked before any run
+    if args.out:
+        parent = writable_folder(Path(args.out), "--out")
+    else:
+        parent = Path("runs") / args.scenario / Path(args.strategy).stem / datetime.now().strftime("seeds-%Y%m%d-%H%M%S")
+    for seed, cfg in zip(seeds, configs):
+        cfg.out = str(parent / f"seed{seed}")
+        print(f"--- seed {seed}: {cfg.out}", file=sys.stderr)
+        run(cfg, out=Path(cfg.out), overwrite=args.overwrite)
+    print(summary_table(collect([parent]), metrics=["aia", "final", "final-base", "final-new", "forgetting"]))
+    return 0
+
+
+def resume(args) -> int:
+    """``cil run --resume RUN_DIR``: the saved config, the given options on top, refused if they change it."""
+    from cil import registry
+    from cil.config import config_differences, describe_differences, resume_config
+    from cil.analysis.report import step_table
+    from cil.runs.run import run
+    from cil.runs.run_directory import saved_results_to_resume
+
+    if args.seeds or args.overwrite:
+        raise UserError("--resume continues one run: it takes neither --seeds nor --overwrite")
+    run_dir = usable_path(args.resume, "--resume")
+    saved = saved_results_to_resume(run_dir)
+    flags = run_flags(args, args.seed)
+    for key in ("scenario", "strategy", "out"):
+        if getattr(args, key) is not None:
+            flags[key] = getattr(args, key)
+    cfg = resume_config(saved["config"], flags=flags, sets=args.sets, lookup=registry.config_class)
+    differing = config_differences(saved["config"], cfg.to_dict())
+    if differing:
+        raise UserError(f"cannot resume {run_dir}: the given options change its saved config: "
+                        f"{describe_differences(saved['config'], cfg.to_dict(), differing)}")
+    if saved.get("status") == "complete":
+        print(f"{run_dir} is already complete", file=sys.stderr)
+        print(step_table(saved))
+        return 0
+    results = run(cfg, out=run_dir, resume=True)
+    print(step_table(results))
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from cil.sweeps.execute import execute
+    from cil.sweeps.plan import SweepPlan
+
+    from cil.sweeps.slurm import SlurmOptions, print_status
+    from cil.sweeps.workers import parse_devices
+
+    if args.status:
+        return print_status(usable_path(args.status, "--status"))
+    plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    devices = parse_devices(args.devices)
+    slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
+                         cpus_per_job=args.slurm_cpus_per_job, time_min=args.slurm_time, mem_gb=args.slurm_mem_gb,
+                         array_parallelism=args.slurm_array_parallelism)
+    slurm.check()
+    return execute(plan, lambda seed: run_flags(args, seed), out=args.out, dry_run=args.dry_run, jobs=args.jobs,
+                   devices=devices, launcher=args.launcher, slurm=slurm, wait=args.wait)
+
+
+def cmd_report(args) -> int:
+    from cil.analysis.report import METRICS, collect, per_step_table, summary_table
+
+    metrics = list(METRICS) if args.metric == "all" else [args.metric]
+    for metric in metrics:
+        if metric not in METRICS:
+            raise UserError(f"unknown metric '{metric}'; valid: {', '.join(METRICS)}, all")
+    runs = collect([Path(p) for p in args.paths])
+    if args.per_step:
+        print(per_step_table(runs, args.format))
+    else:
+        print(summary_table(runs, metrics=metrics, fmt=args.format))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from cil.analysis.plots import plot_runs
+
+    for path in plot_runs([Path(r) for r in args.runs], kind=args.kind, step=args.step,
+                          out=Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "plot": cmd_plot, "list": cmd_list,
+            "describe": cmd_describe}
+

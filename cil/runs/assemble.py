@@ -1,0 +1,140 @@
+"""From a validated RunConfig to an engine ready to train: data, scenario plan, model, memory, plugins.
+
+Everything a run's config is checked against before any data loads lives here too (the plugin
+combination, data-parallel support), so that every entry point (CLI, API, sweeps) refuses the
+same things with the same line.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from cil import registry
+from cil.config import RunConfig
+from cil.data import DATASETS, LoadedDataset, default_backbone
+from cil.data.scenarios import ScenarioName, ScenarioPlan
+from cil.errors import UserError
+from cil.training.distributed import SINGLE, World
+
+
+def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str],
+                 overrides: dict[str, Any] | None = None):
+    """The validated RunConfig of a scenario, a strategy and options (``--set`` strings and/or an ``overrides``
+    dict of dotted or nested keys); impossible scenarios fail before any data loads."""
+    from cil.config import assemble, strategy_layers
+
+    name = ScenarioName.parse(scenario, list(DATASETS))
+    strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
+    cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
+                   lookup=registry.config_class, overrides=overrides)
+    ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
+    check_plugin_combination(cfg)
+    return cfg
+
+
+
+def check_plugin_combination(cfg: RunConfig) -> None:
+    """Refuse, before any data loads, plugins that cannot work together (two batch samplers, two ways of
+    predicting, ...: the 'at most one' hooks of cil/training/contract.py)."""
+    from cil.config import IncompatibleConfigError
+    from cil.training.contract import PluginHooks
+
+    try:
+        PluginHooks(build_plugins(cfg)[1])
+    except UserError as exc:
+        raise IncompatibleConfigError(str(exc)) from None
+
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+
+@dataclass
+class PreparedRun:
+    plan: ScenarioPlan
+    data: LoadedDataset
+    backbone: str
+
+
+
+def prepare(cfg: RunConfig) -> PreparedRun:
+    """Load the data and fix the scenario's class order (no model yet)."""
+    name = ScenarioName.parse(cfg.scenario, list(DATASETS))
+    spec = DATASETS[name.dataset]
+    data = spec.load(cfg.data)
+    plan = ScenarioPlan.make(name, data.n_classes, cfg.class_order_seed)
+    backbone = cfg.model.backbone if cfg.model.backbone != "auto" else default_backbone(spec, data)
+    return PreparedRun(plan, data, backbone)
+
+
+
+def build_plugins(cfg: RunConfig) -> tuple[object, list[object]]:
+    """(classification loss plugin, other plugins in callback order: method, extras)."""
+    loss = registry.create("loss", cfg.loss)
+    plugins: list[object] = [registry.create("method", cfg.method)]
+    plugins += [registry.create("plugin", p) for p in cfg.plugins]
+    return loss, plugins
+
+
+
+def build_memory(cfg: RunConfig):
+    """The run's rehearsal memory (None when exemplar-free), owned by the engine."""
+    from cil.training.memory import Rehearsal
+
+    return Rehearsal(cfg.memory, cfg.seed) if cfg.memory.enabled else None
+
+
+
+def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins: list,
+                   log: Callable[[str], None], world: World = SINGLE):
+    """The engine with the model, memory and plugins of ``cfg`` (extra plugins after the configured ones)."""
+    from cil.training.engine import IncrementalStrategy
+    from cil.models import build_net
+
+    seed_everything(cfg.seed)
+    model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
+                      proxies_per_class=cfg.model.proxies_per_class, lsc_similarity=cfg.model.lsc_similarity)
+    loss, plugins = build_plugins(cfg)
+    if world.active:
+        check_data_parallel(cfg)
+    return IncrementalStrategy(
+        model=model, plan=prepared.plan, train_data=prepared.data.train, test_data=prepared.data.test,
+        optim=cfg.optim, loss=loss, plugins=plugins + list(extra_plugins), memory=build_memory(cfg),
+        device=runtime.device, seed=cfg.seed, runtime=runtime, progress=cfg.progress and world.main, log=log,
+        world=world)
+
+
+
+def check_data_parallel(cfg: RunConfig) -> None:
+    """Refuse, with one line, a strategy with a component that keeps per-process gradient state."""
+    components = [("method", cfg.method), ("loss", cfg.loss), *(("plugin", p) for p in cfg.plugins)]
+    refused = [c.name for kind, c in components if getattr(registry.component(kind, c.name).factory,
+                                                           "data_parallel", True) is False]
+    if refused:
+        raise UserError(f"{', '.join(refused)} cannot run data-parallel yet (per-process gradient state); "
+                        f"run this strategy in one process")
