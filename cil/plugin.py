@@ -7,16 +7,19 @@ and their meaning); this module is its stable public face, for cil's own methods
 ``cil.strategies`` as for anyone's.
 """
 
-from cil.config import ComponentConfig, IncompatibleConfigError, ranged
+from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError, ranged
 from cil.errors import UserError
 from cil.registry import register
 from cil.training.contract import (
+    Batch,
     ClassificationLoss,
     CilPlugin,
-    PluginHooks,
+    Engine,
+    TrainingStage,
     require_head,
     without_parameters,
 )
+from cil.training.training_set import TrainingSet
 
-__all__ = ["CilPlugin", "ClassificationLoss", "ComponentConfig", "IncompatibleConfigError", "PluginHooks",
-           "UserError", "ranged", "register", "require_head", "without_parameters"]
+__all__ = ["Batch", "CilPlugin", "ClassificationLoss", "ComponentConfig", "ConfigError", "Engine", "IncompatibleConfigError",
+           "TrainingSet", "TrainingStage", "UserError", "ranged", "register", "require_head", "without_parameters"]

@@ -3,7 +3,7 @@ ImageNet and by PODNet; Jodelet et al., Table 6 'balanced finetuning').
 
 After the memory update of step t >= 1, the model trains for a few epochs on a class-balanced
 set: the exemplars of every seen class (the memory quota per class, or ``per_class`` of them),
-with the training augmentation and the strategy's classification loss alone, at a constant
+with the training augmentation and the engine's classification loss alone, at a constant
 learning rate unless ``milestones`` say otherwise, clamping gradients as the run does
 (``optim.grad_clamp``). With ``classifier_only`` (the default, as LUCIR and PODNet), only the
 classifier's weights are trained; ``tune_scale`` says whether a cosine head's learned scale is
@@ -23,11 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cil.config import ComponentConfig, ranged
-from cil.training.training_set import TrainingSet
-from cil.training.epoch_losses import EpochLosses
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ComponentConfig, TrainingStage, ranged, register
 
 
 def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
@@ -56,47 +52,23 @@ class BalancedFinetuningConfig(ComponentConfig):
 
 @register("plugin", "balanced-finetuning", BalancedFinetuningConfig)
 class BalancedFinetuning(CilPlugin):
-    def after_training_exp(self, strategy, **kwargs):
-        if strategy.n_old == 0:
+    posthoc_correction = "balanced-finetuning"
+
+    def after_training(self, engine):
+        if engine.n_old == 0:
             return
-        memory = strategy.memory_set
+        memory = engine.memory_set
         if len(memory) == 0:  # exemplar-free: there is no balanced set to finetune on
-            strategy.step_record["balanced_finetuning"] = "skipped: no exemplars (memory 0)"
+            engine.step_record["balanced_finetuning"] = "skipped: no exemplars (memory 0)"
             return
         cfg = self.config
-        keep = balanced_subset(memory.indices, memory.labels, cfg.per_class)
-        balanced = TrainingSet(memory.indices[keep], memory.labels[keep])
-        model, runtime = strategy.model, strategy.runtime
+        balanced = memory.subset(balanced_subset(memory.indices, memory.labels, cfg.per_class))
+        model = engine.model
         frozen = [] if cfg.tune_scale else [getattr(model.head, "scale", None)]
         params = [p for p in (model.head if cfg.classifier_only else model).parameters()
                   if p.requires_grad and not any(p is f for f in frozen)]
-        optim = strategy.optim_config
-        optimizer = runtime.sgd(params, lr=cfg.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, 0.1)
-        scaler = runtime.loss_scaler()
-        losses = EpochLosses()
-        with strategy.training_on(balanced):  # count-based losses see the balanced counts
-            for _ in range(cfg.epochs):
-                model.train()
-                if cfg.classifier_only and not cfg.update_bn:
-                    model.backbone.eval()
-                losses = EpochLosses()
-                for x, y in strategy.training_batches(balanced, strategy.train_mb_size):
-                    if cfg.classifier_only:
-                        with torch.no_grad(), runtime.autocast():
-                            features = model.backbone(x).features.float()
-                        logits = model.head(features)
-                    else:
-                        with runtime.autocast():
-                            logits = model(x).logits  # the head computes in fp32
-                    loss = strategy.loss_plugin.classification_loss(strategy, logits, y)
-                    optimizer.zero_grad()
-                    scaler.backward(loss)
-                    strategy.average_gradients(optimizer)
-                    scaler.step(optimizer, clamp=optim.grad_clamp)
-                    losses.add({"loss": loss})
-                scheduler.step()
-        model.train()
-        last = losses.means().get("loss", 0.0)
-        strategy.step_record["balanced_finetuning"] = {"n_train": len(balanced), "epochs": cfg.epochs,
-                                                       "final_epoch_loss": last}
+        losses = engine.train_on(TrainingStage(
+            "balanced-finetuning", balanced, params, epochs=cfg.epochs, lr=cfg.lr, milestones=list(cfg.milestones),
+            frozen_backbone=cfg.classifier_only, backbone_train_mode=cfg.update_bn))
+        engine.step_record["balanced_finetuning"] = {"n_train": len(balanced), "epochs": cfg.epochs,
+                                                     "final_epoch_loss": losses.get("loss", 0.0)}

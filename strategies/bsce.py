@@ -18,9 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ranged
-from cil.plugin import ClassificationLoss
-from cil.registry import register
+from cil.plugin import ClassificationLoss, ComponentConfig, ranged, register
 
 
 def balanced_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
@@ -54,15 +52,15 @@ class BalancedSoftmaxCE(ClassificationLoss):
         super().__init__(config)
         self._weights: tuple[object, torch.Tensor] | None = None
 
-    def class_weights(self, strategy) -> torch.Tensor:
+    def class_weights(self, engine) -> torch.Tensor:
         """lambda of Eq. 5 for the current training set, counted once per training set."""
-        if self._weights is None or self._weights[0] is not strategy.train_set:
-            counts = strategy.train_class_counts
-            self._weights = (strategy.train_set, old_class_weighted_counts(counts, strategy.n_old, self.config.alpha))
+        if self._weights is None or self._weights[0] is not engine.train_set:
+            counts = engine.train_class_counts
+            self._weights = (engine.train_set, old_class_weighted_counts(counts, engine.n_old, self.config.alpha))
         return self._weights[1]
 
-    def before_training_epoch(self, strategy, **kwargs):
-        self.class_weights(strategy)  # counted before the first batch, not in it
+    def before_epoch(self, engine):
+        self.class_weights(engine)  # counted before the first batch, not in it
 
-    def classification_loss(self, strategy, logits, targets):
-        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy))
+    def classification_loss(self, engine, logits, targets):
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine))

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig
-from cil.plugin import ClassificationLoss
-from cil.registry import register
+from cil.plugin import ClassificationLoss, ComponentConfig, register
 
 
 @dataclass
@@ -18,5 +16,5 @@ class CEConfig(ComponentConfig):
 
 @register("loss", "ce", CEConfig)
 class CrossEntropy(ClassificationLoss):
-    def classification_loss(self, strategy, logits, targets):
+    def classification_loss(self, engine, logits, targets):
         return F.cross_entropy(logits, targets)

@@ -15,12 +15,12 @@ def embedding_distillation_loss(features: torch.Tensor, previous_features: torch
     return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
 
 
-def imprint_new_classes(strategy, **kwargs) -> None:
+def imprint_new_classes(engine, **kwargs) -> None:
     """Initialise the newest head group from the embeddings (evaluation transform) of the step's new classes."""
-    new = strategy.experience_data
-    features = strategy.extract_features(new.indices)
-    per_class = [features[(new.labels == c).to(features.device)] for c in strategy.new_classes]
-    strategy.model.head.imprint(len(strategy.model.head.groups) - 1, per_class, **kwargs)
+    new = engine.experience_data
+    features = engine.extract_features(new.indices)
+    per_class = [features[(new.labels == c).to(features.device)] for c in engine.new_classes]
+    engine.model.head.imprint(len(engine.model.head.groups) - 1, per_class, **kwargs)
 
 
 class CosineHeadMethod(CilPlugin):
@@ -31,21 +31,21 @@ class CosineHeadMethod(CilPlugin):
     head_type: type
     head_name: str
 
-    def before_training_exp(self, strategy, **kwargs):
-        require_head(strategy, self.head_type, self.config.name, self.head_name)
-        if strategy.n_old == 0:
+    def before_step(self, engine):
+        require_head(engine, self.head_type, self.config.name, self.head_name)
+        if engine.n_old == 0:
             return
-        self.start_incremental_step(strategy, strategy.n_seen - strategy.n_old)
+        self.start_incremental_step(engine, engine.n_seen - engine.n_old)
         if self.config.imprint:
-            imprint_new_classes(strategy, **self.imprint_options(strategy))
+            imprint_new_classes(engine, **self.imprint_options(engine))
 
-    def start_incremental_step(self, strategy, n_new: int) -> None:  # pragma: no cover - interface
+    def start_incremental_step(self, engine, n_new: int) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def imprint_options(self, strategy) -> dict:
+    def imprint_options(self, engine) -> dict:
         return {}
 
-    def param_groups(self, strategy, groups, lr):
-        if self.config.freeze_old_weights and strategy.n_old > 0:
-            return without_parameters(groups, strategy.model.head.groups[:-1])
+    def param_groups(self, engine, groups, lr):
+        if self.config.freeze_old_weights and engine.n_old > 0:
+            return without_parameters(groups, engine.model.head.groups[:-1])
         return groups

@@ -1,13 +1,11 @@
 """Finetuning: the lower bound. The classification loss alone, no distillation (and, in its
-strategy file, no memory)."""
+engine file, no memory)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cil.config import ComponentConfig
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ComponentConfig, register
 
 
 @dataclass

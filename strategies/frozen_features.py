@@ -1,10 +1,10 @@
 """Classifiers on a feature extractor trained on the base step only, then frozen (NCM, SLDA).
 
-The base step trains the network as usual (the strategy's loss and schedule). From the first
+The base step trains the network as usual (the engine's loss and schedule). From the first
 incremental step on, nothing is trained (``train_epochs = 0``: weights and BatchNorm statistics
 stay as they were); the subclass only updates its class statistics with the features of each
 step's training images (evaluation transform, all images of the new classes, no exemplars) and
-replaces the network's logits by its own scores at evaluation.
+replaces the network's logits by its own scores at evaluation (``evaluation_scores``).
 """
 
 from __future__ import annotations
@@ -19,19 +19,18 @@ class FrozenFeatureClassifier(CilPlugin):
 
     evaluation_name = "frozen-features"
 
-    def before_training_exp(self, strategy, **kwargs):
-        if strategy.step > 0:
-            strategy.train_epochs = 0
-            strategy.step_record["trained_epochs"] = 0
+    def before_step(self, engine):
+        if engine.step > 0:
+            engine.train_epochs = 0
+            engine.step_record["trained_epochs"] = 0
 
-    def after_training_exp(self, strategy, **kwargs):
-        data = strategy.experience_data
-        features = strategy.extract_features(data.indices)
-        self.learn(features, data.labels.to(features.device), strategy.n_seen)
+    def after_training(self, engine):
+        data = engine.experience_data
+        features = engine.extract_features(data.indices)
+        self.learn(features, data.labels.to(features.device), engine.n_seen)
 
-    def after_eval_forward(self, strategy, **kwargs):
-        scores = self.scores(strategy.mb_output.features.float())
-        strategy.replace_logits(scores)
+    def evaluation_scores(self, engine, output):
+        return self.scores(output.features.float())
 
     def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:  # pragma: no cover
         raise NotImplementedError

@@ -29,9 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ranged
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ComponentConfig, ranged, register
 
 
 def gala_adjustment(stats: torch.Tensor, targets: torch.Tensor, lambda_positive: float, lambda_negative: float,
@@ -80,11 +78,11 @@ class GALA(CilPlugin):
         if config.rebalance:
             self.evaluation_name = "gala-rebalanced"
 
-    def before_training_exp(self, strategy, **kwargs):
-        self.stats = torch.zeros(strategy.n_seen, strategy.n_seen, device=strategy.device)
+    def before_step(self, engine):
+        self.stats = torch.zeros(engine.n_seen, engine.n_seen, device=engine.device)
         self.batches = 0
 
-    def adjust_logits(self, strategy, logits, targets, record):
+    def adjust_logits(self, engine, logits, targets, record):
         cfg = self.config
         if self.batches >= cfg.warmup_batches:
             margins = gala_adjustment(self.stats, targets, cfg.lambda_positive, cfg.lambda_negative, cfg.eps)
@@ -99,8 +97,8 @@ class GALA(CilPlugin):
     def _accumulate(self, grad: torch.Tensor, targets: torch.Tensor) -> None:
         self.stats.index_add_(0, targets, grad.detach().abs().to(self.stats.dtype))
 
-    def after_training_iteration(self, strategy, **kwargs):
+    def after_batch(self, engine):
         self.batches += 1
 
-    def adjust_scores(self, strategy, scores):
+    def adjust_scores(self, engine, scores):
         return rebalance_predictions(scores, self.config.tau) if self.config.rebalance else scores

@@ -3,7 +3,7 @@
 Algorithm 1, at the first epoch of every step: the average gradient of each seen class, taken
 with respect to the classifier head's parameters (default; the backbone is much larger and the
 seed's Fig. 3 groups by the classifier's update habits), on up to ``samples_per_class`` training
-images of the class (evaluation transform, BatchNorm in evaluation mode, the strategy's
+images of the class (evaluation transform, BatchNorm in evaluation mode, the engine's
 classification loss); their cosine similarity matrix A (Eq. 7); the classes split into G groups
 by normalised cut (Shi and Malik 2000; spectral clustering on the affinity (1 + A) / 2, which is
 A mapped to [0, 1]). ``grouping: old-new`` uses two fixed groups, old and new classes, instead.
@@ -30,9 +30,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from cil.config import ComponentConfig, IncompatibleConfigError, ranged
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import Batch, CilPlugin, ComponentConfig, IncompatibleConfigError, ranged, register
 from cil.strategies.min_norm import min_norm_weights
 
 
@@ -125,38 +123,36 @@ class GradientBalancedGrouping(CilPlugin):
 
     # ------------------------------------------------------------ Algorithm 1: grouping
 
-    def before_training_epoch(self, strategy, **kwargs):
-        if strategy.clock.train_exp_epochs == 0:
-            self.group_of = self.make_groups(strategy)
+    def before_epoch(self, engine):
+        if engine.epoch == 0:
+            self.group_of = self.make_groups(engine)
             n_groups = int(self.group_of.max()) + 1
             self.weight_sums, self.batches = torch.zeros(n_groups, dtype=torch.float64), 0
 
-    def make_groups(self, strategy) -> torch.Tensor:
-        n = strategy.n_seen
+    def make_groups(self, engine) -> torch.Tensor:
+        n = engine.n_seen
         if self.config.grouping == "old-new":
-            return (torch.arange(n) >= strategy.n_old).long() if strategy.n_old > 0 else torch.zeros(n, dtype=torch.long)
-        gradients = self.class_gradients(strategy)
-        groups = normalized_cut_groups(cosine_similarity_matrix(gradients), self.config.groups, seed=strategy.step)
+            return (torch.arange(n) >= engine.n_old).long() if engine.n_old > 0 else torch.zeros(n, dtype=torch.long)
+        gradients = self.class_gradients(engine)
+        groups = normalized_cut_groups(cosine_similarity_matrix(gradients), self.config.groups, seed=engine.step)
         return torch.as_tensor(groups, dtype=torch.long)
 
-    def class_gradients(self, strategy) -> torch.Tensor:
+    def class_gradients(self, engine) -> torch.Tensor:
         """V [n_seen, P]: each class's average gradient of the classification loss w.r.t. the head."""
-        model, data = strategy.model, strategy.train_set
+        model, data = engine.model, engine.train_set
         params = [p for p in model.head.parameters() if p.requires_grad]
         was_training = model.training
         model.eval()
         rows = []
-        for c in range(strategy.n_seen):
+        for c in range(engine.n_seen):
             positions = torch.nonzero(data.labels == c).flatten()
-            positions = positions[torch.randperm(len(positions), generator=strategy.order_generator)]
+            positions = positions[torch.randperm(len(positions), generator=engine.data_generator)]
             positions = positions[: self.config.samples_per_class]
             if len(positions) == 0:
-                rows.append(torch.zeros(sum(p.numel() for p in params), device=strategy.device))
+                rows.append(torch.zeros(sum(p.numel() for p in params), device=engine.device))
                 continue
-            x = next(iter(strategy.train_data.batches(data.indices[positions], len(positions), train=False,
-                                                      device=strategy.device)))
-            y = data.labels[positions].to(strategy.device)
-            loss = strategy.classification_loss(model(x), y)
+            x, y = next(engine.evaluation_batches(data.subset(positions), len(positions)))
+            loss = engine.classification_loss(model(x), y)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
                                    for g, p in zip(grads, params)]).detach())
@@ -165,17 +161,17 @@ class GradientBalancedGrouping(CilPlugin):
 
     # ------------------------------------------------------------ GAC sampler
 
-    def before_forward(self, strategy, **kwargs):
-        """Complete the mini-batch with samples of every group it misses."""
+    def before_batch(self, engine, batch):
+        """The mini-batch completed with samples of every group it misses."""
         if self.config.completion == 0 or len(self.group_of) == 0:
-            return
-        group_of = self.group_of.to(strategy.mb_y.device)
-        present = set(group_of[strategy.mb_y].tolist())
+            return batch
+        group_of = self.group_of.to(batch.y.device)
+        present = set(group_of[batch.y].tolist())
         missing = [g for g in range(int(self.group_of.max()) + 1) if g not in present]
         if not missing:
-            return
-        count = math.ceil(self.config.completion * len(strategy.mb_y))
-        labels = strategy.train_set.labels
+            return batch
+        count = math.ceil(self.config.completion * len(batch.y))
+        labels = engine.train_set.labels
         class_weights = class_balanced_weights(torch.bincount(labels, minlength=len(self.group_of)),
                                                self.config.class_balanced_beta)
         positions = []
@@ -183,39 +179,37 @@ class GradientBalancedGrouping(CilPlugin):
             weights = torch.where(self.group_of == g, class_weights, torch.zeros_like(class_weights))
             if weights.sum() == 0:
                 continue
-            classes = torch.multinomial(weights, count, replacement=True, generator=strategy.order_generator)
+            classes = torch.multinomial(weights, count, replacement=True, generator=engine.data_generator)
             for c in classes.tolist():
                 options = torch.nonzero(labels == c).flatten()
-                positions.append(options[torch.randint(len(options), (1,), generator=strategy.order_generator)])
+                positions.append(options[torch.randint(len(options), (1,), generator=engine.data_generator)])
         if not positions:
-            return
+            return batch
         chosen = torch.cat(positions)
-        x = torch.cat(list(strategy.train_data.batches(strategy.train_set.indices[chosen], len(chosen), train=True,
-                                                       device=strategy.device, generator=strategy.augment_generator)))
-        y = labels[chosen].to(strategy.device)
-        strategy.extend_minibatch(x, y)
+        x, y = next(engine.training_batches(engine.train_set.subset(chosen), len(chosen),
+                                            order=torch.arange(len(chosen))))
+        return Batch(torch.cat([batch.x, x]), torch.cat([batch.y, y]))
 
     # ------------------------------------------------------------ Algorithm 2: MGDA update
 
-    def backward(self, strategy):
-        output, targets = strategy.mb_output, strategy.mb_y
+    def backward(self, engine, output, targets, terms):
         group_of = self.group_of.to(targets.device)[targets]
-        params = [p for p in strategy.model.parameters() if p.requires_grad]
+        params = [p for p in engine.model.parameters() if p.requires_grad]
         group_ids = group_of.unique().tolist()
-        losses = [strategy.classification_weight * strategy.classification_loss(
+        losses = [engine.classification_weight * engine.classification_loss(
             output._replace(logits=output.logits[group_of == g]), targets[group_of == g]) for g in group_ids]
         flat = []
         for loss in losses:  # scaled in fp16 (unscaled by the step); MGDA's weights do not depend on the scale
-            grads = torch.autograd.grad(strategy.loss_scaler.scale(loss), params, retain_graph=True,
+            grads = torch.autograd.grad(engine.scale_loss(loss), params, retain_graph=True,
                                         allow_unused=True)
             flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
                                    for g, p in zip(grads, params)]))
         stacked = torch.stack(flat)
         weights = min_norm_weights(stacked @ stacked.t()).to(stacked.device, stacked.dtype)
         direction = weights @ stacked
-        others = sum(v for k, v in strategy.loss_terms.items() if k != "classification")
+        others = sum(v for k, v in terms.items() if k != "classification")
         if torch.is_tensor(others) and others.requires_grad:
-            strategy.loss_scaler.scale(others).backward()
+            engine.scale_loss(others).backward()
         offset = 0
         for p in params:
             piece = direction[offset: offset + p.numel()].view_as(p)
@@ -224,8 +218,8 @@ class GradientBalancedGrouping(CilPlugin):
         self.weight_sums[group_ids] += weights.double().cpu()
         self.batches += 1
 
-    def after_training_exp(self, strategy, **kwargs):
+    def after_training(self, engine):
         sizes = torch.bincount(self.group_of, minlength=int(self.group_of.max()) + 1).tolist()
-        strategy.step_record["gbg_group_sizes"] = sizes
-        strategy.step_record["gbg_mean_weights"] = [round(float(w) / max(1, self.batches), 4)
+        engine.step_record["gbg_group_sizes"] = sizes
+        engine.step_record["gbg_mean_weights"] = [round(float(w) / max(1, self.batches), 4)
                                                     for w in self.weight_sums]

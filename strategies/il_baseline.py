@@ -6,7 +6,7 @@ rho = N_{t-1} / N_t
 L_d(x) = sum_{k <= N_{t-1}} -p_hat_k(x) log p_k(x) * T^2                  (Eq. 2)
 
 with p_hat and p the temperature-T softmaxes over the old classes' logits of the previous step's
-(frozen) model and of the current model. L_c is whatever classification loss the strategy uses
+(frozen) model and of the current model. L_c is whatever classification loss the engine uses
 (cross-entropy, Balanced Softmax CE, ...). At the base step rho = 0: L = L_c.
 """
 
@@ -17,9 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ranged
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ComponentConfig, ranged, register
 
 
 def distillation_loss(logits_old: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -49,17 +47,17 @@ class ILBaseline(CilPlugin):
         super().__init__(config)
         self.rho = 0.0
 
-    def before_training_exp(self, strategy, **kwargs):
-        if strategy.n_old == 0:
+    def before_step(self, engine):
+        if engine.n_old == 0:
             self.rho = 0.0
         else:
-            self.rho = self.config.rho if self.config.rho is not None else adaptive_rho(strategy.n_old, strategy.n_seen)
-        strategy.classification_weight = 1.0 - self.rho
-        strategy.step_record["rho"] = self.rho
+            self.rho = self.config.rho if self.config.rho is not None else adaptive_rho(engine.n_old, engine.n_seen)
+        engine.classification_weight = 1.0 - self.rho
+        engine.step_record["rho"] = self.rho
 
-    def loss_terms(self, strategy, output, targets):
-        if strategy.n_old == 0 or self.rho == 0.0:
+    def loss_terms(self, engine, output, targets):
+        if engine.n_old == 0 or self.rho == 0.0:
             return {}
-        teacher = strategy.previous_output().logits
-        return {"distillation": self.rho * distillation_loss(output.logits[:, : strategy.n_old], teacher,
+        teacher = engine.previous_output().logits
+        return {"distillation": self.rho * distillation_loss(output.logits[:, : engine.n_old], teacher,
                                                               self.config.temperature)}

@@ -12,7 +12,7 @@ Components, with values from the paper and the official code:
   the top-K new-class cosines (before sigma), averaged over the (sample, k) pairs as the official
   code's MarginRankingLoss does (the paper sums over k), K = 2, m = 0.5, weight 1.
 
-The classification loss is the strategy's ``loss``: CE on sigma * cos for ``lucir``, Balanced
+The classification loss is the engine's ``loss``: CE on sigma * cos for ``lucir``, Balanced
 Softmax CE on the same logits for ``lucir-bsce`` (Jodelet et al., Sec. 4.2.1).
 """
 
@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ranged
+from cil.plugin import ComponentConfig, ranged, register
 from cil.models.heads import CosineHead
-from cil.registry import register
 from cil.strategies.cosine_head_method import CosineHeadMethod, embedding_distillation_loss
 
 
@@ -75,19 +74,19 @@ class LUCIR(CosineHeadMethod):
         super().__init__(config)
         self.lam = 0.0
 
-    def start_incremental_step(self, strategy, n_new: int) -> None:
+    def start_incremental_step(self, engine, n_new: int) -> None:
         cfg = self.config
-        self.lam = adaptive_lambda(cfg.lambda_base, strategy.n_old, n_new) if cfg.adaptive_lambda else cfg.lambda_base
-        strategy.step_record["lucir_lambda"] = self.lam
+        self.lam = adaptive_lambda(cfg.lambda_base, engine.n_old, n_new) if cfg.adaptive_lambda else cfg.lambda_base
+        engine.step_record["lucir_lambda"] = self.lam
 
-    def loss_terms(self, strategy, output, targets):
-        if strategy.n_old == 0:
+    def loss_terms(self, engine, output, targets):
+        if engine.n_old == 0:
             return {}
-        previous = strategy.previous_output()
+        previous = engine.previous_output()
         cosines = output.logits / output.scale
         return {
             "less_forget": self.lam * embedding_distillation_loss(output.features, previous.features),
             "margin_ranking": self.config.margin_weight * margin_ranking_loss(
-                cosines, targets, strategy.n_old, self.config.top_k, self.config.margin),
+                cosines, targets, engine.n_old, self.config.top_k, self.config.margin),
         }
 

@@ -11,7 +11,7 @@ current mini-batch (X, Y) of D_t:
     alpha <- alpha - meta_lr * grad_alpha CE(Z(theta*, Xbar), Ybar)           (Xbar, Ybar) ~ B_t
 
 then the real update of theta uses BalancedLoss with the new alpha. BalancedLoss is the whole
-training loss of the strategy (BSCE on Eq. 5's weights plus the method's distillation terms),
+training loss of the engine (BSCE on Eq. 5's weights plus the method's distillation terms),
 theta the parameters the real step trains, each at its group's current learning rate (the
 optimizer's parameter groups: LUCIR's and PODNet's frozen old-class weights stay fixed in the
 virtual step as in the real one), CE the standard softmax CE.
@@ -33,30 +33,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, IncompatibleConfigError, ranged
-from cil.training.training_set import TrainingSet
-from cil.errors import UserError
-from cil.plugin import ClassificationLoss
-from cil.registry import register
-from cil.training.virtual_step import validation_loss_after_virtual_step
+from cil.plugin import (
+    ClassificationLoss,
+    ComponentConfig,
+    IncompatibleConfigError,
+    TrainingSet,
+    UserError,
+    ranged,
+    register,
+)
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
-
-
-def balanced_validation_split(train_set: TrainingSet, n_classes: int, per_class: int,
-                              generator: torch.Generator) -> tuple[TrainingSet, TrainingSet]:
-    """(D_t, B_t): ``per_class`` random samples of every class 0..n_classes-1 go to B_t, the rest to D_t."""
-    chosen = []
-    for c in range(n_classes):
-        positions = (train_set.labels == c).nonzero().flatten()
-        if len(positions) <= per_class:
-            raise UserError(f"meta-bsce: class {c} has {len(positions)} training samples, the balanced "
-                            f"validation set needs {per_class} and D_t at least one more")
-        chosen.append(positions[torch.randperm(len(positions), generator=generator)[:per_class]])
-    in_validation = torch.zeros(len(train_set), dtype=torch.bool)
-    in_validation[torch.cat(chosen)] = True
-    keep = ~in_validation
-    return (TrainingSet(train_set.indices[keep], train_set.labels[keep]),
-            TrainingSet(train_set.indices[in_validation], train_set.labels[in_validation]))
+from cil.training.virtual_step import validation_loss_after_virtual_step
 
 
 @dataclass
@@ -116,75 +103,70 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
     def alpha(self) -> float:
         return float(self.log_alpha.exp())
 
-    def validation_size_per_class(self, strategy) -> int:
+    def validation_size_per_class(self, engine) -> int:
         if self.config.validation_per_class is not None:
             return self.config.validation_per_class
-        old_counts = strategy.train_class_counts[: strategy.n_old]
+        old_counts = engine.train_class_counts[: engine.n_old]
         if len(old_counts) == 0 or float(old_counts.min()) < 2:
             raise UserError("meta-bsce needs a memory of at least 2 exemplars per class (B_t is drawn from it); "
                             "use --memory N with N >= 2, or bsce / relaxed-bsce without memory")
         return max(1, round(self.config.validation_fraction * float(old_counts.min())))
 
-    def before_training_exp(self, strategy, **kwargs):
+    def before_step(self, engine):
         self.validation_set, self._validation_batches, self.updates = None, None, 0
-        self.log_alpha = torch.tensor(float(self.config.alpha_init), device=strategy.device).log()
-        if strategy.n_old == 0:
+        self.log_alpha = torch.tensor(float(self.config.alpha_init), device=engine.device).log()
+        if engine.n_old == 0:
             return
-        per_class = self.validation_size_per_class(strategy)
-        strategy.train_set, self.validation_set = balanced_validation_split(
-            strategy.train_set, strategy.n_seen, per_class, strategy.order_generator)
+        self.validation_set = engine.hold_out(self.validation_size_per_class(engine))  # B_t; D_t stays
 
-    def class_weights(self, strategy, log_alpha: torch.Tensor) -> torch.Tensor:
+    def class_weights(self, engine, log_alpha: torch.Tensor) -> torch.Tensor:
         """lambda of Eq. 5 with alpha = exp(log_alpha); counts of D_t, counted once per training set."""
-        if self._counts is None or self._counts[0] is not strategy.train_set:
-            self._counts = (strategy.train_set, strategy.train_class_counts)
-        return old_class_weighted_counts(self._counts[1], strategy.n_old, log_alpha.exp())
+        if self._counts is None or self._counts[0] is not engine.train_set:
+            self._counts = (engine.train_set, engine.train_class_counts)
+        return old_class_weighted_counts(self._counts[1], engine.n_old, log_alpha.exp())
 
-    def before_training_epoch(self, strategy, **kwargs):
-        self.class_weights(strategy, self.log_alpha)  # counted before the first batch, not in it
+    def before_epoch(self, engine):
+        self.class_weights(engine, self.log_alpha)  # counted before the first batch, not in it
 
-    def classification_loss(self, strategy, logits, targets):
-        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy, self.log_alpha))
+    def classification_loss(self, engine, logits, targets):
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine, self.log_alpha))
 
-    def validation_batch(self, strategy) -> tuple[torch.Tensor, torch.Tensor]:
+    def validation_batch(self, engine) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
         while True:
             if self._validation_batches is None:
-                order = torch.randperm(len(self.validation_set), generator=strategy.order_generator)
-                indices, labels = self.validation_set.indices[order], self.validation_set.labels[order]
-                size = strategy.train_mb_size
-                images = strategy.train_data.batches(indices, size, train=False, device=strategy.device)
-                self._validation_batches = zip(images, labels.to(strategy.device).split(size))
+                order = torch.randperm(len(self.validation_set), generator=engine.data_generator)
+                self._validation_batches = engine.evaluation_batches(self.validation_set.subset(order))
             batch = next(self._validation_batches, None)
             if batch is not None:
-                return strategy.runtime.input(batch[0]), batch[1]
+                return batch
             self._validation_batches = None
 
-    def before_forward(self, strategy, **kwargs):
-        if self.validation_set is None or strategy.clock.train_exp_iterations % self.config.update_every:
-            return
-        self.update_alpha(strategy)
+    def before_batch(self, engine, batch):
+        if self.validation_set is not None and engine.batch_index % self.config.update_every == 0:
+            self.update_alpha(engine, batch)
+        return batch
 
-    def update_alpha(self, strategy) -> None:
-        """One step of Algorithm 1 on alpha for the current mini-batch (strategy.mb_x, strategy.mb_y)."""
-        x_val, y_val = self.validation_batch(strategy)
+    def update_alpha(self, engine, batch) -> None:
+        """One step of Algorithm 1 on alpha for the current mini-batch."""
+        x_val, y_val = self.validation_batch(engine)
         self.log_alpha = self.log_alpha.detach().requires_grad_(True)  # the loss now depends on it
-        with strategy.runtime.autocast(allow_fp16=False):  # no loss scaling through the virtual step
+        with engine.runtime.autocast(allow_fp16=False):  # no loss scaling through the virtual step
             val_loss = validation_loss_after_virtual_step(
-                strategy.model, lambda out: strategy.training_loss(out, strategy.mb_y)[0], strategy.mb_x,
-                lambda out: F.cross_entropy(out.logits, y_val), x_val, strategy.trainable_parameter_groups())
+                engine.model, lambda out: engine.training_loss(out, batch.y)[0], batch.x,
+                lambda out: F.cross_entropy(out.logits, y_val), x_val, engine.trainable_parameter_groups())
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
-        strategy.world.average_([grad])  # the same alpha on every rank of a data-parallel run
+        engine.average_across_processes([grad])  # the same alpha on every rank of a data-parallel run
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1
-        strategy.epoch_scalars["alpha"] = self.log_alpha.exp()  # read once per epoch, not per update
+        engine.epoch_scalars["alpha"] = self.log_alpha.exp()  # read once per epoch, not per update
 
-    def after_training_epoch(self, strategy, **kwargs):
+    def after_epoch(self, engine):
         if self.validation_set is not None:
-            strategy.step_record.setdefault("alpha_per_epoch", []).append(round(self.alpha, 6))
+            engine.step_record.setdefault("alpha_per_epoch", []).append(round(self.alpha, 6))
 
-    def after_training_exp(self, strategy, **kwargs):
+    def after_training(self, engine):
         if self.validation_set is not None:
-            strategy.step_record["alpha"] = round(self.alpha, 6)
-            strategy.step_record["alpha_updates"] = self.updates
-            strategy.step_record["validation_per_class"] = len(self.validation_set) // strategy.n_seen
+            engine.step_record["alpha"] = round(self.alpha, 6)
+            engine.step_record["alpha_updates"] = self.updates
+            engine.step_record["validation_per_class"] = len(self.validation_set) // engine.n_seen

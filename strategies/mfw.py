@@ -22,9 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ranged
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ComponentConfig, ranged, register
 
 
 def mixing_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
@@ -66,26 +64,27 @@ class MajorFeatureWeakening(CilPlugin):
         self.weights = torch.zeros(0)
         self._beta: torch.distributions.Beta | None = None
 
-    def before_training_exp(self, strategy, **kwargs):
-        stages = strategy.model.backbone.stages
+    def before_step(self, engine):
+        stages = engine.model.backbone.stages
         if self.config.stage > len(stages):
             from cil.errors import UserError
 
             raise UserError(f"plugins.mfw.stage {self.config.stage}: the backbone has {len(stages)} stages")
         self._hook = stages[self.config.stage - 1].register_forward_hook(self._mix)
 
-    def before_training_epoch(self, strategy, **kwargs):
-        self.weights = mixing_weights(strategy.train_class_counts.cpu(), self.config.beta).to(strategy.device)
-        alpha = torch.tensor(float(self.config.alpha), device=strategy.device)
+    def before_epoch(self, engine):
+        self.weights = mixing_weights(engine.train_class_counts.cpu(), self.config.beta).to(engine.device)
+        alpha = torch.tensor(float(self.config.alpha), device=engine.device)
         self._beta = torch.distributions.Beta(alpha, alpha)
 
-    def before_forward(self, strategy, **kwargs):
+    def before_batch(self, engine, batch):
         """Draw l_n = s(N_{y_n}) Beta(a, a) and the partner permutation for this mini-batch, on the device."""
-        y = strategy.mb_y
+        y = batch.y
         self._lam = self.weights[y] * self._beta.sample((len(y),))
         self._permutation = torch.randperm(len(y), device=y.device)
+        return batch
 
-    def after_forward(self, strategy, **kwargs):
+    def after_forward(self, engine, output):
         self._lam = self._permutation = None
 
     def _mix(self, module, inputs, output):
@@ -93,8 +92,8 @@ class MajorFeatureWeakening(CilPlugin):
             return output
         return mix_features(output, self._lam, self._permutation)
 
-    def after_training_exp(self, strategy, **kwargs):
+    def after_training(self, engine):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        strategy.step_record["mfw_max_weight"] = round(float(self.weights.max()), 4) if len(self.weights) else 0.0
+        engine.step_record["mfw_max_weight"] = round(float(self.weights.max()), 4) if len(self.weights) else 0.0

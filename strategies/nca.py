@@ -27,10 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ranged
-from cil.errors import UserError
-from cil.plugin import ClassificationLoss
-from cil.registry import register
+from cil.plugin import ClassificationLoss, ComponentConfig, UserError, ranged, register
 
 
 def nca_loss(similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float, margin: float,
@@ -65,12 +62,12 @@ class NCAConfig(ComponentConfig):
 
 @register("loss", "nca", NCAConfig)
 class NCALoss(ClassificationLoss):
-    def before_training(self, strategy, **kwargs):
-        if not hasattr(strategy.model.head, "scale"):
+    def before_step(self, engine):
+        if not hasattr(engine.model.head, "scale"):
             raise UserError("the nca loss needs a head with a learned scale (model.head: lsc or cosine)")
 
-    def classification_loss(self, strategy, logits, targets):
-        scale = strategy.model.head.scale
+    def classification_loss(self, engine, logits, targets):
+        scale = engine.model.head.scale
         similarities = logits / scale
         if self.config.variant == "official-code":
             return nca_loss_official_code(similarities, targets, scale, self.config.margin)

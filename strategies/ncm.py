@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig
-from cil.registry import register
+from cil.plugin import ComponentConfig, register
 from cil.strategies.frozen_features import FrozenFeatureClassifier
 
 
@@ -40,8 +39,8 @@ class NearestClassMean(FrozenFeatureClassifier):
     def state_dict(self) -> dict:
         return {"means": self.means}
 
-    def load_state_dict(self, state, strategy):
-        self.means = None if state["means"] is None else state["means"].to(strategy.device)
+    def load_state_dict(self, state, engine):
+        self.means = None if state["means"] is None else state["means"].to(engine.device)
 
     def learn(self, features, labels, n_seen):
         known = 0 if self.means is None else len(self.means)

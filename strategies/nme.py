@@ -14,10 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig
-from cil.errors import UserError
-from cil.plugin import CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ComponentConfig, UserError, register
 
 
 def class_means(features: torch.Tensor, flipped: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -36,19 +33,19 @@ class NMEConfig(ComponentConfig):
 @register("plugin", "nme", NMEConfig)
 class NearestMeanOfExemplars(CilPlugin):
     evaluation_name = "nme"
+    posthoc_correction = "nme"
 
     def __init__(self, config: NMEConfig):
         super().__init__(config)
         self.means: torch.Tensor | None = None
 
-    def after_training_exp(self, strategy, **kwargs):
-        memory = strategy.memory_set
+    def after_training(self, engine):
+        memory = engine.memory_set
         if len(memory) == 0:
             raise UserError("nme evaluation needs exemplars: use a memory (--memory N > 0)")
-        features = strategy.extract_features(memory.indices)
-        flipped = strategy.extract_features(memory.indices, flip=True)
-        self.means = class_means(features, flipped, memory.labels, strategy.n_seen)
+        features = engine.extract_features(memory.indices)
+        flipped = engine.extract_features(memory.indices, flip=True)
+        self.means = class_means(features, flipped, memory.labels, engine.n_seen)
 
-    def after_eval_forward(self, strategy, **kwargs):
-        scores = F.normalize(strategy.mb_output.features.float(), dim=1) @ self.means.t()
-        strategy.replace_logits(scores)
+    def evaluation_scores(self, engine, output):
+        return F.normalize(output.features.float(), dim=1) @ self.means.t()

@@ -13,7 +13,7 @@ Components, with values from the paper and the official code's CIFAR-100 options
   classes' proxies are imprinted with k-means centres of their embeddings; old classes' proxies
   are frozen during incremental steps (``groupwise_factors: old_weights: 0``).
 
-The classification loss is the strategy's ``loss``: NCA (strategies/nca.py) for ``podnet``,
+The classification loss is the engine's ``loss``: NCA (strategies/nca.py) for ``podnet``,
 Balanced Softmax CE on the same logits for ``podnet-bsce`` (Jodelet et al., Sec. 4.2.1). Balanced
 finetuning of the classifier is a separate plugin (strategies/balanced_finetuning.py).
 """
@@ -26,9 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, ranged
+from cil.plugin import ComponentConfig, ranged, register
 from cil.models.heads import LocalSimilarityHead
-from cil.registry import register
 from cil.strategies.cosine_head_method import CosineHeadMethod, embedding_distillation_loss
 
 
@@ -74,17 +73,17 @@ class PODNet(CosineHeadMethod):
         super().__init__(config)
         self.factor = 1.0
 
-    def start_incremental_step(self, strategy, n_new: int) -> None:
-        self.factor = scheduled_factor(strategy.n_seen, n_new) if self.config.adaptive else 1.0
-        strategy.step_record["pod_factor"] = self.factor
+    def start_incremental_step(self, engine, n_new: int) -> None:
+        self.factor = scheduled_factor(engine.n_seen, n_new) if self.config.adaptive else 1.0
+        engine.step_record["pod_factor"] = self.factor
 
-    def imprint_options(self, strategy) -> dict:
-        return {"seed": strategy.step}  # k-means seeding
+    def imprint_options(self, engine) -> dict:
+        return {"seed": engine.step}  # k-means seeding
 
-    def loss_terms(self, strategy, output, targets):
-        if strategy.n_old == 0:
+    def loss_terms(self, engine, output, targets):
+        if engine.n_old == 0:
             return {}
-        previous = strategy.previous_output()
+        previous = engine.previous_output()
         return {
             "pod_spatial": self.config.spatial_factor * self.factor * pod_spatial_loss(
                 output.stage_maps, previous.stage_maps),

@@ -11,7 +11,7 @@ a few exemplars of each old one. Besides BSCE (Eq. 3), Jodelet et al. (Sec. 4.3.
   C seen classes), inversely proportional to its class count and 1 on average over the set;
 * ``separated-softmax`` (loss, SS-IL, Ahn et al. 2021, Eq. 3): the softmax of a new-class
   sample runs over the new classes only, that of an old-class sample over the old classes only;
-  Jodelet et al. pair it with memory oversampling (the ``il-baseline-separated-softmax`` strategy).
+  Jodelet et al. pair it with memory oversampling (the ``il-baseline-separated-softmax`` engine).
 
 Both samplers use the engine's data-order generator, so resumed runs repeat exactly.
 """
@@ -23,9 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.config import ComponentConfig, IncompatibleConfigError
-from cil.plugin import ClassificationLoss, CilPlugin
-from cil.registry import register
+from cil.plugin import CilPlugin, ClassificationLoss, ComponentConfig, register
 
 
 def memory_oversampling_positions(labels: torch.Tensor, n_old: int, generator: torch.Generator) -> torch.Tensor:
@@ -52,47 +50,35 @@ def class_balanced_positions(labels: torch.Tensor, n_draws: int, generator: torc
     return torch.multinomial(weights, n_draws, replacement=True, generator=generator)
 
 
-BATCH_SAMPLERS = ("memory-oversampling", "class-oversampling")
-
-
 @dataclass
-class BatchSamplerConfig(ComponentConfig):
-    def validate_with(self, run, prefix: str) -> None:
-        samplers = [p.name for p in run.plugins if p.name in BATCH_SAMPLERS]
-        if len(samplers) > 1:
-            raise IncompatibleConfigError(f"plugins {' and '.join(samplers)} both choose the mini-batches; "
-                                          "use one of them")
-
-
-@dataclass
-class MemoryOversamplingConfig(BatchSamplerConfig):
+class MemoryOversamplingConfig(ComponentConfig):
     name: str = "memory-oversampling"
 
 
 @register("plugin", "memory-oversampling", MemoryOversamplingConfig)
 class MemoryOversampling(CilPlugin):
-    def epoch_length(self, strategy) -> int:
-        labels = strategy.train_set.labels
-        n_new = int((labels >= strategy.n_old).sum())
-        return 2 * n_new if strategy.n_old > 0 and n_new < len(labels) else len(labels)
+    def epoch_length(self, engine) -> int:
+        labels = engine.train_set.labels
+        n_new = int((labels >= engine.n_old).sum())
+        return 2 * n_new if engine.n_old > 0 and n_new < len(labels) else len(labels)
 
-    def epoch_positions(self, strategy) -> torch.Tensor:
-        return memory_oversampling_positions(strategy.train_set.labels, strategy.n_old, strategy.order_generator)
+    def epoch_positions(self, engine) -> torch.Tensor:
+        return memory_oversampling_positions(engine.train_set.labels, engine.n_old, engine.data_generator)
 
 
 @dataclass
-class ClassOversamplingConfig(BatchSamplerConfig):
+class ClassOversamplingConfig(ComponentConfig):
     name: str = "class-oversampling"
 
 
 @register("plugin", "class-oversampling", ClassOversamplingConfig)
 class ClassOversampling(CilPlugin):
-    def epoch_length(self, strategy) -> int:
-        return len(strategy.train_set)
+    def epoch_length(self, engine) -> int:
+        return len(engine.train_set)
 
-    def epoch_positions(self, strategy) -> torch.Tensor:
-        labels = strategy.train_set.labels
-        return class_balanced_positions(labels, len(labels), strategy.order_generator)
+    def epoch_positions(self, engine) -> torch.Tensor:
+        labels = engine.train_set.labels
+        return class_balanced_positions(labels, len(labels), engine.data_generator)
 
 
 def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
@@ -107,8 +93,8 @@ class LossRescalingConfig(ComponentConfig):
 
 @register("loss", "loss-rescaling", LossRescalingConfig)
 class LossRescaling(ClassificationLoss):
-    def classification_loss(self, strategy, logits, targets):
-        weights = inverse_frequency_weights(strategy.train_class_counts)
+    def classification_loss(self, engine, logits, targets):
+        weights = inverse_frequency_weights(engine.train_class_counts)
         return (weights[targets] * F.cross_entropy(logits, targets, reduction="none")).mean()
 
 
@@ -130,5 +116,5 @@ class SeparatedSoftmaxConfig(ComponentConfig):
 
 @register("loss", "separated-softmax", SeparatedSoftmaxConfig)
 class SeparatedSoftmax(ClassificationLoss):
-    def classification_loss(self, strategy, logits, targets):
-        return separated_softmax_cross_entropy(logits, targets, strategy.n_old)
+    def classification_loss(self, engine, logits, targets):
+        return separated_softmax_cross_entropy(logits, targets, engine.n_old)

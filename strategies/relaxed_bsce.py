@@ -19,9 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ranged
-from cil.plugin import ClassificationLoss
-from cil.registry import register
+from cil.plugin import ClassificationLoss, ComponentConfig, ranged, register
 from cil.strategies.bsce import balanced_softmax_cross_entropy
 
 
@@ -57,18 +55,18 @@ class RelaxedBalancedSoftmaxCE(ClassificationLoss):
             return float(self.config.epsilon)
         return default_epsilon(counts, n_old, self.config.epsilon_fraction)
 
-    def class_weights(self, strategy) -> torch.Tensor:
+    def class_weights(self, engine) -> torch.Tensor:
         """lambda of Eq. 6 for the current training set, computed once per training set."""
-        if self._weights is None or self._weights[0] is not strategy.train_set:
-            counts = strategy.train_class_counts
-            self.epsilon = self.epsilon_for(counts, strategy.n_old)
-            self._weights = (strategy.train_set, relaxed_class_weights(counts, strategy.n_old, self.epsilon))
-            if strategy.n_old > 0:
-                strategy.step_record["epsilon"] = round(self.epsilon, 6)
+        if self._weights is None or self._weights[0] is not engine.train_set:
+            counts = engine.train_class_counts
+            self.epsilon = self.epsilon_for(counts, engine.n_old)
+            self._weights = (engine.train_set, relaxed_class_weights(counts, engine.n_old, self.epsilon))
+            if engine.n_old > 0:
+                engine.step_record["epsilon"] = round(self.epsilon, 6)
         return self._weights[1]
 
-    def before_training_epoch(self, strategy, **kwargs):
-        self.class_weights(strategy)  # counted before the first batch, not in it
+    def before_epoch(self, engine):
+        self.class_weights(engine)  # counted before the first batch, not in it
 
-    def classification_loss(self, strategy, logits, targets):
-        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(strategy))
+    def classification_loss(self, engine, logits, targets):
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine))

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.config import ComponentConfig, ConfigError
-from cil.registry import register
+from cil.plugin import ComponentConfig, ConfigError, register
 from cil.strategies.frozen_features import FrozenFeatureClassifier
 
 
@@ -88,10 +87,10 @@ class SLDA(FrozenFeatureClassifier):
             return {}
         return {"counts": self.lda.counts, "means": self.lda.means, "scatter": self.lda.scatter}
 
-    def load_state_dict(self, state, strategy):
+    def load_state_dict(self, state, engine):
         if state:
-            self.lda = StreamingLDA(state["means"].shape[1], self.config.shrinkage, strategy.device)
-            self.lda.counts, self.lda.means, self.lda.scatter = (state[k].to(strategy.device)
+            self.lda = StreamingLDA(state["means"].shape[1], self.config.shrinkage, engine.device)
+            self.lda.counts, self.lda.means, self.lda.scatter = (state[k].to(engine.device)
                                                                  for k in ("counts", "means", "scatter"))
             self.weights, self.bias = self.lda.discriminant()
 

@@ -127,3 +127,45 @@ def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (120, 90), see
         Image.fromarray(pixels).save(path, quality=90)
         paths.append(path)
     return paths
+
+
+def small_engine(model, n_classes: int, n_old: int, per_class: int = 4, memory_per_class: int | None = None,
+                 seed: int = 0, batch_size: int = 8):
+    """A real engine (cil.training.engine) on random 32x32 images, ``per_class`` of each of ``n_classes``
+    classes, set as during step 1 (``n_old`` old classes); ``memory_per_class`` stores that many of every
+    class as exemplars. For calling a component's hooks directly."""
+    import torch
+
+    from cil.config import MemoryConfig, OptimConfig, RuntimeConfig
+    from cil.data.augment import Normalization, SmallImageAugment
+    from cil.data.base import TensorImageData
+    from cil.data.scenarios import ScenarioName, ScenarioPlan
+    from cil.training.contract import ClassificationLoss
+    from cil.training.engine import IncrementalStrategy
+    from cil.training.memory import Rehearsal
+    from cil.training.runtime import Runtime
+
+    class CE(ClassificationLoss):
+        def classification_loss(self, engine, logits, targets):
+            return torch.nn.functional.cross_entropy(logits, targets)
+
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n_classes * per_class, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = np.arange(n_classes * per_class) % n_classes
+    data = TensorImageData(images, labels, SmallImageAugment(Normalization((0.5,) * 3, (0.25,) * 3)))
+    plan = ScenarioPlan(ScenarioName("small", n_old, 1), n_classes, list(range(n_classes)),
+                        [list(range(n_old)), list(range(n_old, n_classes))])
+    memory = None
+    if memory_per_class:
+        memory = Rehearsal(MemoryConfig(per_class=memory_per_class), seed)
+        exemplars = {c: [i for i in range(len(labels)) if labels[i] == c][:memory_per_class] for c in range(n_classes)}
+        memory.load_state_dict({"memory": {"per_class": memory_per_class, "budget": None, "exemplars": exemplars},
+                                "generator": torch.Generator().manual_seed(seed).get_state()})
+    device = torch.device("cpu")
+    engine = IncrementalStrategy(model=model, plan=plan, train_data=data, test_data=data,
+                                 optim=OptimConfig(batch_size=batch_size, weight_decay=5e-4), loss=CE(), plugins=[],
+                                 device=device, seed=seed, memory=memory, progress=False,
+                                 runtime=Runtime.resolve(RuntimeConfig(precision="fp32"), device))
+    engine.step, engine.n_old, engine.n_seen = 1, n_old, n_classes
+    engine.new_classes = list(range(n_old, n_classes))
+    return engine

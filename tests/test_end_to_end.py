@@ -70,20 +70,20 @@ class Probe(CilPlugin):
         super().__init__()
         self.seen = []
 
-    def before_training_exp(self, strategy, **kwargs):
-        record = {"step": strategy.step, "n_old": strategy.n_old, "n_seen": strategy.n_seen,
-                  "counts": strategy.train_class_counts.tolist(), "weight": strategy.classification_weight,
-                  "head": strategy.model.n_classes}
-        if strategy.previous_model is not None:
-            x = next(iter(strategy.train_data.batches(strategy.train_set.indices[:8], 8, train=False,
-                                                      device=strategy.device)))
-            strategy.model.eval()
+    def before_step(self, engine):
+        record = {"step": engine.step, "n_old": engine.n_old, "n_seen": engine.n_seen,
+                  "counts": engine.train_class_counts.tolist(), "weight": engine.classification_weight,
+                  "head": engine.model.n_classes}
+        previous = engine.previous_model  # white-box: the engine's own teacher, not part of the contract
+        if previous is not None:
+            x, _ = next(engine.evaluation_batches(engine.train_set.subset(torch.arange(8)), 8))
+            engine.model.eval()
             with torch.no_grad():
-                now = strategy.model(x).logits[:, : strategy.n_old]
-                before = strategy.previous_model(x).logits
-            strategy.model.train()
+                now = engine.model(x).logits[:, : engine.n_old]
+                before = previous(x).logits
+            engine.model.train()
             record["teacher_is_last_model"] = torch.allclose(now, before, atol=1e-6)
-            record["teacher_frozen"] = not any(p.requires_grad for p in strategy.previous_model.parameters())
+            record["teacher_frozen"] = not any(p.requires_grad for p in previous.parameters())
         self.seen.append(record)
 
 
@@ -222,8 +222,8 @@ class WeightProbe(CilPlugin):
         super().__init__()
         self.backbones = []
 
-    def after_training_exp(self, strategy, **kwargs):
-        self.backbones.append({k: v.clone() for k, v in strategy.model.backbone.state_dict().items()})
+    def after_training(self, engine):
+        self.backbones.append({k: v.clone() for k, v in engine.model.backbone.state_dict().items()})
 
 
 @pytest.mark.parametrize("strategy", ["ncm", "slda"])

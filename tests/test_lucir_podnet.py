@@ -1,24 +1,19 @@
 """LUCIR, PODNet, NCA, the cosine heads, balanced finetuning and NME against hand computations."""
 
-import contextlib
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from cil.config import RuntimeConfig
-from cil.training.training_set import TrainingSet
 from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
-from cil.training.runtime import Runtime
 from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
 from cil.strategies.cosine_head_method import embedding_distillation_loss
 from cil.strategies.lucir import adaptive_lambda, margin_ranking_loss
 from cil.strategies.nca import nca_loss, nca_loss_official_code
 from cil.strategies.nme import class_means
 from cil.strategies.podnet import pod_spatial_loss, pooled_spatial, scheduled_factor
+from tests.helpers import small_engine
 
 
 # ------------------------------------------------------------------ PODNet distillation
@@ -160,26 +155,13 @@ def test_balanced_subset():
     assert balanced_subset(torch.arange(6), labels, None).tolist() == list(range(6))
 
 
-def _finetuning_strategy(torch_seed=0):
+def _finetuning_strategy(torch_seed=0, head="linear", **head_options):
+    """A real engine during step 1 of 4 classes (2 old), 4 images each, every image an exemplar."""
     torch.manual_seed(torch_seed)
-    model = build_net("tiny", "linear")
+    model = build_net("tiny", head, **head_options)
     model.head.add_classes(2)
     model.head.add_classes(2)
-    images = torch.randn(16, 3, 32, 32)
-    memory = TrainingSet(torch.arange(16), torch.arange(16) % 4)
-
-    def training_batches(training_set, batch_size):
-        for start in range(0, len(training_set), batch_size):
-            idx = training_set.indices[start:start + batch_size]
-            yield images[idx], training_set.labels[start:start + batch_size]
-
-    return SimpleNamespace(
-        model=model, n_old=2, memory_set=memory, train_set=memory, train_mb_size=8, step_record={},
-        runtime=Runtime.resolve(RuntimeConfig(), torch.device("cpu")),
-        optim_config=SimpleNamespace(momentum=0.9, weight_decay=5e-4, grad_clamp=None), training_batches=training_batches,
-        loss_plugin=SimpleNamespace(classification_loss=lambda s, logits, y: F.cross_entropy(logits, y)),
-        training_on=lambda training_set: contextlib.nullcontext(training_set),
-        average_gradients=lambda optimizer: None)  # one process
+    return small_engine(model, n_classes=4, n_old=2, per_class=4, memory_per_class=4)
 
 
 @pytest.mark.parametrize("classifier_only", [True, False])
@@ -188,7 +170,7 @@ def test_balanced_finetuning_changes_only_the_classifier_when_asked(classifier_o
     backbone_before = {k: v.clone() for k, v in strategy.model.backbone.state_dict().items()}
     head_before = {k: v.clone() for k, v in strategy.model.head.state_dict().items()}
     plugin = BalancedFinetuning(BalancedFinetuningConfig(epochs=2, lr=0.1, classifier_only=classifier_only))
-    plugin.after_training_exp(strategy)
+    plugin.after_training(strategy)
     backbone_same = all(torch.equal(v, strategy.model.backbone.state_dict()[k]) for k, v in backbone_before.items())
     head_same = all(torch.equal(v, strategy.model.head.state_dict()[k]) for k, v in head_before.items())
     assert not head_same

@@ -28,7 +28,7 @@ class HalfSampler(CilPlugin):
 
 def test_every_hook_is_declared_with_a_protocol():
     assert set(HOOKS) == {"adjust_logits", "adjust_scores", "param_groups", "epoch_positions", "backward",
-                          "evaluation_name"}
+                          "evaluation_name", "evaluation_scores", "posthoc_correction"}
     assert all(h.members[0] == name for name, h in HOOKS.items())
     hooks = PluginHooks([Namer(), Sampler(), CilPlugin()])
     assert type(hooks.one("evaluation_name")) is Namer and type(hooks.one("epoch_positions")) is Sampler
@@ -52,8 +52,7 @@ def test_two_evaluation_plugins_are_one_clear_error(tmp_path, capsys):
                  "--limit-per-class", "4", "--memory", "2", *TINY, "--out", str(tmp_path / "r")])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["cil: error: plugins NearestClassMean and NearestMeanOfExemplars both decide how predictions "
-                   "are made; use one of them"]
+    assert err == ["cil: error: plugins ncm and nme both decide how predictions are made; use one of them"]
     assert not (tmp_path / "r").exists()  # refused before any data loaded or folder was made
 
 
@@ -64,8 +63,8 @@ class SeesMemory(CilPlugin):
         super().__init__()
         self.seen = []
 
-    def after_training_exp(self, strategy, **kwargs):
-        self.seen.append(sorted(set(strategy.memory_set.labels.tolist())))
+    def after_training(self, engine):
+        self.seen.append(sorted(set(engine.memory_set.labels.tolist())))
 
 
 def test_memory_is_updated_before_any_plugin_sees_the_step_end(tmp_path):

@@ -12,15 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cil.cli import main
-from cil.config import RuntimeConfig
 from cil.data import pick_subset
-from cil.models import build_net
 from cil.models.heads import CosineHead, LocalSimilarityHead
 from cil.models.podnet_resnet import PODNetBlock, PODNetResNet32
 from cil.training.contract import CilPlugin
 from cil.runs.assemble import build_config
 from cil.runs.run import run
-from cil.training.runtime import LossScaler, Runtime
+from cil.training.runtime import LossScaler
 from cil.training.virtual_step import validation_loss_after_virtual_step
 from tests.helpers import quiet
 
@@ -180,13 +178,13 @@ class OldWeightsWatch(CilPlugin):
         self.unchanged: list[bool] = []
         self._before = None
 
-    def before_training_epoch(self, strategy, **kwargs):
-        if strategy.n_old and self._before is None:
-            self._before = [g.detach().clone() for g in strategy.model.head.groups[:-1]]
+    def before_epoch(self, engine):
+        if engine.n_old and self._before is None:
+            self._before = [g.detach().clone() for g in engine.model.head.groups[:-1]]
 
-    def after_training_epoch(self, strategy, **kwargs):
+    def after_epoch(self, engine):
         if self._before is not None:
-            now = strategy.model.head.groups[:-1]
+            now = engine.model.head.groups[:-1]
             self.unchanged.append(all(torch.equal(a, b) for a, b in zip(self._before, now)))
             self._before = None
 
@@ -220,15 +218,12 @@ def test_podnet_finetuning_reestimates_batchnorm_and_leaves_the_scale(tmp_path):
     from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig
     from tests.test_lucir_podnet import _finetuning_strategy
 
-    strategy = _finetuning_strategy()
-    strategy.model = build_net("tiny", "lsc", proxies_per_class=2)
-    strategy.model.head.add_classes(2)
-    strategy.model.head.add_classes(2)
+    strategy = _finetuning_strategy(head="lsc", proxies_per_class=2)
     mean_before = strategy.model.backbone.stem[1].running_mean.clone()
     conv_before = strategy.model.backbone.stem[0].weight.clone()
     scale_before = strategy.model.head.scale.item()
     plugin = BalancedFinetuning(BalancedFinetuningConfig(epochs=2, lr=0.1, tune_scale=False, update_bn=True))
-    plugin.after_training_exp(strategy)
+    plugin.after_training(strategy)
     assert not torch.equal(strategy.model.backbone.stem[1].running_mean, mean_before)  # re-estimated
     assert torch.equal(strategy.model.backbone.stem[0].weight, conv_before)  # not trained
     assert strategy.model.head.scale.item() == scale_before

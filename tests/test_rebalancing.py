@@ -64,7 +64,6 @@ def test_separated_softmax_by_hand():
 
 
 def test_the_engine_uses_the_batch_sampler():
-    from cil.training.engine import _Batches
     from cil.training.training_set import TrainingSet
     from cil.strategies.rebalancing import MemoryOversampling, MemoryOversamplingConfig
 
@@ -78,14 +77,14 @@ def test_the_engine_uses_the_batch_sampler():
     from cil.training.runtime import Runtime
 
     strategy = IncrementalStrategy.__new__(IncrementalStrategy)
-    strategy.train_set = TrainingSet(torch.arange(24), torch.tensor([0, 0, 1, 1] + [2] * 10 + [3] * 10))
+    strategy._train_set = TrainingSet(torch.arange(24), torch.tensor([0, 0, 1, 1] + [2] * 10 + [3] * 10))
     strategy.n_old, strategy.train_mb_size, strategy.device = 2, 8, torch.device("cpu")
     strategy.runtime = Runtime.resolve(RuntimeConfig(), strategy.device)
-    strategy.order_generator = torch.Generator().manual_seed(0)
-    strategy.augment_generator = torch.Generator().manual_seed(1)
+    strategy._order_generator = torch.Generator().manual_seed(0)
+    strategy._augment_generator = torch.Generator().manual_seed(1)
     strategy.train_data = Data()
     strategy.batch_sampler = MemoryOversampling(MemoryOversamplingConfig())
-    batches = list(_Batches(strategy))
-    assert len(batches) == len(_Batches(strategy)) == 5
-    for _, y, _ in batches:
+    batches = list(strategy.training_batches(strategy.train_set, order=strategy.epoch_positions()))
+    assert len(batches) == strategy._epoch_batches() == 5
+    for _, y in batches:
         assert int((y < 2).sum()) == int((y >= 2).sum()) == 4

@@ -10,7 +10,7 @@ from cil.training.training_set import TrainingSet
 from cil.models.net import NetOutput
 from cil.training.virtual_step import validation_loss_after_virtual_step
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
-from cil.strategies.meta_bsce import balanced_validation_split
+from cil.training.training_set import balanced_split
 from cil.strategies.relaxed_bsce import default_epsilon, relaxed_class_weights
 
 # ---------------------------------------------------------------- Relaxed BSCE
@@ -150,10 +150,10 @@ def test_virtual_step_keeps_frozen_parameters_fixed():
     assert torch.isfinite(grad)
 
 
-def test_balanced_validation_split():
+def test_balanced_split_holds_out_per_class():
     labels = torch.tensor([0] * 5 + [1] * 5 + [2] * 40)
     train = TrainingSet(torch.arange(100, 150), labels)
-    d, b = balanced_validation_split(train, 3, 2, torch.Generator().manual_seed(0))
+    d, b = balanced_split(train, 3, 2, torch.Generator().manual_seed(0))
     assert torch.bincount(b.labels).tolist() == [2, 2, 2]
     assert torch.bincount(d.labels).tolist() == [3, 3, 38]
     assert sorted(torch.cat([d.indices, b.indices]).tolist()) == list(range(100, 150))  # a partition

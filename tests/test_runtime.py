@@ -242,7 +242,9 @@ def test_the_detector_sees_host_reads(tmp_path):
 def test_epoch_losses_equal_the_sum_of_per_batch_values(tmp_path):
     """The device-side sums give exactly the per-batch float values' means (fp32, CPU)."""
 
-    class PerBatch(CilPlugin):
+    from avalanche.core import SupervisedPlugin
+
+    class PerBatch(SupervisedPlugin):  # an Avalanche plugin sees the engine itself, internals included
         def __init__(self):
             super().__init__()
             self.sums, self.batches, self.means = {}, 0, []
@@ -251,7 +253,7 @@ def test_epoch_losses_equal_the_sum_of_per_batch_values(tmp_path):
             self.sums, self.batches = {}, 0
 
         def after_training_iteration(self, strategy, **kwargs):
-            for name, value in strategy.loss_terms.items():
+            for name, value in strategy.batch_loss_parts.items():
                 self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
             self.batches += 1
 

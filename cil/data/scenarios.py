@@ -105,6 +105,23 @@ class ScenarioPlan:
     def n_seen(self, step: int) -> int:
         return sum(len(c) for c in self.step_classes[: step + 1])
 
+    def step_samples(self, step: int, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(store indices, labels) of the samples of ``step``'s classes, ``targets`` holding every sample's
+        original class id.
+
+        Each class's samples come in store order, the classes in the order Avalanche's ``nc_benchmark``
+        gives them (iterating a Python set of their original ids, built in class order), so that a step
+        trains on exactly the samples, in the order, of the experience Avalanche builds for it
+        (``build_streams``; a test checks that they agree).
+        """
+        targets = np.asarray(targets)
+        originals = set(self.order[label] for label in self.step_classes[step])
+        parts = [np.flatnonzero(targets == original) for original in originals]
+        indices = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        inverse = np.empty(self.n_classes, dtype=np.int64)
+        inverse[self.order] = np.arange(self.n_classes)
+        return indices.astype(np.int64), inverse[targets[indices]]
+
     def to_dict(self, class_names: list[str] | None = None) -> dict:
         out = {
             "scenario": str(self.name),

@@ -111,10 +111,13 @@ def build_memory(cfg: RunConfig):
 
 
 def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins: list,
-                   log: Callable[[str], None], world: World = SINGLE):
-    """The engine with the model, memory and plugins of ``cfg`` (extra plugins after the configured ones)."""
-    from cil.training.engine import IncrementalStrategy
+                   log: Callable[[str], None], world: World = SINGLE, on_epoch=None):
+    """The engine with the model, memory and components of ``cfg``. ``extra_plugins`` built in code come
+    after the configured ones: cil components (``CilPlugin``) join the strategy's components, anything else
+    is an Avalanche plugin and receives Avalanche's callbacks."""
     from cil.models import build_net
+    from cil.training.contract import CilPlugin
+    from cil.training.engine import IncrementalStrategy
 
     seed_everything(cfg.seed)
     model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
@@ -122,12 +125,13 @@ def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins
     loss, plugins = build_plugins(cfg)
     if world.active:
         check_data_parallel(cfg)
+    components = [p for p in extra_plugins if isinstance(p, CilPlugin)]
     return IncrementalStrategy(
         model=model, plan=prepared.plan, train_data=prepared.data.train, test_data=prepared.data.test,
-        optim=cfg.optim, loss=loss, plugins=plugins + list(extra_plugins), memory=build_memory(cfg),
+        optim=cfg.optim, loss=loss, plugins=plugins + components, memory=build_memory(cfg),
         device=runtime.device, seed=cfg.seed, runtime=runtime, progress=cfg.progress and world.main, log=log,
-        world=world)
-
+        world=world, avalanche_plugins=[p for p in extra_plugins if not isinstance(p, CilPlugin)],
+        on_epoch=on_epoch)
 
 
 def check_data_parallel(cfg: RunConfig) -> None:

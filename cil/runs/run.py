@@ -55,6 +55,8 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     from cil.training.distributed import join
     from cil.training.runtime import Runtime
 
+    import cil.training.engine  # noqa: F401 - Avalanche first: it refuses to build its loggers once a process group exists
+
     device = resolve_device(cfg.device)
     world = join(device.type)
     if world.active and device.type == "cuda":
@@ -92,10 +94,11 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
         f"({runtime.describe()})")
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     first_step = checkpoint["state"]["step"] + 1 if checkpoint is not None else 0
-    from cil.runs.loggers.plugin import RunLoggers
+    from cil.runs.loggers.run_loggers import RunLoggers
 
     run_loggers = RunLoggers([])  # opened below, once the run directory is written
-    strategy = build_strategy(cfg, prepared, runtime, [*(extra_plugins or []), run_loggers], log, world)
+    strategy = build_strategy(cfg, prepared, runtime, list(extra_plugins or []), log, world,
+                              on_epoch=run_loggers.log_epoch)
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])

@@ -1,49 +1,23 @@
-"""The incremental loop on Avalanche's ``SupervisedTemplate``.
+"""The engine: one SGD loop for every method, the method living in its components (cil/training/contract.py).
 
-For every step t of the scenario::
+For every step t of the scenario (``run_steps``)::
 
-    adapt the head to the N_t classes seen so far
-    train for E epochs on the step's data (+ whatever plugins add, e.g. exemplars)
-    after_training_exp plugins (memory update, balanced finetuning, ...)
-    keep a frozen copy of the model as the previous model
-    evaluate on the test images of all seen classes, write the step's results
+    before_step     the step's data (cil's plan) + the exemplars; the head grown to N_t; the optimizer
+    epochs          training_epoch: order, then for every mini-batch
+                      before_batch -> forward -> after_forward -> loss -> backward -> update -> after_batch
+    after_training  the memory update (herding), then the components' second stages and statistics
+    previous model  a frozen copy of the model, the teacher of step t+1
+    evaluation      scores of the test images of every seen class (``evaluate``)
 
-What the engine offers plugins (and knows of none of them):
+The engine is an Avalanche ``SupervisedTemplate``: Avalanche plugins given to it (``avalanche_plugins``)
+receive Avalanche's callbacks at their usual places, and ``experience``, ``mbatch``/``mb_x``/``mb_y``
+and ``mb_output`` hold what Avalanche's own loop would. cil's components receive cil's hooks with the
+engine as an ``Engine`` (the Protocol of cil/training/contract.py), before Avalanche's callbacks at the
+same place, in the strategy's order: method, extra plugins, classification loss.
 
-* ``step``, ``n_old`` (N_{t-1}), ``n_seen`` (N_t), ``new_classes``: the step's bookkeeping;
-* ``experience_data``: the step's new data; ``train_set``: what training iterates over, which
-  plugins may extend (``extend_training_set``) after dataset adaptation;
-* ``train_class_counts``: n_i of every seen class in ``train_set`` (Jodelet et al., Eq. 3);
-* ``memory_set``: the exemplars (read-only; empty without a memory). The engine owns the rehearsal
-  memory (cil/training/memory.py): it adds the exemplars to every step's training set and updates them after
-  the step's training, before any plugin's ``after_training_exp``;
-* ``previous_model`` and ``previous_output()``: the frozen model of step t-1 and its output on
-  the current mini-batch (computed once per iteration, whoever asks);
-* ``classification_weight``: the factor of L_c in the total loss (IL-Baseline sets 1 - rho);
-* ``extract_features(indices)``: embeddings with the evaluation transform (herding, NME), computed
-  in large batches without autograd (``runtime.inference()``) and in the run's precision;
-* ``runtime``: the run's device settings (cil/training/runtime.py): ``runtime.autocast()`` for a plugin's own
-  forward passes, ``loss_scaler`` for gradients a plugin computes itself (``loss_scaler.scale``);
-* ``step_record``: a dict that ends up in the step's results (memory size, learned values);
-* ``train_epochs``: this step's number of epochs, reset from the config at every step (a plugin
-  may set it in ``before_training_exp``, e.g. 0 to keep a frozen model);
-* ``training_on(training_set)``: trains on another set for a while (balanced finetuning), with
-  ``train_set`` and the class counts it implies restored afterwards;
-* ``extend_minibatch(x, y)`` and ``replace_logits(logits)``: a plugin's change of the current
-  mini-batch (training) or of the model's scores (evaluation), instead of writing Avalanche's
-  ``mbatch`` / ``mb_output`` itself;
-* ``epoch_scalars``: learned values plugins keep current during a step, logged after every epoch
-  (e.g. Meta BSCE's alpha); emptied at the start of each step;
-* ``checkpoint_state()`` / ``restore_state()``: everything a later step depends on (model, plugin
-  states, random number generators), so that a resumed run repeats an uninterrupted one.
-
-The per-batch path (data, forward, losses, backward, update, and every plugin hook called in it)
-reads no device value on the host, so a GPU never waits for Python: loss sums stay on the device
-until the end of the epoch (cil/training/epoch_losses.py). docs/performance.md lists the exceptions.
-
-The optional plugin hooks (``adjust_logits``, ``adjust_scores``, ``param_groups``,
-``epoch_positions``/``epoch_length``, ``backward``, ``evaluation_name``) are declared, with their
-signatures and meaning, in cil/training/contract.py; the engine asks for them through ``PluginHooks``.
+The per-batch path (data, forward, losses, backward, update, and every hook called in it) reads no
+device value on the host, so a GPU never waits for Python: loss sums stay on the device until the end
+of the epoch (cil/training/epoch_losses.py). docs/performance.md lists the exceptions.
 """
 
 from __future__ import annotations
@@ -53,64 +27,62 @@ import math
 import sys
 import time
 import warnings
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.utils import trigger_plugins
 
-from cil.training.random_state import capture_rng, restore_rng
 from cil.config import OptimConfig, RuntimeConfig
+from cil.errors import TrainingDiverged
+from cil.training.contract import Batch, CilPlugin, ClassificationLoss, Engine, PluginHooks, TrainingStage
 from cil.training.distributed import SINGLE, World
 from cil.training.epoch_losses import EpochLosses
-from cil.errors import TrainingDiverged
 from cil.training.memory import Rehearsal
-from cil.training.contract import CilPlugin, ClassificationLoss, PluginHooks
 from cil.training.progress import bars_visible, progress_bar
+from cil.training.random_state import capture_rng, restore_rng
 from cil.training.runtime import Runtime
-from cil.data.scenarios import ScenarioPlan, experience_indices
-from cil.training.training_set import TrainingSet
+from cil.training.training_set import TrainingSet, balanced_split
 
 if TYPE_CHECKING:
     from cil.data.base import ImageData
+    from cil.data.scenarios import ScenarioPlan
     from cil.models import IncrementalNet, NetOutput
 
 
-class _Batches:
-    """Iterates ``strategy.train_set`` once per epoch as [x, y, task] mini-batches on the device."""
+@dataclass(frozen=True)
+class EpochResult:
+    """What an epoch leaves for the run's loggers."""
 
-    def __init__(self, strategy: "IncrementalStrategy"):
-        self.strategy = strategy
-
-    def __len__(self) -> int:
-        s = self.strategy
-        n = s.batch_sampler.epoch_length(s) if s.batch_sampler is not None else len(s.train_set)
-        return math.ceil(n / s.train_mb_size)
-
-    def __iter__(self):
-        s = self.strategy
-        task = torch.zeros(s.train_mb_size, dtype=torch.long, device=s.device)  # Avalanche's task labels: one task
-        for x, y in s.training_batches(s.train_set, s.train_mb_size, order=s.epoch_positions()):
-            yield [x, y, task[: len(y)]]
+    step: int
+    epochs_done: int
+    """Training epochs over all steps so far, this one included (the x axis of per-epoch logs)."""
+    loss_parts: dict[str, float]
+    """Mean of every loss term over the epoch's mini-batches."""
+    lr: float
+    """The learning rate the epoch trained with (first parameter group)."""
+    learned: dict[str, float]
+    """The components' ``epoch_scalars`` (e.g. Meta BSCE's alpha)."""
 
 
 class IncrementalStrategy(SupervisedTemplate):
-    """One SGD strategy for every method; the method lives in its plugins."""
+    """One SGD strategy for every method; the method lives in its components."""
 
     world: World = SINGLE
 
     def __init__(
         self,
         *,
-        model: "IncrementalNet",
+        model: IncrementalNet,
         plan: ScenarioPlan,
-        train_data: "ImageData",
-        test_data: "ImageData",
+        train_data: ImageData,
+        test_data: ImageData,
         optim: OptimConfig,
         loss: ClassificationLoss,
-        plugins: list,
+        plugins: list[CilPlugin],
         device: torch.device,
         seed: int,
         memory: Rehearsal | None = None,
@@ -118,21 +90,23 @@ class IncrementalStrategy(SupervisedTemplate):
         progress: bool = True,
         log: Callable[[str], None] | None = None,
         world: World = SINGLE,
+        avalanche_plugins: list | None = None,
+        on_epoch: Callable[[EpochResult], None] | None = None,
     ):
         self.world = world
-        """This process's rank among the run's processes (cil/training/distributed.py); SINGLE for one process."""
+        """This process's rank among the run's processes (cil/training/distributed.py); SINGLE for one."""
         runtime = runtime if runtime is not None else Runtime.resolve(RuntimeConfig(precision="fp32"), device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No loggers specified")
             super().__init__(
                 model=model,
                 optimizer=torch.optim.SGD(model.parameters(), lr=optim.lr),  # replaced at every step
-                criterion=loss,
+                criterion=torch.nn.CrossEntropyLoss(),  # not used: the loss is the components' (criterion())
                 train_mb_size=optim.batch_size,
                 train_epochs=optim.epochs,
                 eval_mb_size=runtime.eval_batch_size,
                 device=device,
-                plugins=plugins,
+                plugins=list(avalanche_plugins or []),
                 evaluator=EvaluationPlugin(loggers=[]),
                 eval_every=-1,
             )
@@ -146,36 +120,44 @@ class IncrementalStrategy(SupervisedTemplate):
         self.progress = progress
         self.log = log if log is not None else (lambda line: print(line, file=sys.stderr))
         """Where progress lines go when stderr is not a terminal (one per epoch instead of a bar)."""
-        self.order_generator = torch.Generator().manual_seed(seed)
-        self.augment_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.on_epoch = on_epoch
+        self._order_generator = torch.Generator().manual_seed(seed)
+        self._augment_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self.loss_component = loss
+        self.components: list[CilPlugin] = [*plugins, loss]
+        """The strategy's cil components in hook order: method, extra plugins, classification loss."""
+        self.hooks = PluginHooks(self.components)
+        self.memory = memory
+        """The rehearsal memory (None: exemplar-free), updated by the engine after every step's training."""
+        namer = self.hooks.one("evaluation_name")
+        self.evaluation_name = namer.evaluation_name if namer is not None else "cnn"
+        """How predictions are made: "cnn" (classifier argmax) unless a component says otherwise (e.g. "nme")."""
+        self.scorer = self.hooks.one("evaluation_scores")
+        self.batch_sampler = self.hooks.one("epoch_positions")
+        self.gradient_combiner = self.hooks.one("backward")
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.previous_model: IncrementalNet | None = None
         self.step = -1
         self.n_old = 0
         self.n_seen = 0
         self.new_classes: list[int] = []
+        self.epoch = 0
+        self.batch_index = 0
         self.classification_weight = 1.0
         self.experience_data = TrainingSet.empty()
-        self.train_set = self.experience_data
-        self.memory = memory
-        """The rehearsal memory (None: exemplar-free), updated by the engine after every step's training."""
-        self.hooks = PluginHooks(self.plugins)
-        namer = self.hooks.one("evaluation_name")
-        self.evaluation_name = namer.evaluation_name if namer is not None else "cnn"
-        """How predictions are made: "cnn" (classifier argmax) unless a plugin says otherwise (e.g. "nme")."""
-        self.batch_sampler = self.hooks.one("epoch_positions")
-        self.gradient_combiner = self.hooks.one("backward")
+        self._train_set = self.experience_data
         self.step_record: dict[str, Any] = {}
+        self.epoch_scalars: dict[str, Any] = {}
         self.loss_parts: dict[str, float] = {}
         """Mean of every loss term over the last epoch (read once per epoch)."""
-        self.loss_terms: dict[str, torch.Tensor] = {}
-        """The current mini-batch's weighted loss terms, with their graphs (what ``backward`` differentiates)."""
-        self.epoch_scalars: dict[str, float | torch.Tensor] = {}
-        """Values to log after every epoch; a plugin may store a 0-d tensor (read at the epoch's end)."""
         self.epochs_done = 0
-        """Training epochs over all steps so far (the x axis of per-epoch logs)."""
+        """Training epochs over all steps so far."""
+        self.batch_loss_parts: dict[str, torch.Tensor] = {}
+        """The current mini-batch's weighted loss terms, with their graphs (for Avalanche plugins)."""
+        self._batch: Batch | None = None
         self._epoch_losses = EpochLosses()
         self._epoch_images = 0
+        self._epoch_lr = 0.0
         self._step_start = 0.0
         self._train_class_counts: tuple[TrainingSet, torch.Tensor] | None = None
         self._epoch_start = 0.0
@@ -186,89 +168,96 @@ class IncrementalStrategy(SupervisedTemplate):
         self._eval_targets: list[torch.Tensor] = []
         self._bar = None
 
-    # ---------------------------------------------------------------- step set-up
+    # ================================================================ what components see (the Engine protocol)
 
     @property
-    def loss_plugin(self) -> ClassificationLoss:
-        return self._criterion  # type: ignore[return-value]
+    def view(self) -> Engine:
+        """The engine as its components are given it in every hook."""
+        return self
 
-    def _before_training_exp(self, **kwargs):
-        self.step = self.experience.current_experience
-        self.new_classes = list(self.plan.step_classes[self.step])
-        self.n_old = self.plan.n_seen(self.step - 1) if self.step > 0 else 0
-        self.n_seen = self.plan.n_seen(self.step)
-        idx, labels = experience_indices(self.experience)
-        self.experience_data = TrainingSet(torch.from_numpy(idx), torch.from_numpy(labels))
-        self.classification_weight = 1.0
-        self.train_epochs = self.optim_config.epochs  # plugins may change it for this step (0: no training)
-        self.step_record = {}
-        self.epoch_scalars = {}
-        self._epoch_seconds = []
-        self._step_start = time.perf_counter()
-        super()._before_training_exp(**kwargs)
-
-    def train_dataset_adaptation(self, **kwargs):
-        super().train_dataset_adaptation(**kwargs)
-        self.train_set = self.experience_data
-        if len(self.memory_set):
-            self.extend_training_set(self.memory_set.indices, self.memory_set.labels)
+    @property
+    def train_set(self) -> TrainingSet:
+        """What this step trains on (changed only by ``extend_training_set``, ``hold_out`` and ``train_on``)."""
+        return self._train_set
 
     @property
     def memory_set(self) -> TrainingSet:
-        """The exemplars of every class seen before the current step's memory update (read-only)."""
-        return self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
+        """A copy of the exemplars of every stored class (after a step's training: its new classes included)."""
+        return self.memory.exemplars().copy() if self.memory is not None else TrainingSet.empty()
 
-    def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add samples (e.g. exemplars) to this step's training set."""
-        self.train_set = self.train_set + TrainingSet(indices.long().cpu(), labels.long().cpu())
+    @property
+    def batch_size(self) -> int:
+        return self.train_mb_size
 
-    @contextmanager
-    def training_on(self, training_set: TrainingSet):
-        """Make ``training_set`` the training set (and its class counts ``train_class_counts``) for a while."""
-        saved, self.train_set = self.train_set, training_set
-        try:
-            yield training_set
-        finally:
-            self.train_set = saved
-
-    def extend_minibatch(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Append samples to the current training mini-batch (before the forward pass)."""
-        self.mbatch = [torch.cat([self.mb_x, x]), torch.cat([self.mb_y, y]),
-                       torch.cat([self.mbatch[-1], torch.zeros_like(y)])]
-
-    def replace_logits(self, logits: torch.Tensor) -> None:
-        """Replace the model's scores of the current evaluation mini-batch (e.g. nearest-mean scores)."""
-        self.mb_output = self.mb_output._replace(logits=logits)
+    @property
+    def data_generator(self) -> torch.Generator:
+        return self._order_generator
 
     @property
     def train_class_counts(self) -> torch.Tensor:
         """n_i: training samples of each seen class in the current training set, on the device
         (counted once per training set on the host, so asking for it per batch costs nothing)."""
         cached = self._train_class_counts
-        if cached is None or cached[0] is not self.train_set or len(cached[1]) != self.n_seen:
-            counts = torch.bincount(self.train_set.labels, minlength=self.n_seen).float().to(self.device)
-            self._train_class_counts = cached = (self.train_set, counts)
+        if cached is None or cached[0] is not self._train_set or len(cached[1]) != self.n_seen:
+            counts = torch.bincount(self._train_set.labels, minlength=self.n_seen).float().to(self.device)
+            self._train_class_counts = cached = (self._train_set, counts)
         return cached[1]
 
-    def make_train_dataloader(self, **kwargs):
-        self.dataloader = _Batches(self)
+    def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add samples (e.g. exemplars) to this step's training set."""
+        self._train_set = self._train_set + TrainingSet(indices.long().cpu(), labels.long().cpu())
 
-    def epoch_positions(self) -> torch.Tensor:
-        """Positions in ``train_set`` for one epoch: the batch sampler's, else a fresh random permutation."""
-        if self.batch_sampler is not None:
-            return self.batch_sampler.epoch_positions(self)
-        return torch.randperm(len(self.train_set), generator=self.order_generator)
+    def hold_out(self, per_class: int) -> TrainingSet:
+        """``per_class`` random samples of every seen class leave the training set; they are returned."""
+        self._train_set, held_out = balanced_split(self._train_set, self.n_seen, per_class, self._order_generator)
+        return held_out
 
-    def model_adaptation(self, model=None):
-        model = self.model if model is None else model
-        if self.is_training and model.n_classes < self.n_seen:
-            model.head.add_classes(self.n_seen - model.n_classes)
-        return model.to(self.device)
+    def previous_output(self) -> NetOutput:
+        """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""
+        if self.previous_model is None or self._batch is None:
+            raise RuntimeError("there is no previous model at the base step")
+        if self._previous_output_cache is None or self._previous_output_cache[0] != self._iteration:
+            with torch.no_grad(), self.runtime.autocast():
+                self._previous_output_cache = (self._iteration, self.previous_model(self._batch.x))
+        return self._previous_output_cache[1]
 
-    def training_batches(self, training_set: TrainingSet, batch_size: int, order: torch.Tensor | None = None):
+    def training_loss(self, output: NetOutput, targets: torch.Tensor,
+                      record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its named parts: weight * L_c + every component's loss terms.
+
+        ``record`` marks the real mini-batch (components may keep statistics of it), as opposed to a
+        re-evaluation such as Meta BSCE's virtual step.
+        """
+        parts = {"classification": self.classification_weight * self.classification_loss(output, targets, record)}
+        for component in self.components:
+            if component is not self.loss_component:
+                parts.update(component.loss_terms(self.view, output, targets))
+        return sum(parts.values()), parts  # type: ignore[return-value]
+
+    def classification_loss(self, output: NetOutput, targets: torch.Tensor, record: bool = False) -> torch.Tensor:
+        """L_c of the loss component on the logits, after every component's ``adjust_logits``."""
+        logits = output.logits
+        for component in self.hooks.all("adjust_logits"):
+            logits = component.adjust_logits(self.view, logits, targets, record)
+        return self.loss_component.classification_loss(self.view, logits, targets)
+
+    def trainable_parameter_groups(self) -> list[dict]:
+        """What this step trains and at which learning rate: the optimizer's parameter groups (built from
+        every component's ``param_groups``), the one source of truth for the real step and for virtual ones."""
+        return [{"params": list(g["params"]), "lr": g["lr"]} for g in self.optimizer.param_groups]
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        return self.loss_scaler.scale(loss)
+
+    def average_across_processes(self, tensors: list[torch.Tensor]) -> None:
+        self.world.average_(tensors)
+
+    def training_batches(self, training_set: TrainingSet, batch_size: int | None = None,
+                         order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) augmented mini-batches of ``training_set`` in ``order`` (default: a fresh random one)."""
+        batch_size = batch_size or self.batch_size
         if order is None:
-            order = torch.randperm(len(training_set), generator=self.order_generator)
+            order = torch.randperm(len(training_set), generator=self._order_generator)
         smallest = 2 * self.world.size  # BatchNorm needs two samples in every rank's chunk
         if 0 < len(order) % batch_size < smallest and len(order) > batch_size:
             order = order[: len(order) - len(order) % batch_size]
@@ -276,16 +265,136 @@ class IncrementalStrategy(SupervisedTemplate):
         labels = labels.to(self.device)  # once per epoch, not once per batch
         sharded = {"shard": (self.world.rank, self.world.size)} if self.world.active else {}  # one process: no shard
         images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
-                                         generator=self.augment_generator, **sharded)
+                                         generator=self._augment_generator, **sharded)
         for x, y in zip(images, labels.split(batch_size)):
             yield self.runtime.input(x), self.world.chunk(y)
+
+    def evaluation_batches(self, training_set: TrainingSet,
+                           batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(x, y) mini-batches of training-store samples in their order, with the evaluation transform."""
+        batch_size = batch_size or self.batch_size
+        images = self.train_data.batches(training_set.indices, batch_size, train=False, device=self.device)
+        for x, y in zip(images, training_set.labels.to(self.device).split(batch_size)):
+            yield self.runtime.input(x), y
+
+    def extract_features(self, indices: torch.Tensor, flip: bool = False) -> torch.Tensor:
+        """Embeddings (fp32) of training-store samples with the evaluation transform (mirrored if ``flip``),
+        model in eval mode, in evaluation-sized batches under inference mode and the run's precision."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self.runtime.inference(), self.runtime.autocast():
+                feats = [self.model.backbone(self.runtime.input(x.flip(3) if flip else x)).features.float()
+                         for x in self.train_data.batches(self.world.chunk(indices), self.eval_mb_size, train=False,
+                                                          device=self.device)]
+                features = torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim,
+                                                                      device=self.device)
+        finally:
+            self.model.train(was_training)
+        return self.world.gather_rows(features.clone())  # normal tensors (inference ones cannot enter autograd)
+
+    def train_on(self, stage: TrainingStage) -> dict[str, float]:
+        """A training stage after the step's main training: SGD on ``stage.parameters`` over ``stage.training_set``
+        (its class counts are the ones count-based losses see meanwhile); the means of its last epoch's terms."""
+        model, runtime, optim = self.model, self.runtime, self.optim_config
+        optimizer = runtime.sgd(stage.parameters, lr=stage.lr,
+                                momentum=optim.momentum if stage.momentum is None else stage.momentum,
+                                weight_decay=optim.weight_decay if stage.weight_decay is None else stage.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, stage.milestones, 0.1)
+        scaler = runtime.loss_scaler()
+        trained = {id(p) for p in stage.parameters}
+        head_trained = any(id(p) in trained for p in model.head.parameters())
+        teacher = self.frozen_copy() if stage.teacher else None
+        losses = EpochLosses()
+        saved, self._train_set = self._train_set, stage.training_set
+        try:
+            for _ in range(stage.epochs):
+                model.train()
+                if stage.frozen_backbone and not stage.backbone_train_mode:
+                    model.backbone.eval()
+                losses = EpochLosses()
+                for x, y in self.training_batches(stage.training_set, stage.batch_size):
+                    output = self._stage_forward(x, stage.frozen_backbone, head_trained)
+                    teacher_output = None
+                    if teacher is not None:
+                        with torch.no_grad(), runtime.autocast():
+                            teacher_output = teacher(x)
+                    if stage.loss is None:
+                        terms = {"loss": self.loss_component.classification_loss(self.view, output.logits, y)}
+                    else:
+                        with runtime.autocast():
+                            terms = stage.loss(output, y, teacher_output)
+                    optimizer.zero_grad()
+                    scaler.backward(sum(terms.values()))  # type: ignore[arg-type]
+                    self.average_gradients(optimizer)
+                    scaler.step(optimizer, clamp=optim.grad_clamp)
+                    losses.add(terms)
+                scheduler.step()
+        finally:
+            self._train_set = saved
+            model.train()
+        return losses.means()
+
+    def _stage_forward(self, x: torch.Tensor, frozen_backbone: bool, head_trained: bool) -> NetOutput:
+        """The model's output for a training stage: a frozen backbone's features without gradient, the head in
+        fp32 (without gradient too when nothing in it trains)."""
+        from cil.models.net import NetOutput
+
+        if not frozen_backbone:
+            with self.runtime.autocast():
+                return self.model(x)  # the head computes in fp32
+        with torch.no_grad(), self.runtime.autocast():
+            out = self.model.backbone(x)
+        features = out.features.float()
+        with torch.set_grad_enabled(head_trained and torch.is_grad_enabled()):
+            logits = self.model.head(features)
+        return NetOutput(logits, features, out.stage_maps, getattr(self.model.head, "scale", None))
+
+    # ================================================================ one step
+
+    def _before_training_exp(self, **kwargs):
+        self.step = self.experience.current_experience
+        self.new_classes = list(self.plan.step_classes[self.step])
+        self.n_old = self.plan.n_seen(self.step - 1) if self.step > 0 else 0
+        self.n_seen = self.plan.n_seen(self.step)
+        self.experience_data = TrainingSet(*map(torch.from_numpy, self.plan.step_samples(self.step,
+                                                                                         self.train_data.targets)))
+        self.classification_weight = 1.0
+        self.train_epochs = self.optim_config.epochs  # components may change it for this step (0: no training)
+        self.step_record = {}
+        self.epoch_scalars = {}
+        self.loss_parts = {}  # a step that trains no epoch (frozen features) reports no loss
+        self.epoch = self.batch_index = 0
+        self._epoch_seconds = []
+        self._step_start = time.perf_counter()
+        self._before_train_dataset_adaptation(**kwargs)
+        self.train_dataset_adaptation(**kwargs)
+        self._after_train_dataset_adaptation(**kwargs)
+        self.model = self.model_adaptation()
+        self.make_optimizer()
+        for component in self.components:
+            component.before_step(self.view)
+        trigger_plugins(self, "before_training_exp", **kwargs)
+
+    def train_dataset_adaptation(self, **kwargs):
+        super().train_dataset_adaptation(**kwargs)  # Avalanche's adapted_dataset, for Avalanche plugins
+        self._train_set = self.experience_data
+        exemplars = self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
+        if len(exemplars):
+            self.extend_training_set(exemplars.indices, exemplars.labels)
+
+    def model_adaptation(self, model=None):
+        model = self.model if model is None else model
+        if self.is_training and model.n_classes < self.n_seen:
+            model.head.add_classes(self.n_seen - model.n_classes)
+        return model.to(self.device)
 
     def make_optimizer(self, **kwargs):
         cfg = self.optim_config
         lr = cfg.incremental_lr if (self.step > 0 and cfg.incremental_lr is not None) else cfg.lr
         groups: list[dict] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
-        for plugin in self.hooks.all("param_groups"):
-            groups = plugin.param_groups(self, groups, lr)
+        for component in self.hooks.all("param_groups"):
+            groups = component.param_groups(self.view, groups, lr)
         self.optimizer = self.runtime.sgd(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         if cfg.schedule == "multistep":
             self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.milestones, cfg.gamma)
@@ -294,106 +403,124 @@ class IncrementalStrategy(SupervisedTemplate):
         else:
             self.scheduler = None
 
-    def trainable_parameter_groups(self) -> list[dict]:
-        """What this step trains and at which learning rate: the optimizer's parameter groups (built from
-        every plugin's ``param_groups``), the one source of truth for the real step and for virtual ones."""
-        return [{"params": list(g["params"]), "lr": g["lr"]} for g in self.optimizer.param_groups]
+    def _train_exp(self, experience, eval_streams=None, **kwargs):
+        for self.epoch in range(self.train_epochs):
+            self._before_training_epoch(**kwargs)
+            if self._stop_training:  # an Avalanche plugin stopped the step early
+                self._stop_training = False
+                break
+            self.training_epoch(**kwargs)
+            self._after_training_epoch(**kwargs)
 
-    def check_model_and_optimizer(self, **kwargs):
-        self.model = self.model_adaptation()
-        self.make_optimizer()
+    def _after_training_exp(self, **kwargs):
+        if self.memory is not None:  # first, so that every component's after_training sees the new exemplars
+            self.step_record.update(self.memory.update(self.experience_data, self.new_classes, self.n_seen,
+                                                       self.extract_features))
+        for component in self.components:
+            component.after_training(self.view)
+        trigger_plugins(self, "after_training_exp", **kwargs)
+        self.step_record["final_epoch_loss"] = dict(self.loss_parts)
+        self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
+        self.previous_model = self.frozen_copy()
 
-    # ---------------------------------------------------------------- training loop
+    def frozen_copy(self) -> IncrementalNet:
+        """A frozen copy of the model in evaluation mode, prepared as the model is (layout, compilation)."""
+        copied = copy.deepcopy(self.model).eval()
+        copied.requires_grad_(False)
+        return self.runtime.prepare_copy(copied)
 
-    def forward(self) -> "NetOutput":
-        with self.runtime.autocast():
-            return self.model(self.mb_x)
+    # ================================================================ one epoch
 
-    def training_loss(self, output: "NetOutput", targets: torch.Tensor,
-                      record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its named parts: weight * L_c + every plugin's loss terms.
+    def epoch_positions(self) -> torch.Tensor:
+        """Positions in ``train_set`` for one epoch: the batch sampler's, else a fresh random permutation."""
+        if self.batch_sampler is not None:
+            return self.batch_sampler.epoch_positions(self.view)
+        return torch.randperm(len(self._train_set), generator=self._order_generator)
 
-        ``record`` marks the real mini-batch (plugins may keep statistics of it), as opposed to a
-        re-evaluation such as Meta BSCE's virtual step.
-        """
-        parts = {"classification": self.classification_weight * self.classification_loss(output, targets, record)}
-        parts.update(self.plugin_loss_terms(output, targets))
-        return sum(parts.values()), parts  # type: ignore[return-value]
+    def _epoch_batches(self) -> int:
+        n = self.batch_sampler.epoch_length(self.view) if self.batch_sampler is not None else len(self._train_set)
+        return math.ceil(n / self.batch_size)
 
-    def classification_loss(self, output: "NetOutput", targets: torch.Tensor, record: bool = False) -> torch.Tensor:
-        """L_c of the loss plugin on the logits, after every plugin's ``adjust_logits``."""
-        logits = output.logits
-        for plugin in self.hooks.all("adjust_logits"):
-            logits = plugin.adjust_logits(self, logits, targets, record)
-        return self.loss_plugin.classification_loss(self, logits, targets)
+    def _before_training_epoch(self, **kwargs):
+        self._epoch_losses = EpochLosses()
+        self._epoch_images = 0
+        self._epoch_lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
+        self.train_class_counts  # noqa: B018 - counted here, before the first batch, for the losses that use it
+        self._epoch_start = time.perf_counter()
+        self._bar = progress_bar(total=self._epoch_batches(), leave=False, dynamic_ncols=True,
+                                 desc=f"step {self.step} epoch {self.epoch + 1}/{self.train_epochs}",
+                                 disable=not (self.progress and bars_visible()))
+        for component in self.components:
+            component.before_epoch(self.view)
+        trigger_plugins(self, "before_training_epoch", **kwargs)
 
-    def plugin_loss_terms(self, output: "NetOutput", targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss terms of every plugin other than the classification loss."""
-        parts: dict[str, torch.Tensor] = {}
-        for plugin in self.plugins:
-            if isinstance(plugin, CilPlugin) and plugin is not self.loss_plugin:
-                parts.update(plugin.loss_terms(self, output, targets))
-        return parts
+    def training_epoch(self, **kwargs):
+        """One epoch of the step: the epoch's order, then for every mini-batch the components' ``before_batch``,
+        the forward pass, the loss (weighted L_c + every component's terms), the backward pass (or a
+        component's gradient combiner), the update, and ``after_batch``; Avalanche's callbacks at their places."""
+        task = torch.zeros(self.batch_size, dtype=torch.long, device=self.device)  # Avalanche's task labels: one
+        for x, y in self.training_batches(self._train_set, self.batch_size, order=self.epoch_positions()):
+            if self._stop_training:
+                break
+            self._iteration += 1
+            self._set_batch(Batch(x, y), task)
+            trigger_plugins(self, "before_training_iteration", **kwargs)
+            self.optimizer.zero_grad()
+            for component in self.components:
+                self._set_batch(component.before_batch(self.view, self._current_batch()), task)
+            batch = self._current_batch()
+            trigger_plugins(self, "before_forward", **kwargs)
+            with self.runtime.autocast():
+                self.mb_output = output = self.model(batch.x)
+            for component in self.components:
+                component.after_forward(self.view, output)
+            trigger_plugins(self, "after_forward", **kwargs)
+            with self.runtime.autocast():
+                self.loss, parts = self.training_loss(output, batch.y, record=True)
+            self.batch_loss_parts = parts
+            self._epoch_losses.add(parts)
+            trigger_plugins(self, "before_backward", **kwargs)
+            if self.gradient_combiner is not None:
+                self.gradient_combiner.backward(self.view, output, batch.y, parts)
+            else:
+                self.loss_scaler.backward(self.loss, retain_graph=self.retain_graph)
+            trigger_plugins(self, "after_backward", **kwargs)
+            trigger_plugins(self, "before_update", **kwargs)
+            self.optimizer_step()
+            trigger_plugins(self, "after_update", **kwargs)
+            for component in self.components:
+                component.after_batch(self.view)
+            trigger_plugins(self, "after_training_iteration", **kwargs)
+            self.batch_index += 1
+            self._epoch_images += len(batch.y)
+            if self._bar is not None:
+                self._bar.update(1)
+                if self._epoch_losses.batches % 10 == 0 and not self._bar.disable:  # a read every 10 batches
+                    self._bar.set_postfix(loss=f"{self._epoch_losses.total_mean():.3f}")
 
-    def criterion(self):
-        if not self.is_training:
-            return torch.zeros((), device=self.device)
-        with self.runtime.autocast():
-            total, parts = self.training_loss(self.mb_output, self.mb_y, record=True)
-        self.loss_terms = parts
-        self._epoch_losses.add(parts)
-        return total
+    def _set_batch(self, batch: Batch, task: torch.Tensor) -> None:
+        """The current mini-batch, for the engine and as Avalanche's ``mbatch`` (x, y, task labels)."""
+        self._batch = batch
+        labels = task[: len(batch.y)] if len(batch.y) <= len(task) else torch.zeros_like(batch.y)
+        self.mbatch = [batch.x, batch.y, labels]
 
-    def backward(self):
-        if self.gradient_combiner is not None:
-            self.gradient_combiner.backward(self)
-        else:
-            self.loss_scaler.backward(self.loss, retain_graph=self.retain_graph)
+    def _current_batch(self) -> Batch:
+        assert self._batch is not None
+        return self._batch
 
     def optimizer_step(self):
         self.average_gradients(self.optimizer)
         self.loss_scaler.step(self.optimizer, clamp=self.optim_config.grad_clamp)
-
-    def synchronize_buffers(self) -> None:
-        """Data-parallel runs: BatchNorm's running statistics (estimated on each rank's chunk) from rank 0."""
-        if self.world.active:
-            self.world.broadcast_(list(self.model.buffers()))
 
     def average_gradients(self, optimizer: torch.optim.Optimizer) -> None:
         """Across ranks, before any step (still scaled, so every rank unscales, clamps and skips alike)."""
         if self.world.active:
             self.world.average_([p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None])
 
-    def previous_output(self) -> "NetOutput":
-        """The previous step's model on the current mini-batch (no gradient), computed once per iteration."""
-        if self.previous_model is None:
-            raise RuntimeError("there is no previous model at the base step")
-        if self._previous_output_cache is None or self._previous_output_cache[0] != self._iteration:
-            with torch.no_grad(), self.runtime.autocast():
-                self._previous_output_cache = (self._iteration, self.previous_model(self.mb_x))
-        return self._previous_output_cache[1]
-
-    def _before_training_iteration(self, **kwargs):
-        self._iteration += 1
-        super()._before_training_iteration(**kwargs)
-
-    def _before_training_epoch(self, **kwargs):
-        self._epoch_losses = EpochLosses()
-        self._epoch_images = 0
-        self.train_class_counts  # noqa: B018 - counted here, before the first batch, for the losses that use it
-        self._epoch_start = time.perf_counter()
-        epoch = self.clock.train_exp_epochs + 1
-        self._bar = progress_bar(total=len(self.dataloader), desc=f"step {self.step} epoch {epoch}/{self.train_epochs}",
-                                 leave=False, disable=not (self.progress and bars_visible()), dynamic_ncols=True)
-        super()._before_training_epoch(**kwargs)
-
-    def _after_training_iteration(self, **kwargs):
-        super()._after_training_iteration(**kwargs)
-        self._epoch_images += len(self.mb_y)
-        if self._bar is not None:
-            self._bar.update(1)
-            if self._epoch_losses.batches % 10 == 0 and not self._bar.disable:  # a read every 10 batches
-                self._bar.set_postfix(loss=f"{self._epoch_losses.total_mean():.3f}")
+    def synchronize_buffers(self) -> None:
+        """Data-parallel runs: BatchNorm's running statistics (estimated on each rank's chunk) from rank 0."""
+        if self.world.active:
+            self.world.broadcast_(list(self.model.buffers()))
 
     def _after_training_epoch(self, **kwargs):
         if self.scheduler is not None:
@@ -415,32 +542,21 @@ class IncrementalStrategy(SupervisedTemplate):
             self.log(f"step {self.step} epoch {len(self._epoch_seconds)}/{self.train_epochs}: loss "
                      f"{sum(self.loss_parts.values()):.4f}, {self._epoch_images / max(seconds, 1e-9):,.0f} images/s, "
                      f"{time.perf_counter() - self._step_start:.1f}s into the step")
-        super()._after_training_epoch(**kwargs)
+        for component in self.components:
+            component.after_epoch(self.view)
+        trigger_plugins(self, "after_training_epoch", **kwargs)
+        if self.on_epoch is not None:
+            self.on_epoch(EpochResult(self.step, self.epochs_done, dict(self.loss_parts), self._epoch_lr,
+                                      {k: float(v) for k, v in self.epoch_scalars.items()}))
 
-    def _after_training_exp(self, **kwargs):
-        if self.memory is not None:  # first, so that every plugin's after_training_exp sees the new exemplars
-            self.step_record.update(self.memory.update(self.experience_data, self.new_classes, self.n_seen,
-                                                       self.extract_features))
-        super()._after_training_exp(**kwargs)
-        self.step_record["final_epoch_loss"] = dict(self.loss_parts)
-        self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
-        self.previous_model = self.frozen_copy()
+    # ================================================================ checkpoints
 
-    def frozen_copy(self) -> "IncrementalNet":
-        """A frozen copy of the model in evaluation mode, prepared as the model is (layout, compilation)."""
-        copied = copy.deepcopy(self.model).eval()
-        copied.requires_grad_(False)
-        return self.runtime.prepare_copy(copied)
-
-    # ---------------------------------------------------------------- checkpoints
-
-    def _plugin_states(self) -> dict[str, CilPlugin]:
-        """cil plugins by class name (numbered when a class occurs twice), the keys of their saved states."""
+    def _component_states(self) -> dict[str, CilPlugin]:
+        """Components by class name (numbered when a class occurs twice), the keys of their saved states."""
         named: dict[str, CilPlugin] = {}
-        for plugin in self.plugins:
-            if isinstance(plugin, CilPlugin):
-                name = type(plugin).__name__
-                named[name if name not in named else f"{name}#{sum(k.startswith(name) for k in named)}"] = plugin
+        for component in self.components:
+            name = type(component).__name__
+            named[name if name not in named else f"{name}#{sum(k.startswith(name) for k in named)}"] = component
         return named
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -450,25 +566,25 @@ class IncrementalStrategy(SupervisedTemplate):
             "step": self.step,
             "head_groups": [head.group_size(g) for g in head.groups],
             "model": self.model.state_dict(),
-            "plugins": {key: p.state_dict() for key, p in self._plugin_states().items()},
+            "plugins": {key: c.state_dict() for key, c in self._component_states().items()},
             "memory": self.memory.state_dict() if self.memory is not None else None,
-            "rng": capture_rng(self.order_generator, self.augment_generator),
+            "rng": capture_rng(self._order_generator, self._augment_generator),
             "epochs_done": self.epochs_done,
             "loss_scaler": self.loss_scaler.state_dict(),
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         """Continue after the step saved in ``state`` (a fresh strategy built from the same config)."""
-        plugins = self._plugin_states()
-        saved_plugins = dict(state["plugins"])
-        memory_state = state["memory"] if "memory" in state else saved_plugins.pop("RehearsalPlugin", None)
+        components = self._component_states()
+        saved = dict(state["plugins"])
+        memory_state = state["memory"] if "memory" in state else saved.pop("RehearsalPlugin", None)
         # (checkpoints written before the engine owned the memory keep it among the plugins)
         if (memory_state is None) != (self.memory is None):
             raise ValueError("the checkpoint was saved " + ("with" if memory_state is not None else "without")
                              + " a rehearsal memory, this strategy has " + ("one" if self.memory else "none"))
-        if set(plugins) != set(saved_plugins):
-            raise ValueError(f"the checkpoint was saved by plugins {sorted(saved_plugins)}, "
-                             f"this strategy has {sorted(plugins)}")
+        if set(components) != set(saved):
+            raise ValueError(f"the checkpoint was saved by plugins {sorted(saved)}, "
+                             f"this strategy has {sorted(components)}")
         for size in state["head_groups"]:
             self.model.head.add_classes(size)
         self.model.load_state_dict(state["model"])
@@ -477,35 +593,19 @@ class IncrementalStrategy(SupervisedTemplate):
         self.n_seen = self.model.n_classes
         self.previous_model = self.frozen_copy()
         self.loss_scaler.load_state_dict(state.get("loss_scaler", {}))
-        if self.memory is not None:  # before the plugins, which may read the exemplars
+        if self.memory is not None:  # before the components, which may read the exemplars
             self.memory.load_state_dict(memory_state)
-        for key, plugin in plugins.items():
-            plugin.load_state_dict(saved_plugins[key], self)
+        for key, component in components.items():
+            component.load_state_dict(saved[key], self.view)
         self.epochs_done = state["epochs_done"]
-        restore_rng(state["rng"], self.order_generator, self.augment_generator)
+        restore_rng(state["rng"], self._order_generator, self._augment_generator)
 
-    # ---------------------------------------------------------------- features and evaluation
-
-    def extract_features(self, indices: torch.Tensor, data: "ImageData | None" = None, flip: bool = False) -> torch.Tensor:
-        """Embeddings (fp32) of store samples with the evaluation transform (mirrored if ``flip``), model in
-        eval mode, in evaluation-sized batches under inference mode and the run's precision."""
-        data = self.train_data if data is None else data
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with self.runtime.inference(), self.runtime.autocast():
-                feats = [self.model.backbone(self.runtime.input(x.flip(3) if flip else x)).features.float()
-                         for x in data.batches(self.world.chunk(indices), self.eval_mb_size, train=False,
-                                               device=self.device)]
-                features = torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim,
-                                                                      device=self.device)
-        finally:
-            self.model.train(was_training)
-        return self.world.gather_rows(features.clone())  # normal tensors (inference ones cannot enter autograd)
+    # ================================================================ evaluation
 
     def make_eval_dataloader(self, **kwargs):
-        idx, labels = experience_indices(self.experience)
-        idx_t, lab_t = self.world.chunk(torch.from_numpy(idx)), self.world.chunk(torch.from_numpy(labels).to(self.device))
+        idx, labels = self.plan.step_samples(self.experience.current_experience, self.test_data.targets)
+        idx_t = self.world.chunk(torch.from_numpy(idx))
+        lab_t = self.world.chunk(torch.from_numpy(labels).to(self.device))
 
         def batches():
             images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
@@ -515,22 +615,32 @@ class IncrementalStrategy(SupervisedTemplate):
 
         self.dataloader = batches()
 
-    def _after_eval_iteration(self, **kwargs):
-        super()._after_eval_iteration(**kwargs)
-        self._eval_scores.append(self.mb_output.logits.float())  # on the device until the end
-        self._eval_targets.append(self.mb_y)
+    def eval_epoch(self, **kwargs):
+        """Scores of the current test experience: the model's logits, or a component's ``evaluation_scores``."""
+        for self.mbatch in self.dataloader:
+            trigger_plugins(self, "before_eval_iteration", **kwargs)
+            trigger_plugins(self, "before_eval_forward", **kwargs)
+            with self.runtime.autocast():
+                output = self.model(self.mb_x)
+            if self.scorer is not None:
+                output = output._replace(logits=self.scorer.evaluation_scores(self.view, output))
+            self.mb_output = output
+            trigger_plugins(self, "after_eval_forward", **kwargs)
+            self._eval_scores.append(self.mb_output.logits.float())  # on the device until the end
+            self._eval_targets.append(self.mb_y)
+            trigger_plugins(self, "after_eval_iteration", **kwargs)
 
     def evaluate(self, experiences) -> tuple[np.ndarray, np.ndarray]:
         """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
         self._eval_scores, self._eval_targets = [], []
-        self.synchronize_buffers()  # after whatever a plugin re-estimated at the end of the step (balanced finetuning)
+        self.synchronize_buffers()  # after whatever a component re-estimated at the end of the step
         with self.runtime.inference():
             self.eval(experiences)
             scores = self.world.gather_rows(torch.cat(self._eval_scores)).cpu()  # each rank scored its chunk
             targets = self.world.gather_rows(torch.cat(self._eval_targets)).cpu()
         self._eval_scores, self._eval_targets = [], []
-        for plugin in self.hooks.all("adjust_scores"):
-            scores = plugin.adjust_scores(self, scores)
+        for component in self.hooks.all("adjust_scores"):
+            scores = component.adjust_scores(self.view, scores)
         return scores.numpy(), targets.numpy()
 
 

@@ -6,20 +6,45 @@ from dataclasses import dataclass
 
 import torch
 
+from cil.errors import UserError
 
-@dataclass
+
+@dataclass(frozen=True, eq=False)
 class TrainingSet:
-    """Indices into the training image store and the remapped label of each."""
+    """Indices into the training image store and the remapped label of each (compared by identity)."""
 
     indices: torch.Tensor
     labels: torch.Tensor
 
     @classmethod
-    def empty(cls) -> "TrainingSet":
+    def empty(cls) -> TrainingSet:
         return cls(torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long))
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __add__(self, other: "TrainingSet") -> "TrainingSet":
+    def __add__(self, other: TrainingSet) -> TrainingSet:
         return TrainingSet(torch.cat([self.indices, other.indices]), torch.cat([self.labels, other.labels]))
+
+    def subset(self, positions: torch.Tensor) -> TrainingSet:
+        """The samples at ``positions`` (a boolean mask or indices), in that order."""
+        return TrainingSet(self.indices[positions], self.labels[positions])
+
+    def copy(self) -> TrainingSet:
+        """A copy whose tensors share nothing with this one's."""
+        return TrainingSet(self.indices.clone(), self.labels.clone())
+
+
+def balanced_split(training_set: TrainingSet, n_classes: int, per_class: int,
+                   generator: torch.Generator) -> tuple[TrainingSet, TrainingSet]:
+    """(rest, held out): ``per_class`` random samples of every class 0..n_classes-1 are held out."""
+    chosen = []
+    for c in range(n_classes):
+        positions = (training_set.labels == c).nonzero().flatten()
+        if len(positions) <= per_class:
+            raise UserError(f"cannot hold out {per_class} training samples of class {c}: it has {len(positions)}, "
+                            f"and at least one more must stay in the training set (use a larger memory)")
+        chosen.append(positions[torch.randperm(len(positions), generator=generator)[:per_class]])
+    held_out = torch.zeros(len(training_set), dtype=torch.bool)
+    held_out[torch.cat(chosen)] = True
+    return training_set.subset(~held_out), training_set.subset(held_out)

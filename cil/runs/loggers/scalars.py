@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cil.config import flatten
+
+if TYPE_CHECKING:
+    from cil.training.engine import EpochResult
 
 ACCURACY_KEYS = {"accuracy": "all", "top5": "top5", "accuracy_base": "base", "accuracy_old": "old",
                  "accuracy_new": "new"}
 NOT_LOGGED = ("step", "n_test")
 
 
-def epoch_scalars(strategy) -> dict[str, float]:
-    """``loss/<part>`` (mean over the epoch's mini-batches), ``loss/total``, ``lr``, ``learned/<name>``."""
-    values = {f"loss/{name}": float(value) for name, value in strategy.loss_parts.items()}
-    if strategy.loss_parts:
-        values["loss/total"] = float(sum(strategy.loss_parts.values()))
-    values["lr"] = float(strategy.optimizer.param_groups[0]["lr"])
-    values.update({f"learned/{name}": float(value) for name, value in strategy.epoch_scalars.items()})
+def epoch_scalars(result: EpochResult) -> dict[str, float]:
+    """``loss/<part>`` (mean over the epoch's mini-batches), ``loss/total``, ``lr`` (the rate the epoch
+    trained with), ``learned/<name>``."""
+    values = {f"loss/{name}": float(value) for name, value in result.loss_parts.items()}
+    if result.loss_parts:
+        values["loss/total"] = float(sum(result.loss_parts.values()))
+    values["lr"] = float(result.lr)
+    values.update({f"learned/{name}": float(value) for name, value in result.learned.items()})
     return values
 
 

@@ -1,25 +1,26 @@
-"""The Avalanche plugin that hands every epoch's values to the run's loggers."""
+"""The run's loggers as one: every epoch's, every step's and the final values fanned out to each of them."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from avalanche.core import SupervisedPlugin
+from typing import TYPE_CHECKING, Any
 
 from cil.runs.loggers.scalars import epoch_scalars, step_scalars, summary_scalars
 
+if TYPE_CHECKING:
+    from cil.training.engine import EpochResult
 
-class RunLoggers(SupervisedPlugin):
-    """Fans the run's values out to its loggers: per epoch here, per step and at the end from the runner."""
+
+class RunLoggers:
+    """Fans the run's values out to its loggers: per epoch from the engine, per step and at the end from the
+    runner."""
 
     def __init__(self, loggers: list):
-        super().__init__()
         self.loggers = loggers
 
-    def after_training_epoch(self, strategy, **kwargs):
-        values = epoch_scalars(strategy)
+    def log_epoch(self, result: EpochResult) -> None:
+        values = epoch_scalars(result)
         for logger in self.loggers:
-            logger.log_epoch(strategy.epochs_done, strategy.step, values)
+            logger.log_epoch(result.epochs_done, result.step, values)
 
     def log_step(self, record: dict[str, Any], results: dict[str, Any]) -> None:
         values = step_scalars(record, results)
