@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from cil.errors import UserError
-from cil.training.contract import HOOKS, CilPlugin, PluginHooks
+from cil.runs.assemble import build_config
+from cil.training.contract import HOOKS, WRITABLE_MEMBERS, CilPlugin, PluginHooks, engine_members
 from cil.runs.run import run
+from tests.helpers import StopBeforeStep
 from tests.test_end_to_end import TINY, cli_run
 
 
@@ -77,6 +79,138 @@ def test_memory_is_updated_before_any_plugin_sees_the_step_end(tmp_path):
     probe = SeesMemory()
     run(cfg, out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
     assert probe.seen == [list(range(6)), list(range(8)), list(range(10))]  # every seen class, new ones included
+
+
+class Vandal(CilPlugin):
+    """Tries to change the exemplars in place and to replace the training set."""
+
+    def after_training(self, engine):
+        exemplars = engine.memory_set
+        exemplars.indices[:] = -1
+        exemplars.labels[:] = 0
+        with pytest.raises(AttributeError):
+            engine.train_set = exemplars  # a read-only property: extend_training_set or hold_out change it
+
+
+def test_the_memory_cannot_be_changed_from_outside(tmp_path):
+    cfg = build_config("synthetic-b4-2", "il-baseline", {**SMALL_FLAGS, "memory": {"per_class": 2, "budget": None}},
+                       SMALL_SETS)
+    results = run(cfg, out=tmp_path / "r", extra_plugins=[Vandal()], log=lambda line: None)
+    from cil.runs.checkpoint import load_checkpoint
+
+    exemplars = load_checkpoint(tmp_path / "r")["state"]["memory"]["memory"]["exemplars"]
+    assert all(i >= 0 for indices in exemplars.values() for i in indices)
+    assert sorted(int(c) for c in exemplars) == list(range(6)) and results["steps"][-1]["memory_size"] == 12
+
+
+class OldStyle(CilPlugin):
+    def after_training_exp(self, strategy, **kwargs):  # an Avalanche callback: cil components never receive it
+        pass
+
+
+def test_a_component_with_an_avalanche_callback_is_refused_with_the_hook_it_means():
+    with pytest.raises(UserError, match="defines the Avalanche callback 'after_training_exp'.*after_training"):
+        PluginHooks([OldStyle()])
+
+
+# ------------------------------------------------------------------ the contract, enforced
+
+SMALL_FLAGS = {"epochs": 1, "progress": False, "logging": {"loggers": []}, "data": {"limit_per_class": 8}}
+SMALL_SETS = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2",
+              "runtime.channels_last=false"]
+"""(PyTorch 2.14 on the CPU crashes in the backward pass of an 8-channel strided 1x1 convolution in channels-last
+layout with an odd batch: the tiny backbone with LUCIR's type-B shortcuts has one.)"""
+
+
+class StrictEngine:
+    """The engine behind the ``Engine`` protocol only: reading any other member, or assigning any member but
+    the per-step settings, fails."""
+
+    def __init__(self, engine):
+        object.__setattr__(self, "_engine", engine)
+
+    def __getattr__(self, name):
+        if name not in engine_members():
+            raise AssertionError(f"a component read engine.{name}, which is not in the Engine protocol")
+        return getattr(object.__getattribute__(self, "_engine"), name)
+
+    def __setattr__(self, name, value):
+        if name not in WRITABLE_MEMBERS:
+            raise AssertionError(f"a component assigned engine.{name}; it may assign only {sorted(WRITABLE_MEMBERS)}")
+        setattr(object.__getattribute__(self, "_engine"), name, value)
+
+
+def _strict_cases():
+    from cil.config import available_strategies
+
+    cases = [(name, []) for name in available_strategies()]
+    cases += [("il-baseline", ["--plugin", "nme"]), ("lucir-bsce", ["--plugin", "balanced-finetuning"]),
+              ("il-baseline-gala", ["--set", "plugins.gala.rebalance=true", "--set", "plugins.gala.warmup_batches=1"]),
+              ("il-baseline-gbg", ["--set", "plugins.gbg.grouping=ncut", "--set", "plugins.gbg.groups=2"])]
+    return cases
+
+
+@pytest.mark.parametrize("strategy, extra", _strict_cases(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_named_strategy_uses_only_the_engine_protocol(tmp_path, monkeypatch, strategy, extra):
+    """Every component of every named strategy is given the engine behind a strict proxy: a member outside the
+    Engine protocol fails the run (checkpoints resume through the proxy too)."""
+    from cil.cli.commands import run_flags
+    from cil.cli.parser import build_parser
+    from cil.training.engine import IncrementalStrategy
+
+    monkeypatch.setattr(IncrementalStrategy, "view", property(lambda engine: StrictEngine(engine)))
+    args = build_parser().parse_args(["run", "--scenario", "synthetic-b4-2", "--strategy", strategy, *extra])
+    flags = {**run_flags(args), **SMALL_FLAGS}
+    if "memory" not in flags and strategy not in ("finetune", "ncm", "slda") and "relaxed" not in strategy:
+        flags["memory"] = {"per_class": 3, "budget": None}
+    cfg = build_config("synthetic-b4-2", strategy, flags, [*SMALL_SETS, *args.sets])
+    with pytest.raises(KeyboardInterrupt):  # stopped before the last step, then resumed: the components'
+        run(cfg, out=tmp_path / "r", extra_plugins=[StopBeforeStep(2)], log=lambda line: None)
+    results = run(cfg, out=tmp_path / "r", resume=True, log=lambda line: None)  # states restored through it too
+    assert results["status"] == "complete" and len(results["steps"]) == 3
+
+
+class ReadsTheOptimizer(CilPlugin):
+    def before_step(self, engine):
+        engine.optimizer  # noqa: B018 - an engine internal
+
+
+class SetsTheStep(CilPlugin):
+    def before_step(self, engine):
+        engine.n_old = 0
+
+
+@pytest.mark.parametrize("probe, message", [(ReadsTheOptimizer(), "read engine.optimizer"),
+                                            (SetsTheStep(), "assigned engine.n_old")])
+def test_the_strict_proxy_catches_what_is_outside_the_protocol(tmp_path, monkeypatch, probe, message):
+    from cil.training.engine import IncrementalStrategy
+
+    monkeypatch.setattr(IncrementalStrategy, "view", property(lambda engine: StrictEngine(engine)))
+    cfg = build_config("synthetic-b4-2", "il-baseline", SMALL_FLAGS, SMALL_SETS)
+    with pytest.raises(AssertionError, match=message):
+        run(cfg, out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
+
+
+def test_no_strategy_module_reaches_past_the_engine_protocol():
+    """Read, not run: every ``engine.X`` in strategies/ names a member of the Engine protocol, and no module reads
+    Avalanche's mini-batch state (``mb_x``, ``mb_y``, ``mb_output``, ``mbatch``) or the engine's internals."""
+    import ast
+    from pathlib import Path
+
+    members = engine_members()
+    found = []
+    for path in sorted((Path(__file__).parent.parent / "strategies").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                if node.attr.startswith("mb_") or node.attr == "mbatch":
+                    found.append(f"{path.name}:{node.lineno} .{node.attr}")
+                if isinstance(node.value, ast.Name) and node.value.id in ("engine", "strategy") \
+                        and node.attr not in members:
+                    found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+            if isinstance(node, ast.arg) and node.arg == "strategy":
+                found.append(f"{path.name}:{node.lineno} a parameter named 'strategy' (hooks take 'engine')")
+    assert found == []
 
 
 def test_memory_set_is_read_only(tmp_path, capsys):

@@ -43,6 +43,8 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 """resnet32/20/8, tiny and podnet-resnet32 take 32x32 inputs; resnet18 takes ImageNet-sized ones
 (its shortcuts are always 1x1 convolutions). podnet-resnet32 is PODNet's own CIFAR network (no
 ReLU after residual additions, four stages); model.last_relu and model.shortcut do not apply to it.
+tiny (widths 8, 16, 32) is for tests; with shortcut B, channels-last layout and an odd batch, PyTorch 2.14 crashes
+on the CPU in the backward pass of its 8-channel strided 1x1 convolution (wider networks are not affected).
 The network modules (and torch) are imported when a backbone is built, not when its name is checked."""
 
 
