@@ -38,23 +38,12 @@ def experiment_config(scenario: str, strategy: str, *, seed: int | None = None, 
 
     ``loggers``: names of ``--logger`` (tensorboard, csv, wandb; () for none); None keeps the default.
     """
+    from cil.config import options_layer
     from cil.runs.assemble import build_config
 
-    flags: dict[str, Any] = {"progress": progress}
-    if loggers is not None:
-        flags["logging"] = {"loggers": list(loggers)}
-    if memory is not None:
-        flags["memory"] = {"per_class": memory, "budget": None}
-    if memory_budget is not None:
-        flags["memory"] = {"budget": memory_budget}
-    for key, value in (("seed", seed), ("device", device), ("epochs", epochs)):
-        if value is not None:
-            flags[key] = value
-    data = {k: v for k, v in (("root", data_root), ("limit_per_class", limit_per_class)) if v is not None}
-    if data:
-        flags["data"] = data
-    if plugins:
-        flags["add_plugins"] = list(plugins)
+    flags = options_layer(seed=seed, device=device, memory=memory, memory_budget=memory_budget, epochs=epochs,
+                          data_root=data_root, limit_per_class=limit_per_class, progress=progress,
+                          loggers=None if loggers is None else list(loggers), plugins=tuple(plugins))
     return build_config(scenario, strategy, flags, [], overrides=overrides)
 
 
@@ -69,10 +58,10 @@ def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = Non
     built in code (Avalanche or cil plugins), appended to the configured ones.
     """
     from cil.runs.run import run
-    from cil.runs.run_directory import default_out
+    from cil.runs.run_directory import default_run_dir
 
     cfg = experiment_config(scenario, strategy, **options)
-    run_dir = Path(out) if out is not None else default_out(cfg)
+    run_dir = Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed)
     results = run(cfg, out=run_dir, overwrite=overwrite, extra_plugins=extra_plugins,
                   log=log if log is not None else (lambda line: print(line, file=sys.stderr)))
     return {**copy.deepcopy(results), "run_dir": str(run_dir)}
@@ -80,11 +69,13 @@ def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = Non
 
 def run_seeds(scenario: str, strategy: str, seeds: Iterable[int], *, out: str | Path, **kwargs: Any) -> list[dict]:
     """``run_experiment`` once per training seed, in OUT/seedS (every config checked before the first run)."""
-    seeds = list(seeds)
-    for seed in seeds:
-        experiment_config(scenario, strategy, seed=seed, **{k: v for k, v in kwargs.items()
-                                                            if k not in ("overwrite", "log", "extra_plugins")})
-    return [run_experiment(scenario, strategy, seed=seed, out=Path(out) / f"seed{seed}", **kwargs) for seed in seeds]
+    from cil.runs.run import run_seeds as run_each
+
+    running = {k: kwargs.pop(k) for k in ("overwrite", "log", "extra_plugins") if k in kwargs}
+    configs = [experiment_config(scenario, strategy, seed=seed, **kwargs) for seed in seeds]
+    log = running.pop("log", None) or (lambda line: print(line, file=sys.stderr))
+    results = run_each(configs, Path(out), log=log, **running)
+    return [{**copy.deepcopy(r), "run_dir": cfg.out} for r, cfg in zip(results, configs)]
 
 
 def steps_frame(results: RunRef) -> "pd.DataFrame":

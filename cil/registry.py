@@ -1,94 +1,122 @@
-"""Components by name: methods, classification losses and extra plugins.
+"""Named things, one way: components (methods, losses, plugins), datasets, backbones, heads and loggers.
 
-Each component registers a typed config dataclass (a ``ComponentConfig`` subclass) and a class
-built from it::
+Every kind of named thing is a ``Registry``: entries are added under a name with a one-line summary,
+or *declared* up front (name, module, summary) and added by their module when first looked up, so that
+naming and listing them (``cil list``, "did you mean", config checks) imports neither torch nor
+Avalanche. An unknown name is one ``UserError`` listing the valid ones.
+
+Components register a typed config dataclass (a ``ComponentConfig`` subclass) and a class built from it::
 
     @register("loss", "my-loss", MyLossConfig, "one line saying what it is")
     class MyLoss(ClassificationLoss): ...
 
-A package may instead *declare* its components up front (name, module, summary) with
-``declare_components``; each module is then imported when its component is first looked up, and
-registers there with ``@register(kind, name, Config)``. Naming and listing components
-(``cil list``, "did you mean") thus imports neither torch nor Avalanche. cil's own components
-are declared this way.
-
-Every module of the ``cil.plugins`` entry-point group is imported before any name is looked up:
-cil's own components (``cil.strategies``, the repository's ``strategies/`` folder, declared in
-cil's pyproject.toml as the entry point ``builtin``) exactly as a third-party package's. Modules
-named in the ``CIL_PLUGINS`` environment variable (comma-separated) are imported too, for code
-that is not installed as a package.
+A package may instead declare its components with ``declare_components`` and register each in its
+module with ``@register(kind, name, Config)``; cil's own are declared this way (strategies/__init__.py).
+Every module of the ``cil.plugins`` entry-point group is imported before a component name is looked
+up: cil's own components (``cil.strategies``, the entry point ``builtin``) exactly as a third-party
+package's. Modules named in the ``CIL_PLUGINS`` environment variable (comma-separated) are imported
+too, for code that is not installed as a package.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from cil.config import ComponentConfig
 from cil.errors import UserError, did_you_mean
 
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Entries of one kind by name, each with a one-line summary; declared ones are imported on first lookup."""
+
+    def __init__(self, kind: str, key: str = "", before_lookup: Callable[[], None] | None = None):
+        self.kind = kind
+        self.key = key
+        """The config key or option that names an entry, for messages (e.g. "model.backbone")."""
+        self._entries: dict[str, T] = {}
+        self._summaries: dict[str, str] = {}
+        self._modules: dict[str, str] = {}
+        self._before_lookup = before_lookup
+
+    def add(self, name: str, entry: T, summary: str | None = None) -> T:
+        """Make ``entry`` available as ``name`` (``summary`` may be left out for a declared name)."""
+        self._entries[name] = entry
+        if summary is not None or name not in self._summaries:
+            self._summaries[name] = summary or ""
+        return entry
+
+    def register(self, name: str, summary: str | None = None) -> Callable[[T], T]:
+        """Decorator form of ``add``."""
+        return lambda entry: self.add(name, entry, summary)
+
+    def declare(self, name: str, module: str, summary: str) -> None:
+        """``name`` is added by ``module`` when it is first looked up."""
+        self._modules[name] = module
+        self._summaries[name] = summary
+
+    def names(self) -> list[str]:
+        self._prepare()
+        return sorted({*self._entries, *self._modules})
+
+    def summaries(self) -> list[tuple[str, str]]:
+        """(name, summary) of every entry, added or only declared; imports no module."""
+        return [(name, self._summaries.get(name, "")) for name in self.names()]
+
+    def get(self, name: str) -> T:
+        """The entry, its module imported first if it was only declared; one UserError if unknown."""
+        self._prepare()
+        if name not in self._entries and name in self._modules:
+            importlib.import_module(self._modules[name])
+            if name not in self._entries:
+                raise UserError(f"{self.kind} '{name}' is declared in module '{self._modules[name]}', "
+                                f"which does not register it")
+        if name not in self._entries:
+            where = f" ({self.key})" if self.key else ""
+            raise UserError(f"unknown {self.kind} '{name}'{where}{did_you_mean(name, self.names())}")
+        return self._entries[name]
+
+    def values(self) -> list[T]:
+        return [self.get(name) for name in self.names()]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        self._prepare()
+        return name in self._entries or name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def _prepare(self) -> None:
+        if self._before_lookup is not None:
+            self._before_lookup()
+
+
+# ------------------------------------------------------------------------------------------------
+# Components: methods, classification losses, extra plugins
+# ------------------------------------------------------------------------------------------------
+
 KINDS = ("method", "loss", "plugin")
+ENTRY_POINT_GROUP = "cil.plugins"
+_loaded = False
 
 
 @dataclass(frozen=True)
 class Component:
     kind: str
     name: str
-    config: type[ComponentConfig]
+    config: type
+    """The component's config dataclass (a ``cil.config.ComponentConfig`` subclass)."""
     factory: Callable[[Any], Any]
-    summary: str
-
-
-@dataclass(frozen=True)
-class Declaration:
-    """A component known by name before its module is imported."""
-
-    kind: str
-    name: str
-    module: str
-    summary: str
-
-
-_REGISTRY: dict[tuple[str, str], Component] = {}
-_DECLARED: dict[tuple[str, str], Declaration] = {}
-_loaded = False
-
-
-def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
-
-def register(kind: str, name: str, config: type[ComponentConfig], summary: str | None = None):
-    """Class decorator: make ``cls(config)`` available as component ``name`` of ``kind``.
-
-    ``summary`` may be left out for a declared component (its declaration has it).
-    """
-    _check_kind(kind)
-
-    def wrap(cls):
-        declared = _DECLARED.get((kind, name))
-        text = summary if summary is not None else (declared.summary if declared else "")
-        _REGISTRY[(kind, name)] = Component(kind, name, config, cls, text)
-        return cls
-
-    return wrap
-
-
-def declare_components(package: str, entries: list[tuple[str, str, str, str]]) -> None:
-    """Declare ``(kind, name, module, summary)`` components; ``module`` is relative to ``package``.
-
-    The module is imported when the component is first looked up, and must ``register`` it.
-    """
-    for kind, name, module, summary in entries:
-        _check_kind(kind)
-        _DECLARED[(kind, name)] = Declaration(kind, name, f"{package}.{module}", summary)
-
-
-ENTRY_POINT_GROUP = "cil.plugins"
 
 
 def load_components() -> None:
@@ -116,36 +144,57 @@ def load_components() -> None:
             raise UserError(f"CIL_PLUGINS: cannot import '{module}': {exc}") from None
 
 
+COMPONENTS: dict[str, Registry[Component]] = {
+    kind: Registry(kind, before_lookup=load_components) for kind in KINDS}
+"""The components of every kind, by name."""
+
+
+def _registry(kind: str) -> Registry[Component]:
+    if kind not in COMPONENTS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return COMPONENTS[kind]
+
+
+def register(kind: str, name: str, config: type, summary: str | None = None):
+    """Class decorator: make ``cls(config)`` available as component ``name`` of ``kind``.
+
+    ``summary`` may be left out for a declared component (its declaration has it).
+    """
+    registry = _registry(kind)
+
+    def wrap(cls):
+        registry.add(name, Component(kind, name, config, cls), summary)
+        return cls
+
+    return wrap
+
+
+def declare_components(package: str, entries: list[tuple[str, str, str, str]]) -> None:
+    """Declare ``(kind, name, module, summary)`` components; ``module`` is relative to ``package``.
+
+    The module is imported when the component is first looked up, and must ``register`` it.
+    """
+    for kind, name, module, summary in entries:
+        _registry(kind).declare(name, f"{package}.{module}", summary)
+
+
 def names(kind: str) -> list[str]:
-    load_components()
-    return sorted({n for k, n in [*_REGISTRY, *_DECLARED] if k == kind})
+    return _registry(kind).names()
 
 
 def component(kind: str, name: str) -> Component:
     """The registered component, its module imported first if it was only declared."""
-    load_components()
-    key = (kind, name)
-    if key not in _REGISTRY and key in _DECLARED:
-        module = _DECLARED[key].module
-        importlib.import_module(module)
-        if key not in _REGISTRY:
-            raise UserError(f"{kind} '{name}' is declared in module '{module}', which does not register it")
-    if key not in _REGISTRY:
-        raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, names(kind))}")
-    return _REGISTRY[key]
+    return _registry(kind).get(name)
 
 
-def config_class(kind: str, name: str) -> type[ComponentConfig]:
+def config_class(kind: str, name: str) -> type:
     return component(kind, name).config
 
 
-def create(kind: str, config: ComponentConfig) -> Any:
+def create(kind: str, config: Any) -> Any:
     return component(kind, config.name).factory(config)
 
 
 def summaries() -> list[tuple[str, str, str]]:
     """(kind, name, summary) of every component, registered or only declared; imports no module."""
-    load_components()
-    found = {key: (d.kind, d.name, d.summary) for key, d in _DECLARED.items()}
-    found.update({key: (c.kind, c.name, c.summary) for key, c in _REGISTRY.items()})
-    return sorted(found.values(), key=lambda entry: (KINDS.index(entry[0]), entry[1]))
+    return [(kind, name, summary) for kind in KINDS for name, summary in COMPONENTS[kind].summaries()]

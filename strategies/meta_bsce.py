@@ -78,12 +78,10 @@ class MetaBSCEConfig(ComponentConfig):
 def most_old_classes(run) -> int | None:
     """Old classes at the scenario's last step (the most a fixed memory is split into while B_t is
     drawn from it); None when counting the classes needs data that is not there (checked at run time)."""
-    from cil.data import DATASETS
-    from cil.data.scenarios import ScenarioName, ScenarioPlan
+    from cil.data import scenario_plan
 
     try:
-        name = ScenarioName.parse(run.scenario, list(DATASETS))
-        plan = ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(run.data), run.class_order_seed)
+        plan = scenario_plan(run.scenario, run.data, run.class_order_seed)
     except UserError:
         return None
     return plan.n_classes - len(plan.step_classes[-1])

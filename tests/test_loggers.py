@@ -99,7 +99,7 @@ def test_a_resumed_run_logs_each_epoch_and_step_once(tmp_path):
 
 def test_logger_option_is_checked_in_one_line(capsys):
     assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--logger", "tb"]) == 2
-    assert capsys.readouterr().err.strip() == ("cil: error: --logger: unknown logger 'tb'; valid: tensorboard, csv, "
+    assert capsys.readouterr().err.strip() == ("cil: error: --logger: unknown logger 'tb'; valid: csv, tensorboard, "
                                                "wandb, comma-separated, or none")
     assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--logger", "csv,csv"]) == 2
     assert "names a logger twice" in capsys.readouterr().err

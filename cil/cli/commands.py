@@ -26,13 +26,9 @@ def _data_config(args):
 
 
 def _plan(args):
-    from cil.data import DATASETS
-    from cil.data.scenarios import ScenarioName, ScenarioPlan
+    from cil.data import parse_scenario, scenario_plan
 
-    name = ScenarioName.parse(args.scenario, list(DATASETS))
-    seed = _class_order_seed(args)
-    spec = DATASETS[name.dataset]
-    return ScenarioPlan.make(name, spec.count_classes(_data_config(args)), seed), spec
+    return scenario_plan(args.scenario, _data_config(args), _class_order_seed(args)), parse_scenario(args.scenario)[1]
 
 
 def _class_order_seed(args) -> int:
@@ -134,29 +130,15 @@ def parse_loggers(text: str | None) -> list[str] | None:
 
 def run_flags(args, seed: int | None = None) -> dict[str, Any]:
     """The config layer of the command-line options shared by run and sweep."""
-    flags: dict[str, Any] = {}
-    if args.memory is not None:
-        flags["memory"] = {"per_class": args.memory, "budget": None}
-    if args.memory_budget is not None:
-        flags["memory"] = {"budget": args.memory_budget}
-    for key, value in [("seed", seed), ("class_order_seed", args.class_order_seed), ("device", args.device)]:
-        if value is not None:
-            flags[key] = value
-    data = {k: v for k, v in [("root", args.data_root), ("limit_per_class", args.limit_per_class)] if v is not None}
-    if data:
-        flags["data"] = data
-    if args.no_progress:
-        flags["progress"] = False
+    from cil.config import options_layer
+
     loggers = parse_loggers(args.loggers)
     if args.no_tensorboard:
         loggers = [name for name in (loggers or []) if name != "tensorboard"]
-    if loggers is not None:
-        flags["logging"] = {"loggers": loggers}
-    if args.epochs is not None:
-        flags["epochs"] = args.epochs
-    if args.plugins:
-        flags["add_plugins"] = list(args.plugins)
-    return flags
+    return options_layer(seed=seed, class_order_seed=args.class_order_seed, device=args.device, memory=args.memory,
+                         memory_budget=args.memory_budget, epochs=args.epochs, data_root=args.data_root,
+                         limit_per_class=args.limit_per_class, progress=False if args.no_progress else None,
+                         loggers=loggers, plugins=args.plugins)
 
 
 def run_config_from_args(args, seed: int | None = None):
@@ -169,6 +151,11 @@ def run_config_from_args(args, seed: int | None = None):
     return build_config(args.scenario, args.strategy, flags, args.sets)
 
 
+def _require_scenario_and_strategy(args) -> None:
+    if not args.scenario or not args.strategy:
+        raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+
+
 def cmd_run(args) -> int:
     from cil.analysis.report import step_table
     from cil.runs.run import run
@@ -177,8 +164,7 @@ def cmd_run(args) -> int:
         return launch_data_parallel(args)
     if args.resume:
         return resume(args)
-    if not args.scenario or not args.strategy:
-        raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+    _require_scenario_and_strategy(args)
     seeds = parse_seeds(args.seeds)
     if seeds and args.seed is not None:
         raise UserError("give --seed or --seeds, not both")
@@ -202,8 +188,7 @@ def launch_data_parallel(args) -> int:
     if args.seeds:
         raise UserError("--nproc runs one run on several processes: it takes no --seeds (use cil sweep)")
     if not args.resume:
-        if not args.scenario or not args.strategy:
-            raise UserError("cil run needs --scenario and --strategy (or --resume RUN_DIR)")
+        _require_scenario_and_strategy(args)
         cfg = run_config_from_args(args)
         check_data_parallel(cfg)
         if cfg.out:
@@ -216,20 +201,13 @@ def launch_data_parallel(args) -> int:
 
 def run_seeds(args, seeds: list[int]) -> int:
     """One run per training seed under one parent folder, then their mean and std."""
-    from datetime import datetime
-
     from cil.analysis.report import collect, summary_table
-    from cil.runs.run import run
+    from cil.runs.run import run_seeds as run_each
+    from cil.runs.run_directory import default_run_dir
 
     configs = [run_config_from_args(args, seed) for seed in seeds]  # every config is checked before any run
-    if args.out:
-        parent = writable_folder(Path(args.out), "--out")
-    else:
-        parent = Path("runs") / args.scenario / Path(args.strategy).stem / datetime.now().strftime("seeds-%Y%m%d-%H%M%S")
-    for seed, cfg in zip(seeds, configs):
-        cfg.out = str(parent / f"seed{seed}")
-        print(f"--- seed {seed}: {cfg.out}", file=sys.stderr)
-        run(cfg, out=Path(cfg.out), overwrite=args.overwrite)
+    parent = writable_folder(Path(args.out) if args.out else default_run_dir(args.scenario, args.strategy), "--out")
+    run_each(configs, parent, overwrite=args.overwrite)
     print(summary_table(collect([parent]), metrics=["aia", "final", "final-base", "final-new", "forgetting"]))
     return 0
 
@@ -274,8 +252,6 @@ def cmd_sweep(args) -> int:
     if args.status:
         return print_status(usable_path(args.status, "--status"))
     plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     devices = parse_devices(args.devices)
     slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
                          cpus_per_job=args.slurm_cpus_per_job, time_min=args.slurm_time, mem_gb=args.slurm_mem_gb,

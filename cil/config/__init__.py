@@ -21,6 +21,7 @@ from cil.config.layers import (
     config_root,
     deep_merge,
     load_yaml,
+    options_layer,
     parse_set,
     scenario_layer,
     strategy_description,
@@ -46,6 +47,6 @@ __all__ = [
     "ConfigError", "DataConfig", "IncompatibleConfigError", "MemoryConfig", "ModelConfig", "OptimConfig",
     "LoggingConfig", "RunConfig", "RuntimeConfig", "apply_command_line", "apply_set", "assemble", "available_strategies",
     "build_run_config", "check", "config_differences", "config_root", "deep_merge", "describe_differences",
-    "flatten", "join_key", "load_yaml", "parse_set", "ranged", "resume_config", "scenario_layer",
+    "flatten", "join_key", "load_yaml", "options_layer", "parse_set", "ranged", "resume_config", "scenario_layer",
     "strategy_description", "strategy_layers",
 ]

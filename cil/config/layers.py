@@ -167,6 +167,33 @@ def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
         target[rest[-1]] = value
 
 
+def options_layer(*, seed: int | None = None, class_order_seed: int | None = None, device: str | None = None,
+                  memory: int | None = None, memory_budget: int | None = None, epochs: int | None = None,
+                  data_root: str | None = None, limit_per_class: int | None = None, progress: bool | None = None,
+                  loggers: list[str] | None = None, plugins: list[str] | tuple[str, ...] = (),
+                  out: str | None = None) -> dict[str, Any]:
+    """The config layer of a run's options (``cil run`` / ``cil sweep`` flags, ``cil.api`` keywords): only what
+    was given. ``memory`` is a growing memory (``--memory N``), ``memory_budget`` a fixed one; ``epochs`` scales
+    the schedule (applied after validation); ``plugins`` are added to the strategy's."""
+    flags: dict[str, Any] = {}
+    if memory is not None:
+        flags["memory"] = {"per_class": memory, "budget": None}
+    if memory_budget is not None:
+        flags["memory"] = {"budget": memory_budget}
+    for key, value in (("seed", seed), ("class_order_seed", class_order_seed), ("device", device),
+                       ("progress", progress), ("epochs", epochs), ("out", out)):
+        if value is not None:
+            flags[key] = value
+    data = {k: v for k, v in (("root", data_root), ("limit_per_class", limit_per_class)) if v is not None}
+    if data:
+        flags["data"] = data
+    if loggers is not None:
+        flags["logging"] = {"loggers": list(loggers)}
+    if plugins:
+        flags["add_plugins"] = list(plugins)
+    return flags
+
+
 def apply_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],
                        overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], int | None]:
     """The command line's layer on top of ``raw``: its flags, ``add_plugins`` appended to the plugins,

@@ -210,3 +210,6 @@ class RunConfig:
 
 COMPONENT_SECTIONS = ("method", "loss")
 """Top-level keys holding one component; ``plugins`` holds a list of them."""
+SECTION_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(f.default_factory)
+                      and f.name not in COMPONENT_SECTIONS)
+"""Top-level keys holding a section of settings (memory, model, optim, data, runtime, logging)."""

@@ -9,9 +9,10 @@ afterwards by the config layer, which names the key too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from cil.config.schema import COMPONENT_SECTIONS, SECTION_NAMES, RunConfig
 from cil.errors import UserError
 
 
@@ -166,14 +167,14 @@ SECTION = Mapping(values=ANY, what="a mapping of keys to values")
 COMPONENT_LAYER = OneOf((STR, Mapping(fields={"name": STR}, what="a mapping of keys to values")))
 """A method or loss in a strategy layer: a name, or keys to merge into the inherited one (name optional)."""
 
-_SECTIONS: dict[str, Shape] = {"memory": SECTION, "model": SECTION, "optim": SECTION, "data": SECTION,
-                               "runtime": SECTION, "logging": SECTION}
+_SECTIONS: dict[str, Shape] = {f.name: SECTION for f in fields(RunConfig) if f.name in SECTION_NAMES}
+"""The config's sections (memory, model, optim, data, runtime, logging), read from RunConfig."""
 _CONFIG_FIELDS: dict[str, Shape] = {
-    "scenario": STR, "strategy": STR, "method": COMPONENT, "loss": COMPONENT, "plugins": ListOf(COMPONENT),
-    **_SECTIONS}
+    "scenario": STR, "strategy": STR, **{name: COMPONENT for name in COMPONENT_SECTIONS},
+    "plugins": ListOf(COMPONENT), **_SECTIONS}
 """A resolved config (results.json, checkpoints): every component named."""
 _LAYER_FIELDS: dict[str, Shape] = {
-    "method": COMPONENT_LAYER, "loss": COMPONENT_LAYER, "plugins": ListOf(COMPONENT), **_SECTIONS}
+    **{name: COMPONENT_LAYER for name in COMPONENT_SECTIONS}, "plugins": ListOf(COMPONENT), **_SECTIONS}
 """A layer of a strategy or scenario file, merged onto what it extends."""
 
 STRATEGY_FILE = Mapping(
@@ -204,11 +205,5 @@ RESULTS_FILE = Mapping(
     what="a JSON object")
 """results.json (docs/results.md): the keys every reader relies on."""
 
-CHECKPOINT_FILE = Mapping(
-    required=("format", "state", "results", "config"),
-    fields={"format": INT, "state": Mapping(
-        required=("step", "head_groups", "model", "plugins", "rng", "epochs_done"),
-        fields={"step": INT, "head_groups": ListOf(INT), "model": SECTION, "plugins": SECTION, "rng": SECTION,
-                "epochs_done": INT}),
-            "results": RESULTS_FILE, "config": Mapping(fields=_CONFIG_FIELDS)},
-    what="a cil checkpoint")
+RESOLVED_CONFIG = Mapping(fields=_CONFIG_FIELDS)
+"""A resolved config, as saved with every run."""

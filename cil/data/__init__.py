@@ -14,7 +14,9 @@ from cil.config import DataConfig
 from cil.data import folder
 from cil.data.cifar import CIFAR10_NORM, CIFAR100_NORM
 from cil.data.folder import check_root
+from cil.data.scenarios import ScenarioName, ScenarioPlan
 from cil.errors import UserError
+from cil.registry import Registry
 
 if TYPE_CHECKING:
     from cil.data.base import ImageData
@@ -158,23 +160,36 @@ _imagenet_count, _imagenet_load, _imagenet_names = _folder_loader("imagenet", ("
 _subset_count, _subset_load, _subset_names = _folder_loader("imagenet-subset", ("val", "test"), force_large=True,
                                                             n_classes=100, subset=True)
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in [
-        DatasetSpec("cifar100", "CIFAR-100: 100 classes, 500 train / 100 test 32x32 images each (torchvision)",
-                    "resnet32", lambda cfg: 100, _cifar_loader("cifar100", CIFAR100_NORM)),
-        DatasetSpec("cifar10", "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
-                    "resnet32", lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
-        DatasetSpec("imagenet-subset", "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
-                    "resnet18", _subset_count, _subset_load, _subset_names),
-        DatasetSpec("imagenet", "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
-                    "resnet18", _imagenet_count, _imagenet_load, _imagenet_names),
-        DatasetSpec("folder", "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
-                    "resnet32", _folder_count, _folder_load, _folder_names),
-        DatasetSpec("synthetic", "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
-                    "resnet32", lambda cfg: cfg.synthetic_classes, _load_synthetic),
-    ]
-}
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "the scenario's DATASET")
+"""Every dataset by name (its loaders import torch when called)."""
+for _spec in [
+    DatasetSpec("cifar100", "CIFAR-100: 100 classes, 500 train / 100 test 32x32 images each (torchvision)",
+                "resnet32", lambda cfg: 100, _cifar_loader("cifar100", CIFAR100_NORM)),
+    DatasetSpec("cifar10", "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
+                "resnet32", lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
+    DatasetSpec("imagenet-subset", "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
+                "resnet18", _subset_count, _subset_load, _subset_names),
+    DatasetSpec("imagenet", "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
+                "resnet18", _imagenet_count, _imagenet_load, _imagenet_names),
+    DatasetSpec("folder", "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
+                "resnet32", _folder_count, _folder_load, _folder_names),
+    DatasetSpec("synthetic", "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
+                "resnet32", lambda cfg: cfg.synthetic_classes, _load_synthetic),
+]:
+    DATASETS.add(_spec.name, _spec, _spec.summary)
+
+
+def parse_scenario(scenario: str) -> tuple[ScenarioName, DatasetSpec]:
+    """A scenario name checked against the grammar and the datasets, and its dataset."""
+    name = ScenarioName.parse(scenario, DATASETS.names())
+    return name, DATASETS[name.dataset]
+
+
+def scenario_plan(scenario: str, data: DataConfig, class_order_seed: int, n_classes: int | None = None) -> ScenarioPlan:
+    """The plan (class order, classes of every step) of a scenario; its dataset's classes are counted without
+    loading images unless ``n_classes`` is given (a loaded dataset's)."""
+    name, spec = parse_scenario(scenario)
+    return ScenarioPlan.make(name, spec.count_classes(data) if n_classes is None else n_classes, class_order_seed)
 
 
 def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
@@ -186,4 +201,4 @@ def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
     return "resnet32" if spec.default_backbone == "resnet18" and loaded.train.image_shape[1] <= 64 else spec.default_backbone
 
 
-__all__ = ["DATASETS", "DatasetSpec", "LoadedDataset", "default_backbone"]
+__all__ = ["DATASETS", "DatasetSpec", "LoadedDataset", "default_backbone", "parse_scenario", "scenario_plan"]

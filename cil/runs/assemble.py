@@ -16,8 +16,8 @@ import torch
 
 from cil import registry
 from cil.config import RunConfig
-from cil.data import DATASETS, LoadedDataset, default_backbone
-from cil.data.scenarios import ScenarioName, ScenarioPlan
+from cil.data import LoadedDataset, default_backbone, parse_scenario, scenario_plan
+from cil.data.scenarios import ScenarioPlan
 from cil.errors import UserError
 from cil.training.distributed import SINGLE, World
 
@@ -28,11 +28,11 @@ def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list
     dict of dotted or nested keys); impossible scenarios fail before any data loads."""
     from cil.config import assemble, strategy_layers
 
-    name = ScenarioName.parse(scenario, list(DATASETS))
+    name, _ = parse_scenario(scenario)
     strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
     cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
                    lookup=registry.config_class, overrides=overrides)
-    ScenarioPlan.make(name, DATASETS[name.dataset].count_classes(cfg.data), cfg.class_order_seed)
+    scenario_plan(scenario, cfg.data, cfg.class_order_seed)  # an impossible split is one line, before any data
     check_plugin_combination(cfg)
     return cfg
 
@@ -84,10 +84,9 @@ class PreparedRun:
 
 def prepare(cfg: RunConfig) -> PreparedRun:
     """Load the data and fix the scenario's class order (no model yet)."""
-    name = ScenarioName.parse(cfg.scenario, list(DATASETS))
-    spec = DATASETS[name.dataset]
+    _, spec = parse_scenario(cfg.scenario)
     data = spec.load(cfg.data)
-    plan = ScenarioPlan.make(name, data.n_classes, cfg.class_order_seed)
+    plan = scenario_plan(cfg.scenario, cfg.data, cfg.class_order_seed, n_classes=data.n_classes)
     backbone = cfg.model.backbone if cfg.model.backbone != "auto" else default_backbone(spec, data)
     return PreparedRun(plan, data, backbone)
 

@@ -16,11 +16,21 @@ from typing import Any
 import torch
 
 from cil.errors import UserError
-from cil.config.shapes import CHECKPOINT_FILE, check
+from cil.config.shapes import INT, RESOLVED_CONFIG, RESULTS_FILE, Mapping, check
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 FORMAT_VERSION = 1
 DAMAGED_ADVICE = "restore it from a backup, or start the run again with --overwrite (nothing was deleted)"
+
+
+def checkpoint_shape() -> Mapping:
+    """What a checkpoint file holds: the format, the engine's state, the results so far and the resolved config."""
+    from cil.training.engine import IncrementalStrategy
+
+    return Mapping(required=("format", "state", "results", "config"),
+                   fields={"format": INT, "state": IncrementalStrategy.STATE, "results": RESULTS_FILE,
+                           "config": RESOLVED_CONFIG},
+                   what="a cil checkpoint")
 
 
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
@@ -46,7 +56,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
         raise UserError(f"cannot resume {run_dir}: {path} is not a cil checkpoint of format {FORMAT_VERSION}; "
                         f"{DAMAGED_ADVICE}")
     try:
-        check(payload, CHECKPOINT_FILE, f"checkpoint {path}")
+        check(payload, checkpoint_shape(), f"checkpoint {path}")
     except UserError as exc:
         raise UserError(f"cannot resume {run_dir}: {exc}; {DAMAGED_ADVICE}") from None
     return payload

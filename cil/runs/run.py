@@ -17,9 +17,9 @@ from cil.errors import ReportedInterrupt, RunDiverged, TrainingDiverged, UserErr
 from cil.files import writable_folder
 from cil.runs.assemble import build_strategy, device_description, prepare, resolve_device, seed_everything
 from cil.runs.checkpoint import load_checkpoint
-from cil.runs.loggers import open_loggers
+from cil.runs.loggers import LogContext, open_loggers
 from cil.runs.results import RunWriter, environment
-from cil.runs.run_directory import default_out, open_run_directory
+from cil.runs.run_directory import default_run_dir, open_run_directory
 from cil.runs.step_report import StepReporter
 from cil.training.distributed import SINGLE, World
 
@@ -62,7 +62,7 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     if world.active and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
-    out = world.share(writable_folder(Path(out) if out is not None else default_out(cfg), "--out"))
+    out = world.share(writable_folder(Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed), "--out"))
     options = dict(overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world)
     if not world.main:  # rank 0 claims, writes and logs for the run
         return _run_in(out, cfg, runtime, log=lambda line: None, **options)
@@ -118,11 +118,10 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
     report = StepReporter(out, plan, strategy, writer, run_loggers, log)
     try:
-        run_loggers.loggers = [] if not world.main else open_loggers(
-            cfg.logging.loggers, out, config, run_name=f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
-            first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0, first_step=first_step,
-            wandb_options={"project": cfg.logging.wandb_project, "entity": cfg.logging.wandb_entity,
-                           "mode": cfg.logging.wandb_mode})
+        context = LogContext(f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
+                             first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0, first_step=first_step,
+                             options=config["logging"])
+        run_loggers.loggers = open_loggers(cfg.logging.loggers, out, config, context) if world.main else []
         with sigterm_as_interrupt(), runtime.backends():
             run_steps(strategy, train_stream, test_stream, report, first_step=first_step)
         writer.finish("complete")
@@ -145,3 +144,13 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     return writer.results
 
 
+def run_seeds(configs: list[RunConfig], parent: Path, *, overwrite: bool = False, extra_plugins: list | None = None,
+              log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> list[dict]:
+    """One run per config (one per training seed), each in PARENT/seedS, one after the other; the caller checked
+    every config before the first run (``cil run --seeds`` and ``cil.api.run_seeds``)."""
+    results = []
+    for cfg in configs:
+        cfg.out = str(Path(parent) / f"seed{cfg.seed}")
+        log(f"--- seed {cfg.seed}: {cfg.out}")
+        results.append(run(cfg, out=Path(cfg.out), overwrite=overwrite, extra_plugins=extra_plugins, log=log))
+    return results

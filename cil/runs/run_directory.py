@@ -14,10 +14,20 @@ from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.runs.results import RESULTS, load_results
 
 
-def default_out(cfg: RunConfig) -> Path:
+RUNS = Path("runs")
+"""Where runs and sweeps go when no --out is given (relative to the working directory)."""
+
+
+def default_run_dir(scenario: str, strategy: str, seed: int | None = None) -> Path:
+    """runs/SCENARIO/STRATEGY/seedS-TIME for one run; without ``seed``, runs/SCENARIO/STRATEGY/seeds-TIME, the
+    parent of one folder per seed."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    strategy = Path(cfg.strategy).stem
-    return Path("runs") / cfg.scenario / strategy / f"seed{cfg.seed}-{stamp}"
+    return RUNS / scenario / Path(strategy).stem / (f"seed{seed}-{stamp}" if seed is not None else f"seeds-{stamp}")
+
+
+def default_sweep_dir(name: str) -> Path:
+    """runs/sweeps/NAME."""
+    return RUNS / "sweeps" / name
 
 
 

@@ -74,7 +74,9 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
 
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
-    out = writable_folder(Path(out) if out else Path("runs") / "sweeps" / plan.name, "--out")
+    from cil.runs.run_directory import default_sweep_dir
+
+    out = writable_folder(Path(out) if out else default_sweep_dir(plan.name), "--out")
     planned = plan_actions(plan, flags_of, out)
     counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
     print(f"sweep {plan.name}: {len(planned)} runs in {out}: {counts['run']} to run, {counts['resume']} to resume, "

@@ -37,6 +37,7 @@ from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.utils import trigger_plugins
 
 from cil.config import OptimConfig, RuntimeConfig
+from cil.config.shapes import INT, NULL, SECTION, ListOf, Mapping, OneOf
 from cil.errors import TrainingDiverged
 from cil.training.contract import Batch, CilPlugin, ClassificationLoss, Engine, PluginHooks, TrainingStage
 from cil.training.distributed import SINGLE, World
@@ -558,6 +559,14 @@ class IncrementalStrategy(SupervisedTemplate):
             name = type(component).__name__
             named[name if name not in named else f"{name}#{sum(k.startswith(name) for k in named)}"] = component
         return named
+
+    STATE = Mapping(required=("step", "head_groups", "model", "plugins", "rng", "epochs_done"),
+                    fields={"step": INT, "head_groups": ListOf(INT), "model": SECTION, "plugins": SECTION,
+                            "memory": OneOf((SECTION, NULL)), "rng": SECTION, "epochs_done": INT,
+                            "loss_scaler": SECTION},
+                    what="the engine's state")
+    """The shape of ``checkpoint_state()`` a resumed run checks before ``restore_state`` (``memory`` and
+    ``loss_scaler`` are absent from older checkpoints)."""
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Everything the steps after the current one depend on; call after a completed step."""

@@ -8,33 +8,37 @@ observers: which ones run never changes a result, and a resumed run may use othe
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LOGGERS = ("tensorboard", "csv", "wandb")
-"""What ``logging.loggers`` may name; tensorboard is the default."""
+from cil.registry import Registry
 
 
-def open_loggers(names: list[str], run_dir: Path, config: dict[str, Any], *, run_name: str, first_epoch: int,
-                 first_step: int, wandb_options: dict[str, Any] | None = None) -> list:
-    """The loggers named, each opened on ``run_dir`` (a resumed run drops what they logged after
-    ``first_epoch`` / ``first_step``, the point it continues from)."""
-    loggers: list = []
-    for name in names:
-        if name == "tensorboard":
-            from cil.runs.loggers.tensorboard import TensorBoardLogger
+@dataclass(frozen=True)
+class LogContext:
+    """What a logger is opened with besides the run directory."""
 
-            loggers.append(TensorBoardLogger(run_dir, first_epoch=first_epoch, first_step=first_step))
-        elif name == "csv":
-            from cil.runs.loggers.csv_log import CsvLogger
+    run_name: str
+    """SCENARIO/STRATEGY/seedS."""
+    first_epoch: int = 0
+    """A resumed run continues after this many epochs: what a logger holds from later ones is dropped."""
+    first_step: int = 0
+    """Likewise for steps."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The ``logging`` section of the run's config (wandb_project, wandb_entity, wandb_mode)."""
 
-            loggers.append(CsvLogger(run_dir, first_epoch=first_epoch, first_step=first_step))
-        elif name == "wandb":
-            from cil.runs.loggers.wandb_log import WandbLogger
 
-            loggers.append(WandbLogger(run_dir, run_name=run_name, **(wandb_options or {})))
-        else:  # pragma: no cover - the config's Literal refuses other names first
-            raise ValueError(f"unknown logger {name!r}; valid: {', '.join(LOGGERS)}")
+LOGGERS: Registry[Any] = Registry("logger", "--logger / logging.loggers")
+"""Loggers by name: each a class ``Logger(run_dir, context)``; its module is imported when it is opened."""
+LOGGERS.declare("tensorboard", "cil.runs.loggers.tensorboard", "event files in RUN_DIR/tensorboard (the default)")
+LOGGERS.declare("csv", "cil.runs.loggers.csv_log", "long-form CSV files in RUN_DIR/logs")
+LOGGERS.declare("wandb", "cil.runs.loggers.wandb_log", "a Weights & Biases run, online or offline")
+
+
+def open_loggers(names: list[str], run_dir: Path, config: dict[str, Any], context: LogContext) -> list:
+    """The loggers named, each opened on ``run_dir`` and given the resolved ``config``."""
+    loggers = [LOGGERS[name](run_dir, context) for name in names]
     for logger in loggers:
         logger.log_config(config)
     return loggers

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cil.files import atomic_write_text
+from cil.runs.loggers import LOGGERS, LogContext
 
 EPOCH_HEADER = ["epoch", "step", "metric", "value"]
 STEP_HEADER = ["step", "metric", "value"]
@@ -40,8 +41,10 @@ def _keep_before(path: Path, header: list[str], column: str, limit: int) -> None
     atomic_write_text(path, out.getvalue())
 
 
+@LOGGERS.register("csv")
 class CsvLogger:
-    def __init__(self, run_dir: Path, first_epoch: int = 0, first_step: int = 0):
+    def __init__(self, run_dir: Path, context: LogContext):
+        first_epoch, first_step = context.first_epoch, context.first_step
         folder = run_dir / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         self.epochs_path, self.steps_path = folder / "epochs.csv", folder / "steps.csv"

@@ -19,11 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from cil.runs.loggers import LOGGERS, LogContext
 from cil.runs.loggers.scalars import hyperparameters
 
 
+@LOGGERS.register("tensorboard")
 class TensorBoardLogger:
-    def __init__(self, run_dir: Path, first_epoch: int = 0, first_step: int = 0):
+    def __init__(self, run_dir: Path, context: LogContext):
+        first_epoch, first_step = context.first_epoch, context.first_step
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = run_dir / "tensorboard"

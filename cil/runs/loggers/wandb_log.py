@@ -19,13 +19,17 @@ from typing import Any
 
 from cil.errors import UserError
 from cil.files import atomic_write_text
+from cil.runs.loggers import LOGGERS, LogContext
 
 
+@LOGGERS.register("wandb")
 class WandbLogger:
-    def __init__(self, run_dir: Path, *, run_name: str, project: str = "cil", entity: str | None = None,
-                 mode: str = "auto"):
-        self.run_dir, self.run_name = run_dir, run_name
-        self.options = {"project": project, "entity": entity, "mode": None if mode == "auto" else mode}
+    def __init__(self, run_dir: Path, context: LogContext):
+        settings = context.options
+        mode = settings.get("wandb_mode", "auto")
+        self.run_dir, self.run_name = run_dir, context.run_name
+        self.options = {"project": settings.get("wandb_project", "cil"), "entity": settings.get("wandb_entity"),
+                        "mode": None if mode == "auto" else mode}
         self.run = None
 
     def _run_id(self) -> str:
