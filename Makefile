@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.cil-installed
 
-.PHONY: demo test test-all bench clean-venv
+.PHONY: demo test test-all lint format bench clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -29,6 +29,17 @@ demo: $(STAMP)
 ## test: the fast test suite (slow tests are excluded; `make test-all` runs them too)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## lint: ruff (lint and format check) and mypy, as CI runs them
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## format: rewrite the code in ruff's format and apply ruff's safe fixes
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test-all: $(STAMP)
 	CIL_HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest -q -m ''

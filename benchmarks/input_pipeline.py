@@ -47,8 +47,14 @@ def loader_speed(paths, decode: str, device: torch.device, workers: int, batch: 
     from cil.data.augment import Normalization
     from cil.data.files import FileImageData
 
-    data = FileImageData(paths, np.zeros(len(paths), dtype=np.int64),
-                         Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), 224, workers, decode)
+    data = FileImageData(
+        paths,
+        np.zeros(len(paths), dtype=np.int64),
+        Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        224,
+        workers,
+        decode,
+    )
     order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(0))[: batch * (batches + 1)]
     stream = data.batches(order, batch, train=True, device=device, generator=torch.Generator().manual_seed(1))
     next(stream)  # warm-up: workers start, decoders initialise
@@ -105,12 +111,18 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     paths = image_tree(Path(args.root), args.classes, args.per_class)
-    print(f"{len(paths)} JPEGs of 400x350 in {args.root}; device {device}, {args.workers} workers, "
-          f"batch {args.batch}, {args.batches} batches")
-    rows = [("pil (PIL in workers)", loader_speed(paths, "pil", device, args.workers, args.batch, args.batches)),
-            (f"device (decode_jpeg on {device.type})",
-             loader_speed(paths, "device", device, args.workers, args.batch, args.batches)),
-            ("model (ResNet-18 training)", model_speed(device, args.batch, args.model_batches or args.batches))]
+    print(
+        f"{len(paths)} JPEGs of 400x350 in {args.root}; device {device}, {args.workers} workers, "
+        f"batch {args.batch}, {args.batches} batches"
+    )
+    rows = [
+        ("pil (PIL in workers)", loader_speed(paths, "pil", device, args.workers, args.batch, args.batches)),
+        (
+            f"device (decode_jpeg on {device.type})",
+            loader_speed(paths, "device", device, args.workers, args.batch, args.batches),
+        ),
+        ("model (ResNet-18 training)", model_speed(device, args.batch, args.model_batches or args.batches)),
+    ]
     print("\n| path | images/s |\n| --- | ---: |")
     for name, speed in rows:
         print(f"| {name} | {speed:,.0f} |")

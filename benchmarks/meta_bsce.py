@@ -25,7 +25,6 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-
 from timing import timed
 
 warnings.filterwarnings("ignore")
@@ -48,8 +47,9 @@ def setup(backbone: str, head: str, device: torch.device, batch: int, n_old: int
 
 
 def make_steps(net, x, y, x_val, counts, n_old):
-    from cil.training.virtual_step import validation_loss_after_virtual_step
     from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
+
+    from cil.training.virtual_step import validation_loss_after_virtual_step
 
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     log_alpha = torch.zeros((), device=x.device, requires_grad=True)
@@ -64,8 +64,9 @@ def make_steps(net, x, y, x_val, counts, n_old):
         opt.step()
 
     def alpha_update():
-        val = validation_loss_after_virtual_step(net, lambda out: loss_of(out, log_alpha.exp()), x,
-                                                 lambda out: F.cross_entropy(out.logits, y), x_val, 0.1)
+        val = validation_loss_after_virtual_step(
+            net, lambda out: loss_of(out, log_alpha.exp()), x, lambda out: F.cross_entropy(out.logits, y), x_val, 0.1
+        )
         torch.autograd.grad(val, [log_alpha])
 
     return bsce_step, alpha_update
@@ -84,8 +85,23 @@ def peak_memory_mib(args, variant: str, device: torch.device) -> float:
         bsce_step()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() / 2**20
-    out = subprocess.run([sys.executable, __file__, "--rss-of", variant, "--backbone", args.backbone,
-                          "--head", args.head, "--batch", str(args.batch)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--rss-of",
+            variant,
+            "--backbone",
+            args.backbone,
+            "--head",
+            args.head,
+            "--batch",
+            str(args.batch),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)["peak_rss_mib"]
 
 
@@ -139,8 +155,10 @@ def main() -> None:
     print(f"{args.backbone} + {args.head} head, batch {args.batch}, 60 classes, {name}")
     print(f"  BSCE training step:            {1000 * step:8.1f} ms")
     print(f"  one alpha update (higher):     {1000 * update:8.1f} ms  ({update / step:.2f}x a training step)")
-    print(f"  Meta BSCE, update every {every:<3}   {1000 * (step + update / every):8.1f} ms per step  "
-          f"(+{100 * (amortised - 1):.0f}%)")
+    print(
+        f"  Meta BSCE, update every {every:<3}   {1000 * (step + update / every):8.1f} ms per step  "
+        f"(+{100 * (amortised - 1):.0f}%)"
+    )
     print(f"  Meta BSCE, update every step:  {1000 * (step + update):8.1f} ms per step  (+{100 * update / step:.0f}%)")
     bsce_mem, meta_mem = peak_memory_mib(args, "bsce", device), peak_memory_mib(args, "meta", device)
     kind = "peak allocated" if device.type == "cuda" else "peak RSS growth while training"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from timing import timed
 
 warnings.filterwarnings("ignore")
@@ -77,10 +76,19 @@ def bench_engine_epoch(name: str, device: torch.device, per_class: int) -> None:
     from cil.config import assemble
     from cil.runs.run import run
 
-    cfg = assemble(scenario="synthetic-b50-5", strategy="il-baseline-bsce", dataset="synthetic",
-                   flags={"epochs": 2, "progress": False, "device": device.type,
-                          "data": {"limit_per_class": per_class, "test_limit_per_class": 10}},
-                   sets=[f"model.backbone={name}"], lookup=registry.config_class)
+    cfg = assemble(
+        scenario="synthetic-b50-5",
+        strategy="il-baseline-bsce",
+        dataset="synthetic",
+        flags={
+            "epochs": 2,
+            "progress": False,
+            "device": device.type,
+            "data": {"limit_per_class": per_class, "test_limit_per_class": 10},
+        },
+        sets=[f"model.backbone={name}"],
+        lookup=registry.config_class,
+    )
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
         results = run(cfg, out=Path(out), extra_plugins=[timer], log=lambda line: None)

@@ -26,7 +26,6 @@ Nothing is asserted: timings are not tests. Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 import warnings
@@ -56,8 +55,11 @@ class Setting:
 
     @property
     def sets(self) -> list[str]:
-        return [f"runtime.precision={self.precision}", f"runtime.channels_last={str(self.channels_last).lower()}",
-                f"runtime.compile={str(self.compile).lower()}"]
+        return [
+            f"runtime.precision={self.precision}",
+            f"runtime.channels_last={str(self.channels_last).lower()}",
+            f"runtime.compile={str(self.compile).lower()}",
+        ]
 
     def runtime(self, device: torch.device):
         from cil.config import RuntimeConfig
@@ -135,8 +137,14 @@ class ArrayDataset(torch.utils.data.Dataset):
         from torchvision import transforms as T
 
         self.images, self.labels = images, labels
-        self.transform = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                                    T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))])
+        self.transform = T.Compose(
+            [
+                T.RandomCrop(32, padding=4),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -152,8 +160,9 @@ def anchor_loop(images: torch.Tensor, labels: torch.Tensor, device: torch.device
     net = new_model(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4)
     dataset = ArrayDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy())
-    loader = torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=BATCH, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda"
+    )
     seconds = []
     for _ in range(EPOCHS):
         sync(device)
@@ -200,8 +209,13 @@ def engine(strategy: str, per_class: int, device: torch.device, setting: Setting
     from cil.runs.assemble import build_config
     from cil.runs.run import run
 
-    flags = {"epochs": EPOCHS, "device": device.type, "progress": False, "logging": {"loggers": []},
-             "data": {"limit_per_class": per_class, "test_limit_per_class": 20}}
+    flags = {
+        "epochs": EPOCHS,
+        "device": device.type,
+        "progress": False,
+        "logging": {"loggers": []},
+        "data": {"limit_per_class": per_class, "test_limit_per_class": 20},
+    }
     cfg = build_config("synthetic-b50-1", strategy, flags, ["model.backbone=resnet32", *setting.sets])
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
@@ -210,9 +224,11 @@ def engine(strategy: str, per_class: int, device: torch.device, setting: Setting
         total = time.perf_counter() - started
     steps = results["steps"]
     epochs = sum(sum(s) for s in timer.seconds.values())
-    return EngineSpeed(base=steps[0]["n_train"] / min(timer.seconds[0][1:]),
-                       incremental=steps[1]["n_train"] / min(timer.seconds[1][1:]),
-                       overhead_per_step=max(0.0, total - epochs) / len(steps))
+    return EngineSpeed(
+        base=steps[0]["n_train"] / min(timer.seconds[0][1:]),
+        incremental=steps[1]["n_train"] / min(timer.seconds[1][1:]),
+        overhead_per_step=max(0.0, total - epochs) / len(steps),
+    )
 
 
 def inference_speed(device: torch.device, setting: Setting, images: torch.Tensor) -> float:
@@ -234,8 +250,16 @@ def inference_speed(device: torch.device, setting: Setting, images: torch.Tensor
     return repeat * len(x) / (time.perf_counter() - start)
 
 
-def predicted_schedule(epochs: int, speed: EngineSpeed, inference: float, per_class: int = 500,
-                       memory: int = 20, base: int = 50, steps: int = 5, step_classes: int = 10) -> float:
+def predicted_schedule(
+    epochs: int,
+    speed: EngineSpeed,
+    inference: float,
+    per_class: int = 500,
+    memory: int = 20,
+    base: int = 50,
+    steps: int = 5,
+    step_classes: int = 10,
+) -> float:
     """Seconds of a full b50-5 run: training epochs, herding and evaluation (100 test images per class)."""
     seconds = epochs * base * per_class / speed.base
     for t in range(1, steps + 1):
@@ -262,8 +286,11 @@ def main() -> None:
     workers = args.workers if args.workers is not None else min(8, torch.get_num_threads())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     images, labels = synthetic_images(per_class)
-    print(f"training speed: ResNet-32, batch {BATCH}, {name}, torch {torch.__version__}; "
-          f"{len(images):,} images per base epoch ({BASE_CLASSES} classes x {per_class})", flush=True)
+    print(
+        f"training speed: ResNet-32, batch {BATCH}, {name}, torch {torch.__version__}; "
+        f"{len(images):,} images per base epoch ({BASE_CLASSES} classes x {per_class})",
+        flush=True,
+    )
 
     settings = settings_for(device, args.quick)
     plain = {s: plain_loop(images, labels, device, s) for s in settings}
@@ -277,19 +304,23 @@ def main() -> None:
     rows.append((f"(b) PIL per sample, {workers} workers", "fp32", anchors, None))
     rows += [("(c) engine il-baseline-bsce", s.name, engines[s].base, engines[s].incremental) for s in settings]
     rows.append(("(c) engine podnet-bsce", best.name, podnet.base, podnet.incremental))
-    print(f"\n| loop | setting | base step img/s | incremental img/s | vs (a) fp32 |")
+    print("\n| loop | setting | base step img/s | incremental img/s | vs (a) fp32 |")
     print("| --- | --- | ---: | ---: | ---: |")
     for loop, setting, base, incremental in rows:
         inc = f"{incremental:,.0f}" if incremental else "-"
         print(f"| {loop} | {setting} | {base:,.0f} | {inc} | {base / reference:.2f} |")
     if args.quick:
         print("| (c) engine il-baseline-bsce | + compile | skipped (--quick) | | |")
-    print("\nengine / plain loop under the same setting (base step): " +
-          ", ".join(f"{s.name} {engines[s].base / plain[s]:.2f}" for s in settings))
+    print(
+        "\nengine / plain loop under the same setting (base step): "
+        + ", ".join(f"{s.name} {engines[s].base / plain[s]:.2f}" for s in settings)
+    )
 
     inference = inference_speed(device, best, images)
-    print(f"\npredicted full schedule on this device ({best.name}; CIFAR-100-sized b50-5, memory 20 per class, "
-          f"evaluation and herding at {inference:,.0f} img/s):")
+    print(
+        f"\npredicted full schedule on this device ({best.name}; CIFAR-100-sized b50-5, memory 20 per class, "
+        f"evaluation and herding at {inference:,.0f} img/s):"
+    )
     for strategy, speed in (("il-baseline-bsce", engines[best]), ("podnet-bsce", podnet)):
         epochs = SCHEDULE[strategy]
         total = predicted_schedule(epochs, speed, inference)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,12 +29,22 @@ RunRef = str | Path | dict
 """A run: its directory, or the dict ``run_experiment`` returned."""
 
 
-def experiment_config(scenario: str, strategy: str, *, seed: int | None = None, memory: int | None = None,
-                      memory_budget: int | None = None, epochs: int | None = None,
-                      limit_per_class: int | None = None, plugins: Iterable[str] = (),
-                      overrides: dict[str, Any] | None = None, device: str | None = None,
-                      data_root: str | None = None, progress: bool = True,
-                      loggers: Iterable[str] | None = None):
+def experiment_config(
+    scenario: str,
+    strategy: str,
+    *,
+    seed: int | None = None,
+    memory: int | None = None,
+    memory_budget: int | None = None,
+    epochs: int | None = None,
+    limit_per_class: int | None = None,
+    plugins: Iterable[str] = (),
+    overrides: dict[str, Any] | None = None,
+    device: str | None = None,
+    data_root: str | None = None,
+    progress: bool = True,
+    loggers: Iterable[str] | None = None,
+):
     """The validated RunConfig these arguments give, exactly as ``cil run`` would build it.
 
     ``loggers``: names of ``--logger`` (tensorboard, csv, wandb; () for none); None keeps the default.
@@ -41,15 +52,31 @@ def experiment_config(scenario: str, strategy: str, *, seed: int | None = None, 
     from cil.config import options_layer
     from cil.runs.assemble import build_config
 
-    flags = options_layer(seed=seed, device=device, memory=memory, memory_budget=memory_budget, epochs=epochs,
-                          data_root=data_root, limit_per_class=limit_per_class, progress=progress,
-                          loggers=None if loggers is None else list(loggers), plugins=tuple(plugins))
+    flags = options_layer(
+        seed=seed,
+        device=device,
+        memory=memory,
+        memory_budget=memory_budget,
+        epochs=epochs,
+        data_root=data_root,
+        limit_per_class=limit_per_class,
+        progress=progress,
+        loggers=None if loggers is None else list(loggers),
+        plugins=tuple(plugins),
+    )
     return build_config(scenario, strategy, flags, [], overrides=overrides)
 
 
-def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = None, overwrite: bool = False,
-                   log: Callable[[str], None] | None = None, extra_plugins: list | None = None,
-                   **options: Any) -> dict:
+def run_experiment(
+    scenario: str,
+    strategy: str,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+    extra_plugins: list | None = None,
+    **options: Any,
+) -> dict:
     """Run every step of ``scenario`` with ``strategy``; the results (results.json's content) plus ``run_dir``.
 
     ``options`` are ``experiment_config``'s (seed, memory, memory_budget, epochs, limit_per_class,
@@ -62,8 +89,13 @@ def run_experiment(scenario: str, strategy: str, *, out: str | Path | None = Non
 
     cfg = experiment_config(scenario, strategy, **options)
     run_dir = Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed)
-    results = run(cfg, out=run_dir, overwrite=overwrite, extra_plugins=extra_plugins,
-                  log=log if log is not None else (lambda line: print(line, file=sys.stderr)))
+    results = run(
+        cfg,
+        out=run_dir,
+        overwrite=overwrite,
+        extra_plugins=extra_plugins,
+        log=log if log is not None else (lambda line: print(line, file=sys.stderr)),
+    )
     return {**copy.deepcopy(results), "run_dir": str(run_dir)}
 
 
@@ -78,7 +110,7 @@ def run_seeds(scenario: str, strategy: str, seeds: Iterable[int], *, out: str | 
     return [{**copy.deepcopy(r), "run_dir": cfg.out} for r, cfg in zip(results, configs)]
 
 
-def steps_frame(results: RunRef) -> "pd.DataFrame":
+def steps_frame(results: RunRef) -> pd.DataFrame:
     """One row per step: classes seen, accuracies (all, top-5, base, old, new), train size and time, and
     whatever the strategy recorded (memory size, rho, alpha, ...)."""
     import pandas as pd
@@ -89,13 +121,18 @@ def steps_frame(results: RunRef) -> "pd.DataFrame":
     for step in r.get("steps", []):
         seen += len(step.get("labels", step.get("classes", [])))
         row = {"step": step["step"], "classes_seen": seen}
-        row.update({k: v for k, v in step.items() if k not in ("step", "classes", "labels", "accuracy_per_group")
-                    and not isinstance(v, (list, dict))})
+        row.update(
+            {
+                k: v
+                for k, v in step.items()
+                if k not in ("step", "classes", "labels", "accuracy_per_group") and not isinstance(v, (list, dict))
+            }
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def collect_runs(paths: Iterable[str | Path]) -> "pd.DataFrame":
+def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per run directory found under ``paths``: scenario, strategy (and the config keys that make
     it a variant), seed, status and every metric of ``cil report``."""
     from cil.analysis.report import collect, runs_frame
@@ -103,10 +140,10 @@ def collect_runs(paths: Iterable[str | Path]) -> "pd.DataFrame":
     return runs_frame(collect([Path(p) for p in paths]))
 
 
-def summary(paths: Iterable[str | Path], metric: str = "aia") -> "pd.DataFrame":
+def summary(paths: Iterable[str | Path], metric: str = "aia") -> pd.DataFrame:
     """Mean, sample std and count of ``metric`` over the complete runs of each strategy and scenario."""
-    from cil.errors import UserError, did_you_mean
     from cil.analysis.report import METRICS, collect, summary_frame
+    from cil.errors import UserError, did_you_mean
 
     if metric not in METRICS:
         raise UserError(f"unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}")
@@ -164,8 +201,8 @@ def _results(ref: RunRef) -> dict:
 
 
 def _runs(refs: RunRef | list[RunRef]) -> list:
-    from cil.errors import UserError
     from cil.analysis.report import collect
+    from cil.errors import UserError
 
     runs = []
     for ref in refs if isinstance(refs, list) else [refs]:

@@ -26,8 +26,10 @@ class TrainingDiverged(Exception):
 
     def __init__(self, step: int, epoch: int, part: str, value: float):
         self.step, self.epoch, self.part, self.value = step, epoch, part, value
-        super().__init__(f"training diverged at step {step}, epoch {epoch}: loss part '{part}' is {value} "
-                         f"(its mean over the epoch); lower optim.lr or check the loss")
+        super().__init__(
+            f"training diverged at step {step}, epoch {epoch}: loss part '{part}' is {value} "
+            f"(its mean over the epoch); lower optim.lr or check the loss"
+        )
 
 
 class RunDiverged(UserError):

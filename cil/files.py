@@ -32,8 +32,10 @@ def usable_path(text: str | Path, what: str) -> Path:
     try:
         path.absolute().exists()
     except OSError as exc:  # ENAMETOOLONG and the like
-        raise UserError(f"{what}: cannot use {str(path)[:60]}{'...' if len(str(path)) > 60 else ''} "
-                        f"({os.strerror(exc.errno) if exc.errno else exc})") from None
+        raise UserError(
+            f"{what}: cannot use {str(path)[:60]}{'...' if len(str(path)) > 60 else ''} "
+            f"({os.strerror(exc.errno) if exc.errno else exc})"
+        ) from None
     return path
 
 
@@ -59,8 +61,9 @@ def writable_folder(path: Path, what: str) -> Path:
     try:  # really try: permission bits say nothing for root, or for /proc and read-only mounts
         os.rmdir(tempfile.mkdtemp(prefix=".cil-probe-", dir=existing))
     except OSError as exc:
-        raise UserError(f"{what} {path}: cannot create anything in {existing} "
-                        f"({os.strerror(exc.errno) if exc.errno else exc})") from None
+        raise UserError(
+            f"{what} {path}: cannot create anything in {existing} ({os.strerror(exc.errno) if exc.errno else exc})"
+        ) from None
     return path
 
 
@@ -104,7 +107,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_save_npy(path: Path, array: "np.ndarray") -> None:
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     import numpy as np
 
     buffer = io.BytesIO()

@@ -9,11 +9,12 @@ and their meaning); this module is its stable public face, for cil's own methods
 
 from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError, ranged
 from cil.errors import UserError
+from cil.models.net import NetOutput
 from cil.registry import register
 from cil.training.contract import (
     Batch,
-    ClassificationLoss,
     CilPlugin,
+    ClassificationLoss,
     Engine,
     TrainingStage,
     require_head,
@@ -21,5 +22,20 @@ from cil.training.contract import (
 )
 from cil.training.training_set import TrainingSet
 
-__all__ = ["Batch", "CilPlugin", "ClassificationLoss", "ComponentConfig", "ConfigError", "Engine", "IncompatibleConfigError",
-           "TrainingSet", "TrainingStage", "UserError", "ranged", "register", "require_head", "without_parameters"]
+__all__ = [
+    "Batch",
+    "CilPlugin",
+    "ClassificationLoss",
+    "ComponentConfig",
+    "ConfigError",
+    "Engine",
+    "IncompatibleConfigError",
+    "NetOutput",
+    "TrainingSet",
+    "TrainingStage",
+    "UserError",
+    "ranged",
+    "register",
+    "require_head",
+    "without_parameters",
+]

@@ -73,8 +73,9 @@ class Registry(Generic[T]):
         if name not in self._entries and name in self._modules:
             importlib.import_module(self._modules[name])
             if name not in self._entries:
-                raise UserError(f"{self.kind} '{name}' is declared in module '{self._modules[name]}', "
-                                f"which does not register it")
+                raise UserError(
+                    f"{self.kind} '{name}' is declared in module '{self._modules[name]}', which does not register it"
+                )
         if name not in self._entries:
             where = f" ({self.key})" if self.key else ""
             raise UserError(f"unknown {self.kind} '{name}'{where}{did_you_mean(name, self.names())}")
@@ -129,9 +130,11 @@ def load_components() -> None:
 
     found = list(entry_points(group=ENTRY_POINT_GROUP))
     if not any(ep.value == "cil.strategies" for ep in found):
-        raise UserError(f"cil's own methods are not registered (no '{ENTRY_POINT_GROUP}' entry point "
-                        f"'cil.strategies' in this Python): install cil again with 'pip install -e .' in its "
-                        f"checkout (or run 'make test' / 'make demo')")
+        raise UserError(
+            f"cil's own methods are not registered (no '{ENTRY_POINT_GROUP}' entry point "
+            f"'cil.strategies' in this Python): install cil again with 'pip install -e .' in its "
+            f"checkout (or run 'make test' / 'make demo')"
+        )
     for ep in found:
         try:
             ep.load()
@@ -144,8 +147,7 @@ def load_components() -> None:
             raise UserError(f"CIL_PLUGINS: cannot import '{module}': {exc}") from None
 
 
-COMPONENTS: dict[str, Registry[Component]] = {
-    kind: Registry(kind, before_lookup=load_components) for kind in KINDS}
+COMPONENTS: dict[str, Registry[Component]] = {kind: Registry(kind, before_lookup=load_components) for kind in KINDS}
 """The components of every kind, by name."""
 
 
@@ -155,14 +157,14 @@ def _registry(kind: str) -> Registry[Component]:
     return COMPONENTS[kind]
 
 
-def register(kind: str, name: str, config: type, summary: str | None = None):
+def register(kind: str, name: str, config: type, summary: str | None = None) -> Callable[[type], type]:
     """Class decorator: make ``cls(config)`` available as component ``name`` of ``kind``.
 
     ``summary`` may be left out for a declared component (its declaration has it).
     """
     registry = _registry(kind)
 
-    def wrap(cls):
+    def wrap(cls: type) -> type:
         registry.add(name, Component(kind, name, config, cls), summary)
         return cls
 

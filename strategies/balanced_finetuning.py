@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cil.plugin import CilPlugin, ComponentConfig, TrainingStage, ranged, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, TrainingStage, ranged, register
 
 
 def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
@@ -54,7 +54,7 @@ class BalancedFinetuningConfig(ComponentConfig):
 class BalancedFinetuning(CilPlugin):
     posthoc_correction = "balanced-finetuning"
 
-    def after_training(self, engine):
+    def after_training(self, engine: Engine) -> None:
         if engine.n_old == 0:
             return
         memory = engine.memory_set
@@ -65,10 +65,25 @@ class BalancedFinetuning(CilPlugin):
         balanced = memory.subset(balanced_subset(memory.indices, memory.labels, cfg.per_class))
         model = engine.model
         frozen = [] if cfg.tune_scale else [getattr(model.head, "scale", None)]
-        params = [p for p in (model.head if cfg.classifier_only else model).parameters()
-                  if p.requires_grad and not any(p is f for f in frozen)]
-        losses = engine.train_on(TrainingStage(
-            "balanced-finetuning", balanced, params, epochs=cfg.epochs, lr=cfg.lr, milestones=list(cfg.milestones),
-            frozen_backbone=cfg.classifier_only, backbone_train_mode=cfg.update_bn))
-        engine.step_record["balanced_finetuning"] = {"n_train": len(balanced), "epochs": cfg.epochs,
-                                                     "final_epoch_loss": losses.get("loss", 0.0)}
+        params = [
+            p
+            for p in (model.head if cfg.classifier_only else model).parameters()
+            if p.requires_grad and not any(p is f for f in frozen)
+        ]
+        losses = engine.train_on(
+            TrainingStage(
+                "balanced-finetuning",
+                balanced,
+                params,
+                epochs=cfg.epochs,
+                lr=cfg.lr,
+                milestones=list(cfg.milestones),
+                frozen_backbone=cfg.classifier_only,
+                backbone_train_mode=cfg.update_bn,
+            )
+        )
+        engine.step_record["balanced_finetuning"] = {
+            "n_train": len(balanced),
+            "epochs": cfg.epochs,
+            "final_epoch_loss": losses.get("loss", 0.0),
+        }

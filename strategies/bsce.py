@@ -18,19 +18,23 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import ClassificationLoss, ComponentConfig, ranged, register
+from cil.plugin import ClassificationLoss, ComponentConfig, Engine, ranged, register
 
 
-def balanced_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
-                                   class_weights: torch.Tensor) -> torch.Tensor:
+def balanced_softmax_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor
+) -> torch.Tensor:
     """Mean cross-entropy of the Balanced Softmax (Eq. 3-4) with weights lambda = ``class_weights``.
 
     Classes with weight 0 get probability 0 (masked), never log(0); ``class_weights`` may carry a
     gradient (Meta BSCE learns alpha through it).
     """
     positive = class_weights > 0
-    log_weights = torch.where(positive, class_weights.clamp_min(torch.finfo(class_weights.dtype).tiny).log(),
-                              torch.full_like(class_weights, float("-inf")))
+    log_weights = torch.where(
+        positive,
+        class_weights.clamp_min(torch.finfo(class_weights.dtype).tiny).log(),
+        torch.full_like(class_weights, float("-inf")),
+    )
     return F.cross_entropy(logits + log_weights, targets)
 
 
@@ -59,8 +63,8 @@ class BalancedSoftmaxCE(ClassificationLoss):
             self._weights = (engine.train_set, old_class_weighted_counts(counts, engine.n_old, self.config.alpha))
         return self._weights[1]
 
-    def before_epoch(self, engine):
+    def before_epoch(self, engine: Engine) -> None:
         self.class_weights(engine)  # counted before the first batch, not in it
 
-    def classification_loss(self, engine, logits, targets):
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
 
-from cil.plugin import ClassificationLoss, ComponentConfig, register
+from cil.plugin import ClassificationLoss, ComponentConfig, Engine, register
 
 
 @dataclass
@@ -16,5 +17,5 @@ class CEConfig(ComponentConfig):
 
 @register("loss", "ce", CEConfig)
 class CrossEntropy(ClassificationLoss):
-    def classification_loss(self, engine, logits, targets):
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)

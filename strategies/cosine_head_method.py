@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, require_head, without_parameters
+from cil.plugin import CilPlugin, Engine, require_head, without_parameters
 
 
 def embedding_distillation_loss(features: torch.Tensor, previous_features: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ class CosineHeadMethod(CilPlugin):
     head_type: type
     head_name: str
 
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         require_head(engine, self.head_type, self.config.name, self.head_name)
         if engine.n_old == 0:
             return
@@ -39,13 +39,13 @@ class CosineHeadMethod(CilPlugin):
         if self.config.imprint:
             imprint_new_classes(engine, **self.imprint_options(engine))
 
-    def start_incremental_step(self, engine, n_new: int) -> None:  # pragma: no cover - interface
+    def start_incremental_step(self, engine: Engine, n_new: int) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def imprint_options(self, engine) -> dict:
+    def imprint_options(self, engine: Engine) -> dict:
         return {}
 
-    def param_groups(self, engine, groups, lr):
+    def param_groups(self, engine: Engine, groups: list[dict], lr: float) -> list[dict]:
         if self.config.freeze_old_weights and engine.n_old > 0:
             return without_parameters(groups, engine.model.head.groups[:-1])
         return groups

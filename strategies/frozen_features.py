@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from cil.plugin import CilPlugin
+from cil.plugin import CilPlugin, Engine, NetOutput
 
 
 class FrozenFeatureClassifier(CilPlugin):
@@ -19,17 +19,17 @@ class FrozenFeatureClassifier(CilPlugin):
 
     evaluation_name = "frozen-features"
 
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         if engine.step > 0:
             engine.train_epochs = 0
             engine.step_record["trained_epochs"] = 0
 
-    def after_training(self, engine):
+    def after_training(self, engine: Engine) -> None:
         data = engine.experience_data
         features = engine.extract_features(data.indices)
         self.learn(features, data.labels.to(features.device), engine.n_seen)
 
-    def evaluation_scores(self, engine, output):
+    def evaluation_scores(self, engine: Engine, output: NetOutput) -> torch.Tensor:
         return self.scores(output.features.float())
 
     def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:  # pragma: no cover

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.plugin import CilPlugin, ComponentConfig, ranged, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, ranged, register
 
 
-def gala_adjustment(stats: torch.Tensor, targets: torch.Tensor, lambda_positive: float, lambda_negative: float,
-                    eps: float) -> torch.Tensor:
+def gala_adjustment(
+    stats: torch.Tensor, targets: torch.Tensor, lambda_positive: float, lambda_negative: float, eps: float
+) -> torch.Tensor:
     """The additive margins [B, C] of each sample's logits from the accumulated |gradients| G [C, C]."""
     n = stats.shape[0]
     theta = stats.diagonal()
@@ -78,11 +79,11 @@ class GALA(CilPlugin):
         if config.rebalance:
             self.evaluation_name = "gala-rebalanced"
 
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         self.stats = torch.zeros(engine.n_seen, engine.n_seen, device=engine.device)
         self.batches = 0
 
-    def adjust_logits(self, engine, logits, targets, record):
+    def adjust_logits(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor, record: bool) -> torch.Tensor:
         cfg = self.config
         if self.batches >= cfg.warmup_batches:
             margins = gala_adjustment(self.stats, targets, cfg.lambda_positive, cfg.lambda_negative, cfg.eps)
@@ -97,8 +98,8 @@ class GALA(CilPlugin):
     def _accumulate(self, grad: torch.Tensor, targets: torch.Tensor) -> None:
         self.stats.index_add_(0, targets, grad.detach().abs().to(self.stats.dtype))
 
-    def after_batch(self, engine):
+    def after_batch(self, engine: Engine) -> None:
         self.batches += 1
 
-    def adjust_scores(self, engine, scores):
+    def adjust_scores(self, engine: Engine, scores: torch.Tensor) -> torch.Tensor:
         return rebalance_predictions(scores, self.config.tau) if self.config.rebalance else scores

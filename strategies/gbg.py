@@ -29,9 +29,9 @@ from typing import Literal
 
 import numpy as np
 import torch
-
-from cil.plugin import Batch, CilPlugin, ComponentConfig, IncompatibleConfigError, ranged, register
 from cil.strategies.min_norm import min_norm_weights
+
+from cil.plugin import Batch, CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, NetOutput, ranged, register
 
 
 def cosine_similarity_matrix(gradients: torch.Tensor) -> torch.Tensor:
@@ -61,8 +61,9 @@ def normalized_cut_groups(similarity: torch.Tensor, n_groups: int, seed: int) ->
     return kmeans(embedding, n_groups, torch.Generator().manual_seed(seed)).numpy()
 
 
-def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, restarts: int = 10,
-           iterations: int = 100) -> torch.Tensor:
+def kmeans(
+    points: torch.Tensor, k: int, generator: torch.Generator, restarts: int = 10, iterations: int = 100
+) -> torch.Tensor:
     """Cluster index of every row of ``points`` (Lloyd's algorithm, k-means++ seeding)."""
     best, best_cost = None, float("inf")
     for _ in range(restarts):
@@ -73,22 +74,24 @@ def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, restarts: i
             centres = torch.cat([centres, points[pick]])
         for _ in range(iterations):
             assignment = torch.cdist(points, centres).argmin(1)
-            moved = torch.stack([points[assignment == j].mean(0) if (assignment == j).any() else centres[j]
-                                 for j in range(k)])
+            moved = torch.stack(
+                [points[assignment == j].mean(0) if (assignment == j).any() else centres[j] for j in range(k)]
+            )
             if torch.allclose(moved, centres):
                 break
             centres = moved
         assignment = torch.cdist(points, centres).argmin(1)
         cost = float(torch.cdist(points, centres).min(1).values.pow(2).sum())
-        if cost < best_cost:
+        if best is None or cost < best_cost:
             best, best_cost = assignment, cost
+    assert best is not None
     return best
 
 
 def class_balanced_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
     """(1 - b) / (1 - b^{n_c}) of Cui et al. (2019); zero for classes without samples."""
     counts = counts.double()
-    weights = (1 - beta) / (1 - beta ** counts).clamp_min(1e-12)
+    weights = (1 - beta) / (1 - beta**counts).clamp_min(1e-12)
     return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
@@ -108,7 +111,8 @@ class GBGConfig(ComponentConfig):
         if run.runtime.compile:
             raise IncompatibleConfigError(
                 f"{prefix} gbg differentiates one loss per group through the same graph (retain_graph), which a "
-                "compiled backbone does not allow: use runtime.compile=false with gbg")
+                "compiled backbone does not allow: use runtime.compile=false with gbg"
+            )
 
 
 @register("plugin", "gbg", GBGConfig)
@@ -123,7 +127,7 @@ class GradientBalancedGrouping(CilPlugin):
 
     # ------------------------------------------------------------ Algorithm 1: grouping
 
-    def before_epoch(self, engine):
+    def before_epoch(self, engine: Engine) -> None:
         if engine.epoch == 0:
             self.group_of = self.make_groups(engine)
             n_groups = int(self.group_of.max()) + 1
@@ -154,14 +158,17 @@ class GradientBalancedGrouping(CilPlugin):
             x, y = next(engine.evaluation_batches(data.subset(positions), len(positions)))
             loss = engine.classification_loss(model(x), y)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
-                                   for g, p in zip(grads, params)]).detach())
+            rows.append(
+                torch.cat(
+                    [(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]
+                ).detach()
+            )
         model.train(was_training)
         return torch.stack(rows)
 
     # ------------------------------------------------------------ GAC sampler
 
-    def before_batch(self, engine, batch):
+    def before_batch(self, engine: Engine, batch: Batch) -> Batch:
         """The mini-batch completed with samples of every group it misses."""
         if self.config.completion == 0 or len(self.group_of) == 0:
             return batch
@@ -172,8 +179,9 @@ class GradientBalancedGrouping(CilPlugin):
             return batch
         count = math.ceil(self.config.completion * len(batch.y))
         labels = engine.train_set.labels
-        class_weights = class_balanced_weights(torch.bincount(labels, minlength=len(self.group_of)),
-                                               self.config.class_balanced_beta)
+        class_weights = class_balanced_weights(
+            torch.bincount(labels, minlength=len(self.group_of)), self.config.class_balanced_beta
+        )
         positions = []
         for g in missing:
             weights = torch.where(self.group_of == g, class_weights, torch.zeros_like(class_weights))
@@ -186,24 +194,30 @@ class GradientBalancedGrouping(CilPlugin):
         if not positions:
             return batch
         chosen = torch.cat(positions)
-        x, y = next(engine.training_batches(engine.train_set.subset(chosen), len(chosen),
-                                            order=torch.arange(len(chosen))))
+        x, y = next(
+            engine.training_batches(engine.train_set.subset(chosen), len(chosen), order=torch.arange(len(chosen)))
+        )
         return Batch(torch.cat([batch.x, x]), torch.cat([batch.y, y]))
 
     # ------------------------------------------------------------ Algorithm 2: MGDA update
 
-    def backward(self, engine, output, targets, terms):
+    def backward(
+        self, engine: Engine, output: NetOutput, targets: torch.Tensor, terms: dict[str, torch.Tensor]
+    ) -> None:
         group_of = self.group_of.to(targets.device)[targets]
         params = [p for p in engine.model.parameters() if p.requires_grad]
         group_ids = group_of.unique().tolist()
-        losses = [engine.classification_weight * engine.classification_loss(
-            output._replace(logits=output.logits[group_of == g]), targets[group_of == g]) for g in group_ids]
+        losses = [
+            engine.classification_weight
+            * engine.classification_loss(output._replace(logits=output.logits[group_of == g]), targets[group_of == g])
+            for g in group_ids
+        ]
         flat = []
         for loss in losses:  # scaled in fp16 (unscaled by the step); MGDA's weights do not depend on the scale
-            grads = torch.autograd.grad(engine.scale_loss(loss), params, retain_graph=True,
-                                        allow_unused=True)
-            flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
-                                   for g, p in zip(grads, params)]))
+            grads = torch.autograd.grad(engine.scale_loss(loss), params, retain_graph=True, allow_unused=True)
+            flat.append(
+                torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
+            )
         stacked = torch.stack(flat)
         weights = min_norm_weights(stacked @ stacked.t()).to(stacked.device, stacked.dtype)
         direction = weights @ stacked
@@ -212,14 +226,13 @@ class GradientBalancedGrouping(CilPlugin):
             engine.scale_loss(others).backward()
         offset = 0
         for p in params:
-            piece = direction[offset: offset + p.numel()].view_as(p)
+            piece = direction[offset : offset + p.numel()].view_as(p)
             p.grad = piece.clone() if p.grad is None else p.grad + piece
             offset += p.numel()
         self.weight_sums[group_ids] += weights.double().cpu()
         self.batches += 1
 
-    def after_training(self, engine):
+    def after_training(self, engine: Engine) -> None:
         sizes = torch.bincount(self.group_of, minlength=int(self.group_of.max()) + 1).tolist()
         engine.step_record["gbg_group_sizes"] = sizes
-        engine.step_record["gbg_mean_weights"] = [round(float(w) / max(1, self.batches), 4)
-                                                    for w in self.weight_sums]
+        engine.step_record["gbg_mean_weights"] = [round(float(w) / max(1, self.batches), 4) for w in self.weight_sums]

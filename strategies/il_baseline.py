@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ComponentConfig, ranged, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, ranged, register
 
 
 def distillation_loss(logits_old: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -47,7 +47,7 @@ class ILBaseline(CilPlugin):
         super().__init__(config)
         self.rho = 0.0
 
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         if engine.n_old == 0:
             self.rho = 0.0
         else:
@@ -55,9 +55,11 @@ class ILBaseline(CilPlugin):
         engine.classification_weight = 1.0 - self.rho
         engine.step_record["rho"] = self.rho
 
-    def loss_terms(self, engine, output, targets):
+    def loss_terms(self, engine: Engine, output: NetOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if engine.n_old == 0 or self.rho == 0.0:
             return {}
         teacher = engine.previous_output().logits
-        return {"distillation": self.rho * distillation_loss(output.logits[:, : engine.n_old], teacher,
-                                                              self.config.temperature)}
+        return {
+            "distillation": self.rho
+            * distillation_loss(output.logits[:, : engine.n_old], teacher, self.config.temperature)
+        }

@@ -22,10 +22,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-
-from cil.plugin import ComponentConfig, ranged, register
-from cil.models.heads import CosineHead
 from cil.strategies.cosine_head_method import CosineHeadMethod, embedding_distillation_loss
+
+from cil.models.heads import CosineHead
+from cil.plugin import ComponentConfig, Engine, NetOutput, ranged, register
 
 
 def adaptive_lambda(lambda_base: float, n_old: int, n_new: int) -> float:
@@ -33,8 +33,9 @@ def adaptive_lambda(lambda_base: float, n_old: int, n_new: int) -> float:
     return lambda_base * math.sqrt(n_old / n_new)
 
 
-def margin_ranking_loss(cosines: torch.Tensor, targets: torch.Tensor, n_old: int, top_k: int,
-                        margin: float) -> torch.Tensor:
+def margin_ranking_loss(
+    cosines: torch.Tensor, targets: torch.Tensor, n_old: int, top_k: int, margin: float
+) -> torch.Tensor:
     """Inter-class separation on samples of old classes (targets < n_old): ground truth vs top-K new classes.
 
     The mean of max(0, m - cos_gt + cos_k) over the (old sample, k) pairs, computed for every
@@ -74,19 +75,19 @@ class LUCIR(CosineHeadMethod):
         super().__init__(config)
         self.lam = 0.0
 
-    def start_incremental_step(self, engine, n_new: int) -> None:
+    def start_incremental_step(self, engine: Engine, n_new: int) -> None:
         cfg = self.config
         self.lam = adaptive_lambda(cfg.lambda_base, engine.n_old, n_new) if cfg.adaptive_lambda else cfg.lambda_base
         engine.step_record["lucir_lambda"] = self.lam
 
-    def loss_terms(self, engine, output, targets):
+    def loss_terms(self, engine: Engine, output: NetOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if engine.n_old == 0:
             return {}
         previous = engine.previous_output()
+        assert output.scale is not None, "the cosine head has a learned scale"
         cosines = output.logits / output.scale
         return {
             "less_forget": self.lam * embedding_distillation_loss(output.features, previous.features),
-            "margin_ranking": self.config.margin_weight * margin_ranking_loss(
-                cosines, targets, engine.n_old, self.config.top_k, self.config.margin),
+            "margin_ranking": self.config.margin_weight
+            * margin_ranking_loss(cosines, targets, engine.n_old, self.config.top_k, self.config.margin),
         }
-

@@ -20,7 +20,8 @@ alpha stays positive: the learned variable is log(alpha), updated by plain SGD a
 (1.0 by default: at alpha = 1 the step equals Algorithm 1's unit step on alpha). B_t is read with
 the evaluation transform. The base step has no old classes, so alpha has no effect there and is
 not learned (plain BSCE on the whole training set). alpha at the end of each step and of each
-epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a memory of at least 2 per class.
+epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a
+memory of at least 2 per class.
 
 Precision: the virtual step runs under the run's bf16 autocast; with fp16 it computes in fp32,
 since fp16 gradients need a loss scale that cannot be carried through the differentiable step.
@@ -28,21 +29,24 @@ since fp16 gradients need a loss scale that cannot be carried through the differ
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 
 from cil.plugin import (
+    Batch,
     ClassificationLoss,
     ComponentConfig,
+    Engine,
     IncompatibleConfigError,
     TrainingSet,
     UserError,
     ranged,
     register,
 )
-from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 from cil.training.virtual_step import validation_loss_after_virtual_step
 
 
@@ -64,7 +68,8 @@ class MetaBSCEConfig(ComponentConfig):
         if run.memory.budget is None and run.memory.per_class < 2:
             raise IncompatibleConfigError(
                 f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
-                "Jodelet et al., Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce")
+                "Jodelet et al., Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce"
+            )
         if run.memory.budget is not None:
             old = most_old_classes(run)
             if old and run.memory.budget // old < 2:
@@ -72,7 +77,8 @@ class MetaBSCEConfig(ComponentConfig):
                     f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
                     f"Jodelet et al., Sec. 3.4): a fixed budget of {run.memory.budget} leaves "
                     f"{run.memory.budget // old} per class for the {old} old classes of the last step; use "
-                    f"--memory-budget {2 * old} or more, or bsce / relaxed-bsce")
+                    f"--memory-budget {2 * old} or more, or bsce / relaxed-bsce"
+                )
 
 
 def most_old_classes(run) -> int | None:
@@ -95,7 +101,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         self.validation_set: TrainingSet | None = None
         self.updates = 0
         self._counts: tuple[object, torch.Tensor] | None = None
-        self._validation_batches = None
+        self._validation_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def alpha(self) -> float:
@@ -106,11 +112,13 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
             return self.config.validation_per_class
         old_counts = engine.train_class_counts[: engine.n_old]
         if len(old_counts) == 0 or float(old_counts.min()) < 2:
-            raise UserError("meta-bsce needs a memory of at least 2 exemplars per class (B_t is drawn from it); "
-                            "use --memory N with N >= 2, or bsce / relaxed-bsce without memory")
+            raise UserError(
+                "meta-bsce needs a memory of at least 2 exemplars per class (B_t is drawn from it); "
+                "use --memory N with N >= 2, or bsce / relaxed-bsce without memory"
+            )
         return max(1, round(self.config.validation_fraction * float(old_counts.min())))
 
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         self.validation_set, self._validation_batches, self.updates = None, None, 0
         self.log_alpha = torch.tensor(float(self.config.alpha_init), device=engine.device).log()
         if engine.n_old == 0:
@@ -123,14 +131,15 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
             self._counts = (engine.train_set, engine.train_class_counts)
         return old_class_weighted_counts(self._counts[1], engine.n_old, log_alpha.exp())
 
-    def before_epoch(self, engine):
+    def before_epoch(self, engine: Engine) -> None:
         self.class_weights(engine, self.log_alpha)  # counted before the first batch, not in it
 
-    def classification_loss(self, engine, logits, targets):
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine, self.log_alpha))
 
     def validation_batch(self, engine) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
+        assert self.validation_set is not None, "B_t is held out in before_step"
         while True:
             if self._validation_batches is None:
                 order = torch.randperm(len(self.validation_set), generator=engine.data_generator)
@@ -140,7 +149,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
                 return batch
             self._validation_batches = None
 
-    def before_batch(self, engine, batch):
+    def before_batch(self, engine: Engine, batch: Batch) -> Batch:
         if self.validation_set is not None and engine.batch_index % self.config.update_every == 0:
             self.update_alpha(engine, batch)
         return batch
@@ -151,19 +160,24 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         self.log_alpha = self.log_alpha.detach().requires_grad_(True)  # the loss now depends on it
         with engine.runtime.autocast(allow_fp16=False):  # no loss scaling through the virtual step
             val_loss = validation_loss_after_virtual_step(
-                engine.model, lambda out: engine.training_loss(out, batch.y)[0], batch.x,
-                lambda out: F.cross_entropy(out.logits, y_val), x_val, engine.trainable_parameter_groups())
+                engine.model,
+                lambda out: engine.training_loss(out, batch.y)[0],
+                batch.x,
+                lambda out: F.cross_entropy(out.logits, y_val),
+                x_val,
+                engine.trainable_parameter_groups(),
+            )
         (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
         engine.average_across_processes([grad])  # the same alpha on every rank of a data-parallel run
         self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
         self.updates += 1
         engine.epoch_scalars["alpha"] = self.log_alpha.exp()  # read once per epoch, not per update
 
-    def after_epoch(self, engine):
+    def after_epoch(self, engine: Engine) -> None:
         if self.validation_set is not None:
             engine.step_record.setdefault("alpha_per_epoch", []).append(round(self.alpha, 6))
 
-    def after_training(self, engine):
+    def after_training(self, engine: Engine) -> None:
         if self.validation_set is not None:
             engine.step_record["alpha"] = round(self.alpha, 6)
             engine.step_record["alpha_updates"] = self.updates

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.plugin import CilPlugin, ComponentConfig, ranged, register
+from cil.plugin import Batch, CilPlugin, ComponentConfig, Engine, NetOutput, ranged, register
 
 
 def mixing_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
@@ -64,7 +64,7 @@ class MajorFeatureWeakening(CilPlugin):
         self.weights = torch.zeros(0)
         self._beta: torch.distributions.Beta | None = None
 
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         stages = engine.model.backbone.stages
         if self.config.stage > len(stages):
             from cil.errors import UserError
@@ -72,27 +72,28 @@ class MajorFeatureWeakening(CilPlugin):
             raise UserError(f"plugins.mfw.stage {self.config.stage}: the backbone has {len(stages)} stages")
         self._hook = stages[self.config.stage - 1].register_forward_hook(self._mix)
 
-    def before_epoch(self, engine):
+    def before_epoch(self, engine: Engine) -> None:
         self.weights = mixing_weights(engine.train_class_counts.cpu(), self.config.beta).to(engine.device)
         alpha = torch.tensor(float(self.config.alpha), device=engine.device)
         self._beta = torch.distributions.Beta(alpha, alpha)
 
-    def before_batch(self, engine, batch):
+    def before_batch(self, engine: Engine, batch: Batch) -> Batch:
         """Draw l_n = s(N_{y_n}) Beta(a, a) and the partner permutation for this mini-batch, on the device."""
         y = batch.y
+        assert self._beta is not None, "drawn from in before_epoch"
         self._lam = self.weights[y] * self._beta.sample((len(y),))
         self._permutation = torch.randperm(len(y), device=y.device)
         return batch
 
-    def after_forward(self, engine, output):
+    def after_forward(self, engine: Engine, output: NetOutput) -> None:
         self._lam = self._permutation = None
 
     def _mix(self, module, inputs, output):
-        if not module.training or self._lam is None or len(output) != len(self._lam):
+        if not module.training or self._lam is None or self._permutation is None or len(output) != len(self._lam):
             return output
         return mix_features(output, self._lam, self._permutation)
 
-    def after_training(self, engine):
+    def after_training(self, engine: Engine) -> None:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None

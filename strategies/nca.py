@@ -22,16 +22,17 @@ epoch and -6.3 after four, training loss 0, test accuracy near chance. It is kep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import ClassificationLoss, ComponentConfig, UserError, ranged, register
+from cil.plugin import ClassificationLoss, ComponentConfig, Engine, UserError, ranged, register
 
 
-def nca_loss(similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float, margin: float,
-             hinge: bool = True) -> torch.Tensor:
+def nca_loss(
+    similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float, margin: float, hinge: bool = True
+) -> torch.Tensor:
     """The paper's NCA loss with margin on the ground truth, positive excluded from the denominator."""
     positive = F.one_hot(targets, similarities.shape[1]).bool()
     numerator = scale * (similarities.gather(1, targets.unsqueeze(1)).squeeze(1) - margin)
@@ -40,8 +41,9 @@ def nca_loss(similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Ten
     return (losses.clamp_min(0.0) if hinge else losses).mean()
 
 
-def nca_loss_official_code(similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float,
-                           margin: float) -> torch.Tensor:
+def nca_loss_official_code(
+    similarities: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor | float, margin: float
+) -> torch.Tensor:
     """The official implementation's computation (see the module docstring)."""
     s = scale * (similarities - margin)
     s = s - s.max(dim=1, keepdim=True).values
@@ -62,12 +64,12 @@ class NCAConfig(ComponentConfig):
 
 @register("loss", "nca", NCAConfig)
 class NCALoss(ClassificationLoss):
-    def before_step(self, engine):
+    def before_step(self, engine: Engine) -> None:
         if not hasattr(engine.model.head, "scale"):
             raise UserError("the nca loss needs a head with a learned scale (model.head: lsc or cosine)")
 
-    def classification_loss(self, engine, logits, targets):
-        scale = engine.model.head.scale
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        scale = cast(torch.Tensor, engine.model.head.scale)  # the lsc and cosine heads' learned scale
         similarities = logits / scale
         if self.config.variant == "official-code":
             return nca_loss_official_code(similarities, targets, scale, self.config.margin)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from cil.plugin import ComponentConfig, register
 from cil.strategies.frozen_features import FrozenFeatureClassifier
+
+from cil.plugin import ComponentConfig, Engine, register
 
 
 def normalised_class_means(features: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> torch.Tensor:
@@ -39,7 +39,7 @@ class NearestClassMean(FrozenFeatureClassifier):
     def state_dict(self) -> dict:
         return {"means": self.means}
 
-    def load_state_dict(self, state, engine):
+    def load_state_dict(self, state: dict, engine: Engine) -> None:
         self.means = None if state["means"] is None else state["means"].to(engine.device)
 
     def learn(self, features, labels, n_seen):
@@ -48,4 +48,5 @@ class NearestClassMean(FrozenFeatureClassifier):
         self.means = new if self.means is None else torch.cat([self.means, new])
 
     def scores(self, features):
+        assert self.means is not None, "class means are learned after the base step"
         return -torch.cdist(F.normalize(features, dim=1), self.means).pow(2)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ComponentConfig, UserError, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, UserError, register
 
 
 def class_means(features: torch.Tensor, flipped: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -39,7 +39,7 @@ class NearestMeanOfExemplars(CilPlugin):
         super().__init__(config)
         self.means: torch.Tensor | None = None
 
-    def after_training(self, engine):
+    def after_training(self, engine: Engine) -> None:
         memory = engine.memory_set
         if len(memory) == 0:
             raise UserError("nme evaluation needs exemplars: use a memory (--memory N > 0)")
@@ -47,5 +47,6 @@ class NearestMeanOfExemplars(CilPlugin):
         flipped = engine.extract_features(memory.indices, flip=True)
         self.means = class_means(features, flipped, memory.labels, engine.n_seen)
 
-    def evaluation_scores(self, engine, output):
+    def evaluation_scores(self, engine: Engine, output: NetOutput) -> torch.Tensor:
+        assert self.means is not None, "class means are computed after every step's training"
         return F.normalize(output.features.float(), dim=1) @ self.means.t()

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from cil.plugin import ComponentConfig, ranged, register
-from cil.models.heads import LocalSimilarityHead
 from cil.strategies.cosine_head_method import CosineHeadMethod, embedding_distillation_loss
+
+from cil.models.heads import LocalSimilarityHead
+from cil.plugin import ComponentConfig, Engine, NetOutput, ranged, register
 
 
 def pooled_spatial(h: torch.Tensor) -> torch.Tensor:
@@ -73,19 +73,22 @@ class PODNet(CosineHeadMethod):
         super().__init__(config)
         self.factor = 1.0
 
-    def start_incremental_step(self, engine, n_new: int) -> None:
+    def start_incremental_step(self, engine: Engine, n_new: int) -> None:
         self.factor = scheduled_factor(engine.n_seen, n_new) if self.config.adaptive else 1.0
         engine.step_record["pod_factor"] = self.factor
 
-    def imprint_options(self, engine) -> dict:
+    def imprint_options(self, engine: Engine) -> dict:
         return {"seed": engine.step}  # k-means seeding
 
-    def loss_terms(self, engine, output, targets):
+    def loss_terms(self, engine: Engine, output: NetOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if engine.n_old == 0:
             return {}
         previous = engine.previous_output()
         return {
-            "pod_spatial": self.config.spatial_factor * self.factor * pod_spatial_loss(
-                output.stage_maps, previous.stage_maps),
-            "pod_flat": self.config.flat_factor * self.factor * embedding_distillation_loss(output.features, previous.features),
+            "pod_spatial": self.config.spatial_factor
+            * self.factor
+            * pod_spatial_loss(output.stage_maps, previous.stage_maps),
+            "pod_flat": self.config.flat_factor
+            * self.factor
+            * embedding_distillation_loss(output.features, previous.features),
         }

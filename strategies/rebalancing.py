@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ClassificationLoss, ComponentConfig, register
+from cil.plugin import CilPlugin, ClassificationLoss, ComponentConfig, Engine, register
 
 
 def memory_oversampling_positions(labels: torch.Tensor, n_old: int, generator: torch.Generator) -> torch.Tensor:
@@ -57,12 +57,12 @@ class MemoryOversamplingConfig(ComponentConfig):
 
 @register("plugin", "memory-oversampling", MemoryOversamplingConfig)
 class MemoryOversampling(CilPlugin):
-    def epoch_length(self, engine) -> int:
+    def epoch_length(self, engine: Engine) -> int:
         labels = engine.train_set.labels
         n_new = int((labels >= engine.n_old).sum())
         return 2 * n_new if engine.n_old > 0 and n_new < len(labels) else len(labels)
 
-    def epoch_positions(self, engine) -> torch.Tensor:
+    def epoch_positions(self, engine: Engine) -> torch.Tensor:
         return memory_oversampling_positions(engine.train_set.labels, engine.n_old, engine.data_generator)
 
 
@@ -73,10 +73,10 @@ class ClassOversamplingConfig(ComponentConfig):
 
 @register("plugin", "class-oversampling", ClassOversamplingConfig)
 class ClassOversampling(CilPlugin):
-    def epoch_length(self, engine) -> int:
+    def epoch_length(self, engine: Engine) -> int:
         return len(engine.train_set)
 
-    def epoch_positions(self, engine) -> torch.Tensor:
+    def epoch_positions(self, engine: Engine) -> torch.Tensor:
         labels = engine.train_set.labels
         return class_balanced_positions(labels, len(labels), engine.data_generator)
 
@@ -93,7 +93,7 @@ class LossRescalingConfig(ComponentConfig):
 
 @register("loss", "loss-rescaling", LossRescalingConfig)
 class LossRescaling(ClassificationLoss):
-    def classification_loss(self, engine, logits, targets):
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weights = inverse_frequency_weights(engine.train_class_counts)
         return (weights[targets] * F.cross_entropy(logits, targets, reduction="none")).mean()
 
@@ -116,5 +116,5 @@ class SeparatedSoftmaxConfig(ComponentConfig):
 
 @register("loss", "separated-softmax", SeparatedSoftmaxConfig)
 class SeparatedSoftmax(ClassificationLoss):
-    def classification_loss(self, engine, logits, targets):
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return separated_softmax_cross_entropy(logits, targets, engine.n_old)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from cil.plugin import ClassificationLoss, ComponentConfig, ranged, register
 from cil.strategies.bsce import balanced_softmax_cross_entropy
+
+from cil.plugin import ClassificationLoss, ComponentConfig, Engine, ranged, register
 
 
 def relaxed_class_weights(counts: torch.Tensor, n_old: int, epsilon: float) -> torch.Tensor:
@@ -65,8 +65,8 @@ class RelaxedBalancedSoftmaxCE(ClassificationLoss):
                 engine.step_record["epsilon"] = round(self.epsilon, 6)
         return self._weights[1]
 
-    def before_epoch(self, engine):
+    def before_epoch(self, engine: Engine) -> None:
         self.class_weights(engine)  # counted before the first batch, not in it
 
-    def classification_loss(self, engine, logits, targets):
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine))

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from cil.plugin import ComponentConfig, ConfigError, register
 from cil.strategies.frozen_features import FrozenFeatureClassifier
+
+from cil.plugin import ComponentConfig, ConfigError, Engine, register
 
 
 class StreamingLDA:
@@ -87,18 +87,19 @@ class SLDA(FrozenFeatureClassifier):
             return {}
         return {"counts": self.lda.counts, "means": self.lda.means, "scatter": self.lda.scatter}
 
-    def load_state_dict(self, state, engine):
+    def load_state_dict(self, state: dict, engine: Engine) -> None:
         if state:
             self.lda = StreamingLDA(state["means"].shape[1], self.config.shrinkage, engine.device)
-            self.lda.counts, self.lda.means, self.lda.scatter = (state[k].to(engine.device)
-                                                                 for k in ("counts", "means", "scatter"))
+            self.lda.counts, self.lda.means, self.lda.scatter = (
+                state[k].to(engine.device) for k in ("counts", "means", "scatter")
+            )
             self.weights, self.bias = self.lda.discriminant()
 
     def learn(self, features, labels, n_seen):
         if self.lda is None:
             self.lda = StreamingLDA(features.shape[1], self.config.shrinkage, features.device)
         for start in range(0, len(features), 256):
-            self.lda.update(features[start:start + 256], labels[start:start + 256], n_seen)
+            self.lda.update(features[start : start + 256], labels[start : start + 256], n_seen)
         self.weights, self.bias = self.lda.discriminant()
 
     def scores(self, features):

@@ -25,17 +25,65 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from cil.cli import main
-from tests.test_bad_inputs import (BASE, DOCUMENTS, GARBAGE, LEAVES, SET_VALUES, STRATEGY_DOCUMENTS, SWEEP_DOCUMENTS,
-                                   VALUES, garbage_argv, options_of)
+from tests.test_bad_inputs import (
+    BASE,
+    DOCUMENTS,
+    GARBAGE,
+    LEAVES,
+    SET_VALUES,
+    STRATEGY_DOCUMENTS,
+    SWEEP_DOCUMENTS,
+    VALUES,
+    garbage_argv,
+    options_of,
+)
 
-TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--no-tensorboard", "--set",
-        "model.backbone=tiny", "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2"]
-SET_KEYS = ["seed", "class_order_seed", "device", "memory.per_class", "memory.budget", "memory.selection",
-            "model.backbone", "model.head", "model.proxies_per_class", "optim.lr", "optim.momentum",
-            "optim.weight_decay", "optim.batch_size", "optim.epochs", "optim.milestones", "optim.gamma",
-            "optim.schedule", "data.limit_per_class", "data.num_workers", "data.image_size", "loss.alpha_init",
-            "loss.update_every", "loss.meta_lr", "method.temperature", "method.rho", "runtime.precision",
-            "runtime.eval_batch_size", "plugins.gala.name", "scenario", "strategy"]
+TINY = [
+    "--epochs",
+    "1",
+    "--limit-per-class",
+    "6",
+    "--no-progress",
+    "--no-tensorboard",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "data.synthetic_classes=10",
+    "--set",
+    "data.test_limit_per_class=2",
+]
+SET_KEYS = [
+    "seed",
+    "class_order_seed",
+    "device",
+    "memory.per_class",
+    "memory.budget",
+    "memory.selection",
+    "model.backbone",
+    "model.head",
+    "model.proxies_per_class",
+    "optim.lr",
+    "optim.momentum",
+    "optim.weight_decay",
+    "optim.batch_size",
+    "optim.epochs",
+    "optim.milestones",
+    "optim.gamma",
+    "optim.schedule",
+    "data.limit_per_class",
+    "data.num_workers",
+    "data.image_size",
+    "loss.alpha_init",
+    "loss.update_every",
+    "loss.meta_lr",
+    "method.temperature",
+    "method.rho",
+    "runtime.precision",
+    "runtime.eval_batch_size",
+    "plugins.gala.name",
+    "scenario",
+    "strategy",
+]
 
 
 class Reached(Exception):
@@ -50,7 +98,7 @@ def attempt(argv: list) -> str:
             code = main([str(a) for a in argv])
     except Reached:
         return "ok"
-    except BaseException as exc:  # noqa: BLE001 - counting, not handling
+    except BaseException as exc:
         return f"traceback ({type(exc).__name__})"
     if code not in (0, 2):
         return f"exit {code}"
@@ -66,8 +114,10 @@ def census(n: int) -> dict[str, Counter]:
     os.chdir(work)  # relative paths among the garbage values land here, not in the checkout
     tally: dict[str, Counter] = {}
     finished = work / "finished"
-    assert attempt(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce", *TINY,
-                    "--out", finished]) == "ok"
+    assert (
+        attempt(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce", *TINY, "--out", finished])
+        == "ok"
+    )
     real_run = cil.runs.run.run
 
     def stub(*args, **kwargs):
@@ -76,8 +126,14 @@ def census(n: int) -> dict[str, Counter]:
     def count(family: str, outcome: str) -> None:
         tally.setdefault(family, Counter())[outcome] += 1
 
-    every = settings(max_examples=n, database=None, derandomize=True, phases=[Phase.generate], deadline=None,
-                     suppress_health_check=list(HealthCheck))
+    every = settings(
+        max_examples=n,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     case = iter(range(10**9))
 
     @every
@@ -85,8 +141,10 @@ def census(n: int) -> dict[str, Counter]:
     def strategy_files(document):
         path = work / f"s{next(case)}.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True))
-        count("strategy file", attempt(["sweep", "--scenario", "synthetic-b6-2", "--strategy", path, "--dry-run",
-                                        "--out", work / "o"]))
+        count(
+            "strategy file",
+            attempt(["sweep", "--scenario", "synthetic-b6-2", "--strategy", path, "--dry-run", "--out", work / "o"]),
+        )
 
     @every
     @given(document=SWEEP_DOCUMENTS)
@@ -101,8 +159,10 @@ def census(n: int) -> dict[str, Counter]:
         run_dir = work / f"r{next(case)}"
         shutil.copytree(finished, run_dir)
         (run_dir / "results.json").write_text(json.dumps(document))
-        outcomes = [attempt(["report", run_dir, "--metric", "all"]), attempt(["plot", run_dir, "--kind", "all",
-                                                                               "--out", work / "plots"])]
+        outcomes = [
+            attempt(["report", run_dir, "--metric", "all"]),
+            attempt(["plot", run_dir, "--kind", "all", "--out", work / "plots"]),
+        ]
         cil.runs.run.run = stub
         outcomes.append(attempt(["run", "--resume", run_dir]))
         cil.runs.run.run = real_run
@@ -110,8 +170,12 @@ def census(n: int) -> dict[str, Counter]:
         shutil.rmtree(run_dir)
 
     @every
-    @given(payload=st.fixed_dictionaries({"format": st.just(1) | LEAVES}, optional={
-        "state": VALUES, "results": VALUES, "config": VALUES}) | VALUES)
+    @given(
+        payload=st.fixed_dictionaries(
+            {"format": st.just(1) | LEAVES}, optional={"state": VALUES, "results": VALUES, "config": VALUES}
+        )
+        | VALUES
+    )
     def checkpoints(payload):
         run_dir = work / f"c{next(case)}"
         shutil.copytree(finished, run_dir)
@@ -124,8 +188,23 @@ def census(n: int) -> dict[str, Counter]:
     @every
     @given(key=st.sampled_from(SET_KEYS), value=SET_VALUES)
     def set_values(key, value):
-        count("--set KEY=VALUE", attempt(["sweep", "--scenario", "synthetic-b6-2", "--strategy", "podnet-meta-bsce",
-                                          "--set", f"{key}={value}", "--dry-run", "--out", work / "o"]))
+        count(
+            "--set KEY=VALUE",
+            attempt(
+                [
+                    "sweep",
+                    "--scenario",
+                    "synthetic-b6-2",
+                    "--strategy",
+                    "podnet-meta-bsce",
+                    "--set",
+                    f"{key}={value}",
+                    "--dry-run",
+                    "--out",
+                    work / "o",
+                ]
+            ),
+        )
 
     for family in (strategy_files, sweep_files, results_files, checkpoints, set_values):
         family()

@@ -8,10 +8,28 @@ from pathlib import Path
 import numpy as np
 from avalanche.core import SupervisedPlugin
 
-RESULT_KEYS = {"scenario", "strategy", "seed", "class_order", "config", "steps", "avg_incremental_accuracy",
-               "final_accuracy", "env"}
-STEP_KEYS = {"step", "classes", "n_train", "accuracy", "top5", "accuracy_base", "accuracy_old", "accuracy_new",
-             "train_seconds"}
+RESULT_KEYS = {
+    "scenario",
+    "strategy",
+    "seed",
+    "class_order",
+    "config",
+    "steps",
+    "avg_incremental_accuracy",
+    "final_accuracy",
+    "env",
+}
+STEP_KEYS = {
+    "step",
+    "classes",
+    "n_train",
+    "accuracy",
+    "top5",
+    "accuracy_base",
+    "accuracy_old",
+    "accuracy_new",
+    "train_seconds",
+}
 
 
 def check_results_contract(results: dict, run_dir: Path, n_steps: int) -> None:
@@ -41,8 +59,9 @@ def check_results_contract(results: dict, run_dir: Path, n_steps: int) -> None:
     assert (run_dir / "config.yaml").is_file()
 
 
-def write_image_folder(root: Path, n_classes: int, train_per_class: int, test_per_class: int, size: int = 16,
-                       test_dir: str = "test") -> Path:
+def write_image_folder(
+    root: Path, n_classes: int, train_per_class: int, test_per_class: int, size: int = 16, test_dir: str = "test"
+) -> Path:
     """A tiny ImageFolder tree of coloured PNGs, one colour family per class."""
     from PIL import Image
 
@@ -98,11 +117,11 @@ def wandb_records(run_dir):
         if left < 7:  # block tail too short for a header: zero padding
             position += left
             continue
-        _checksum, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _checksum, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if kind == 0 and length == 0:
             position += left
             continue
-        pending += data[position + 7:position + 7 + length]
+        pending += data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind in (1, 4):  # FULL or LAST
             records.append(wandb_internal_pb2.Record.FromString(pending))
@@ -129,8 +148,15 @@ def write_jpegs(folder: Path, count: int, size: tuple[int, int] = (120, 90), see
     return paths
 
 
-def small_engine(model, n_classes: int, n_old: int, per_class: int = 4, memory_per_class: int | None = None,
-                 seed: int = 0, batch_size: int = 8):
+def small_engine(
+    model,
+    n_classes: int,
+    n_old: int,
+    per_class: int = 4,
+    memory_per_class: int | None = None,
+    seed: int = 0,
+    batch_size: int = 8,
+):
     """A real engine (cil.training.engine) on random 32x32 images, ``per_class`` of each of ``n_classes``
     classes, set as during step 1 (``n_old`` old classes); ``memory_per_class`` stores that many of every
     class as exemplars. For calling a component's hooks directly."""
@@ -153,19 +179,37 @@ def small_engine(model, n_classes: int, n_old: int, per_class: int = 4, memory_p
     images = torch.randint(0, 256, (n_classes * per_class, 3, 32, 32), dtype=torch.uint8, generator=generator)
     labels = np.arange(n_classes * per_class) % n_classes
     data = TensorImageData(images, labels, SmallImageAugment(Normalization((0.5,) * 3, (0.25,) * 3)))
-    plan = ScenarioPlan(ScenarioName("small", n_old, 1), n_classes, list(range(n_classes)),
-                        [list(range(n_old)), list(range(n_old, n_classes))])
+    plan = ScenarioPlan(
+        ScenarioName("small", n_old, 1),
+        n_classes,
+        list(range(n_classes)),
+        [list(range(n_old)), list(range(n_old, n_classes))],
+    )
     memory = None
     if memory_per_class:
         memory = Rehearsal(MemoryConfig(per_class=memory_per_class), seed)
         exemplars = {c: [i for i in range(len(labels)) if labels[i] == c][:memory_per_class] for c in range(n_classes)}
-        memory.load_state_dict({"memory": {"per_class": memory_per_class, "budget": None, "exemplars": exemplars},
-                                "generator": torch.Generator().manual_seed(seed).get_state()})
+        memory.load_state_dict(
+            {
+                "memory": {"per_class": memory_per_class, "budget": None, "exemplars": exemplars},
+                "generator": torch.Generator().manual_seed(seed).get_state(),
+            }
+        )
     device = torch.device("cpu")
-    engine = IncrementalStrategy(model=model, plan=plan, train_data=data, test_data=data,
-                                 optim=OptimConfig(batch_size=batch_size, weight_decay=5e-4), loss=CE(), plugins=[],
-                                 device=device, seed=seed, memory=memory, progress=False,
-                                 runtime=Runtime.resolve(RuntimeConfig(precision="fp32"), device))
+    engine = IncrementalStrategy(
+        model=model,
+        plan=plan,
+        train_data=data,
+        test_data=data,
+        optim=OptimConfig(batch_size=batch_size, weight_decay=5e-4),
+        loss=CE(),
+        plugins=[],
+        device=device,
+        seed=seed,
+        memory=memory,
+        progress=False,
+        runtime=Runtime.resolve(RuntimeConfig(precision="fp32"), device),
+    )
     engine.step, engine.n_old, engine.n_seen = 1, n_old, n_classes
     engine.new_classes = list(range(n_old, n_classes))
     return engine

@@ -15,8 +15,21 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch.overrides import TorchFunctionMode
 
-HOST_READS = {"__float__", "__int__", "__bool__", "__index__", "item", "tolist", "numpy", "nonzero", "bincount",
-              "unique", "masked_select", "cpu", "argwhere"}
+HOST_READS = {
+    "__float__",
+    "__int__",
+    "__bool__",
+    "__index__",
+    "item",
+    "tolist",
+    "numpy",
+    "nonzero",
+    "bincount",
+    "unique",
+    "masked_select",
+    "cpu",
+    "argwhere",
+}
 
 
 def _bool_index(args) -> bool:
@@ -33,8 +46,11 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", str(func))
         if name in HOST_READS or (name in ("__getitem__", "__setitem__") and _bool_index(args)):
-            where = [f"{f.filename.split('/work/main/')[-1]}:{f.lineno} {f.name}"
-                     for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename][-3:]
+            where = [
+                f"{f.filename.split('/work/main/')[-1]}:{f.lineno} {f.name}"
+                for f in traceback.extract_stack()[:-1]
+                if "/torch/" not in f.filename
+            ][-3:]
             self.events.append((name, " <- ".join(reversed(where))))
         return func(*args, **(kwargs or {}))
 

@@ -8,13 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-from cil.avalanche import (BalancedSoftmaxCriterion, HerdingSelection, LogitDistillationPlugin, PODFlatPlugin,
-                           sampled_class_counts)
-from cil.avalanche.bsce import samples_per_epoch
-from cil.training.memory import herding_selection
 from cil.strategies.bsce import balanced_softmax_cross_entropy
 from cil.strategies.il_baseline import distillation_loss
+
+from cil.avalanche import (
+    BalancedSoftmaxCriterion,
+    HerdingSelection,
+    LogitDistillationPlugin,
+    PODFlatPlugin,
+    sampled_class_counts,
+)
+from cil.avalanche.bsce import samples_per_epoch
+from cil.training.memory import herding_selection
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "avalanche.md"
 EXAMPLE = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
@@ -23,7 +28,7 @@ EXAMPLE = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
 def doc_namespace(upto: str | None = None) -> dict:
     namespace: dict = {}
     code = EXAMPLE if upto is None else EXAMPLE.split(upto)[0]
-    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - the documented example itself
+    exec(compile(code, str(DOC), "exec"), namespace)
     return namespace
 
 
@@ -33,8 +38,13 @@ def parts():
     from avalanche.benchmarks import nc_benchmark
 
     ns = doc_namespace(upto="torch.manual_seed(0)")
-    benchmark = nc_benchmark(ns["Points"](50, seed=1), ns["Points"](20, seed=2), n_experiences=2, task_labels=False,
-                             fixed_class_order=[0, 1, 2, 3])
+    benchmark = nc_benchmark(
+        ns["Points"](50, seed=1),
+        ns["Points"](20, seed=2),
+        n_experiences=2,
+        task_labels=False,
+        fixed_class_order=[0, 1, 2, 3],
+    )
     return ns, benchmark
 
 
@@ -45,10 +55,16 @@ def naive(model, plugins, criterion=None, mem_size=20, batch_size_mem=None, sele
 
     memory = ParametricBuffer(max_size=mem_size, groupby="class", selection_strategy=selection)
     replay = ReplayPlugin(mem_size=mem_size, batch_size_mem=batch_size_mem, storage_policy=memory)
-    return Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                 criterion=criterion if criterion is not None else torch.nn.CrossEntropyLoss(),
-                 train_mb_size=16, train_epochs=1, eval_mb_size=64, plugins=[*plugins, replay],
-                 evaluator=EvaluationPlugin(loggers=[]))
+    return Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        criterion=criterion if criterion is not None else torch.nn.CrossEntropyLoss(),
+        train_mb_size=16,
+        train_epochs=1,
+        eval_mb_size=64,
+        plugins=[*plugins, replay],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
 
 
 def test_the_documented_example_runs():
@@ -71,8 +87,9 @@ def test_bsce_counts_are_the_replay_loaders_sampling(parts):
     ns, benchmark = parts
     first, second = benchmark.train_stream
     buffer = first.dataset.subset(list(range(0, 100, 5)))  # 10 exemplars of each old class
-    loader = ReplayDataLoader(second.dataset, buffer, oversample_small_tasks=True, batch_size=16, batch_size_mem=8,
-                              shuffle=True)
+    loader = ReplayDataLoader(
+        second.dataset, buffer, oversample_small_tasks=True, batch_size=16, batch_size_mem=8, shuffle=True
+    )
     seen = collections.Counter()
     epochs = 30
     for _ in range(epochs):
@@ -162,8 +179,10 @@ def test_logit_distillation_adds_eq_1_2_from_the_previous_model(parts):
         with torch.no_grad():
             teacher = kd.previous_model(strategy.mb_x)[:, :2]
         rho = 2 / 4
-        return ((1 - rho) * F.cross_entropy(strategy.mb_output, strategy.mb_y)
-                + rho * distillation_loss(strategy.mb_output[:, :2], teacher, 2.0)).item()
+        return (
+            (1 - rho) * F.cross_entropy(strategy.mb_output, strategy.mb_y)
+            + rho * distillation_loss(strategy.mb_output[:, :2], teacher, 2.0)
+        ).item()
 
     compare, compared = _expected_loss_plugin(expected)
     strategy = naive(ns["Net"](), [kd, compare])
@@ -193,7 +212,9 @@ def test_pod_flat_adds_the_embedding_distance_to_the_previous_model(parts):
     strategy = naive(ns["Net"](), [pod, compare])
     for experience in benchmark.train_stream:
         strategy.train(experience)
-    assert len(compared) == 14 and compared[-1][0] != pytest.approx(F.cross_entropy(torch.zeros(1, 4), torch.tensor([0])).item())
+    assert len(compared) == 14 and compared[-1][0] != pytest.approx(
+        F.cross_entropy(torch.zeros(1, 4), torch.tensor([0])).item()
+    )
     for got, want in compared:
         assert got == pytest.approx(want, rel=1e-5)
     assert not strategy.model.features._forward_hooks  # nothing left attached to the user's model

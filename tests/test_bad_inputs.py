@@ -23,29 +23,127 @@ from cil.runs.assemble import build_config
 from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
-TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--logger", "none", "--set", "model.backbone=tiny",
-        "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2", "--set", "optim.batch_size=8"]
+TINY = [
+    "--epochs",
+    "1",
+    "--limit-per-class",
+    "6",
+    "--no-progress",
+    "--logger",
+    "none",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "data.synthetic_classes=10",
+    "--set",
+    "data.test_limit_per_class=2",
+    "--set",
+    "optim.batch_size=8",
+]
 SETS = [s for s in TINY[8:] if s != "--set"]
-FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 6},
-         "logging": {"loggers": []}}
+FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 6}, "logging": {"loggers": []}}
 
-WORDS = ["il-baseline", "il-baseline-bsce", "podnet", "bsce", "synthetic-b6-2", "synthetic-b50-5", "1993", "0.1",
-         "memory", "per_class", "tiny", "x.yaml", "", "complete", "interrupted"]
-KEYS = ["extends", "description", "profiles", "method", "loss", "plugins", "memory", "model", "optim", "data",
-        "runtime", "logging", "name", "lr", "epochs", "per_class", "budget", "alpha", "backbone", "imagenet",
-        "sweeps", "grid", "seeds", "scenarios", "strategies", "set", "scenario", "strategy", "config", "steps",
-        "status", "step", "accuracy", "accuracy_per_group", "top5", "accuracy_base", "accuracy_old",
-        "accuracy_new", "seed", "n_steps", "avg_incremental_accuracy", "final_accuracy", "forgetting",
-        "class_order", "format", "state", "results", "head_groups", "plugins", "rng", "epochs_done"]
-LEAVES = (st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=True, allow_infinity=True)
-          | st.sampled_from(WORDS) | st.text(max_size=8))
-VALUES = st.recursive(LEAVES, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=5),
-                      max_leaves=14)
+WORDS = [
+    "il-baseline",
+    "il-baseline-bsce",
+    "podnet",
+    "bsce",
+    "synthetic-b6-2",
+    "synthetic-b50-5",
+    "1993",
+    "0.1",
+    "memory",
+    "per_class",
+    "tiny",
+    "x.yaml",
+    "",
+    "complete",
+    "interrupted",
+]
+KEYS = [
+    "extends",
+    "description",
+    "profiles",
+    "method",
+    "loss",
+    "plugins",
+    "memory",
+    "model",
+    "optim",
+    "data",
+    "runtime",
+    "logging",
+    "name",
+    "lr",
+    "epochs",
+    "per_class",
+    "budget",
+    "alpha",
+    "backbone",
+    "imagenet",
+    "sweeps",
+    "grid",
+    "seeds",
+    "scenarios",
+    "strategies",
+    "set",
+    "scenario",
+    "strategy",
+    "config",
+    "steps",
+    "status",
+    "step",
+    "accuracy",
+    "accuracy_per_group",
+    "top5",
+    "accuracy_base",
+    "accuracy_old",
+    "accuracy_new",
+    "seed",
+    "n_steps",
+    "avg_incremental_accuracy",
+    "final_accuracy",
+    "forgetting",
+    "class_order",
+    "format",
+    "state",
+    "results",
+    "head_groups",
+    "plugins",
+    "rng",
+    "epochs_done",
+]
+LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 2**40)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(WORDS)
+    | st.text(max_size=8)
+)
+VALUES = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=5)
+    ),
+    max_leaves=14,
+)
 DOCUMENTS = st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=7) | VALUES
 """Mostly mappings of cil's own keys (so that checks past the first level are reached), sometimes anything."""
-STRATEGY_KEYS = ["extends", "description", "profiles", "method", "loss", "plugins", "memory", "model", "optim",
-                 "data", "runtime", "logging"]
+STRATEGY_KEYS = [
+    "extends",
+    "description",
+    "profiles",
+    "method",
+    "loss",
+    "plugins",
+    "memory",
+    "model",
+    "optim",
+    "data",
+    "runtime",
+    "logging",
+]
 SWEEP_KEYS = ["description", "seeds", "scenarios", "strategies", "grid", "sweeps", "set"]
 STRATEGY_DOCUMENTS = st.dictionaries(st.sampled_from(STRATEGY_KEYS), VALUES, max_size=5) | DOCUMENTS
 SWEEP_DOCUMENTS = st.dictionaries(st.sampled_from(SWEEP_KEYS), VALUES, max_size=5) | DOCUMENTS
@@ -77,8 +175,9 @@ def write_yaml(path: Path, document) -> Path:
 def test_generated_strategy_files(tmp_path_factory, capsys, document):
     folder = tmp_path_factory.mktemp("strategy")
     path = write_yaml(folder / "s.yaml", document)
-    code, err = cli(capsys, "sweep", "--scenario", "synthetic-b6-2", "--strategy", path, "--dry-run",
-                    "--out", folder / "out")
+    code, err = cli(
+        capsys, "sweep", "--scenario", "synthetic-b6-2", "--strategy", path, "--dry-run", "--out", folder / "out"
+    )
     one_line_or_success(code, err)
 
 
@@ -111,8 +210,12 @@ def finished_run(tmp_path_factory) -> Path:
 def interrupted_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.raises(KeyboardInterrupt):
-        run(build_config("synthetic-b6-2", "il-baseline-bsce", FLAGS, SETS), out=out,
-            extra_plugins=[StopBeforeStep(2)], log=quiet)
+        run(
+            build_config("synthetic-b6-2", "il-baseline-bsce", FLAGS, SETS),
+            out=out,
+            extra_plugins=[StopBeforeStep(2)],
+            log=quiet,
+        )
     return out
 
 
@@ -127,8 +230,11 @@ def test_generated_results_files(tmp_path_factory, capsys, monkeypatch, finished
     run_dir = folder / "run"
     shutil.copytree(finished_run, run_dir)
     (run_dir / "results.json").write_text(json.dumps(document))
-    for argv in (["report", run_dir, "--metric", "all"], ["report", run_dir, "--per-step"],
-                 ["plot", run_dir, "--kind", "all", "--out", folder / "plots"]):
+    for argv in (
+        ["report", run_dir, "--metric", "all"],
+        ["report", run_dir, "--per-step"],
+        ["plot", run_dir, "--kind", "all", "--out", folder / "plots"],
+    ):
         one_line_or_success(*cli(capsys, *argv))
 
     def accepted(*args, **kwargs):
@@ -142,10 +248,20 @@ def test_generated_results_files(tmp_path_factory, capsys, monkeypatch, finished
     one_line_or_success(code, err)
 
 
-@given(payload=st.fixed_dictionaries({"format": st.just(1) | LEAVES}, optional={
-    "state": VALUES | st.fixed_dictionaries({}, optional={k: VALUES for k in ("step", "head_groups", "model",
-                                                                                "plugins", "rng", "epochs_done")}),
-    "results": VALUES, "config": VALUES}) | VALUES)
+@given(
+    payload=st.fixed_dictionaries(
+        {"format": st.just(1) | LEAVES},
+        optional={
+            "state": VALUES
+            | st.fixed_dictionaries(
+                {}, optional={k: VALUES for k in ("step", "head_groups", "model", "plugins", "rng", "epochs_done")}
+            ),
+            "results": VALUES,
+            "config": VALUES,
+        },
+    )
+    | VALUES
+)
 def test_generated_checkpoints(tmp_path_factory, capsys, interrupted_run, payload):
     folder = tmp_path_factory.mktemp("checkpoint")
     run_dir = folder / "run"
@@ -167,16 +283,55 @@ def all_set_keys() -> list[str]:
     return sorted(k for k in flatten(config) if k not in ("scenario", "strategy"))
 
 
-SET_VALUES = (st.sampled_from(["-1", "0", "1e309", "-inf", ".nan", "nan", "[]", "{}", "[1, x]", "null", "true",
-                               "x" * 200, "1,2,,3", "🙂", "0x10", "1_000", "~", "'1'", "1.5", "-0.0"])
-              | st.text(max_size=10) | st.integers().map(str) | st.floats().map(str))
+SET_VALUES = (
+    st.sampled_from(
+        [
+            "-1",
+            "0",
+            "1e309",
+            "-inf",
+            ".nan",
+            "nan",
+            "[]",
+            "{}",
+            "[1, x]",
+            "null",
+            "true",
+            "x" * 200,
+            "1,2,,3",
+            "🙂",
+            "0x10",
+            "1_000",
+            "~",
+            "'1'",
+            "1.5",
+            "-0.0",
+        ]
+    )
+    | st.text(max_size=10)
+    | st.integers().map(str)
+    | st.floats().map(str)
+)
 
 
 @given(key=st.sampled_from(all_set_keys()), value=SET_VALUES)
 def test_generated_set_values(tmp_path_factory, capsys, key, value):
     out = tmp_path_factory.mktemp("set")
-    code, err = cli(capsys, "sweep", "--scenario", "synthetic-b6-2", "--strategy", "podnet-meta-bsce", "--plugin",
-                    "gala", "--set", f"{key}={value}", "--dry-run", "--out", out)
+    code, err = cli(
+        capsys,
+        "sweep",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "podnet-meta-bsce",
+        "--plugin",
+        "gala",
+        "--set",
+        f"{key}={value}",
+        "--dry-run",
+        "--out",
+        out,
+    )
     one_line_or_success(code, err)
 
 
@@ -189,13 +344,16 @@ GARBAGE = ["", "-1", "nan", "1e309", "x" * 300, "a,b,,c", "\x00", "/proc/cil/x",
 def options_of(command: str) -> list[str]:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    return [a.option_strings[-1] for a in sub._actions
-            if a.option_strings and a.nargs != 0 and a.dest not in ("help",)]
+    return [a.option_strings[-1] for a in sub._actions if a.option_strings and a.nargs != 0 and a.dest not in ("help",)]
 
 
-BASE = {"run": ["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline"],
-        "sweep": ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--dry-run"],
-        "report": ["report"], "plot": ["plot"], "describe": ["describe", "--scenario", "synthetic-b6-2"]}
+BASE = {
+    "run": ["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline"],
+    "sweep": ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--dry-run"],
+    "report": ["report"],
+    "plot": ["plot"],
+    "describe": ["describe", "--scenario", "synthetic-b6-2"],
+}
 
 
 def garbage_argv(command: str, option: str, value: str, run_dir: Path, out: Path) -> list[str]:
@@ -211,6 +369,7 @@ def garbage_argv(command: str, option: str, value: str, run_dir: Path, out: Path
 @pytest.mark.parametrize("command, option", [(c, o) for c in BASE for o in options_of(c)])
 def test_garbage_in_every_option(tmp_path, capsys, monkeypatch, finished_run, command, option):
     """Each option of each subcommand given each garbage value: exit 0 or 2 with one line, never a traceback."""
+
     def accepted(*args, **kwargs):
         raise Reached
 
@@ -231,13 +390,16 @@ def test_garbage_in_every_option(tmp_path, capsys, monkeypatch, finished_run, co
 # ------------------------------------------------------------------------------------ damaged runs (family 4)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[]", "the file must be a JSON object, got a list"),
-    ("null", "the file must be a JSON object, got null"),
-    ("{}", "key 'scenario' is missing"),
-    ('{"scenario": "s", "strategy": "t", "steps": [], "status": "interrupted"}', "key 'config' is missing"),
-    ("{broken", "cannot read"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[]", "the file must be a JSON object, got a list"),
+        ("null", "the file must be a JSON object, got null"),
+        ("{}", "key 'scenario' is missing"),
+        ('{"scenario": "s", "strategy": "t", "steps": [], "status": "interrupted"}', "key 'config' is missing"),
+        ("{broken", "cannot read"),
+    ],
+)
 def test_resume_of_damaged_results_says_what_to_do(tmp_path, capsys, interrupted_run, text, message):
     run_dir = tmp_path / "run"
     shutil.copytree(interrupted_run, run_dir)
@@ -275,45 +437,87 @@ def test_overwrite_removes_the_old_runs_checkpoint(tmp_path, capsys, finished_ru
             raise Killed  # as if SIGKILLed before step 0 ended
 
     with pytest.raises(Killed):
-        run(build_config("synthetic-b6-2", "il-baseline", FLAGS, SETS), out=run_dir, overwrite=True,
-            extra_plugins=[KillBeforeFirstCheckpoint(0)], log=quiet)
+        run(
+            build_config("synthetic-b6-2", "il-baseline", FLAGS, SETS),
+            out=run_dir,
+            overwrite=True,
+            extra_plugins=[KillBeforeFirstCheckpoint(0)],
+            log=quiet,
+        )
     assert not (run_dir / "checkpoints" / "last.pt").exists() and (run_dir / "notes.txt").exists()
     resumed = run(build_config("synthetic-b6-2", "il-baseline", FLAGS, SETS), out=run_dir, resume=True, log=quiet)
     assert resumed["status"] == "complete" and resumed["strategy"] == "il-baseline"
 
 
 def test_set_cannot_relabel_the_strategy(capsys):
-    code, err = cli(capsys, "run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--set",
-                    "strategy=lucir")
+    code, err = cli(
+        capsys, "run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--set", "strategy=lucir"
+    )
     assert code == 2 and "'strategy' names the run and is chosen with --strategy" in err
 
 
 @pytest.mark.parametrize("argv", [["--grid", "memory=,"], ["--grid", "loss.alpha= , "]])
 def test_empty_grid_is_refused(tmp_path, capsys, argv):
-    code, err = cli(capsys, "sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", *argv, "--dry-run",
-                    "--out", tmp_path)
+    code, err = cli(
+        capsys,
+        "sweep",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline",
+        *argv,
+        "--dry-run",
+        "--out",
+        tmp_path,
+    )
     assert code == 2 and "no values" in err
 
 
 def test_empty_grid_in_a_file_is_refused(tmp_path, capsys):
-    path = write_yaml(tmp_path / "plan.yaml", {"scenarios": ["synthetic-b6-2"], "strategies": ["il-baseline"],
-                                               "grid": {"memory": []}})
+    path = write_yaml(
+        tmp_path / "plan.yaml", {"scenarios": ["synthetic-b6-2"], "strategies": ["il-baseline"], "grid": {"memory": []}}
+    )
     code, err = cli(capsys, "sweep", path, "--dry-run", "--out", tmp_path / "out")
     assert code == 2 and "'grid.memory' must be a single value or a non-empty list" in err
 
 
 def test_sweep_lists_refused_combinations_and_runs_the_others(tmp_path, capsys):
-    code, err = cli(capsys, "sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-meta-bsce", "--grid",
-                    "memory_budget=3,40", *TINY, "--out", tmp_path)
+    code, err = cli(
+        capsys,
+        "sweep",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline-meta-bsce",
+        "--grid",
+        "memory_budget=3,40",
+        *TINY,
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     assert "1 to run, 0 to resume, 0 complete, 1 invalid" in err and "needs a memory of at least 2" in err
-    assert (tmp_path / "synthetic-b6-2" / "il-baseline-meta-bsce" / "memory.budget=40" / "seed1993"
-            / "results.json").exists()
+    assert (
+        tmp_path / "synthetic-b6-2" / "il-baseline-meta-bsce" / "memory.budget=40" / "seed1993" / "results.json"
+    ).exists()
 
 
 def test_a_diverging_run_stops_and_says_where(tmp_path, capsys):
-    code, err = cli(capsys, "run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", *TINY, "--set",
-                    "optim.lr=1e12", "--epochs", "2", "--out", tmp_path / "run")
+    code, err = cli(
+        capsys,
+        "run",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline",
+        *TINY,
+        "--set",
+        "optim.lr=1e12",
+        "--epochs",
+        "2",
+        "--out",
+        tmp_path / "run",
+    )
     assert code == 3, err
     line = err.strip().splitlines()[-1]
     assert line.startswith("cil: error: training diverged at step ") and "loss part '" in line
@@ -328,8 +532,9 @@ def test_a_diverging_run_stops_and_says_where(tmp_path, capsys):
 
 def test_non_finite_numbers_are_refused(capsys):
     for value in ("inf", "-inf", ".nan", "1e309"):
-        code, err = cli(capsys, "run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--set",
-                        f"optim.lr={value}")
+        code, err = cli(
+            capsys, "run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--set", f"optim.lr={value}"
+        )
         assert code == 2 and "expected a finite number" in err
 
 

@@ -4,7 +4,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
 
 

@@ -47,33 +47,54 @@ def test_list(capsys):
         assert expected in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--scenario", "cifar100-b50-7", "--strategy", "il-baseline"], "valid step counts"),
-    (["run", "--scenario", "cifar101-b50-5", "--strategy", "il-baseline"], "unknown dataset 'cifar101'"),
-    (["run", "--scenario", "cifar100-b50-5", "--strategy", "nope"], "unknown strategy 'nope'"),
-    (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--set", "optim.lr=x"], "optim.lr"),
-    (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--memory", "-3"], "memory.per_class"),
-    (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--memory", "2", "--memory-budget", "9"],
-     "not allowed with argument"),
-    (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--epochs", "0"], "--epochs"),
-    (["run", "--scenario", "folder-b2-2", "--strategy", "il-baseline"], "needs --data-root"),
-    (["run", "--scenario", "folder-b2-2", "--strategy", "il-baseline", "--data-root", "/nonexistent"],
-     "not a directory"),
-    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--set", "model.backbone=vgg"],
-     "unknown backbone 'vgg'"),
-    (["frobnicate"], "invalid choice"),
-    (["run", "--scenario", "cifar100-b50-5"], "needs --scenario and --strategy"),
-    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,x"], "--seeds"),
-    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2", "--seed", "3"],
-     "not both"),
-    (["run", "--resume", "/nonexistent/run"], "holds no run (results.json is missing)"),
-    (["report", "/nonexistent/runs"], "no such run directory"),
-    (["report", ".", "--metric", "speed"], "unknown metric 'speed'"),
-    (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--grid", "memory"], "--grid expects"),
-    (["sweep", "table9"], "unknown sweep 'table9'"),
-    (["sweep", "--scenario", "synthetic-b50-5"], "needs strategies"),
-    (["plot", "/nonexistent/run"], "no such run directory"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--scenario", "cifar100-b50-7", "--strategy", "il-baseline"], "valid step counts"),
+        (["run", "--scenario", "cifar101-b50-5", "--strategy", "il-baseline"], "unknown dataset 'cifar101'"),
+        (["run", "--scenario", "cifar100-b50-5", "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--set", "optim.lr=x"], "optim.lr"),
+        (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--memory", "-3"], "memory.per_class"),
+        (
+            [
+                "run",
+                "--scenario",
+                "cifar100-b50-5",
+                "--strategy",
+                "il-baseline",
+                "--memory",
+                "2",
+                "--memory-budget",
+                "9",
+            ],
+            "not allowed with argument",
+        ),
+        (["run", "--scenario", "cifar100-b50-5", "--strategy", "il-baseline", "--epochs", "0"], "--epochs"),
+        (["run", "--scenario", "folder-b2-2", "--strategy", "il-baseline"], "needs --data-root"),
+        (
+            ["run", "--scenario", "folder-b2-2", "--strategy", "il-baseline", "--data-root", "/nonexistent"],
+            "not a directory",
+        ),
+        (
+            ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--set", "model.backbone=vgg"],
+            "unknown backbone 'vgg'",
+        ),
+        (["frobnicate"], "invalid choice"),
+        (["run", "--scenario", "cifar100-b50-5"], "needs --scenario and --strategy"),
+        (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,x"], "--seeds"),
+        (
+            ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2", "--seed", "3"],
+            "not both",
+        ),
+        (["run", "--resume", "/nonexistent/run"], "holds no run (results.json is missing)"),
+        (["report", "/nonexistent/runs"], "no such run directory"),
+        (["report", ".", "--metric", "speed"], "unknown metric 'speed'"),
+        (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--grid", "memory"], "--grid expects"),
+        (["sweep", "table9"], "unknown sweep 'table9'"),
+        (["sweep", "--scenario", "synthetic-b50-5"], "needs strategies"),
+        (["plot", "/nonexistent/run"], "no such run directory"),
+    ],
+)
 def test_user_mistakes_exit_2_with_one_line(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
@@ -83,24 +104,49 @@ def test_user_mistakes_exit_2_with_one_line(capsys, argv, message):
 
 
 def test_console_script_exit_code():
-    proc = subprocess.run([sys.executable, "-m", "cil", "describe", "--scenario", "cifar100-b50-9"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "cil", "describe", "--scenario", "cifar100-b50-9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "valid step counts" in proc.stderr
 
 
 # ------------------------------------------------------------------ what a newcomer sees
 
-TINY_RUN = ["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline", "--epochs", "2",
-            "--limit-per-class", "8", "--no-tensorboard", "--set", "model.backbone=tiny", "--set",
-            "optim.batch_size=8", "--set", "data.synthetic_classes=6", "--set", "data.test_limit_per_class=2"]
+TINY_RUN = [
+    "run",
+    "--scenario",
+    "synthetic-b4-1",
+    "--strategy",
+    "il-baseline",
+    "--epochs",
+    "2",
+    "--limit-per-class",
+    "8",
+    "--no-tensorboard",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "optim.batch_size=8",
+    "--set",
+    "data.synthetic_classes=6",
+    "--set",
+    "data.test_limit_per_class=2",
+]
 
 
 def test_off_a_terminal_every_epoch_prints_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "run"))
     assert code == 0
     lines = [line for line in err.splitlines() if " epoch " in line]
-    assert [line.split(":")[0] for line in lines] == ["step 0 epoch 1/2", "step 0 epoch 2/2",
-                                                      "step 1 epoch 1/2", "step 1 epoch 2/2"]
+    assert [line.split(":")[0] for line in lines] == [
+        "step 0 epoch 1/2",
+        "step 0 epoch 2/2",
+        "step 1 epoch 1/2",
+        "step 1 epoch 2/2",
+    ]
     assert all("loss " in line and "images/s" in line and "s into the step" in line for line in lines)
     _, _, quiet = run_cli(capsys, *TINY_RUN, "--out", str(tmp_path / "quiet"), "--no-progress")
     assert " epoch " not in quiet
@@ -154,14 +200,23 @@ def test_a_failed_download_leaves_no_data_folder(tmp_path, monkeypatch):
     assert (tmp_path / "mine" / "notes.txt").exists()  # a folder the user had is left alone
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["describe", "--scenario", "synthetic-b50-5", "--class-order-seed", "-5"],
-     "invalid value for '--class-order-seed': must be in [0, 4294967295]"),
-    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seed", "-1"],
-     "invalid value for 'seed': must be in [0, 4294967295]"),
-    (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds=-1,2"],
-     "invalid value for 'seed': must be in [0, 4294967295]"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["describe", "--scenario", "synthetic-b50-5", "--class-order-seed", "-5"],
+            "invalid value for '--class-order-seed': must be in [0, 4294967295]",
+        ),
+        (
+            ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seed", "-1"],
+            "invalid value for 'seed': must be in [0, 4294967295]",
+        ),
+        (
+            ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds=-1,2"],
+            "invalid value for 'seed': must be in [0, 4294967295]",
+        ),
+    ],
+)
 def test_seeds_out_of_range_are_one_line(capsys, argv, message):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2 and err.strip() == f"cil: error: {message}"
@@ -173,13 +228,22 @@ def test_output_places_are_checked_before_any_work(tmp_path, capsys):
     run_dir = tmp_path / "nowhere"
     for argv, message in [
         (["plot", str(run_dir), "--out", str(a_file)], f"--out {a_file}: not a folder"),
-        (["plot", str(run_dir), "--out", str(a_file / "sub")], f"--out {a_file / 'sub'}: not a folder ({a_file} is a file)"),
-        (["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(a_file), "--dry-run"],
-         f"--out {a_file}: not a folder"),
-        (["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(a_file / "r")],
-         f"--out {a_file / 'r'}: not a folder ({a_file} is a file)"),
-        (["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", "/proc/cil/run"],
-         "--out /proc/cil/run: cannot create anything in /proc ("),
+        (
+            ["plot", str(run_dir), "--out", str(a_file / "sub")],
+            f"--out {a_file / 'sub'}: not a folder ({a_file} is a file)",
+        ),
+        (
+            ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(a_file), "--dry-run"],
+            f"--out {a_file}: not a folder",
+        ),
+        (
+            ["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", str(a_file / "r")],
+            f"--out {a_file / 'r'}: not a folder ({a_file} is a file)",
+        ),
+        (
+            ["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--out", "/proc/cil/run"],
+            "--out /proc/cil/run: cannot create anything in /proc (",
+        ),
     ]:
         code, _, err = run_cli(capsys, *argv)
         assert code == 2 and err.strip().startswith(f"cil: error: {message}") and err.count("\n") == 1, err

@@ -10,8 +10,14 @@ from cil.errors import UserError
 
 
 def make(strategy="il-baseline-bsce", dataset="cifar100", sets=(), **flags):
-    return assemble(scenario=f"{dataset}-b50-5", strategy=strategy, dataset=dataset, flags=dict(flags),
-                    sets=list(sets), lookup=registry.config_class)
+    return assemble(
+        scenario=f"{dataset}-b50-5",
+        strategy=strategy,
+        dataset=dataset,
+        flags=dict(flags),
+        sets=list(sets),
+        lookup=registry.config_class,
+    )
 
 
 def test_strategy_files_resolve_with_paper_defaults():
@@ -37,28 +43,39 @@ def test_imagenet_profile():
 
 
 def test_set_is_typed():
-    cfg = make(sets=["optim.lr=0.05", "loss.alpha=0.25", "optim.weight_decay=1e-4", "method.rho=null",
-                     "optim.milestones=10,20", "seed=7"])
+    cfg = make(
+        sets=[
+            "optim.lr=0.05",
+            "loss.alpha=0.25",
+            "optim.weight_decay=1e-4",
+            "method.rho=null",
+            "optim.milestones=10,20",
+            "seed=7",
+        ]
+    )
     assert cfg.optim.lr == 0.05 and cfg.loss.alpha == 0.25 and cfg.optim.weight_decay == 1e-4
     assert cfg.optim.milestones == [10, 20] and cfg.seed == 7 and cfg.method.rho is None
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("optim.lrr=0.1", "unknown key 'optim.lrr' (did you mean 'lr'?)"),
-    ("method.temprature=3", "unknown key 'method.temprature'"),
-    ("optim.lr=fast", "invalid value for 'optim.lr': expected a number"),
-    ("optim.lr=-1", "invalid value for 'optim.lr': must be > 0"),
-    ("loss.alpha=0", "invalid value for 'loss.alpha'"),
-    ("memory.selection=best", "valid: herding, random"),
-    ("optim.batch_size=2.5", "expected an integer"),
-    ("loss.name=focal", "unknown loss 'focal'"),
-    ("optim", "--set expects key=value"),
-    ("seed=-3", "invalid value for 'seed': must be in [0, 4294967295]"),
-    ("class_order_seed=4294967296", "invalid value for 'class_order_seed': must be in [0, 4294967295]"),
-    ("optim.momentum=1", "invalid value for 'optim.momentum': must be in [0, 1)"),
-    ("method.temperature=.nan", "invalid value for 'method.temperature': expected a finite number, got nan"),
-    ("memory.per_class=-1", "must be >= 0 (0 = no exemplars)"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("optim.lrr=0.1", "unknown key 'optim.lrr' (did you mean 'lr'?)"),
+        ("method.temprature=3", "unknown key 'method.temprature'"),
+        ("optim.lr=fast", "invalid value for 'optim.lr': expected a number"),
+        ("optim.lr=-1", "invalid value for 'optim.lr': must be > 0"),
+        ("loss.alpha=0", "invalid value for 'loss.alpha'"),
+        ("memory.selection=best", "valid: herding, random"),
+        ("optim.batch_size=2.5", "expected an integer"),
+        ("loss.name=focal", "unknown loss 'focal'"),
+        ("optim", "--set expects key=value"),
+        ("seed=-3", "invalid value for 'seed': must be in [0, 4294967295]"),
+        ("class_order_seed=4294967296", "invalid value for 'class_order_seed': must be in [0, 4294967295]"),
+        ("optim.momentum=1", "invalid value for 'optim.momentum': must be in [0, 1)"),
+        ("method.temperature=.nan", "invalid value for 'method.temperature': expected a finite number, got nan"),
+        ("memory.per_class=-1", "must be >= 0 (0 = no exemplars)"),
+    ],
+)
 def test_bad_overrides_are_one_clear_error(assignment, message):
     with pytest.raises(UserError, match=re.escape(message)) as info:
         make(sets=[assignment])
@@ -107,7 +124,11 @@ def test_lucir_and_podnet_defaults():
     assert podnet.model.head == "lsc" and podnet.optim.schedule == "cosine"
     assert (podnet.plugins[0].epochs, podnet.plugins[0].lr, podnet.plugins[0].classifier_only) == (20, 0.05, True)
     podnet_in = make("podnet", dataset="imagenet-subset")
-    assert (podnet_in.method.spatial_factor, podnet_in.method.flat_factor, podnet_in.optim.batch_size) == (8.0, 10.0, 64)
+    assert (podnet_in.method.spatial_factor, podnet_in.method.flat_factor, podnet_in.optim.batch_size) == (
+        8.0,
+        10.0,
+        64,
+    )
     assert make("podnet", sets=["plugins.balanced-finetuning.epochs=3"]).plugins[0].epochs == 3
 
 
@@ -119,15 +140,22 @@ def test_set_name_switches_the_component_and_drops_its_keys():
 
 
 def test_plugin_flag_appends_to_the_strategys_plugins():
-    cfg = assemble(scenario="cifar100-b50-5", strategy="podnet", dataset="cifar100",
-                   flags={"add_plugins": ["mfw", "gala"]}, sets=["plugins.mfw.stage=3"], lookup=registry.config_class)
+    cfg = assemble(
+        scenario="cifar100-b50-5",
+        strategy="podnet",
+        dataset="cifar100",
+        flags={"add_plugins": ["mfw", "gala"]},
+        sets=["plugins.mfw.stage=3"],
+        lookup=registry.config_class,
+    )
     assert [p.name for p in cfg.plugins] == ["balanced-finetuning", "mfw", "gala"]
     assert cfg.plugins[1].stage == 3
 
 
 def test_declared_ranges_describe_themselves():
-    from cil.config.fields import Range, ranged
     import dataclasses
+
+    from cil.config.fields import Range, ranged
 
     assert Range(0, 1, high_open=True).describe() == "must be in [0, 1)"
     assert Range(low=0, low_open=True).describe() == "must be > 0"
@@ -138,8 +166,8 @@ def test_declared_ranges_describe_themselves():
     class C:
         xs: list = ranged(default_factory=list, ge=1)
 
-    from cil.config.fields import check_ranges
     from cil.config import ConfigError
+    from cil.config.fields import check_ranges
 
     check_ranges(C([1, 2]), "c")
     with pytest.raises(ConfigError, match="'c.xs': must be >= 1"):

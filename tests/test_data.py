@@ -1,16 +1,14 @@
 """Data: batched augmentation, the synthetic dataset, image folders, CIFAR's missing-data error."""
 
-
 import numpy as np
 import pytest
 import torch
 
 from cil.config import DataConfig
-from cil.data import DATASETS
+from cil.data import DATASETS, synthetic
 from cil.data.augment import Normalization, SmallImageAugment, random_crop, random_hflip
 from cil.data.base import TensorImageData, first_per_class
 from cil.data.files import FileImageData
-from cil.data import synthetic
 from cil.errors import UserError
 from tests.helpers import write_image_folder
 
@@ -22,7 +20,7 @@ def test_random_crop_is_a_window_of_the_padded_image():
     assert out.shape == x.shape and out.dtype == torch.uint8
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for b in range(2):
-        windows = [padded[b, :, i:i + 8, j:j + 8] for i in range(5) for j in range(5)]
+        windows = [padded[b, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
         assert any(torch.equal(out[b], w) for w in windows)
 
 
@@ -85,12 +83,16 @@ def test_folder_small_images_become_a_tensor_store(image_folder):
 
 
 def test_folder_large_images_load_lazily(tmp_path):
-    root = write_image_folder(tmp_path / "big", n_classes=2, train_per_class=3, test_per_class=2, size=80,
-                              test_dir="val")
+    root = write_image_folder(
+        tmp_path / "big", n_classes=2, train_per_class=3, test_per_class=2, size=80, test_dir="val"
+    )
     data = DATASETS["folder"].load(DataConfig(root=str(root), image_size=32, num_workers=0))
     assert isinstance(data.train, FileImageData)
-    batches = list(data.train.batches(torch.arange(6), 4, train=True, device=torch.device("cpu"),
-                                      generator=torch.Generator().manual_seed(0)))
+    batches = list(
+        data.train.batches(
+            torch.arange(6), 4, train=True, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
+        )
+    )
     assert [tuple(b.shape) for b in batches] == [(4, 3, 32, 32), (2, 3, 32, 32)]
 
 

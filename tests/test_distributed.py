@@ -14,15 +14,39 @@ from cil.runs.assemble import build_config
 from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
-TINY = ["--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce", "--limit-per-class", "24",
-        "--no-progress", "--logger", "none", "--device", "cpu", "--set", "model.backbone=tiny", "--set",
-        "data.synthetic_classes=10", "--set", "data.test_limit_per_class=4", "--set", "optim.batch_size=16"]
+TINY = [
+    "--scenario",
+    "synthetic-b6-2",
+    "--strategy",
+    "il-baseline-bsce",
+    "--limit-per-class",
+    "24",
+    "--no-progress",
+    "--logger",
+    "none",
+    "--device",
+    "cpu",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "data.synthetic_classes=10",
+    "--set",
+    "data.test_limit_per_class=4",
+    "--set",
+    "optim.batch_size=16",
+]
 
 
 def cil(*argv, timeout=600, **kwargs):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "cil", *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout, env=env, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "cil", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
 
 
 def results(run_dir: Path) -> dict:
@@ -50,9 +74,14 @@ def test_two_processes_match_one_and_write_one_run_directory(tmp_path):
 
 def test_killed_under_torchrun_then_resumed_with_two_and_with_one_process(tmp_path):
     out = tmp_path / "run"
-    job = subprocess.Popen([sys.executable, "-m", "cil", "run", *TINY, "--epochs", "6", "--nproc", "2",
-                            "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    job = subprocess.Popen(
+        [sys.executable, "-m", "cil", "run", *TINY, "--epochs", "6", "--nproc", "2", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not ((out / "results.json").exists() and results(out)["steps"]):
         time.sleep(0.2)
@@ -66,11 +95,12 @@ def test_killed_under_torchrun_then_resumed_with_two_and_with_one_process(tmp_pa
     assert results(out)["status"] == "complete" and len(results(out)["steps"]) == 3
 
     cut = tmp_path / "cut"  # one process, interrupted before step 2, resumed by two
-    cfg = build_config("synthetic-b6-2", "il-baseline-bsce", {"epochs": 2, "device": "cpu", "progress": False,
-                                                              "data": {"limit_per_class": 24},
-                                                              "logging": {"loggers": []}},
-                       ["model.backbone=tiny", "data.synthetic_classes=10", "data.test_limit_per_class=4",
-                        "optim.batch_size=16"])
+    cfg = build_config(
+        "synthetic-b6-2",
+        "il-baseline-bsce",
+        {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 24}, "logging": {"loggers": []}},
+        ["model.backbone=tiny", "data.synthetic_classes=10", "data.test_limit_per_class=4", "optim.batch_size=16"],
+    )
     with pytest.raises(KeyboardInterrupt):
         run(cfg, out=cut, extra_plugins=[StopBeforeStep(2)], log=quiet)
     resumed = cil("run", "--resume", cut, "--nproc", "2")
@@ -81,13 +111,17 @@ def test_killed_under_torchrun_then_resumed_with_two_and_with_one_process(tmp_pa
 def test_strategies_with_per_process_gradient_state_are_refused(tmp_path):
     done = cil("run", *TINY, "--plugin", "gala", "--nproc", "2", "--out", tmp_path / "g")
     assert done.returncode == 2
-    assert done.stderr.strip() == ("cil: error: gala cannot run data-parallel yet (per-process gradient state); "
-                                   "run this strategy in one process")
+    assert done.stderr.strip() == (
+        "cil: error: gala cannot run data-parallel yet (per-process gradient state); run this strategy in one process"
+    )
     assert not (tmp_path / "g").exists()
 
 
-STRATEGIES = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "configs" / "strategies").glob("*.yaml")
-                    if p.stem not in ("il-baseline-gala", "il-baseline-gbg"))
+STRATEGIES = sorted(
+    p.stem
+    for p in (Path(__file__).resolve().parent.parent / "configs" / "strategies").glob("*.yaml")
+    if p.stem not in ("il-baseline-gala", "il-baseline-gbg")
+)
 
 
 @pytest.mark.slow
@@ -96,13 +130,30 @@ def test_every_named_strategy_keeps_its_ranks_in_agreement(tmp_path, strategy):
     """Each rank's parameters, BatchNorm statistics and exemplars are compared after every step (a plugin
     that re-estimates BatchNorm per rank, as PODNet's balanced finetuning does, once failed this)."""
     extra = ["--set", "loss.update_every=1", "--set", "loss.validation_per_class=2"] if "meta" in strategy else []
-    done = cil("run", *TINY[4:], "--scenario", "synthetic-b6-2", "--strategy", strategy, "--memory", "4", "--epochs",
-               "2", *extra, "--nproc", "2", "--out", tmp_path / "run")
+    done = cil(
+        "run",
+        *TINY[4:],
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        strategy,
+        "--memory",
+        "4",
+        "--epochs",
+        "2",
+        *extra,
+        "--nproc",
+        "2",
+        "--out",
+        tmp_path / "run",
+    )
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize("argv, message", [(["--nproc", "0"], "--nproc must be >= 1, got 0"),
-                                           (["--nproc", "2", "--seeds", "1,2"], "it takes no --seeds")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [(["--nproc", "0"], "--nproc must be >= 1, got 0"), (["--nproc", "2", "--seeds", "1,2"], "it takes no --seeds")],
+)
 def test_bad_nproc_is_one_line(capsys, argv, message):
     from cil.cli import main
 

@@ -9,12 +9,23 @@ import torch
 from cil.cli import main
 from cil.cli.commands import run_config_from_args
 from cil.cli.parser import build_parser
-from cil.training.contract import CilPlugin
 from cil.runs.run import run
+from cil.training.contract import CilPlugin
 from tests.helpers import check_results_contract
 
-TINY = ["--epochs", "1", "--no-progress", "--set", "model.backbone=tiny", "--set", "optim.batch_size=16",
-        "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=5"]
+TINY = [
+    "--epochs",
+    "1",
+    "--no-progress",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "optim.batch_size=16",
+    "--set",
+    "data.synthetic_classes=10",
+    "--set",
+    "data.test_limit_per_class=5",
+]
 
 
 def cli_run(tmp_path: Path, capsys, *extra: str, name="run") -> tuple[dict, Path, str]:
@@ -26,8 +37,19 @@ def cli_run(tmp_path: Path, capsys, *extra: str, name="run") -> tuple[dict, Path
 
 
 def test_synthetic_il_baseline_bsce(tmp_path, capsys):
-    results, out, stdout = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce",
-                                   "--limit-per-class", "12", "--memory", "4", *TINY)
+    results, out, stdout = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline-bsce",
+        "--limit-per-class",
+        "12",
+        "--memory",
+        "4",
+        *TINY,
+    )
     check_results_contract(results, out, n_steps=3)
     assert results["strategy"] == "il-baseline-bsce" and results["config"]["loss"]["name"] == "bsce"
     assert [s["n_train"] for s in results["steps"]] == [6 * 12, 2 * 12 + 6 * 4, 2 * 12 + 8 * 4]
@@ -38,21 +60,59 @@ def test_synthetic_il_baseline_bsce(tmp_path, capsys):
 
 
 def test_image_folder_run(tmp_path, capsys, image_folder):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "folder-b2-2", "--data-root", str(image_folder),
-                              "--strategy", "il-baseline", "--memory", "3", "--epochs", "1", "--no-progress",
-                              "--set", "model.backbone=tiny", "--set", "optim.batch_size=8")
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "folder-b2-2",
+        "--data-root",
+        str(image_folder),
+        "--strategy",
+        "il-baseline",
+        "--memory",
+        "3",
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--set",
+        "model.backbone=tiny",
+        "--set",
+        "optim.batch_size=8",
+    )
     check_results_contract(results, out, n_steps=3)
     assert results["config"]["model"]["backbone"] == "tiny"
     assert [s["n_train"] for s in results["steps"]] == [16, 16 + 6, 16 + 12]
 
 
 def test_finetune_and_fixed_budget(tmp_path, capsys):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "finetune",
-                              "--limit-per-class", "10", *TINY, name="ft")
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "finetune",
+        "--limit-per-class",
+        "10",
+        *TINY,
+        name="ft",
+    )
     check_results_contract(results, out, n_steps=3)
     assert [s["n_train"] for s in results["steps"]] == [60, 20, 20] and "memory_size" not in results["steps"][0]
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
-                              "--memory-budget", "24", "--limit-per-class", "10", *TINY, name="fixed")
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline",
+        "--memory-budget",
+        "24",
+        "--limit-per-class",
+        "10",
+        *TINY,
+        name="fixed",
+    )
     assert [(s["memory_per_class"], s["memory_size"]) for s in results["steps"]] == [(4, 24), (3, 24), (2, 20)]
 
 
@@ -71,9 +131,14 @@ class Probe(CilPlugin):
         self.seen = []
 
     def before_step(self, engine):
-        record = {"step": engine.step, "n_old": engine.n_old, "n_seen": engine.n_seen,
-                  "counts": engine.train_class_counts.tolist(), "weight": engine.classification_weight,
-                  "head": engine.model.n_classes}
+        record = {
+            "step": engine.step,
+            "n_old": engine.n_old,
+            "n_seen": engine.n_seen,
+            "counts": engine.train_class_counts.tolist(),
+            "weight": engine.classification_weight,
+            "head": engine.model.n_classes,
+        }
         previous = engine.previous_model  # white-box: the engine's own teacher, not part of the contract
         if previous is not None:
             x, _ = next(engine.evaluation_batches(engine.train_set.subset(torch.arange(8)), 8))
@@ -88,8 +153,20 @@ class Probe(CilPlugin):
 
 
 def test_engine_bookkeeping(tmp_path):
-    args = build_parser().parse_args(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline-bsce",
-                                      "--limit-per-class", "10", "--memory", "3", *TINY])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "il-baseline-bsce",
+            "--limit-per-class",
+            "10",
+            "--memory",
+            "3",
+            *TINY,
+        ]
+    )
     probe = Probe()
     run(run_config_from_args(args), out=tmp_path / "probe", extra_plugins=[probe], log=lambda line: None)
     s0, s1, s2 = probe.seen
@@ -104,24 +181,50 @@ def test_engine_bookkeeping(tmp_path):
 
 def test_same_seed_same_results(tmp_path, capsys):
     """Bitwise repeatable on the CPU (on a GPU only with deterministic: true)."""
-    args = ["--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--limit-per-class", "8", "--memory", "2",
-            "--device", "cpu", *TINY]
+    args = [
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline",
+        "--limit-per-class",
+        "8",
+        "--memory",
+        "2",
+        "--device",
+        "cpu",
+        *TINY,
+    ]
     a, _, _ = cli_run(tmp_path, capsys, *args, name="a")
     b, _, _ = cli_run(tmp_path, capsys, *args, name="b")
     assert [s["accuracy"] for s in a["steps"]] == [s["accuracy"] for s in b["steps"]]
     assert a["steps"][-1]["final_epoch_loss"] == b["steps"][-1]["final_epoch_loss"]
 
 
-@pytest.mark.parametrize("strategy, terms, finetuned", [
-    ("lucir", {"classification", "less_forget", "margin_ranking"}, False),
-    ("lucir-bsce", {"classification", "less_forget", "margin_ranking"}, False),
-    ("podnet", {"classification", "pod_spatial", "pod_flat"}, True),
-    ("podnet-bsce", {"classification", "pod_spatial", "pod_flat"}, False),
-])
+@pytest.mark.parametrize(
+    "strategy, terms, finetuned",
+    [
+        ("lucir", {"classification", "less_forget", "margin_ranking"}, False),
+        ("lucir-bsce", {"classification", "less_forget", "margin_ranking"}, False),
+        ("podnet", {"classification", "pod_spatial", "pod_flat"}, True),
+        ("podnet-bsce", {"classification", "pod_spatial", "pod_flat"}, False),
+    ],
+)
 def test_lucir_and_podnet_run(tmp_path, capsys, strategy, terms, finetuned):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", strategy,
-                              "--limit-per-class", "8", "--memory", "3", *TINY,
-                              "--set", "plugins.balanced-finetuning.epochs=1" if finetuned else "seed=1993")
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        strategy,
+        "--limit-per-class",
+        "8",
+        "--memory",
+        "3",
+        *TINY,
+        "--set",
+        "plugins.balanced-finetuning.epochs=1" if finetuned else "seed=1993",
+    )
     check_results_contract(results, out, n_steps=3)
     assert results["eval"] == "cnn"
     incremental = results["steps"][1:]
@@ -132,21 +235,49 @@ def test_lucir_and_podnet_run(tmp_path, capsys, strategy, terms, finetuned):
 
 
 def test_nme_evaluation_is_recorded(tmp_path, capsys):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
-                              "--limit-per-class", "8", "--memory", "3", *TINY, "--set", "plugins=[nme]")
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline",
+        "--limit-per-class",
+        "8",
+        "--memory",
+        "3",
+        *TINY,
+        "--set",
+        "plugins=[nme]",
+    )
     check_results_contract(results, out, n_steps=3)
     assert results["eval"] == "nme"
 
 
 def test_nme_without_memory_is_one_clear_error(tmp_path, capsys):
-    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "finetune", "--limit-per-class", "4",
-                 "--out", str(tmp_path / "x"), *TINY, "--set", "plugins=[nme]"])
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "finetune",
+            "--limit-per-class",
+            "4",
+            "--out",
+            str(tmp_path / "x"),
+            *TINY,
+            "--set",
+            "plugins=[nme]",
+        ]
+    )
     assert code == 2 and "nme evaluation needs exemplars" in capsys.readouterr().err
 
 
 def test_bsce_counts_follow_the_training_set():
+    from cil.strategies.bsce import BalancedSoftmaxCE, BSCEConfig
+
     from cil.training.training_set import TrainingSet
-    from cil.strategies.bsce import BSCEConfig, BalancedSoftmaxCE
 
     class Strategy:
         n_old = 1
@@ -165,13 +296,31 @@ def test_bsce_counts_follow_the_training_set():
 # ---------------------------------------------------------------- exemplar-free, Meta BSCE, NCM / SLDA
 
 STRATEGIES_WITHOUT_MEMORY = {  # strategy: a loss term that needs the previous model (None: no distillation)
-    "finetune": None, "il-baseline": "distillation", "il-baseline-bsce": "distillation",
-    "il-baseline-relaxed-bsce": "distillation", "lucir": "less_forget", "lucir-bsce": "less_forget",
-    "lucir-relaxed-bsce": "less_forget", "podnet": "pod_spatial", "podnet-bsce": "pod_spatial",
-    "podnet-relaxed-bsce": "pod_spatial", "ncm": None, "slda": None,
-    **{f"il-baseline-{name}": "distillation" for name in (
-        "memory-oversampling", "class-oversampling", "loss-rescaling", "balanced-finetuning", "separated-softmax",
-        "gala", "gbg", "mfw")},
+    "finetune": None,
+    "il-baseline": "distillation",
+    "il-baseline-bsce": "distillation",
+    "il-baseline-relaxed-bsce": "distillation",
+    "lucir": "less_forget",
+    "lucir-bsce": "less_forget",
+    "lucir-relaxed-bsce": "less_forget",
+    "podnet": "pod_spatial",
+    "podnet-bsce": "pod_spatial",
+    "podnet-relaxed-bsce": "pod_spatial",
+    "ncm": None,
+    "slda": None,
+    **{
+        f"il-baseline-{name}": "distillation"
+        for name in (
+            "memory-oversampling",
+            "class-oversampling",
+            "loss-rescaling",
+            "balanced-finetuning",
+            "separated-softmax",
+            "gala",
+            "gbg",
+            "mfw",
+        )
+    },
 }
 
 
@@ -184,8 +333,19 @@ def test_every_strategy_is_listed_here():
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES_WITHOUT_MEMORY))
 def test_every_strategy_runs_without_memory(tmp_path, capsys, strategy):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", strategy,
-                              "--limit-per-class", "8", "--memory", "0", *TINY)
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        strategy,
+        "--limit-per-class",
+        "8",
+        "--memory",
+        "0",
+        *TINY,
+    )
     check_results_contract(results, out, n_steps=3)
     assert all(s["n_train"] == len(s["classes"]) * 8 for s in results["steps"])  # new data only
     term = STRATEGIES_WITHOUT_MEMORY[strategy]
@@ -195,9 +355,23 @@ def test_every_strategy_runs_without_memory(tmp_path, capsys, strategy):
 
 @pytest.mark.parametrize("strategy", ["il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce"])
 def test_meta_bsce_learns_and_records_alpha(tmp_path, capsys, strategy):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", strategy,
-                              "--limit-per-class", "12", "--memory", "4", *TINY, "--set", "loss.update_every=1",
-                              "--set", "loss.validation_per_class=2")
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        strategy,
+        "--limit-per-class",
+        "12",
+        "--memory",
+        "4",
+        *TINY,
+        "--set",
+        "loss.update_every=1",
+        "--set",
+        "loss.validation_per_class=2",
+    )
     check_results_contract(results, out, n_steps=3)
     base, *incremental = results["steps"]
     assert "alpha" not in base and base["n_train"] == 6 * 12
@@ -211,8 +385,22 @@ def test_meta_bsce_learns_and_records_alpha(tmp_path, capsys, strategy):
 
 @pytest.mark.parametrize("memory, message", [("0", "at least 2 exemplars"), ("1", "at least 2 exemplars")])
 def test_meta_bsce_needs_a_memory(tmp_path, capsys, memory, message):
-    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "lucir-meta-bsce", "--limit-per-class", "4",
-                 "--memory", memory, "--out", str(tmp_path / "x"), *TINY])
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "lucir-meta-bsce",
+            "--limit-per-class",
+            "4",
+            "--memory",
+            memory,
+            "--out",
+            str(tmp_path / "x"),
+            *TINY,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
@@ -228,8 +416,9 @@ class WeightProbe(CilPlugin):
 
 @pytest.mark.parametrize("strategy", ["ncm", "slda"])
 def test_frozen_feature_baselines_train_the_base_step_only(tmp_path, strategy):
-    args = build_parser().parse_args(["run", "--scenario", "synthetic-b6-2", "--strategy", strategy,
-                                      "--limit-per-class", "8", *TINY])
+    args = build_parser().parse_args(
+        ["run", "--scenario", "synthetic-b6-2", "--strategy", strategy, "--limit-per-class", "8", *TINY]
+    )
     probe = WeightProbe()
     results = run(run_config_from_args(args), out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
     assert results["eval"] == strategy

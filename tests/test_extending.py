@@ -6,7 +6,7 @@ import textwrap
 from cil import registry
 from cil.cli import main
 
-MODULE = textwrap.dedent('''
+MODULE = textwrap.dedent("""
     from dataclasses import dataclass
 
     import torch.nn.functional as F
@@ -29,7 +29,7 @@ MODULE = textwrap.dedent('''
         def classification_loss(self, strategy, logits, targets):
             CALLS.append(self.config.scale)
             return self.config.scale * F.cross_entropy(logits, targets)
-''')
+""")
 
 
 def test_user_loss_from_cil_plugins(tmp_path, monkeypatch, capsys):
@@ -39,9 +39,26 @@ def test_user_loss_from_cil_plugins(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(registry, "_loaded", False)
     strategy = tmp_path / "mine.yaml"
     strategy.write_text("extends: il-baseline\nloss:\n  name: scaled-ce\n  scale: 0.5\n")
-    common = ["run", "--scenario", "synthetic-b6-2", "--strategy", str(strategy), "--epochs", "1", "--no-progress",
-              "--limit-per-class", "4", "--set", "model.backbone=tiny", "--set", "optim.batch_size=8",
-              "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2"]
+    common = [
+        "run",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        str(strategy),
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--limit-per-class",
+        "4",
+        "--set",
+        "model.backbone=tiny",
+        "--set",
+        "optim.batch_size=8",
+        "--set",
+        "data.synthetic_classes=10",
+        "--set",
+        "data.test_limit_per_class=2",
+    ]
 
     assert main([*common, "--set", "loss.scael=2"]) == 2
     assert "unknown key 'loss.scael' (did you mean 'scale'?)" in capsys.readouterr().err
@@ -78,10 +95,18 @@ def test_a_projects_own_strategies_folder_does_not_hide_cil_methods(tmp_path, mo
 
     (tmp_path / "strategies").mkdir()
     (tmp_path / "strategies" / "__init__.py").write_text("MINE = True\n")
-    done = subprocess.run([sys.executable, "-c", "import strategies, cil.registry as r; "
-                           "assert strategies.MINE; print(len(r.names('loss')), len(r.names('method')))"],
-                          cwd=tmp_path, capture_output=True, text=True, env={**__import__('os').environ,
-                                                                            "PYTHONPATH": str(tmp_path)})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import strategies, cil.registry as r; "
+            "assert strategies.MINE; print(len(r.names('loss')), len(r.names('method')))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     losses, methods = map(int, done.stdout.split())
     assert losses >= 7 and methods >= 5

@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-
 from cil.strategies.ncm import NCMConfig, NearestClassMean, normalised_class_means
 from cil.strategies.slda import StreamingLDA
 

@@ -3,7 +3,6 @@
 import math
 
 import torch
-
 from cil.strategies.il_baseline import adaptive_rho, distillation_loss
 
 

@@ -19,8 +19,13 @@ def jpegs(tmp_path_factory):
 
 
 def read(data: FileImageData, device: str, train: bool, seed: int = 5) -> torch.Tensor:
-    batches = data.batches(torch.arange(len(data.paths)).flip(0), 5, train=train, device=torch.device(device),
-                           generator=torch.Generator().manual_seed(seed))
+    batches = data.batches(
+        torch.arange(len(data.paths)).flip(0),
+        5,
+        train=train,
+        device=torch.device(device),
+        generator=torch.Generator().manual_seed(seed),
+    )
     return torch.cat([b.cpu() for b in batches])
 
 

@@ -12,15 +12,24 @@ from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet, wandb_records
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
-SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=10", "data.test_limit_per_class=5",
-        "logging.wandb_mode=offline"]
+SETS = [
+    "model.backbone=tiny",
+    "optim.batch_size=16",
+    "data.synthetic_classes=10",
+    "data.test_limit_per_class=5",
+    "logging.wandb_mode=offline",
+]
 
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("loggers") / "r"
-    cfg = build_config("synthetic-b6-2", "il-baseline-meta-bsce",
-                       {**FLAGS, "logging": {"loggers": ["tensorboard", "csv", "wandb"]}}, SETS)
+    cfg = build_config(
+        "synthetic-b6-2",
+        "il-baseline-meta-bsce",
+        {**FLAGS, "logging": {"loggers": ["tensorboard", "csv", "wandb"]}},
+        SETS,
+    )
     return out, run(cfg, out=out, log=quiet)
 
 
@@ -50,8 +59,11 @@ def test_tensorboard_hparams_hold_the_config_and_the_run_numbers(logged):
     assert start.hparams["loss.name"].string_value == "meta-bsce"
     assert start.hparams["status"].string_value == "complete"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} == {"hparams/aia", "hparams/final_accuracy",
-                                                             "hparams/forgetting"}
+    assert {m.name.tag for m in experiment.metric_infos} == {
+        "hparams/aia",
+        "hparams/final_accuracy",
+        "hparams/forgetting",
+    }
     assert events.Scalars("hparams/aia")[0].value == pytest.approx(results["avg_incremental_accuracy"], abs=1e-4)
     steps = EventAccumulator(str(out / "tensorboard" / "steps")).Reload()
     assert [e.value for e in steps.Scalars("aia")][-1] == pytest.approx(results["avg_incremental_accuracy"], abs=1e-4)
@@ -65,8 +77,11 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
     assert run_record.project == "cil"
     config = {u.key: json.loads(u.value_json) for u in run_record.config.update}
     assert config["optim"]["lr"] == results["config"]["optim"]["lr"] and config["loss"]["name"] == "meta-bsce"
-    history = [{i.nested_key[0] if i.nested_key else i.key: json.loads(i.value_json) for i in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
+    history = [
+        {i.nested_key[0] if i.nested_key else i.key: json.loads(i.value_json) for i in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
     tested = [h for h in history if "cil_step" in h]
     assert [h["test/accuracy/all"] for h in tested] == pytest.approx([s["accuracy"] for s in results["steps"]])
     trained = [h for h in history if "epoch" in h]
@@ -74,8 +89,9 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
     summary = {}
     for r in records:
         if r.WhichOneof("record_type") == "summary":
-            summary.update({(u.nested_key[0] if u.nested_key else u.key): json.loads(u.value_json)
-                            for u in r.summary.update})
+            summary.update(
+                {(u.nested_key[0] if u.nested_key else u.key): json.loads(u.value_json) for u in r.summary.update}
+            )
     assert summary["aia"] == pytest.approx(results["avg_incremental_accuracy"]) and summary["status"] == "complete"
     assert (out / "logs" / "wandb-id").read_text().strip() == run_record.run_id
 
@@ -83,8 +99,11 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
 def test_a_resumed_run_logs_each_epoch_and_step_once(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = lambda: build_config("synthetic-b6-2", "il-baseline-bsce",  # noqa: E731
-                                  {**FLAGS, "logging": {"loggers": ["tensorboard", "csv"]}}, SETS)
+    def config():
+        return build_config(
+            "synthetic-b6-2", "il-baseline-bsce", {**FLAGS, "logging": {"loggers": ["tensorboard", "csv"]}}, SETS
+        )
+
     with pytest.raises(KeyboardInterrupt):
         run(config(), out=tmp_path / "r", extra_plugins=[StopBeforeStep(2, after_epochs=1)], log=quiet)
     results = run(config(), out=tmp_path / "r", resume=True, log=quiet)
@@ -99,8 +118,9 @@ def test_a_resumed_run_logs_each_epoch_and_step_once(tmp_path):
 
 def test_logger_option_is_checked_in_one_line(capsys):
     assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--logger", "tb"]) == 2
-    assert capsys.readouterr().err.strip() == ("cil: error: --logger: unknown logger 'tb'; valid: csv, tensorboard, "
-                                               "wandb, comma-separated, or none")
+    assert capsys.readouterr().err.strip() == (
+        "cil: error: --logger: unknown logger 'tb'; valid: csv, tensorboard, wandb, comma-separated, or none"
+    )
     assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--logger", "csv,csv"]) == 2
     assert "names a logger twice" in capsys.readouterr().err
     cfg = build_config("synthetic-b6-2", "il-baseline", {}, ["logging.loggers=csv,wandb"])
@@ -123,10 +143,30 @@ def test_wandb_online_without_a_login_is_one_line(tmp_path, capsys, monkeypatch)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no wandb settings
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--epochs", "1",
-                 "--limit-per-class", "4", "--no-progress", "--logger", "wandb", "--set", "model.backbone=tiny",
-                 "--set", "data.synthetic_classes=10", "--set", "logging.wandb_mode=online", "--out",
-                 str(tmp_path / "r")])
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "il-baseline",
+            "--epochs",
+            "1",
+            "--limit-per-class",
+            "4",
+            "--no-progress",
+            "--logger",
+            "wandb",
+            "--set",
+            "model.backbone=tiny",
+            "--set",
+            "data.synthetic_classes=10",
+            "--set",
+            "logging.wandb_mode=online",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("cil: error: wandb logger: ") and "wandb_mode=offline" in err[-1]
     assert not any("Traceback" in line for line in err)

@@ -6,20 +6,18 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from cil.cli import main
 from cil.strategies.gala import gala_adjustment, rebalance_predictions
 from cil.strategies.gbg import class_balanced_weights, cosine_similarity_matrix, normalized_cut_groups
 from cil.strategies.mfw import MajorFeatureWeakening, MFWConfig, mix_features, mixing_weights
 from cil.strategies.min_norm import min_norm_weights
 
+from cil.cli import main
+
 # ------------------------------------------------------------------------------------------------ GALA
 
 
 def test_gala_adjusted_logits_from_given_statistics():
-    stats = torch.tensor([[4.0, 1.0, 3.0],
-                          [2.0, 1.0, 1.0],
-                          [1.0, 2.0, 1.0]])
+    stats = torch.tensor([[4.0, 1.0, 3.0], [2.0, 1.0, 1.0], [1.0, 2.0, 1.0]])
     targets = torch.tensor([0, 2])
     eps = 1e-3
     theta = torch.tensor([4.0, 1.0, 1.0]) / 2.0  # diagonal over its mean
@@ -36,8 +34,9 @@ def test_gala_adjusted_logits_from_given_statistics():
 def test_gala_statistics_do_not_drift_with_scale():
     stats = torch.rand(4, 4) + 0.1
     targets = torch.tensor([0, 1, 2, 3])
-    assert torch.allclose(gala_adjustment(stats, targets, 1, 1, 1e-3), gala_adjustment(100 * stats, targets, 1, 1, 1e-3),
-                          atol=1e-5)
+    assert torch.allclose(
+        gala_adjustment(stats, targets, 1, 1, 1e-3), gala_adjustment(100 * stats, targets, 1, 1, 1e-3), atol=1e-5
+    )
 
 
 def test_gala_accumulates_the_classification_gradient_of_real_batches_only():
@@ -87,8 +86,9 @@ def test_min_norm_matches_a_qp_solver(n):
     g = torch.randn(n, 40, dtype=torch.float64)
     gram = g @ g.t()
     a = min_norm_weights(gram)
-    x = qpsolvers.solve_qp(2 * gram.numpy(), np.zeros(n), A=np.ones((1, n)), b=np.ones(1), lb=np.zeros(n),
-                           solver="quadprog")
+    x = qpsolvers.solve_qp(
+        2 * gram.numpy(), np.zeros(n), A=np.ones((1, n)), b=np.ones(1), lb=np.zeros(n), solver="quadprog"
+    )
     assert float(a.sum()) == pytest.approx(1.0) and (a >= 0).all()
     assert float(a @ gram @ a) == pytest.approx(float(x @ gram.numpy() @ x), rel=1e-6)
     assert a.numpy() == pytest.approx(x, abs=1e-4)
@@ -97,7 +97,9 @@ def test_min_norm_matches_a_qp_solver(n):
 def test_normalized_cut_separates_two_clusters_of_gradients():
     torch.manual_seed(0)
     a, b = torch.randn(50), torch.randn(50)
-    gradients = torch.stack([a + 0.1 * torch.randn(50) for _ in range(5)] + [b + 0.1 * torch.randn(50) for _ in range(4)])
+    gradients = torch.stack(
+        [a + 0.1 * torch.randn(50) for _ in range(5)] + [b + 0.1 * torch.randn(50) for _ in range(4)]
+    )
     groups = normalized_cut_groups(cosine_similarity_matrix(gradients), 2, seed=0)
     assert len(set(groups[:5])) == 1 and len(set(groups[5:])) == 1 and groups[0] != groups[5]
     assert list(normalized_cut_groups(cosine_similarity_matrix(gradients), 20, seed=0)) == list(range(9))
@@ -105,7 +107,7 @@ def test_normalized_cut_separates_two_clusters_of_gradients():
 
 def test_class_balanced_weights():
     w = class_balanced_weights(torch.tensor([0, 1, 100]), beta=0.9)
-    assert w.tolist() == pytest.approx([0.0, 1.0, 0.1 / (1 - 0.9 ** 100)])
+    assert w.tolist() == pytest.approx([0.0, 1.0, 0.1 / (1 - 0.9**100)])
 
 
 # ------------------------------------------------------------------------------------------------ MFW
@@ -143,28 +145,50 @@ def test_mfw_mixes_features_keeps_labels_and_is_off_at_evaluation():
 # ------------------------------------------------------------------------------------------------ end to end
 
 TINY_SETS = ["model.backbone=tiny", "data.synthetic_classes=10", "data.test_limit_per_class=5", "optim.batch_size=16"]
-TINY = ["--scenario", "synthetic-b6-2", "--epochs", "1", "--limit-per-class", "10", "--device", "cpu", "--no-progress",
-        "--no-tensorboard", *sum((["--set", s] for s in TINY_SETS), [])]
+TINY = [
+    "--scenario",
+    "synthetic-b6-2",
+    "--epochs",
+    "1",
+    "--limit-per-class",
+    "10",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--no-tensorboard",
+    *sum((["--set", s] for s in TINY_SETS), []),
+]
 
 
 @pytest.mark.parametrize("plugin", ["gala", "gbg", "mfw", "memory-oversampling", "class-oversampling"])
 @pytest.mark.parametrize("strategy", ["il-baseline", "podnet"])
 def test_plugins_run_with_il_baseline_and_podnet(tmp_path, capsys, plugin, strategy):
     out = tmp_path / "run"
-    assert main(["run", "--strategy", strategy, "--plugin", plugin, *TINY, "--out", str(out)]) == 0, \
+    assert main(["run", "--strategy", strategy, "--plugin", plugin, *TINY, "--out", str(out)]) == 0, (
         capsys.readouterr().err
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "complete"
     assert plugin in [p["name"] for p in results["config"]["plugins"]]
     if plugin == "gbg":
-        assert all(sum(s["gbg_group_sizes"]) == sum(len(t["labels"]) for t in results["steps"][: s["step"] + 1])
-                   for s in results["steps"])
+        assert all(
+            sum(s["gbg_group_sizes"]) == sum(len(t["labels"]) for t in results["steps"][: s["step"] + 1])
+            for s in results["steps"]
+        )
         assert all(sum(s["gbg_mean_weights"]) == pytest.approx(1.0, abs=1e-3) for s in results["steps"])
 
 
-@pytest.mark.parametrize("strategy", ["il-baseline-loss-rescaling", "il-baseline-separated-softmax",
-                                      "il-baseline-balanced-finetuning", "il-baseline-gala", "il-baseline-gbg",
-                                      "il-baseline-mfw"])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        "il-baseline-loss-rescaling",
+        "il-baseline-separated-softmax",
+        "il-baseline-balanced-finetuning",
+        "il-baseline-gala",
+        "il-baseline-gbg",
+        "il-baseline-mfw",
+    ],
+)
 def test_named_table6_strategies_run(tmp_path, capsys, strategy):
     assert main(["run", "--strategy", strategy, *TINY, "--out", str(tmp_path / "run")]) == 0, capsys.readouterr().err
 
@@ -172,8 +196,9 @@ def test_named_table6_strategies_run(tmp_path, capsys, strategy):
 @pytest.mark.parametrize("loss", ["loss-rescaling", "separated-softmax"])
 def test_table6_losses_replace_podnets_loss(tmp_path, capsys, loss):
     out = tmp_path / "run"
-    assert main(["run", "--strategy", "podnet", "--set", f"loss.name={loss}", *TINY, "--out", str(out)]) == 0, \
+    assert main(["run", "--strategy", "podnet", "--set", f"loss.name={loss}", *TINY, "--out", str(out)]) == 0, (
         capsys.readouterr().err
+    )
     assert json.loads((out / "results.json").read_text())["config"]["loss"] == {"name": loss}
 
 
@@ -193,21 +218,27 @@ def test_mfw_leaves_the_labels_alone(tmp_path):
         def after_forward(self, strategy, **kwargs):
             assert torch.equal(seen[-1], strategy.mb_y)
 
-    cfg = build_config("synthetic-b6-2", "il-baseline-mfw", {"epochs": 1, "device": "cpu", "progress": False,
-                                                             "logging": {"loggers": []}, "data": {"limit_per_class": 10}},
-                       TINY_SETS)
+    cfg = build_config(
+        "synthetic-b6-2",
+        "il-baseline-mfw",
+        {"epochs": 1, "device": "cpu", "progress": False, "logging": {"loggers": []}, "data": {"limit_per_class": 10}},
+        TINY_SETS,
+    )
     run(cfg, out=tmp_path / "run", extra_plugins=[RecordLabels()], log=quiet)
     assert seen
 
 
 def test_gala_rebalancing_changes_the_evaluation(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--strategy", "il-baseline-gala", *TINY, "--set", "plugins.gala.rebalance=true",
-                 "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            ["run", "--strategy", "il-baseline-gala", *TINY, "--set", "plugins.gala.rebalance=true", "--out", str(out)]
+        )
+        == 0
+    ), capsys.readouterr().err
     assert json.loads((out / "results.json").read_text())["eval"] == "gala-rebalanced"
 
 
 def test_two_batch_samplers_are_one_clear_error(capsys):
-    assert main(["run", "--strategy", "il-baseline-memory-oversampling", "--plugin", "class-oversampling",
-                 *TINY]) == 2
+    assert main(["run", "--strategy", "il-baseline-memory-oversampling", "--plugin", "class-oversampling", *TINY]) == 2
     assert "both choose the mini-batches" in capsys.readouterr().err

@@ -4,19 +4,19 @@ import math
 
 import pytest
 import torch
-
-from cil.models import build_net
-from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
 from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig, balanced_subset
 from cil.strategies.cosine_head_method import embedding_distillation_loss
 from cil.strategies.lucir import adaptive_lambda, margin_ranking_loss
 from cil.strategies.nca import nca_loss, nca_loss_official_code
 from cil.strategies.nme import class_means
 from cil.strategies.podnet import pod_spatial_loss, pooled_spatial, scheduled_factor
+
+from cil.models import build_net
+from cil.models.heads import CosineHead, LocalSimilarityHead, kmeans
 from tests.helpers import small_engine
 
-
 # ------------------------------------------------------------------ PODNet distillation
+
 
 def test_pod_spatial_hand_computation():
     """h = [[1, 2], [3, 4]] squares to [[1, 4], [9, 16]]: row sums (5, 25), column sums (10, 20);
@@ -57,6 +57,7 @@ def test_schedules():
 
 
 # ------------------------------------------------------------------ heads
+
 
 def test_lsc_aggregation_hand_computation():
     """Cosines 0.5 and 0.1 with a class's two proxies: softmax weights 0.5987/0.4013 -> 0.33948."""
@@ -107,6 +108,7 @@ def test_kmeans_imprinting_finds_the_clusters():
 
 # ------------------------------------------------------------------ losses
 
+
 def test_nca_paper_definition():
     """Similarities (0.8, 0.3, 0.1), target 0, eta 2, delta 0.6:
     log(e^0.6 + e^0.2) - 2 * (0.8 - 0.6) = 0.71302."""
@@ -114,7 +116,9 @@ def test_nca_paper_definition():
     assert math.isclose(nca_loss(sims, torch.tensor([0]), 2.0, 0.6).item(), 0.71302, abs_tol=1e-5)
     # the margin applies to the ground truth only: raising a negative's similarity raises the loss,
     # while the same raise on the ground truth lowers it
-    assert nca_loss(torch.tensor([[0.8, 0.5, 0.1]]), torch.tensor([0]), 2.0, 0.6) > nca_loss(sims, torch.tensor([0]), 2.0, 0.6)
+    assert nca_loss(torch.tensor([[0.8, 0.5, 0.1]]), torch.tensor([0]), 2.0, 0.6) > nca_loss(
+        sims, torch.tensor([0]), 2.0, 0.6
+    )
     # hinge: a confident sample contributes 0, not a negative loss
     confident = torch.tensor([[0.9, -0.5, -0.5]])
     assert nca_loss(confident, torch.tensor([0]), 10.0, 0.1).item() == 0.0
@@ -149,6 +153,7 @@ def test_embedding_distillation_loss():
 
 # ------------------------------------------------------------------ balanced finetuning and NME
 
+
 def test_balanced_subset():
     labels = torch.tensor([0, 0, 0, 1, 1, 2])
     assert balanced_subset(torch.arange(6), labels, 2).tolist() == [0, 1, 3, 4, 5]
@@ -182,5 +187,6 @@ def test_nme_class_means():
     features = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
     flipped = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     means = class_means(features, flipped, torch.tensor([0, 0, 1]), 2)
-    assert torch.allclose(means, torch.tensor([[1 / math.sqrt(2), 1 / math.sqrt(2)],
-                                               [1 / math.sqrt(2), 1 / math.sqrt(2)]]), atol=1e-6)
+    assert torch.allclose(
+        means, torch.tensor([[1 / math.sqrt(2), 1 / math.sqrt(2)], [1 / math.sqrt(2), 1 / math.sqrt(2)]]), atol=1e-6
+    )

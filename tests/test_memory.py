@@ -46,7 +46,7 @@ def _fill(memory: RehearsalMemory, classes: range, n_seen: int) -> None:
 
 def test_growing_memory_keeps_n_per_class():
     memory = RehearsalMemory(per_class=20)
-    for step, classes in enumerate([range(0, 50), range(50, 60), range(60, 70)]):
+    for classes in [range(0, 50), range(50, 60), range(60, 70)]:
         _fill(memory, classes, classes.stop)
         assert len(memory) == 20 * classes.stop
         assert set(memory.sizes().values()) == {20}

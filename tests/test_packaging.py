@@ -26,34 +26,66 @@ def test_configs_are_found_as_package_data(tmp_path, monkeypatch):
 
 
 def test_a_closed_output_pipe_is_not_a_traceback():
-    done = subprocess.run(f"{sys.executable} -m cil list | head -n 1", shell=True, capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        f"{sys.executable} -m cil list | head -n 1", shell=True, capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert done.stdout.startswith("Scenarios:") and "Traceback" not in done.stderr and done.stderr == ""
 
 
 @pytest.mark.slow
 def test_a_built_wheel_runs_from_another_directory(tmp_path):
     """pip install of a wheel (not editable), then a run from an unrelated folder, without warning lines."""
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path / "whl")],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(ROOT), "-w", str(tmp_path / "whl")],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     env_dir = tmp_path / "env"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     deps = [p for p in sys.path if p.endswith("site-packages")]
     Path(site, "deps.pth").write_text("\n".join(deps) + "\n")  # torch & co. from this environment
     wheel = next((tmp_path / "whl").glob("cil-*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run([str(env_dir / "bin" / "cil"), "run", "--scenario", "synthetic-b6-2", "--strategy",
-                           "il-baseline-bsce", "--epochs", "1", "--limit-per-class", "5", "--no-progress",
-                           "--set", "model.backbone=tiny", "--set", "data.synthetic_classes=10",
-                           "--set", "data.test_limit_per_class=2", "--out", "r"],
-                          cwd=elsewhere, capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONWARNINGS")})
+    done = subprocess.run(
+        [
+            str(env_dir / "bin" / "cil"),
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "il-baseline-bsce",
+            "--epochs",
+            "1",
+            "--limit-per-class",
+            "5",
+            "--no-progress",
+            "--set",
+            "model.backbone=tiny",
+            "--set",
+            "data.synthetic_classes=10",
+            "--set",
+            "data.test_limit_per_class=2",
+            "--out",
+            "r",
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONWARNINGS")},
+    )
     assert done.returncode == 0, done.stderr
     assert (elsewhere / "r" / "results.json").exists()
     assert not [line for line in done.stderr.splitlines() if "warn" in line.lower()], done.stderr
@@ -78,12 +110,14 @@ print(code, len(out.getvalue()), *[m for m in {heavy!r} if m in sys.modules])
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["list"], ["describe", "--scenario", "cifar100-b50-5"],
-                                  ["run", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["--version"], ["list"], ["describe", "--scenario", "cifar100-b50-5"], ["run", "--help"]]
+)
 def test_commands_that_train_nothing_import_no_torch_or_avalanche(argv):
     """Naming and describing things must not cost the 10 s of importing torch and Avalanche."""
-    done = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     code, printed, *imported = done.stdout.split()
     assert (code, imported, done.stderr) == ("0", [], "")
     assert int(printed) > 0

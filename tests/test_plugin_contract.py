@@ -1,12 +1,13 @@
-"""The plugin contract of cil/training/contract.py: hooks found by name, 'at most one' enforced, memory owned by the engine."""
+"""The plugin contract (cil/training/contract.py): the Engine protocol enforced, hooks found by name, 'at most one'
+enforced, the memory owned by the engine."""
 
 import pytest
 import torch
 
 from cil.errors import UserError
 from cil.runs.assemble import build_config
-from cil.training.contract import HOOKS, WRITABLE_MEMBERS, CilPlugin, PluginHooks, engine_members
 from cil.runs.run import run
+from cil.training.contract import HOOKS, WRITABLE_MEMBERS, CilPlugin, PluginHooks, engine_members
 from tests.helpers import StopBeforeStep
 from tests.test_end_to_end import TINY, cli_run
 
@@ -29,19 +30,30 @@ class HalfSampler(CilPlugin):
 
 
 def test_every_hook_is_declared_with_a_protocol():
-    assert set(HOOKS) == {"adjust_logits", "adjust_scores", "param_groups", "epoch_positions", "backward",
-                          "evaluation_name", "evaluation_scores", "posthoc_correction"}
+    assert set(HOOKS) == {
+        "adjust_logits",
+        "adjust_scores",
+        "param_groups",
+        "epoch_positions",
+        "backward",
+        "evaluation_name",
+        "evaluation_scores",
+        "posthoc_correction",
+    }
     assert all(h.members[0] == name for name, h in HOOKS.items())
     hooks = PluginHooks([Namer(), Sampler(), CilPlugin()])
     assert type(hooks.one("evaluation_name")) is Namer and type(hooks.one("epoch_positions")) is Sampler
     assert hooks.one("backward") is None and hooks.all("param_groups") == []
 
 
-@pytest.mark.parametrize("plugins, message", [
-    ([Namer(), Namer()], "plugins Namer and Namer both decide how predictions are made"),
-    ([Sampler(), Sampler()], "both choose the mini-batches"),
-    ([HalfSampler()], "plugin HalfSampler has epoch_positions but not epoch_length"),
-])
+@pytest.mark.parametrize(
+    "plugins, message",
+    [
+        ([Namer(), Namer()], "plugins Namer and Namer both decide how predictions are made"),
+        ([Sampler(), Sampler()], "both choose the mini-batches"),
+        ([HalfSampler()], "plugin HalfSampler has epoch_positions but not epoch_length"),
+    ],
+)
 def test_hooks_at_most_one_plugin_may_have(plugins, message):
     with pytest.raises(UserError, match=message):
         PluginHooks(plugins)
@@ -50,8 +62,24 @@ def test_hooks_at_most_one_plugin_may_have(plugins, message):
 def test_two_evaluation_plugins_are_one_clear_error(tmp_path, capsys):
     from cil.cli import main
 
-    code = main(["run", "--scenario", "synthetic-b6-2", "--strategy", "ncm", "--plugin", "nme",
-                 "--limit-per-class", "4", "--memory", "2", *TINY, "--out", str(tmp_path / "r")])
+    code = main(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "ncm",
+            "--plugin",
+            "nme",
+            "--limit-per-class",
+            "4",
+            "--memory",
+            "2",
+            *TINY,
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["cil: error: plugins ncm and nme both decide how predictions are made; use one of them"]
@@ -73,8 +101,20 @@ def test_memory_is_updated_before_any_plugin_sees_the_step_end(tmp_path):
     from cil.cli.commands import run_config_from_args
     from cil.cli.parser import build_parser
 
-    args = build_parser().parse_args(["run", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
-                                      "--limit-per-class", "4", "--memory", "2", *TINY])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "il-baseline",
+            "--limit-per-class",
+            "4",
+            "--memory",
+            "2",
+            *TINY,
+        ]
+    )
     cfg = run_config_from_args(args)
     probe = SeesMemory()
     run(cfg, out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
@@ -93,8 +133,9 @@ class Vandal(CilPlugin):
 
 
 def test_the_memory_cannot_be_changed_from_outside(tmp_path):
-    cfg = build_config("synthetic-b4-2", "il-baseline", {**SMALL_FLAGS, "memory": {"per_class": 2, "budget": None}},
-                       SMALL_SETS)
+    cfg = build_config(
+        "synthetic-b4-2", "il-baseline", {**SMALL_FLAGS, "memory": {"per_class": 2, "budget": None}}, SMALL_SETS
+    )
     results = run(cfg, out=tmp_path / "r", extra_plugins=[Vandal()], log=lambda line: None)
     from cil.runs.checkpoint import load_checkpoint
 
@@ -116,8 +157,13 @@ def test_a_component_with_an_avalanche_callback_is_refused_with_the_hook_it_mean
 # ------------------------------------------------------------------ the contract, enforced
 
 SMALL_FLAGS = {"epochs": 1, "progress": False, "logging": {"loggers": []}, "data": {"limit_per_class": 8}}
-SMALL_SETS = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2",
-              "runtime.channels_last=false"]
+SMALL_SETS = [
+    "model.backbone=tiny",
+    "optim.batch_size=8",
+    "data.synthetic_classes=6",
+    "data.test_limit_per_class=2",
+    "runtime.channels_last=false",
+]
 """(PyTorch 2.14 on the CPU crashes in the backward pass of an 8-channel strided 1x1 convolution in channels-last
 layout with an odd batch: the tiny backbone with LUCIR's type-B shortcuts has one.)"""
 
@@ -144,9 +190,12 @@ def _strict_cases():
     from cil.config import available_strategies
 
     cases = [(name, []) for name in available_strategies()]
-    cases += [("il-baseline", ["--plugin", "nme"]), ("lucir-bsce", ["--plugin", "balanced-finetuning"]),
-              ("il-baseline-gala", ["--set", "plugins.gala.rebalance=true", "--set", "plugins.gala.warmup_batches=1"]),
-              ("il-baseline-gbg", ["--set", "plugins.gbg.grouping=ncut", "--set", "plugins.gbg.groups=2"])]
+    cases += [
+        ("il-baseline", ["--plugin", "nme"]),
+        ("lucir-bsce", ["--plugin", "balanced-finetuning"]),
+        ("il-baseline-gala", ["--set", "plugins.gala.rebalance=true", "--set", "plugins.gala.warmup_batches=1"]),
+        ("il-baseline-gbg", ["--set", "plugins.gbg.grouping=ncut", "--set", "plugins.gbg.groups=2"]),
+    ]
     return cases
 
 
@@ -180,8 +229,9 @@ class SetsTheStep(CilPlugin):
         engine.n_old = 0
 
 
-@pytest.mark.parametrize("probe, message", [(ReadsTheOptimizer(), "read engine.optimizer"),
-                                            (SetsTheStep(), "assigned engine.n_old")])
+@pytest.mark.parametrize(
+    "probe, message", [(ReadsTheOptimizer(), "read engine.optimizer"), (SetsTheStep(), "assigned engine.n_old")]
+)
 def test_the_strict_proxy_catches_what_is_outside_the_protocol(tmp_path, monkeypatch, probe, message):
     from cil.training.engine import IncrementalStrategy
 
@@ -205,8 +255,11 @@ def test_no_strategy_module_reaches_past_the_engine_protocol():
             if isinstance(node, ast.Attribute):
                 if node.attr.startswith("mb_") or node.attr == "mbatch":
                     found.append(f"{path.name}:{node.lineno} .{node.attr}")
-                if isinstance(node.value, ast.Name) and node.value.id in ("engine", "strategy") \
-                        and node.attr not in members:
+                if (
+                    isinstance(node.value, ast.Name)
+                    and node.value.id in ("engine", "strategy")
+                    and node.attr not in members
+                ):
                     found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
             if isinstance(node, ast.arg) and node.arg == "strategy":
                 found.append(f"{path.name}:{node.lineno} a parameter named 'strategy' (hooks take 'engine')")
@@ -214,8 +267,19 @@ def test_no_strategy_module_reaches_past_the_engine_protocol():
 
 
 def test_memory_set_is_read_only(tmp_path, capsys):
-    results, out, _ = cli_run(tmp_path, capsys, "--scenario", "synthetic-b6-2", "--strategy", "il-baseline",
-                              "--limit-per-class", "4", "--memory", "2", *TINY)
+    results, out, _ = cli_run(
+        tmp_path,
+        capsys,
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline",
+        "--limit-per-class",
+        "4",
+        "--memory",
+        "2",
+        *TINY,
+    )
     from cil.training.engine import IncrementalStrategy
 
     assert isinstance(IncrementalStrategy.memory_set, property) and IncrementalStrategy.memory_set.fset is None

@@ -15,9 +15,9 @@ from cil.cli import main
 from cil.data import pick_subset
 from cil.models.heads import CosineHead, LocalSimilarityHead
 from cil.models.podnet_resnet import PODNetBlock, PODNetResNet32
-from cil.training.contract import CilPlugin
 from cil.runs.assemble import build_config
 from cil.runs.run import run
+from cil.training.contract import CilPlugin
 from cil.training.runtime import LossScaler
 from cil.training.virtual_step import validation_loss_after_virtual_step
 from tests.helpers import quiet
@@ -87,8 +87,10 @@ def test_official_lsc_similarity_by_hand():
     cosine: softmax(1, 0) . (1, 0) = e / (e + 1) = 0.73106;
     squared-distance: s = 2 cos - 2 = (0, -2), softmax(0, -2) . (0, -2) = -2 e^-2 / (1 + e^-2) = -0.23841."""
     f = torch.tensor([[1.0, 0.0]])
-    for similarity, expected in (("cosine", math.e / (math.e + 1)),
-                                 ("squared-distance", -2 * math.exp(-2) / (1 + math.exp(-2)))):
+    for similarity, expected in (
+        ("cosine", math.e / (math.e + 1)),
+        ("squared-distance", -2 * math.exp(-2) / (1 + math.exp(-2))),
+    ):
         head = LocalSimilarityHead(2, proxies_per_class=2, similarity=similarity)
         head.add_classes(1)
         with torch.no_grad():
@@ -145,17 +147,26 @@ class TwoGroups(nn.Module):
 def test_the_virtual_step_moves_only_what_the_optimizer_trains():
     """alpha's gradient through theta* = w_new - lr grad (w_old fixed), computed by hand with autograd."""
     g = torch.Generator().manual_seed(1)
-    x, y, x_val, y_val = torch.randn(6, 3, generator=g), torch.tensor([0, 1, 2, 3, 2, 3]), \
-        torch.randn(4, 3, generator=g), torch.tensor([0, 1, 2, 3])
+    x, y, x_val, y_val = (
+        torch.randn(6, 3, generator=g),
+        torch.tensor([0, 1, 2, 3, 2, 3]),
+        torch.randn(4, 3, generator=g),
+        torch.tensor([0, 1, 2, 3]),
+    )
     model, lr = TwoGroups(), 0.5
     log_alpha = torch.zeros((), requires_grad=True)
 
     def inner_of(logits):
         return F.cross_entropy(logits + torch.cat([log_alpha.expand(2), torch.zeros(2)]), y)
 
-    loss = validation_loss_after_virtual_step(model, lambda out: inner_of(out.logits), x,
-                                              lambda out: F.cross_entropy(out.logits, y_val), x_val,
-                                              [{"params": [model.w_new], "lr": lr}])
+    loss = validation_loss_after_virtual_step(
+        model,
+        lambda out: inner_of(out.logits),
+        x,
+        lambda out: F.cross_entropy(out.logits, y_val),
+        x_val,
+        [{"params": [model.w_new], "lr": lr}],
+    )
     got = torch.autograd.grad(loss, [log_alpha])[0]
 
     w_old, w_new = model.w_old.detach(), model.w_new.detach().requires_grad_(True)
@@ -165,8 +176,9 @@ def test_the_virtual_step_moves_only_what_the_optimizer_trains():
     expected = torch.autograd.grad(outer, [log_alpha])[0]
     assert torch.allclose(got, expected, atol=1e-6)
 
-    everything = validation_loss_after_virtual_step(model, lambda out: inner_of(out.logits), x,
-                                                    lambda out: F.cross_entropy(out.logits, y_val), x_val, lr)
+    everything = validation_loss_after_virtual_step(
+        model, lambda out: inner_of(out.logits), x, lambda out: F.cross_entropy(out.logits, y_val), x_val, lr
+    )
     assert not torch.allclose(torch.autograd.grad(everything, [log_alpha])[0], expected, atol=1e-4)
 
 
@@ -195,8 +207,18 @@ def test_old_class_weights_stay_fixed_in_real_and_virtual_steps(tmp_path, strate
     sets = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2"]
     if "meta" in strategy:
         sets.append("loss.update_every=1")
-    cfg = build_config("synthetic-b4-2", strategy, {"epochs": 1, "progress": False, "logging": {"loggers": []},
-                                                   "data": {"limit_per_class": 30}, "memory": {"per_class": 4}}, sets)
+    cfg = build_config(
+        "synthetic-b4-2",
+        strategy,
+        {
+            "epochs": 1,
+            "progress": False,
+            "logging": {"loggers": []},
+            "data": {"limit_per_class": 30},
+            "memory": {"per_class": 4},
+        },
+        sets,
+    )
     results = run(cfg, out=tmp_path / "run", extra_plugins=[watch], log=quiet)
     assert watch.unchanged == [True, True]
     if "meta" in strategy:
@@ -216,6 +238,7 @@ def test_loss_scaler_clamps_every_gradient_element():
 
 def test_podnet_finetuning_reestimates_batchnorm_and_leaves_the_scale(tmp_path):
     from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig
+
     from tests.test_lucir_podnet import _finetuning_strategy
 
     strategy = _finetuning_strategy(head="lsc", proxies_per_class=2)
@@ -241,8 +264,9 @@ def test_imagenet_subset_is_lucirs_seed_1993_choice(tmp_path, capsys):
     for split in ("train", "val"):
         for name in wnids:
             (tmp_path / "full" / split / name).mkdir(parents=True)
-    assert main(["describe", "--scenario", "imagenet-subset-b50-5", "--data-root", str(tmp_path / "full"),
-                 "--json"]) == 0
+    assert (
+        main(["describe", "--scenario", "imagenet-subset-b50-5", "--data-root", str(tmp_path / "full"), "--json"]) == 0
+    )
     info = json.loads(capsys.readouterr().out)
     names = sorted(name for step in info["steps"] for name in step["class_names"])
     assert names == expected and expected[:3] != wnids[:3]

@@ -13,49 +13,70 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
 def test_the_documented_example_runs(tmp_path, monkeypatch):
     code = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S).group(1)
-    code = code.replace('root = Path("runs/notebook")', f'root = Path({str(tmp_path / "nb")!r})')
+    code = code.replace('root = Path("runs/notebook")', f"root = Path({str(tmp_path / 'nb')!r})")
     namespace: dict = {}
-    exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - the documented example itself
+    exec(compile(code, str(DOC), "exec"), namespace)
     assert (tmp_path / "nb" / "bsce" / "results.json").exists()
     assert (tmp_path / "nb" / "confusion.png").stat().st_size > 1000
     assert namespace["results"]["run_dir"] == str(tmp_path / "nb" / "bsce")
 
 
 def test_overrides_are_the_set_options_as_a_dict():
-    nested = api.experiment_config("synthetic-b6-2", "il-baseline-bsce",
-                                   overrides={"optim": {"lr": 0.05}, "loss": {"name": "bsce", "alpha": 0.5}})
-    dotted = api.experiment_config("synthetic-b6-2", "il-baseline-bsce",
-                                   overrides={"optim.lr": 0.05, "loss.alpha": 0.5})
+    nested = api.experiment_config(
+        "synthetic-b6-2", "il-baseline-bsce", overrides={"optim": {"lr": 0.05}, "loss": {"name": "bsce", "alpha": 0.5}}
+    )
+    dotted = api.experiment_config(
+        "synthetic-b6-2", "il-baseline-bsce", overrides={"optim.lr": 0.05, "loss.alpha": 0.5}
+    )
     assert nested.to_dict() == dotted.to_dict()
     assert nested.optim.lr == 0.05 and nested.loss.alpha == 0.5
-    switched = api.experiment_config("synthetic-b6-2", "il-baseline", overrides={"loss": {"alpha": 2.0, "name": "bsce"}})
+    switched = api.experiment_config(
+        "synthetic-b6-2", "il-baseline", overrides={"loss": {"alpha": 2.0, "name": "bsce"}}
+    )
     assert switched.loss.name == "bsce" and switched.loss.alpha == 2.0  # the name is applied first
     cfg = api.experiment_config("synthetic-b6-2", "il-baseline-bsce", memory=3, epochs=4, plugins=["nme"])
     assert cfg.memory.per_class == 3 and cfg.optim.epochs == 4 and [p.name for p in cfg.plugins] == ["nme"]
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"optim.lrr": 0.1}, "unknown key 'optim.lrr' (did you mean 'lr'?)"),
-    ({"optim": {"lr": -1}}, "invalid value for 'optim.lr': must be > 0"),
-    ({"": 1}, "keys must be non-empty strings"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"optim.lrr": 0.1}, "unknown key 'optim.lrr' (did you mean 'lr'?)"),
+        ({"optim": {"lr": -1}}, "invalid value for 'optim.lr': must be > 0"),
+        ({"": 1}, "keys must be non-empty strings"),
+    ],
+)
 def test_mistakes_are_the_command_lines_one_line(overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):
         api.experiment_config("synthetic-b6-2", "il-baseline-bsce", overrides=overrides)
 
 
 def test_figures_and_tables_from_run_directories(tmp_path):
-    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, loggers=(), log=lambda line: None,
-                  overrides={"model.backbone": "tiny", "optim.batch_size": 8, "data.synthetic_classes": 10,
-                             "data.test_limit_per_class": 2})
+    common = dict(
+        epochs=1,
+        limit_per_class=6,
+        memory=2,
+        progress=False,
+        loggers=(),
+        log=lambda line: None,
+        overrides={
+            "model.backbone": "tiny",
+            "optim.batch_size": 8,
+            "data.synthetic_classes": 10,
+            "data.test_limit_per_class": 2,
+        },
+    )
     runs = api.run_seeds("synthetic-b6-2", "il-baseline", [1, 2], out=tmp_path / "s", **common)
     assert [r["seed"] for r in runs] == [1, 2]
     table = api.summary([tmp_path / "s"])
     assert table.loc[0, "count"] == 2 and table.loc[0, "seeds"] == "1 2"
     from matplotlib.figure import Figure
 
-    for fig in (api.curves_figure([r["run_dir"] for r in runs]), api.base_new_figure(tmp_path / "s" / "seed1"),
-                api.confusion_figure(runs, step=0)):
+    for fig in (
+        api.curves_figure([r["run_dir"] for r in runs]),
+        api.base_new_figure(tmp_path / "s" / "seed1"),
+        api.confusion_figure(runs, step=0),
+    ):
         assert isinstance(fig, Figure) and fig.axes
     with pytest.raises(UserError, match="unknown metric"):
         api.summary([tmp_path / "s"], metric="acc")

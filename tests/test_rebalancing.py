@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from cil.strategies.rebalancing import (
     class_balanced_positions,
     inverse_frequency_weights,
@@ -53,8 +52,12 @@ def test_loss_rescaling_weights_and_value_by_hand():
 
 
 def test_separated_softmax_by_hand():
-    logits = torch.tensor([[2.0, 0.0, 5.0, 1.0],    # old sample (class 0): softmax over classes 0, 1
-                           [9.0, 9.0, 1.0, 0.0]])   # new sample (class 2): softmax over classes 2, 3
+    logits = torch.tensor(
+        [
+            [2.0, 0.0, 5.0, 1.0],  # old sample (class 0): softmax over classes 0, 1
+            [9.0, 9.0, 1.0, 0.0],
+        ]
+    )  # new sample (class 2): softmax over classes 2, 3
     targets = torch.tensor([0, 2])
     old = -math.log(math.exp(2) / (math.exp(2) + 1))
     new = -math.log(math.exp(1) / (math.exp(1) + 1))
@@ -64,8 +67,9 @@ def test_separated_softmax_by_hand():
 
 
 def test_the_engine_uses_the_batch_sampler():
-    from cil.training.training_set import TrainingSet
     from cil.strategies.rebalancing import MemoryOversampling, MemoryOversamplingConfig
+
+    from cil.training.training_set import TrainingSet
 
     class Data:
         def batches(self, indices, batch_size, train, device, generator=None):

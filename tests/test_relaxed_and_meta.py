@@ -4,14 +4,13 @@ import math
 
 import torch
 import torch.nn.functional as F
+from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
+from cil.strategies.relaxed_bsce import default_epsilon, relaxed_class_weights
 from torch import nn
 
-from cil.training.training_set import TrainingSet
 from cil.models.net import NetOutput
+from cil.training.training_set import TrainingSet, balanced_split
 from cil.training.virtual_step import validation_loss_after_virtual_step
-from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
-from cil.training.training_set import balanced_split
-from cil.strategies.relaxed_bsce import default_epsilon, relaxed_class_weights
 
 # ---------------------------------------------------------------- Relaxed BSCE
 
@@ -85,7 +84,8 @@ def two_class_problem():
 
 def val_loss_for(model, log_alpha, x, y, counts, lr=0.5):
     inner = lambda out: balanced_softmax_cross_entropy(  # noqa: E731
-        out.logits, y, old_class_weighted_counts(counts, 1, log_alpha.exp()))
+        out.logits, y, old_class_weighted_counts(counts, 1, log_alpha.exp())
+    )
     outer = lambda out: F.cross_entropy(out.logits, y)  # noqa: E731  balanced validation set
     return validation_loss_after_virtual_step(model, inner, x, outer, x, lr)
 
@@ -99,8 +99,9 @@ def test_virtual_step_gradient_matches_finite_differences():
         clone = TinyNet(bias=(0.0, 1.5))
         clone.load_state_dict(model.state_dict())
         out = clone(x)
-        loss = balanced_softmax_cross_entropy(out.logits, y, old_class_weighted_counts(
-            counts, 1, torch.tensor(log_alpha_value).exp()))
+        loss = balanced_softmax_cross_entropy(
+            out.logits, y, old_class_weighted_counts(counts, 1, torch.tensor(log_alpha_value).exp())
+        )
         grads = torch.autograd.grad(loss, list(clone.parameters()))
         with torch.no_grad():
             for p, g in zip(clone.parameters(), grads):

@@ -9,17 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cil.analysis.report import collect, summary_frame
 from cil.cli import main
 from cil.runs.assemble import build_config
 from cil.runs.metrics import forgetting
-from cil.analysis.report import collect, summary_frame
 from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
 SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=10", "data.test_limit_per_class=5"]
-SWEEP_TINY = ["--epochs", "1", "--device", "cpu", "--no-progress", "--limit-per-class", "10",
-              *sum((["--set", s] for s in SETS), [])]
+SWEEP_TINY = [
+    "--epochs",
+    "1",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--limit-per-class",
+    "10",
+    *sum((["--set", s] for s in SETS), []),
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +45,11 @@ def runs_root(tmp_path_factory) -> Path:
 
 
 def aia_of(root: Path, strategy: str) -> list[float]:
-    return [json.loads(p.read_text())["avg_incremental_accuracy"]
-            for p in sorted((root / strategy).glob("seed*/results.json"))
-            if json.loads(p.read_text())["status"] == "complete"]
+    return [
+        json.loads(p.read_text())["avg_incremental_accuracy"]
+        for p in sorted((root / strategy).glob("seed*/results.json"))
+        if json.loads(p.read_text())["status"] == "complete"
+    ]
 
 
 def test_forgetting_by_hand():
@@ -87,7 +97,8 @@ def test_csv_and_latex_parse(runs_root, capsys):
     assert {r["metric"] for r in rows} == {"aia", "final", "final-base", "final-new", "top5-aia", "forgetting"}
     aia = {r["strategy"]: r for r in rows if r["metric"] == "aia"}
     assert aia["il-baseline"]["n"] == "3" and float(aia["il-baseline"]["mean"]) == pytest.approx(
-        np.mean(aia_of(runs_root, "il-baseline")), abs=1e-4)
+        np.mean(aia_of(runs_root, "il-baseline")), abs=1e-4
+    )
     assert "interrupted" in captured.err
     assert main(["report", str(runs_root), "--format", "latex"]) == 0
     tex = capsys.readouterr().out
@@ -118,16 +129,30 @@ def test_variants_become_rows(tmp_path, capsys):
 
 
 def test_sweep_runs_the_product_lists_invalid_and_skips_complete_runs(tmp_path, capsys):
-    argv = ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline,il-baseline-meta-bsce",
-            "--grid", "memory=1,2", "--seeds", "5", "--out", str(tmp_path), *SWEEP_TINY]
+    argv = [
+        "sweep",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline,il-baseline-meta-bsce",
+        "--grid",
+        "memory=1,2",
+        "--seeds",
+        "5",
+        "--out",
+        str(tmp_path),
+        *SWEEP_TINY,
+    ]
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "4 runs" in captured.err and "3 to run" in captured.err and "1 invalid" in captured.err
     assert "invalid  synthetic-b6-2 il-baseline-meta-bsce memory.per_class=1 seed 5" in captured.err
     done = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("results.json"))
-    assert done == ["synthetic-b6-2/il-baseline-meta-bsce/memory.per_class=2/seed5",
-                    "synthetic-b6-2/il-baseline/memory.per_class=1/seed5",
-                    "synthetic-b6-2/il-baseline/memory.per_class=2/seed5"]
+    assert done == [
+        "synthetic-b6-2/il-baseline-meta-bsce/memory.per_class=2/seed5",
+        "synthetic-b6-2/il-baseline/memory.per_class=1/seed5",
+        "synthetic-b6-2/il-baseline/memory.per_class=2/seed5",
+    ]
     cfg = json.loads((tmp_path / done[1] / "results.json").read_text())["config"]
     assert cfg["memory"]["per_class"] == 1 and cfg["seed"] == 5
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("results.json")}
@@ -147,7 +172,7 @@ def test_sweep_resumes_an_interrupted_run_and_refuses_a_changed_config(tmp_path,
     assert main(argv) == 0
     assert json.loads((target / "results.json").read_text())["status"] == "complete"
     capsys.readouterr()
-    assert main(argv[:-len(SWEEP_TINY)] + ["--epochs", "2", *SWEEP_TINY[2:]]) == 2
+    assert main(argv[: -len(SWEEP_TINY)] + ["--epochs", "2", *SWEEP_TINY[2:]]) == 2
     assert "differs in optim.epochs" in capsys.readouterr().err
 
 
@@ -175,12 +200,22 @@ def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, 
     one = runs_root / "il-baseline" / "seed1"
     assert main(["plot", str(one), "--kind", "all", "--step", "1", "--out", str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
-    assert [Path(p).name for p in written] == ["confusion_step_01.png", "accuracy_curves.png",
-                                               "accuracy_mean_over_seeds.png", "base_vs_new.png",
-                                               "accuracy_matrix.png", "forgetting_per_step.png"]
-    sizes = {"confusion_step_01.png": (650, 750), "accuracy_curves.png": (500, 800), "base_vs_new.png": (500, 800),
-             "accuracy_mean_over_seeds.png": (500, 800), "forgetting_per_step.png": (500, 800),
-             "accuracy_matrix.png": (420, 525)}  # 3 steps: (0.6 n + 2.4, 0.75 n + 3) inches
+    assert [Path(p).name for p in written] == [
+        "confusion_step_01.png",
+        "accuracy_curves.png",
+        "accuracy_mean_over_seeds.png",
+        "base_vs_new.png",
+        "accuracy_matrix.png",
+        "forgetting_per_step.png",
+    ]
+    sizes = {
+        "confusion_step_01.png": (650, 750),
+        "accuracy_curves.png": (500, 800),
+        "base_vs_new.png": (500, 800),
+        "accuracy_mean_over_seeds.png": (500, 800),
+        "forgetting_per_step.png": (500, 800),
+        "accuracy_matrix.png": (420, 525),
+    }  # 3 steps: (0.6 n + 2.4, 0.75 n + 3) inches
     for path in map(Path, written):
         pixels = png_pixels(path)
         assert pixels.shape[:2] == sizes[path.name]
@@ -218,7 +253,9 @@ def test_tensorboard_logs_losses_accuracies_and_alpha(tmp_path):
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     accuracy = [e.value for e in steps.Scalars("accuracy/all")]
     assert accuracy == pytest.approx([s["accuracy"] for s in results["steps"]], abs=1e-4)
-    assert {"accuracy/base", "accuracy/new", "forgetting", "step/memory_size", "step/alpha"} <= set(steps.Tags()["scalars"])
+    assert {"accuracy/base", "accuracy/new", "forgetting", "step/memory_size", "step/alpha"} <= set(
+        steps.Tags()["scalars"]
+    )
 
 
 def test_no_tensorboard(tmp_path):
@@ -237,9 +274,20 @@ def test_step_figures_agree_with_the_results(tmp_path):
     from cil.analysis.plots_steps import forgetting_per_step, group_matrix
     from cil.analysis.report import collect
 
-    common = dict(epochs=1, limit_per_class=6, memory=2, progress=False, loggers=(), log=lambda line: None,
-                  overrides={"model.backbone": "tiny", "optim.batch_size": 8, "data.synthetic_classes": 10,
-                             "data.test_limit_per_class": 3})
+    common = dict(
+        epochs=1,
+        limit_per_class=6,
+        memory=2,
+        progress=False,
+        loggers=(),
+        log=lambda line: None,
+        overrides={
+            "model.backbone": "tiny",
+            "optim.batch_size": 8,
+            "data.synthetic_classes": 10,
+            "data.test_limit_per_class": 3,
+        },
+    )
     api.run_seeds("synthetic-b4-3", "il-baseline", [1, 2], out=tmp_path / "runs", **common)
     runs = collect([tmp_path / "runs"])
     matrix = group_matrix(runs[0])

@@ -40,10 +40,14 @@ def test_writer_tracks_steps_and_status(tmp_path):
     writer = RunWriter(tmp_path / "run", {"scenario": "s", "strategy": "t", "seed": 1, "config": {"a": 1}})
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "running" and results["steps"] == []
-    writer.add_step({"step": 0, "accuracy": 50.0, "accuracy_old": None, "x": float("nan"),
-                     "accuracy_per_group": [50.0]}, np.eye(2, dtype=int))
-    writer.add_step({"step": 1, "accuracy": 40.0, "accuracy_old": 30.0, "x": 1.0,
-                     "accuracy_per_group": [30.0, 70.0]}, np.eye(3, dtype=int))
+    writer.add_step(
+        {"step": 0, "accuracy": 50.0, "accuracy_old": None, "x": float("nan"), "accuracy_per_group": [50.0]},
+        np.eye(2, dtype=int),
+    )
+    writer.add_step(
+        {"step": 1, "accuracy": 40.0, "accuracy_old": 30.0, "x": 1.0, "accuracy_per_group": [30.0, 70.0]},
+        np.eye(3, dtype=int),
+    )
     writer.finish("failed", error="RuntimeError: boom")
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["status"] == "failed" and results["error"] == "RuntimeError: boom"

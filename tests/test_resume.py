@@ -11,16 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.cli import main
 from cil.runs.assemble import build_config
+from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 12}}
 SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=12", "data.test_limit_per_class=5"]
-CLI_TINY = ["--scenario", "synthetic-b6-3", "--epochs", "2", "--device", "cpu", "--no-progress",
-            "--limit-per-class", "12", *sum((["--set", s] for s in SETS), [])]
+CLI_TINY = [
+    "--scenario",
+    "synthetic-b6-3",
+    "--epochs",
+    "2",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--limit-per-class",
+    "12",
+    *sum((["--set", s] for s in SETS), []),
+]
 
 
 def confusions(run_dir: Path) -> list[np.ndarray]:
@@ -51,8 +61,9 @@ def test_checkpoint_holds_model_memory_and_generators(tmp_path):
     state = load_checkpoint(tmp_path / "r")["state"]
     assert state["step"] == 3 and state["head_groups"] == [6, 2, 2, 2]
     memory = state["memory"]["memory"]
-    assert sorted(memory["exemplars"]) == list(range(12)) and all(len(v) == 20 or len(v) == 12
-                                                                 for v in memory["exemplars"].values())
+    assert sorted(memory["exemplars"]) == list(range(12)) and all(
+        len(v) == 20 or len(v) == 12 for v in memory["exemplars"].values()
+    )
     assert {"python", "numpy", "torch", "generators"} <= set(state["rng"])
     assert any(k.startswith("head.") for k in state["model"])
 
@@ -76,8 +87,13 @@ def test_a_checkpoint_from_before_the_engine_owned_the_memory_resumes(tmp_path):
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cil", *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [sys.executable, "-m", "cil", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
 
 
 def wait_for_steps(proc: subprocess.Popen, run_dir: Path, n: int, timeout: float = 240) -> None:
@@ -85,7 +101,10 @@ def wait_for_steps(proc: subprocess.Popen, run_dir: Path, n: int, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if len(json.loads((run_dir / "results.json").read_text())["steps"]) >= n and (run_dir / CHECKPOINT).exists():
+            if (
+                len(json.loads((run_dir / "results.json").read_text())["steps"]) >= n
+                and (run_dir / CHECKPOINT).exists()
+            ):
                 if load_checkpoint(run_dir)["state"]["step"] >= n - 1:
                     return
         except (OSError, ValueError, KeyError):
@@ -100,8 +119,12 @@ def test_sigkill_mid_run_then_resume_from_the_command_line(tmp_path):
     full = tmp_path / "full"
     assert cli("run", "--strategy", "lucir", *CLI_TINY, "--out", str(full)).returncode == 0
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "cil", "run", "--strategy", "lucir", *CLI_TINY,
-                             "--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cil", "run", "--strategy", "lucir", *CLI_TINY, "--out", str(cut)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_steps(proc, cut, 2)
     proc.kill()
     proc.wait()
@@ -117,8 +140,12 @@ def test_sigkill_mid_run_then_resume_from_the_command_line(tmp_path):
 
 def test_sigterm_stops_keeps_steps_and_prints_the_resume_command(tmp_path):
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "cil", "run", "--strategy", "il-baseline", *CLI_TINY,
-                             "--out", str(cut)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cil", "run", "--strategy", "il-baseline", *CLI_TINY, "--out", str(cut)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_steps(proc, cut, 1)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -132,8 +159,12 @@ def test_sigterm_stops_keeps_steps_and_prints_the_resume_command(tmp_path):
 def interrupted_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("resume") / "run"
     with pytest.raises(KeyboardInterrupt):
-        run(build_config("synthetic-b6-3", "il-baseline", FLAGS, SETS), out=out,
-            extra_plugins=[StopBeforeStep(1)], log=quiet)
+        run(
+            build_config("synthetic-b6-3", "il-baseline", FLAGS, SETS),
+            out=out,
+            extra_plugins=[StopBeforeStep(1)],
+            log=quiet,
+        )
     return out
 
 

@@ -12,35 +12,44 @@ from cil.cli import main
 from cil.config import RuntimeConfig
 from cil.errors import UserError
 from cil.models import build_net
-from cil.training.contract import CilPlugin
 from cil.runs.assemble import build_config
 from cil.runs.run import run
+from cil.training.contract import CilPlugin
 from cil.training.runtime import LossScaler, Runtime
 from tests.helpers import check_results_contract, quiet
 from tests.sync_detector import SyncDetector
 
 TINY = ["model.backbone=tiny", "optim.batch_size=8", "data.synthetic_classes=6", "data.test_limit_per_class=2"]
-FLAGS = {"epochs": 1, "progress": False, "logging": {"loggers": []}, "data": {"limit_per_class": 12},
-         "memory": {"per_class": 3, "budget": None}}
+FLAGS = {
+    "epochs": 1,
+    "progress": False,
+    "logging": {"loggers": []},
+    "data": {"limit_per_class": 12},
+    "memory": {"per_class": 3, "budget": None},
+}
 
 
 def tiny_run(tmp_path: Path, strategy: str, *sets: str, scenario="synthetic-b4-1", extra_plugins=(), flags=None):
     cfg = build_config(scenario, strategy, copy.deepcopy(flags or FLAGS), [*TINY, *sets])
-    return run(cfg, out=tmp_path / f"{strategy}-{len(list(tmp_path.iterdir()))}", extra_plugins=list(extra_plugins),
-               log=quiet)
+    return run(
+        cfg, out=tmp_path / f"{strategy}-{len(list(tmp_path.iterdir()))}", extra_plugins=list(extra_plugins), log=quiet
+    )
 
 
 # ------------------------------------------------------------------ configuration
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("runtime.precision=fp8", "invalid value for 'runtime.precision': 'fp8'; valid: auto, fp32, bf16, fp16"),
-    ("runtime.channels_last=maybe", "'runtime.channels_last': expected auto or true or false, got 'maybe'"),
-    ("runtime.compile=2", "'runtime.compile': expected true or false, got 2"),
-    ("runtime.eval_batch_size=0", "'runtime.eval_batch_size': must be >= 1"),
-    ("runtime.eval_batch_size=big", "'runtime.eval_batch_size': expected an integer, got 'big'"),
-    ("runtime.speed=max", "unknown key 'runtime.speed'"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("runtime.precision=fp8", "invalid value for 'runtime.precision': 'fp8'; valid: auto, fp32, bf16, fp16"),
+        ("runtime.channels_last=maybe", "'runtime.channels_last': expected auto or true or false, got 'maybe'"),
+        ("runtime.compile=2", "'runtime.compile': expected true or false, got 2"),
+        ("runtime.eval_batch_size=0", "'runtime.eval_batch_size': must be >= 1"),
+        ("runtime.eval_batch_size=big", "'runtime.eval_batch_size': expected an integer, got 'big'"),
+        ("runtime.speed=max", "unknown key 'runtime.speed'"),
+    ],
+)
 def test_bad_runtime_values_are_one_line(assignment, message, capsys):
     assert main(["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline", "--set", assignment]) == 2
     err = capsys.readouterr().err
@@ -48,8 +57,10 @@ def test_bad_runtime_values_are_one_line(assignment, message, capsys):
 
 
 def test_incompatible_combination_is_refused(capsys):
-    assert main(["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline-gbg",
-                 "--set", "runtime.compile=true"]) == 2
+    assert (
+        main(["run", "--scenario", "synthetic-b4-1", "--strategy", "il-baseline-gbg", "--set", "runtime.compile=true"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "use runtime.compile=false with gbg" in err and len(err.strip().splitlines()) == 1
 
@@ -113,8 +124,14 @@ def test_features_are_normal_tensors_and_copies_are_compiled_again(tmp_path):
 # ------------------------------------------------------------------ every setting end to end
 
 
-@pytest.mark.parametrize("sets", [["runtime.precision=bf16"], ["runtime.precision=fp16"],
-                                  ["runtime.channels_last=false", "runtime.eval_batch_size=5"]])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ["runtime.precision=bf16"],
+        ["runtime.precision=fp16"],
+        ["runtime.channels_last=false", "runtime.eval_batch_size=5"],
+    ],
+)
 @pytest.mark.parametrize("strategy", ["il-baseline-bsce", "podnet-meta-bsce", "il-baseline-gbg"])
 def test_tiny_runs_under_every_precision_and_layout(tmp_path, strategy, sets):
     results = tiny_run(tmp_path, strategy, *sets)
@@ -163,8 +180,9 @@ def test_virtual_step_of_a_compiled_model_uses_the_virtual_weights():
         def inner(out):  # a loss that depends on alpha
             return F.cross_entropy(out.logits + torch.cat([log_alpha.expand(2), torch.zeros(2)]), y)
 
-        loss = validation_loss_after_virtual_step(model, inner, x, lambda out: F.cross_entropy(out.logits, y),
-                                                  x_val, 0.5)
+        loss = validation_loss_after_virtual_step(
+            model, inner, x, lambda out: F.cross_entropy(out.logits, y), x_val, 0.5
+        )
         return torch.autograd.grad(loss, [log_alpha])[0]
 
     eager = alpha_gradient(net)
@@ -189,8 +207,14 @@ def test_virtual_step_through_channels_last_strided_shortcuts_with_an_odd_batch(
         if channels_last:
             net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
         alpha = torch.zeros((), requires_grad=True)
-        loss = validation_loss_after_virtual_step(net, lambda out: F.cross_entropy(out.logits * (1 + alpha), y), x,
-                                                  lambda out: F.cross_entropy(out.logits, y), x, 0.1)
+        loss = validation_loss_after_virtual_step(
+            net,
+            lambda out: F.cross_entropy(out.logits * (1 + alpha), y),
+            x,
+            lambda out: F.cross_entropy(out.logits, y),
+            x,
+            0.1,
+        )
         if channels_last:  # the model keeps its layout
             assert net.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
         return torch.autograd.grad(loss, [alpha])[0]
@@ -211,10 +235,25 @@ def test_compiled_run_end_to_end(tmp_path):
 
 # ------------------------------------------------------------------ no host reads per batch
 
-SYNC_FREE = ["il-baseline", "il-baseline-bsce", "il-baseline-meta-bsce", "il-baseline-relaxed-bsce", "lucir",
-             "lucir-bsce", "podnet", "podnet-bsce", "podnet-relaxed-bsce", "il-baseline-gala", "il-baseline-mfw",
-             "il-baseline-memory-oversampling", "il-baseline-class-oversampling", "il-baseline-loss-rescaling",
-             "il-baseline-separated-softmax", "il-baseline-balanced-finetuning", "ncm"]
+SYNC_FREE = [
+    "il-baseline",
+    "il-baseline-bsce",
+    "il-baseline-meta-bsce",
+    "il-baseline-relaxed-bsce",
+    "lucir",
+    "lucir-bsce",
+    "podnet",
+    "podnet-bsce",
+    "podnet-relaxed-bsce",
+    "il-baseline-gala",
+    "il-baseline-mfw",
+    "il-baseline-memory-oversampling",
+    "il-baseline-class-oversampling",
+    "il-baseline-loss-rescaling",
+    "il-baseline-separated-softmax",
+    "il-baseline-balanced-finetuning",
+    "ncm",
+]
 
 
 @pytest.mark.parametrize("strategy", SYNC_FREE)

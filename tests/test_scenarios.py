@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cil.errors import UserError
 from cil.data.scenarios import ScenarioName, ScenarioPlan, build_streams, class_order, experience_indices, step_sizes
+from cil.errors import UserError
 
 DATASETS = ["cifar100", "cifar10", "imagenet-subset", "imagenet", "folder", "synthetic"]
 
@@ -13,14 +13,17 @@ def test_cifar100_seed_1993_order():
     assert class_order(100, 1993)[:10] == [68, 56, 78, 8, 23, 84, 90, 65, 74, 76]
 
 
-@pytest.mark.parametrize("name, n, expected", [
-    ("cifar100-b50-5", 100, [50] + [10] * 5),
-    ("cifar100-b50-10", 100, [50] + [5] * 10),
-    ("cifar100-b50-25", 100, [50] + [2] * 25),
-    ("imagenet-b0-10", 1000, [100] * 10),
-    ("imagenet-subset-b50-10", 100, [50] + [5] * 10),
-    ("synthetic-b100-0", 100, [100]),
-])
+@pytest.mark.parametrize(
+    "name, n, expected",
+    [
+        ("cifar100-b50-5", 100, [50] + [10] * 5),
+        ("cifar100-b50-10", 100, [50] + [5] * 10),
+        ("cifar100-b50-25", 100, [50] + [2] * 25),
+        ("imagenet-b0-10", 1000, [100] * 10),
+        ("imagenet-subset-b50-10", 100, [50] + [5] * 10),
+        ("synthetic-b100-0", 100, [100]),
+    ],
+)
 def test_step_sizes(name, n, expected):
     assert step_sizes(ScenarioName.parse(name, DATASETS), n) == expected
 
@@ -30,22 +33,28 @@ def test_dataset_names_with_hyphens_parse():
     assert (parsed.dataset, parsed.base, parsed.steps) == ("imagenet-subset", 50, 25)
 
 
-@pytest.mark.parametrize("name, n, message", [
-    ("cifar100-b50-7", 100, "valid step counts: 1, 2, 5, 10, 25, 50"),
-    ("cifar100-b120-5", 100, "has 100"),
-    ("cifar100-b0-3", 100, "do not split into 3 equal steps"),
-    ("cifar100-b100-5", 100, "holds all 100 classes"),
-    ("cifar100-b50-0", 100, "leave 50 classes unused"),
-])
+@pytest.mark.parametrize(
+    "name, n, message",
+    [
+        ("cifar100-b50-7", 100, "valid step counts: 1, 2, 5, 10, 25, 50"),
+        ("cifar100-b120-5", 100, "has 100"),
+        ("cifar100-b0-3", 100, "do not split into 3 equal steps"),
+        ("cifar100-b100-5", 100, "holds all 100 classes"),
+        ("cifar100-b50-0", 100, "leave 50 classes unused"),
+    ],
+)
 def test_impossible_splits_are_rejected(name, n, message):
     with pytest.raises(UserError, match=message):
         step_sizes(ScenarioName.parse(name, DATASETS), n)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("cifar100-50-5", "expected DATASET-bBASE-STEPS"),
-    ("cifar1000-b50-5", "did you mean 'cifar100'"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("cifar100-50-5", "expected DATASET-bBASE-STEPS"),
+        ("cifar1000-b50-5", "did you mean 'cifar100'"),
+    ],
+)
 def test_bad_names(name, message):
     with pytest.raises(UserError, match=message):
         ScenarioName.parse(name, DATASETS)

@@ -11,13 +11,28 @@ from pathlib import Path
 
 import pytest
 
-from cil.runs.claims import CLAIM, Claim, RunClaimed, acquire, claimed, read_claim, release
 from cil.cli import main
+from cil.runs.claims import CLAIM, Claim, RunClaimed, acquire, claimed, read_claim, release
 
 REPO = Path(__file__).resolve().parent.parent
-GRID = ["--scenario", "synthetic-b4-2", "--strategy", "il-baseline,il-baseline-bsce", "--seeds", "1,2",
-        "--no-progress", "--no-tensorboard", "--set", "model.backbone=tiny", "--set", "optim.batch_size=8",
-        "--set", "data.synthetic_classes=6", "--set", "data.test_limit_per_class=2"]
+GRID = [
+    "--scenario",
+    "synthetic-b4-2",
+    "--strategy",
+    "il-baseline,il-baseline-bsce",
+    "--seeds",
+    "1,2",
+    "--no-progress",
+    "--no-tensorboard",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "optim.batch_size=8",
+    "--set",
+    "data.synthetic_classes=6",
+    "--set",
+    "data.test_limit_per_class=2",
+]
 
 
 def dead_pid() -> int:
@@ -73,16 +88,20 @@ def test_release_removes_only_its_own_claim(tmp_path):
 
 def test_cil_run_refuses_a_claimed_directory(tmp_path, capsys):
     with claimed(tmp_path / "run"):
-        assert main(["run", "--scenario", "synthetic-b4-1", "--strategy", "finetune", "--out",
-                     str(tmp_path / "run")]) == 2
+        assert (
+            main(["run", "--scenario", "synthetic-b4-1", "--strategy", "finetune", "--out", str(tmp_path / "run")]) == 2
+        )
     assert "is being run by pid" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--jobs", "0"], "--jobs must be >= 1"),
-    (["--devices", "gpu0"], "'gpu0' is not a device"),
-    (["--devices", "cpu:1"], "'cpu:1' is not a device"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--devices", "gpu0"], "'gpu0' is not a device"),
+        (["--devices", "cpu:1"], "'cpu:1' is not a device"),
+    ],
+)
 def test_bad_jobs_and_devices(argv, message, capsys):
     assert main(["sweep", "--scenario", "synthetic-b4-1", "--strategy", "finetune", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -2,19 +2,44 @@
 
 import json
 
-import pytest
-
 from cil.cli import main
 from cil.sweeps.slurm import RunJob, SlurmOptions
 
-TINY = ["--epochs", "1", "--limit-per-class", "6", "--no-progress", "--logger", "none", "--set", "model.backbone=tiny",
-        "--set", "data.synthetic_classes=10", "--set", "data.test_limit_per_class=2", "--set", "optim.batch_size=8",
-        "--device", "cpu"]
+TINY = [
+    "--epochs",
+    "1",
+    "--limit-per-class",
+    "6",
+    "--no-progress",
+    "--logger",
+    "none",
+    "--set",
+    "model.backbone=tiny",
+    "--set",
+    "data.synthetic_classes=10",
+    "--set",
+    "data.test_limit_per_class=2",
+    "--set",
+    "optim.batch_size=8",
+    "--device",
+    "cpu",
+]
 
 
 def sweep(capsys, out, *extra):
-    code = main(["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline,il-baseline-bsce", *TINY,
-                 "--out", str(out), *extra])
+    code = main(
+        [
+            "sweep",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "il-baseline,il-baseline-bsce",
+            *TINY,
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
     return code, capsys.readouterr()
 
 
@@ -49,8 +74,9 @@ def test_status_shows_queued_stopped_and_running(tmp_path, capsys):
     results = json.loads(results_path.read_text())
     results_path.write_text(json.dumps({**results, "status": "running"}))  # as a killed run leaves it
     running.mkdir()
-    (running / ".claim").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": None,
-                                                "since": "now"}))
+    (running / ".claim").write_text(
+        json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": None, "since": "now"})
+    )
     assert main(["sweep", "--status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{queued}" in out and "queued" in out and "job 17" in out
@@ -69,15 +95,27 @@ def test_slurm_launcher_without_slurm_and_bad_options_are_one_line(tmp_path, cap
     if shutil.which("sbatch") is None:
         code, captured = sweep(capsys, tmp_path, "--launcher", "slurm")
         assert code == 2 and "no Slurm here (sbatch not found)" in captured.err
-    for option, value, message in [("--slurm-time", "0", "--slurm-time: must be >= 1"),
-                                   ("--slurm-partition", "gpu part", "is not a partition name"),
-                                   ("--slurm-gpus-per-job", "-1", "must be >= 0")]:
+    for option, value, message in [
+        ("--slurm-time", "0", "--slurm-time: must be >= 1"),
+        ("--slurm-partition", "gpu part", "is not a partition name"),
+        ("--slurm-gpus-per-job", "-1", "must be >= 0"),
+    ]:
         code, captured = sweep(capsys, tmp_path, option, value)
         assert code == 2 and message in captured.err and captured.err.count("\n") == 1
 
 
 def test_slurm_parameters():
-    params = SlurmOptions(partition="gpu", gpus_per_job=2, cpus_per_job=8, time_min=90, mem_gb=32,
-                          array_parallelism=4).parameters()
-    assert params == {"timeout_min": 90, "gpus_per_node": 2, "nodes": 1, "tasks_per_node": 1, "name": "cil-sweep",
-                      "slurm_array_parallelism": 4, "slurm_partition": "gpu", "cpus_per_task": 8, "mem_gb": 32}
+    params = SlurmOptions(
+        partition="gpu", gpus_per_job=2, cpus_per_job=8, time_min=90, mem_gb=32, array_parallelism=4
+    ).parameters()
+    assert params == {
+        "timeout_min": 90,
+        "gpus_per_node": 2,
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "name": "cil-sweep",
+        "slurm_array_parallelism": 4,
+        "slurm_partition": "gpu",
+        "cpus_per_task": 8,
+        "mem_gb": 32,
+    }

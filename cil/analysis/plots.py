@@ -18,10 +18,9 @@ import numpy as np
 
 from cil.analysis import plots_steps
 from cil.analysis.plots_steps import classes_seen, finish_step_axes, new_figure
-from cil.errors import UserError
-from cil.files import writable_folder
 from cil.analysis.report import Run, collect, completed_steps
-from cil.files import atomic_write_bytes
+from cil.errors import UserError
+from cil.files import atomic_write_bytes, writable_folder
 
 KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting")
 DPI = 100
@@ -63,14 +62,18 @@ def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
         ax.axvline(b - 0.5, color="white", linewidth=0.8, alpha=0.8)
     starts = np.concatenate([[0], bounds[:-1]])
     centres = (starts + bounds - 1) / 2
-    names = [f"{'base' if i == 0 else f'step {i}'}\n{start}-{end - 1}" for i, (start, end) in enumerate(zip(starts, bounds))]
+    names = [
+        f"{'base' if i == 0 else f'step {i}'}\n{start}-{end - 1}" for i, (start, end) in enumerate(zip(starts, bounds))
+    ]
     ax.set_xticks(centres, names, rotation=90 if step > 6 else 0, fontsize=8)
     ax.set_yticks(centres, names, fontsize=8)
     ax.set_xlabel("predicted class (labels in class order, grouped by the step that introduced them)", fontsize=9)
     ax.set_ylabel("true class")
-    ax.set_title(f"{_title(run)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
-                 f"{record['accuracy']:.2f}% (base {record['accuracy_base']:.2f}%, new {record['accuracy_new']:.2f}%)",
-                 fontsize=10)
+    ax.set_title(
+        f"{_title(run)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
+        f"{record['accuracy']:.2f}% (base {record['accuracy_base']:.2f}%, new {record['accuracy_new']:.2f}%)",
+        fontsize=10,
+    )
     return image
 
 
@@ -109,11 +112,21 @@ def curves_figure(runs: list[Run]):
             continue
         accs = [s["accuracy"] for s in run.results["steps"]]
         status = "" if run.complete else f", {run.results.get('status')}"
-        ax.plot(classes_seen(run), accs, marker="o", markersize=3,
-                label=f"{run.label} on {run.results.get('scenario')} seed {run.results.get('seed')} "
-                      f"(avg inc. acc. {np.mean(accs):.2f}{status})")
-    return finish_step_axes(fig, ax, "top-1 accuracy on all seen classes (%)", "Accuracy after each incremental step",
-                            {"fontsize": 7, "loc": "lower left"})
+        ax.plot(
+            classes_seen(run),
+            accs,
+            marker="o",
+            markersize=3,
+            label=f"{run.label} on {run.results.get('scenario')} seed {run.results.get('seed')} "
+            f"(avg inc. acc. {np.mean(accs):.2f}{status})",
+        )
+    return finish_step_axes(
+        fig,
+        ax,
+        "top-1 accuracy on all seen classes (%)",
+        "Accuracy after each incremental step",
+        {"fontsize": 7, "loc": "lower left"},
+    )
 
 
 def plot_base_new(run: Run, out: Path) -> Path:
@@ -147,8 +160,9 @@ def base_new_figure(run: Run):
     return fig
 
 
-def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = None,
-              out: Path | None = None) -> list[Path]:
+def plot_runs(
+    paths: list[Path], kind: str | None = None, step: int | None = None, out: Path | None = None
+) -> list[Path]:
     """Write the requested figures and return their paths.
 
     Default kinds: confusion and base-new for one run, curves for several. Curves and the
@@ -167,7 +181,7 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
         kinds = ["confusion", "base-new"] if len(runs) == 1 else ["curves"]
     single = len(runs) == 1
     shared = out or (runs[0].path / "plots" if single else Path("."))
-    own = (lambda run: out if (out is not None and single) else run.path / "plots")  # noqa: E731
+    own = lambda run: out if (out is not None and single) else run.path / "plots"  # noqa: E731
     written = []
     for k in kinds:
         if k == "curves":
@@ -179,7 +193,9 @@ def plot_runs(paths: list[Path], kind: str | None = None, step: int | None = Non
         elif k == "forgetting":
             written.append(_save(plots_steps.forgetting_figure(runs), shared / "forgetting_per_step.png"))
         elif k == "accuracy-matrix":
-            written += [_save(plots_steps.accuracy_matrix_figure(run), own(run) / "accuracy_matrix.png") for run in runs]
+            written += [
+                _save(plots_steps.accuracy_matrix_figure(run), own(run) / "accuracy_matrix.png") for run in runs
+            ]
         else:
             written += [plot_base_new(run, own(run)) for run in runs]
     return written

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cil.analysis.report import Run, completed_steps, variant_labels
 from cil.errors import UserError
 from cil.runs.metrics import forgetting
-from cil.analysis.report import Run, completed_steps, variant_labels
 
 CURVE_INCHES = (8.0, 5.0)
 
@@ -81,11 +81,21 @@ def mean_curves_figure(runs: list[Run]):
         std = curves.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
         aia = curves.mean(axis=1)
         spread = f" ± {aia.std(ddof=1):.2f}" if len(members) > 1 else ""
-        line, = ax.plot(x, mean, marker="o", markersize=3,
-                        label=f"{label} on {scenario}: avg inc. acc. {aia.mean():.2f}{spread} (n={len(members)})")
+        (line,) = ax.plot(
+            x,
+            mean,
+            marker="o",
+            markersize=3,
+            label=f"{label} on {scenario}: avg inc. acc. {aia.mean():.2f}{spread} (n={len(members)})",
+        )
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    return finish_step_axes(fig, ax, "top-1 accuracy on all seen classes (%)",
-                            "Accuracy after each step: mean over seeds, band = ± 1 std", {"fontsize": 7, "loc": "lower left"})
+    return finish_step_axes(
+        fig,
+        ax,
+        "top-1 accuracy on all seen classes (%)",
+        "Accuracy after each step: mean over seeds, band = ± 1 std",
+        {"fontsize": 7, "loc": "lower left"},
+    )
 
 
 def accuracy_matrix_figure(run: Run):
@@ -99,15 +109,23 @@ def accuracy_matrix_figure(run: Run):
         for t in range(n):
             for g in range(t + 1):
                 if not np.isnan(matrix[t, g]):
-                    ax.text(g, t, f"{matrix[t, g]:.0f}", ha="center", va="center", fontsize=8,
-                            color="white" if matrix[t, g] < 60 else "black")
+                    ax.text(
+                        g,
+                        t,
+                        f"{matrix[t, g]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if matrix[t, g] < 60 else "black",
+                    )
     names = ["base" if i == 0 else f"step {i}" for i in range(n)]
     ax.set_xticks(range(n), names, rotation=90 if n > 6 else 0, fontsize=8)
     ax.set_yticks(range(n), [f"after {name}" for name in names], fontsize=8)
     ax.set_xlabel("classes of")
     r = run.results
-    ax.set_title(f"Accuracy (%) on each step's classes\n{run.label} on {r.get('scenario')} (seed {r.get('seed')})",
-                 fontsize=10)
+    ax.set_title(
+        f"Accuracy (%) on each step's classes\n{run.label} on {r.get('scenario')} (seed {r.get('seed')})", fontsize=10
+    )
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).set_label("top-1 accuracy (%)")
     fig.tight_layout()
     return fig
@@ -126,10 +144,18 @@ def forgetting_figure(runs: list[Run]):
         if points:
             r = run.results
             name = f"{run.label} [{labels[run.path]}]" if labels[run.path] else run.label
-            ax.plot(*zip(*points), marker="o", markersize=3,
-                    label=f"{name} on {r.get('scenario')} seed {r.get('seed')} (final {points[-1][1]:.2f})")
+            ax.plot(
+                *zip(*points),
+                marker="o",
+                markersize=3,
+                label=f"{name} on {r.get('scenario')} seed {r.get('seed')} (final {points[-1][1]:.2f})",
+            )
             drawn += 1
     if not drawn:
         raise UserError("forgetting needs runs with at least one incremental step")
-    return finish_step_axes(fig, ax, "average forgetting (accuracy points)",
-                            "Forgetting after each step (best earlier accuracy of a step's classes minus now)")
+    return finish_step_axes(
+        fig,
+        ax,
+        "average forgetting (accuracy points)",
+        "Forgetting after each step (best earlier accuracy of a step's classes minus now)",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,15 +36,28 @@ def step_table(results: dict[str, Any]) -> str:
     for s in results["steps"]:
         labels = s.get("labels") or []
         span = f"{labels[0]}-{labels[-1]}" if labels else "-"
-        rows.append([str(s["step"]), span, str(s["n_train"]), _fmt(s["accuracy"]), _fmt(s["top5"]),
-                     _fmt(s["accuracy_base"]), _fmt(s["accuracy_old"]), _fmt(s["accuracy_new"]),
-                     _fmt(s.get("memory_size")), _fmt(s["train_seconds"], 1)])
+        rows.append(
+            [
+                str(s["step"]),
+                span,
+                str(s["n_train"]),
+                _fmt(s["accuracy"]),
+                _fmt(s["top5"]),
+                _fmt(s["accuracy_base"]),
+                _fmt(s["accuracy_old"]),
+                _fmt(s["accuracy_new"]),
+                _fmt(s.get("memory_size")),
+                _fmt(s["train_seconds"], 1),
+            ]
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
-    summary = (f"{results['scenario']}  {results['strategy']}  seed {results['seed']}:  "
-               f"average incremental accuracy {_fmt(results['avg_incremental_accuracy'])}  "
-               f"final accuracy {_fmt(results['final_accuracy'])}  ({results['status']})")
+    summary = (
+        f"{results['scenario']}  {results['strategy']}  seed {results['seed']}:  "
+        f"average incremental accuracy {_fmt(results['avg_incremental_accuracy'])}  "
+        f"final accuracy {_fmt(results['final_accuracy'])}  ({results['status']})"
+    )
     return "\n".join(lines + [summary])
 
 
@@ -58,7 +72,7 @@ METRICS = {
     "final-new": "accuracy on the last step's classes after the last step",
     "top5-aia": "average incremental top-5 accuracy",
     "forgetting": "average forgetting after the last step (per step's class group: best accuracy before "
-                  "the last step minus accuracy after it; lower is better)",
+    "the last step minus accuracy after it; lower is better)",
 }
 
 IGNORED_FOR_VARIANTS = ("seed",)
@@ -108,8 +122,10 @@ def completed_steps(run: Run) -> list[dict]:
     steps = run.results.get("steps", [])
     if not steps:
         status = run.results.get("status", "")
-        raise UserError(f"{run.path} has no completed step to plot" +
-                        (f": results.json is {status}" if status.startswith("unreadable") else ""))
+        raise UserError(
+            f"{run.path} has no completed step to plot"
+            + (f": results.json is {status}" if status.startswith("unreadable") else "")
+        )
     return steps
 
 
@@ -144,13 +160,12 @@ def _readable_results(path: Path) -> dict[str, Any]:
 def variant_labels(runs: list[Run]) -> dict[Path, str]:
     """Per run, 'key=value, ...' for the config keys that differ among runs of its scenario and strategy."""
     labels: dict[Path, str] = {}
-    groups: dict[tuple[str, str], list[Run]] = {}
+    groups: dict[tuple[str | None, str], list[Run]] = {}
     for run in runs:
         groups.setdefault((run.results.get("scenario"), run.label), []).append(run)
     for group in groups.values():
         flats = [flatten(r.results.get("config", {})) for r in group]
-        keys = sorted({k for f in flats for k in f}
-                      - set(RUNTIME_KEYS) - set(IGNORED_FOR_VARIANTS))
+        keys = sorted({k for f in flats for k in f} - set(RUNTIME_KEYS) - set(IGNORED_FOR_VARIANTS))
         varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
         for run, flat in zip(group, flats):
             labels[run.path] = ", ".join(f"{k}={flat.get(k)}" for k in varying)
@@ -170,7 +185,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def runs_frame(runs: list[Run]) -> "pd.DataFrame":
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
     """One row per run: scenario, row label (strategy [variant]), seed, status, steps done and every metric."""
     import pandas as pd
 
@@ -179,17 +194,25 @@ def runs_frame(runs: list[Run]) -> "pd.DataFrame":
     for run in runs:
         r = run.results
         variant = variants[run.path]
-        rows.append({
-            "scenario": r.get("scenario"), "strategy": run.label, "variant": variant,
-            "row": f"{run.label} [{variant}]" if variant else run.label,
-            "seed": r.get("seed"), "status": r.get("status"), "complete": run.complete,
-            "steps_done": len(r.get("steps", [])), "n_steps": r.get("n_steps"), "path": str(run.path),
-            **{m: run.metric(m) for m in METRICS},
-        })
+        rows.append(
+            {
+                "scenario": r.get("scenario"),
+                "strategy": run.label,
+                "variant": variant,
+                "row": f"{run.label} [{variant}]" if variant else run.label,
+                "seed": r.get("seed"),
+                "status": r.get("status"),
+                "complete": run.complete,
+                "steps_done": len(r.get("steps", [])),
+                "n_steps": r.get("n_steps"),
+                "path": str(run.path),
+                **{m: run.metric(m) for m in METRICS},
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def summary_frame(runs: list[Run], metric: str) -> "pd.DataFrame":
+def summary_frame(runs: list[Run], metric: str) -> pd.DataFrame:
     """mean, std (sample, ddof 1) and n of ``metric`` over the complete runs of each (row, scenario)."""
     frame = runs_frame(runs)
     done = frame[frame["complete"] & frame[metric].notna()]
@@ -204,7 +227,7 @@ def _cell(mean: float, std: float, n: int, uniform_n: bool, fmt: str) -> str:
     return text if uniform_n else f"{text} (n={n})"
 
 
-def summary_table(runs: list[Run], metrics: list[str] = ("aia",), fmt: str = "markdown") -> str:
+def summary_table(runs: list[Run], metrics: Sequence[str] = ("aia",), fmt: str = "markdown") -> str:
     """Strategies (and variants) as rows, scenarios as columns, mean ± std over seeds; incomplete runs listed."""
     import pandas as pd
 
@@ -224,7 +247,8 @@ def summary_table(runs: list[Run], metrics: list[str] = ("aia",), fmt: str = "ma
             table = [[row] + ["-"] * len(scenarios) for row in rows]
             for _, s in stats.iterrows():
                 table[rows.index(s["row"])][1 + scenarios.index(s["scenario"])] = _cell(
-                    s["mean"], s["std"], int(s["count"]), len(counts) == 1, fmt)
+                    s["mean"], s["std"], int(s["count"]), len(counts) == 1, fmt
+                )
             n_note = f"{counts.pop()} run(s) per cell" if len(counts) == 1 else "n = runs per cell"
             caption = f"{metric}: {METRICS[metric]}; mean ± sample std over seeds, {n_note}"
             out.append(render_table(["strategy", *scenarios], table, fmt, caption))
@@ -232,14 +256,16 @@ def summary_table(runs: list[Run], metrics: list[str] = ("aia",), fmt: str = "ma
     return "\n\n".join(part for part in out if part)
 
 
-def _incomplete_note(frame: "pd.DataFrame", fmt: str) -> str:
+def _incomplete_note(frame: pd.DataFrame, fmt: str) -> str:
     bad = frame[~frame["complete"]]
     if bad.empty:
         return ""
     import pandas as pd
 
-    lines = [f"{r.path}: {r.status}" + (f", {r.steps_done} of {int(r.n_steps)} steps" if pd.notna(r.n_steps) else "")
-             for r in bad.itertuples()]
+    lines = [
+        f"{r.path}: {r.status}" + (f", {r.steps_done} of {int(r.n_steps)} steps" if pd.notna(r.n_steps) else "")
+        for r in bad.itertuples()
+    ]
     if fmt == "csv":
         print("not averaged (incomplete or failed): " + "; ".join(lines), file=sys.stderr)
         return ""
@@ -254,13 +280,23 @@ def per_step_table(runs: list[Run], fmt: str = "markdown") -> str:
     width = max(len(r.results.get("steps", [])) for r in runs)
     header = ["scenario", "strategy", "seed", "status", *[f"step {i}" for i in range(width)], "aia"]
     table = []
-    order = sorted(range(len(runs)), key=lambda i: (_natural(str(frame.at[i, "scenario"])),
-                                                    _natural(frame.at[i, "row"]), frame.at[i, "seed"] or 0))
+    order = sorted(
+        range(len(runs)),
+        key=lambda i: (_natural(str(frame.at[i, "scenario"])), _natural(frame.at[i, "row"]), frame.at[i, "seed"] or 0),
+    )
     for i in order:
         steps = runs[i].results.get("steps", [])
         accs = [f"{s['accuracy']:.2f}" for s in steps] + ["-"] * (width - len(steps))
-        table.append([str(frame.at[i, "scenario"]), frame.at[i, "row"], str(frame.at[i, "seed"]),
-                      str(frame.at[i, "status"]), *accs, _fmt(frame.at[i, "aia"])])
+        table.append(
+            [
+                str(frame.at[i, "scenario"]),
+                frame.at[i, "row"],
+                str(frame.at[i, "seed"]),
+                str(frame.at[i, "status"]),
+                *accs,
+                _fmt(frame.at[i, "aia"]),
+            ]
+        )
     return render_table(header, table, fmt, "accuracy (%) on all seen classes after each step")
 
 
@@ -276,19 +312,27 @@ def render_table(header: list[str], rows: list[list[str]], fmt: str, caption: st
         return buffer.getvalue().rstrip("\n")
     if fmt == "latex":
         esc = _latex_escape
-        lines = [f"% {caption}" if caption else "", "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
-                 "\\toprule", " & ".join(esc(h) for h in header) + " \\\\", "\\midrule"]
+        lines = [
+            f"% {caption}" if caption else "",
+            "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+            "\\toprule",
+            " & ".join(esc(h) for h in header) + " \\\\",
+            "\\midrule",
+        ]
         lines += [" & ".join(esc(c) for c in row) + " \\\\" for row in rows]
         lines += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(line for line in lines if line)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    numeric = [bool(rows) and all(_is_number(r[i].split(" ")[0]) or r[i] == "-" for r in rows)
-               for i in range(len(header))]
+    numeric = [
+        bool(rows) and all(_is_number(r[i].split(" ")[0]) or r[i] == "-" for r in rows) for i in range(len(header))
+    ]
     lines = [f"{caption}\n" if caption else ""]
     lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     lines.append("| " + " | ".join("-" * (w - 1) + ":" if num else "-" * w for w, num in zip(widths, numeric)) + " |")
-    lines += ["| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)) + " |"
-              for r in rows]
+    lines += [
+        "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric)) + " |"
+        for r in rows
+    ]
     return "\n".join(line for line in lines if line)
 
 

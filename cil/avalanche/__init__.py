@@ -16,5 +16,10 @@ from cil.avalanche.bsce import BalancedSoftmaxCriterion, sampled_class_counts
 from cil.avalanche.distillation import LogitDistillationPlugin, PODFlatPlugin
 from cil.avalanche.herding import HerdingSelection
 
-__all__ = ["BalancedSoftmaxCriterion", "HerdingSelection", "LogitDistillationPlugin", "PODFlatPlugin",
-           "sampled_class_counts"]
+__all__ = [
+    "BalancedSoftmaxCriterion",
+    "HerdingSelection",
+    "LogitDistillationPlugin",
+    "PODFlatPlugin",
+    "sampled_class_counts",
+]

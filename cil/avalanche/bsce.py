@@ -52,10 +52,13 @@ def sampled_class_counts(dataloader, dataset) -> torch.Tensor:
     if not datasets or batch_sizes is None:
         return dataset_class_counts(dataset)
     drop_last = bool(getattr(dataloader, "loader_kwargs", {}).get("drop_last", False))
-    parts = [dataset_class_counts(d) * (samples_per_epoch(len(d), b, len(dataloader), drop_last) / len(d))
-             for d, b in zip(datasets, batch_sizes) if len(d)]
+    parts = [
+        dataset_class_counts(d) * (samples_per_epoch(len(d), b, len(dataloader), drop_last) / len(d))
+        for d, b in zip(datasets, batch_sizes)
+        if len(d)
+    ]
     size = max(len(p) for p in parts)
-    return sum(F.pad(p, (0, size - len(p))) for p in parts)
+    return torch.stack([F.pad(p, (0, size - len(p))) for p in parts]).sum(0)
 
 
 class BalancedSoftmaxCriterion(SupervisedPlugin):

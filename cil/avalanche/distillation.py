@@ -113,6 +113,7 @@ class PODFlatPlugin(_PreviousModelPlugin):
         self._hooks.clear()
 
     def previous_model_ready(self) -> None:
+        assert self.previous_model is not None
         self._capture(self.previous_model, "previous")
 
     def before_backward(self, strategy, **kwargs):

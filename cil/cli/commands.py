@@ -12,9 +12,7 @@ from typing import Any
 
 from cil.config.schema import DEFAULT_SEED
 from cil.errors import UserError
-from cil.files import writable_folder
-from cil.files import usable_path
-
+from cil.files import usable_path, writable_folder
 
 # ------------------------------------------------------------------------------------------------
 
@@ -47,13 +45,17 @@ def cmd_describe(args) -> int:
     if args.json:
         print(compact_json(info))
         return 0
-    print(f"{info['scenario']}: {plan.n_classes} classes in {plan.n_steps} steps, "
-          f"class order seed {_class_order_seed(args)}")
+    print(
+        f"{info['scenario']}: {plan.n_classes} classes in {plan.n_steps} steps, "
+        f"class order seed {_class_order_seed(args)}"
+    )
     print(f"class order: {' '.join(map(str, plan.order))}")
     for step in info["steps"]:
         kind = "base" if step["step"] == 0 and plan.name.base > 0 else "step"
-        print(f"{kind} {step['step']}: labels {step['labels'][0]}-{step['labels'][-1]} = classes "
-              f"{' '.join(map(str, step['classes']))}")
+        print(
+            f"{kind} {step['step']}: labels {step['labels'][0]}-{step['labels'][-1]} = classes "
+            f"{' '.join(map(str, step['classes']))}"
+        )
     return 0
 
 
@@ -72,8 +74,8 @@ def cmd_list(args) -> int:
     from cil import registry
     from cil.config import available_strategies, strategy_description
     from cil.data import DATASETS
-    from cil.models import BACKBONES
     from cil.data.scenarios import GRAMMAR
+    from cil.models import BACKBONES
 
     print("Scenarios: " + GRAMMAR)
     print("  bBASE: classes of the base step (b0: equal steps, no large base step); STEPS: incremental steps")
@@ -121,8 +123,10 @@ def parse_loggers(text: str | None) -> list[str] | None:
         return []
     unknown = [name for name in names if name not in LOGGERS]
     if unknown or not names:
-        raise UserError(f"--logger: unknown logger '{unknown[0] if unknown else text}'; valid: "
-                        f"{', '.join(LOGGERS)}, comma-separated, or none")
+        raise UserError(
+            f"--logger: unknown logger '{unknown[0] if unknown else text}'; valid: "
+            f"{', '.join(LOGGERS)}, comma-separated, or none"
+        )
     if len(set(names)) != len(names):
         raise UserError(f"--logger names a logger twice: '{text}'")
     return names
@@ -135,10 +139,19 @@ def run_flags(args, seed: int | None = None) -> dict[str, Any]:
     loggers = parse_loggers(args.loggers)
     if args.no_tensorboard:
         loggers = [name for name in (loggers or []) if name != "tensorboard"]
-    return options_layer(seed=seed, class_order_seed=args.class_order_seed, device=args.device, memory=args.memory,
-                         memory_budget=args.memory_budget, epochs=args.epochs, data_root=args.data_root,
-                         limit_per_class=args.limit_per_class, progress=False if args.no_progress else None,
-                         loggers=loggers, plugins=args.plugins)
+    return options_layer(
+        seed=seed,
+        class_order_seed=args.class_order_seed,
+        device=args.device,
+        memory=args.memory,
+        memory_budget=args.memory_budget,
+        epochs=args.epochs,
+        data_root=args.data_root,
+        limit_per_class=args.limit_per_class,
+        progress=False if args.no_progress else None,
+        loggers=loggers,
+        plugins=args.plugins,
+    )
 
 
 def run_config_from_args(args, seed: int | None = None):
@@ -180,8 +193,8 @@ def cmd_run(args) -> int:
 
 def launch_data_parallel(args) -> int:
     """``cil run --nproc N``: check the command here, then run it in N processes (cil/training/distributed.py)."""
-    from cil.training.distributed import launch
     from cil.runs.assemble import check_data_parallel
+    from cil.training.distributed import launch
 
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
@@ -195,7 +208,7 @@ def launch_data_parallel(args) -> int:
             writable_folder(Path(cfg.out), "--out")
     argv = list(args.argv)
     at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
-    del argv[at: at + (1 if "=" in argv[at] else 2)]
+    del argv[at : at + (1 if "=" in argv[at] else 2)]
     return launch(args.nproc, argv)
 
 
@@ -215,8 +228,8 @@ def run_seeds(args, seeds: list[int]) -> int:
 def resume(args) -> int:
     """``cil run --resume RUN_DIR``: the saved config, the given options on top, refused if they change it."""
     from cil import registry
-    from cil.config import config_differences, describe_differences, resume_config
     from cil.analysis.report import step_table
+    from cil.config import config_differences, describe_differences, resume_config
     from cil.runs.run import run
     from cil.runs.run_directory import saved_results_to_resume
 
@@ -231,8 +244,10 @@ def resume(args) -> int:
     cfg = resume_config(saved["config"], flags=flags, sets=args.sets, lookup=registry.config_class)
     differing = config_differences(saved["config"], cfg.to_dict())
     if differing:
-        raise UserError(f"cannot resume {run_dir}: the given options change its saved config: "
-                        f"{describe_differences(saved['config'], cfg.to_dict(), differing)}")
+        raise UserError(
+            f"cannot resume {run_dir}: the given options change its saved config: "
+            f"{describe_differences(saved['config'], cfg.to_dict(), differing)}"
+        )
     if saved.get("status") == "complete":
         print(f"{run_dir} is already complete", file=sys.stderr)
         print(step_table(saved))
@@ -245,7 +260,6 @@ def resume(args) -> int:
 def cmd_sweep(args) -> int:
     from cil.sweeps.execute import execute
     from cil.sweeps.plan import SweepPlan
-
     from cil.sweeps.slurm import SlurmOptions, print_status
     from cil.sweeps.workers import parse_devices
 
@@ -253,12 +267,26 @@ def cmd_sweep(args) -> int:
         return print_status(usable_path(args.status, "--status"))
     plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
     devices = parse_devices(args.devices)
-    slurm = SlurmOptions(partition=args.slurm_partition, gpus_per_job=args.slurm_gpus_per_job,
-                         cpus_per_job=args.slurm_cpus_per_job, time_min=args.slurm_time, mem_gb=args.slurm_mem_gb,
-                         array_parallelism=args.slurm_array_parallelism)
+    slurm = SlurmOptions(
+        partition=args.slurm_partition,
+        gpus_per_job=args.slurm_gpus_per_job,
+        cpus_per_job=args.slurm_cpus_per_job,
+        time_min=args.slurm_time,
+        mem_gb=args.slurm_mem_gb,
+        array_parallelism=args.slurm_array_parallelism,
+    )
     slurm.check()
-    return execute(plan, lambda seed: run_flags(args, seed), out=args.out, dry_run=args.dry_run, jobs=args.jobs,
-                   devices=devices, launcher=args.launcher, slurm=slurm, wait=args.wait)
+    return execute(
+        plan,
+        lambda seed: run_flags(args, seed),
+        out=args.out,
+        dry_run=args.dry_run,
+        jobs=args.jobs,
+        devices=devices,
+        launcher=args.launcher,
+        slurm=slurm,
+        wait=args.wait,
+    )
 
 
 def cmd_report(args) -> int:
@@ -279,12 +307,18 @@ def cmd_report(args) -> int:
 def cmd_plot(args) -> int:
     from cil.analysis.plots import plot_runs
 
-    for path in plot_runs([Path(r) for r in args.runs], kind=args.kind, step=args.step,
-                          out=Path(args.out) if args.out else None):
+    for path in plot_runs(
+        [Path(r) for r in args.runs], kind=args.kind, step=args.step, out=Path(args.out) if args.out else None
+    ):
         print(path)
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "plot": cmd_plot, "list": cmd_list,
-            "describe": cmd_describe}
-
+COMMANDS = {
+    "run": cmd_run,
+    "sweep": cmd_sweep,
+    "report": cmd_report,
+    "plot": cmd_plot,
+    "list": cmd_list,
+    "describe": cmd_describe,
+}

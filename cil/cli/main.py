@@ -11,23 +11,18 @@ from cil.cli.commands import COMMANDS
 from cil.cli.parser import build_parser
 from cil.errors import ReportedInterrupt, RunDiverged, UserError
 
-
 EXIT_USAGE = 2
 
 
-
 EXIT_INTERRUPTED = 130
-
 
 
 EXIT_DIVERGED = 3
 """A run stopped because its loss became NaN or infinite (its completed steps are saved)."""
 
 
-
 EXIT_BROKEN_PIPE = 141
 """128 + SIGPIPE, what a shell reports for a command whose output pipe closed."""
-
 
 
 def _one_line(exc: BaseException) -> str:
@@ -41,12 +36,11 @@ def _one_line(exc: BaseException) -> str:
     return lines[0]
 
 
-
 def main(argv: list[str] | None = None) -> int:
     from cil.training.distributed import is_secondary_rank
 
     if is_secondary_rank():  # torchrun's other processes: rank 0 prints for the run
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+        sys.stdout = open(os.devnull, "w")
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)

@@ -65,7 +65,8 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
         raise ConfigError(f"unknown key '{join_key(prefix, key)}'{did_you_mean(key, list(fields))}")
     kwargs = {key: _coerce(value, hints[key], join_key(prefix, key)) for key, value in data.items()}
     missing = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
@@ -92,8 +93,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 errors.append(str(exc))
         if len(errors) == 1 or any(typing.get_origin(a) is list or dataclasses.is_dataclass(a) for a in args):
             raise ConfigError(errors[0] if errors else f"invalid value for '{key}'")
-        raise ConfigError(f"invalid value for '{key}': expected {' or '.join(_expectation(a) for a in args)}, "
-                          f"got {value!r}")
+        raise ConfigError(
+            f"invalid value for '{key}': expected {' or '.join(_expectation(a) for a in args)}, got {value!r}"
+        )
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"invalid value for '{key}': '{value}'; valid: {', '.join(map(str, args))}")
@@ -104,7 +106,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"invalid value for '{key}': expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{key}.{i}") for i, v in enumerate(value)] if args else list(value)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _from_dict(hint, value, key)
     if hint is bool:
         if isinstance(value, bool):

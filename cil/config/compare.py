@@ -6,10 +6,20 @@ from typing import Any
 
 from cil.config.fields import join_key
 
-
-RUNTIME_KEYS = ("out", "progress", "device", "logging.loggers", "logging.wandb_project", "logging.wandb_entity",
-                "logging.wandb_mode", "data.root", "data.num_workers", "runtime.compile", "runtime.eval_batch_size",
-                "tensorboard")
+RUNTIME_KEYS = (
+    "out",
+    "progress",
+    "device",
+    "logging.loggers",
+    "logging.wandb_project",
+    "logging.wandb_entity",
+    "logging.wandb_mode",
+    "data.root",
+    "data.num_workers",
+    "runtime.compile",
+    "runtime.eval_batch_size",
+    "tensorboard",
+)
 """Keys that say where and how a run executes, not what it computes: free to differ on resume
 (precision and memory layout change the arithmetic, so a resumed run keeps them). ``tensorboard``
 is the on/off switch of runs saved before ``logging.loggers`` replaced it."""

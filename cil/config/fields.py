@@ -58,23 +58,38 @@ class Range:
 
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
-            text = (f"must be in {'(' if self.low_open else '['}{_number(self.low)}, "
-                    f"{_number(self.high)}{')' if self.high_open else ']'}")
+            text = (
+                f"must be in {'(' if self.low_open else '['}{_number(self.low)}, "
+                f"{_number(self.high)}{')' if self.high_open else ']'}"
+            )
         elif self.low is not None:
             text = f"must be {'>' if self.low_open else '>='} {_number(self.low)}"
         else:
+            assert self.high is not None
             text = f"must be {'<' if self.high_open else '<='} {_number(self.high)}"
         return f"{text} {self.note}" if self.note else text
 
 
-def ranged(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
-           le: float | None = None, lt: float | None = None, note: str = "",
-           default_factory: Any = dataclasses.MISSING) -> Any:
+def ranged(
+    default: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    note: str = "",
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
     """A dataclass field whose values must lie in the range given by ``ge``/``gt`` and ``le``/``lt``."""
     if ge is not None and gt is not None or le is not None and lt is not None:
         raise ValueError("give at most one lower and one upper bound")
-    bounds = Range(low=gt if gt is not None else ge, high=lt if lt is not None else le,
-                   low_open=gt is not None, high_open=lt is not None, note=note)
+    bounds = Range(
+        low=gt if gt is not None else ge,
+        high=lt if lt is not None else le,
+        low_open=gt is not None,
+        high_open=lt is not None,
+        note=note,
+    )
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"range": bounds})
 
 

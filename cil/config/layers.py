@@ -15,8 +15,8 @@ import yaml
 
 from cil.config.fields import ConfigError
 from cil.config.schema import COMPONENT_SECTIONS
-from cil.errors import UserError, did_you_mean
 from cil.config.shapes import SCENARIO_FILE, STRATEGY_FILE, Shape, check
+from cil.errors import UserError, did_you_mean
 from cil.files import is_file
 
 
@@ -29,8 +29,9 @@ def config_root() -> Path:
     except ModuleNotFoundError:
         root = Path("<missing>")
     if not (root / "strategies").is_dir():
-        raise UserError(f"cil's configs/ folder is missing ({root}): install cil again with 'pip install .' "
-                        f"or 'pip install -e .'")
+        raise UserError(
+            f"cil's configs/ folder is missing ({root}): install cil again with 'pip install .' or 'pip install -e .'"
+        )
     return root
 
 
@@ -76,8 +77,9 @@ def strategy_layers(strategy: str) -> list[dict[str, Any]]:
         seen.add(path.resolve())
         data = load_yaml(path)
         if "extends" in data and not (isinstance(data["extends"], str) and data["extends"]):
-            raise UserError(f"strategy file {path}: 'extends' must be a strategy name or a .yaml path, "
-                            f"got {data['extends']!r}")
+            raise UserError(
+                f"strategy file {path}: 'extends' must be a strategy name or a .yaml path, got {data['extends']!r}"
+            )
         check(data, STRATEGY_FILE, f"strategy file {path}")
         ref = data.pop("extends", None)
         relative_to = path.parent
@@ -105,7 +107,9 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     out = dict(base)
     for key, value in override.items():
         old = out.get(key)
-        renamed = isinstance(old, dict) and isinstance(value, dict) and "name" in value and value["name"] != old.get("name")
+        renamed = (
+            isinstance(old, dict) and isinstance(value, dict) and "name" in value and value["name"] != old.get("name")
+        )
         if isinstance(old, dict) and isinstance(value, dict) and not renamed:
             out[key] = deep_merge(old, value)
         else:
@@ -141,8 +145,10 @@ relabel an il-baseline run as lucir without changing what it trains)."""
 def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
     """Write ``value`` at the dotted path; ``plugins.NAME.key`` addresses a plugin by name."""
     if parts[0] in CHOSEN_BY_OPTION and len(parts) == 1:
-        raise ConfigError(f"'{parts[0]}' names the run and is chosen with {CHOSEN_BY_OPTION[parts[0]]}, not --set "
-                          f"(it would relabel the run without changing what it trains)")
+        raise ConfigError(
+            f"'{parts[0]}' names the run and is chosen with {CHOSEN_BY_OPTION[parts[0]]}, not --set "
+            f"(it would relabel the run without changing what it trains)"
+        )
     if parts[0] == "plugins" and len(parts) >= 2:
         plugins = raw.setdefault("plugins", [])
         names = [p.get("name") if isinstance(p, dict) else p for p in plugins]
@@ -167,11 +173,21 @@ def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
         target[rest[-1]] = value
 
 
-def options_layer(*, seed: int | None = None, class_order_seed: int | None = None, device: str | None = None,
-                  memory: int | None = None, memory_budget: int | None = None, epochs: int | None = None,
-                  data_root: str | None = None, limit_per_class: int | None = None, progress: bool | None = None,
-                  loggers: list[str] | None = None, plugins: list[str] | tuple[str, ...] = (),
-                  out: str | None = None) -> dict[str, Any]:
+def options_layer(
+    *,
+    seed: int | None = None,
+    class_order_seed: int | None = None,
+    device: str | None = None,
+    memory: int | None = None,
+    memory_budget: int | None = None,
+    epochs: int | None = None,
+    data_root: str | None = None,
+    limit_per_class: int | None = None,
+    progress: bool | None = None,
+    loggers: list[str] | None = None,
+    plugins: list[str] | tuple[str, ...] = (),
+    out: str | None = None,
+) -> dict[str, Any]:
     """The config layer of a run's options (``cil run`` / ``cil sweep`` flags, ``cil.api`` keywords): only what
     was given. ``memory`` is a growing memory (``--memory N``), ``memory_budget`` a fixed one; ``epochs`` scales
     the schedule (applied after validation); ``plugins`` are added to the strategy's."""
@@ -180,8 +196,14 @@ def options_layer(*, seed: int | None = None, class_order_seed: int | None = Non
         flags["memory"] = {"per_class": memory, "budget": None}
     if memory_budget is not None:
         flags["memory"] = {"budget": memory_budget}
-    for key, value in (("seed", seed), ("class_order_seed", class_order_seed), ("device", device),
-                       ("progress", progress), ("epochs", epochs), ("out", out)):
+    for key, value in (
+        ("seed", seed),
+        ("class_order_seed", class_order_seed),
+        ("device", device),
+        ("progress", progress),
+        ("epochs", epochs),
+        ("out", out),
+    ):
         if value is not None:
             flags[key] = value
     data = {k: v for k, v in (("root", data_root), ("limit_per_class", limit_per_class)) if v is not None}
@@ -194,8 +216,9 @@ def options_layer(*, seed: int | None = None, class_order_seed: int | None = Non
     return flags
 
 
-def apply_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],
-                       overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], int | None]:
+def apply_command_line(
+    raw: dict[str, Any], flags: dict[str, Any], sets: list[str], overrides: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], int | None]:
     """The command line's layer on top of ``raw``: its flags, ``add_plugins`` appended to the plugins,
     then every ``--set``, then ``overrides`` (the Python API's ``--set``s as a dict); returns the new
     raw config and ``--epochs`` (applied after validation)."""

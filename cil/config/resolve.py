@@ -11,8 +11,16 @@ from cil.config.layers import apply_command_line, deep_merge, scenario_layer, st
 from cil.config.schema import RunConfig
 
 
-def assemble(*, scenario: str, strategy: str, dataset: str, flags: dict[str, Any], sets: list[str],
-             lookup: ComponentLookup, overrides: dict[str, Any] | None = None) -> RunConfig:
+def assemble(
+    *,
+    scenario: str,
+    strategy: str,
+    dataset: str,
+    flags: dict[str, Any],
+    sets: list[str],
+    lookup: ComponentLookup,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
     """Resolve a new run's config: defaults < scenario < strategy chain < profile < command line."""
     scenario_defaults = scenario_layer(dataset)
     profile = scenario_defaults.pop("profile", None)
@@ -25,8 +33,9 @@ def assemble(*, scenario: str, strategy: str, dataset: str, flags: dict[str, Any
     return _with_command_line(raw, flags, sets, lookup, overrides)
 
 
-def resume_config(saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str],
-                  lookup: ComponentLookup) -> RunConfig:
+def resume_config(
+    saved: dict[str, Any], *, flags: dict[str, Any], sets: list[str], lookup: ComponentLookup
+) -> RunConfig:
     """The saved (resolved) config of a run with this command line's flags and ``--set``s on top."""
     return _with_command_line(upgrade_saved_config(saved), flags, sets, lookup)
 
@@ -41,8 +50,13 @@ def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _with_command_line(raw: dict[str, Any], flags: dict[str, Any], sets: list[str],
-                       lookup: ComponentLookup, overrides: dict[str, Any] | None = None) -> RunConfig:
+def _with_command_line(
+    raw: dict[str, Any],
+    flags: dict[str, Any],
+    sets: list[str],
+    lookup: ComponentLookup,
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
     raw, epochs = apply_command_line(raw, flags, sets, overrides)
     cfg = build_run_config(raw, lookup)
     if epochs is not None:

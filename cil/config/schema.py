@@ -29,8 +29,9 @@ class ComponentConfig:
     def validate(self, prefix: str) -> None:
         """Raise ConfigError for bad values; subclasses extend."""
 
-    def validate_with(self, run: "RunConfig", prefix: str) -> None:
-        """Raise IncompatibleConfigError when this component cannot work with the rest of ``run`` (e.g. it needs a memory)."""
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
+        """Raise IncompatibleConfigError when this component cannot work with the rest of ``run`` (e.g. it needs
+        a memory)."""
 
 
 @dataclass
@@ -53,10 +54,12 @@ class OptimConfig:
     def validate(self, prefix: str) -> None:
         check(
             all(m > 0 for m in self.milestones) and self.milestones == sorted(set(self.milestones)),
-            prefix, "milestones", "must be increasing positive epochs",
+            prefix,
+            "milestones",
+            "must be increasing positive epochs",
         )
 
-    def with_epochs(self, epochs: int) -> "OptimConfig":
+    def with_epochs(self, epochs: int) -> OptimConfig:
         """The same schedule stretched to ``epochs``: milestones scale in proportion (unchanged at the same length)."""
         if epochs == self.epochs:
             return self
@@ -106,10 +109,14 @@ class ModelConfig:
         from cil.models import BACKBONES, HEADS
 
         if self.backbone != "auto" and self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone '{self.backbone}' ({join_key(prefix, 'backbone')})"
-                              f"{did_you_mean(self.backbone, ['auto', *BACKBONES])}")
+            raise ConfigError(
+                f"unknown backbone '{self.backbone}' ({join_key(prefix, 'backbone')})"
+                f"{did_you_mean(self.backbone, ['auto', *BACKBONES])}"
+            )
         if self.head not in HEADS:
-            raise ConfigError(f"unknown head '{self.head}' ({join_key(prefix, 'head')}){did_you_mean(self.head, list(HEADS))}")
+            raise ConfigError(
+                f"unknown head '{self.head}' ({join_key(prefix, 'head')}){did_you_mean(self.head, list(HEADS))}"
+            )
 
 
 @dataclass
@@ -137,6 +144,7 @@ class DataConfig:
 
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return min(8, cpus)
+
     image_size: int | None = ranged(None, ge=8)
     """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
     brightness_jitter: float = ranged(0.0, ge=0, lt=1)
@@ -210,6 +218,9 @@ class RunConfig:
 
 COMPONENT_SECTIONS = ("method", "loss")
 """Top-level keys holding one component; ``plugins`` holds a list of them."""
-SECTION_NAMES = tuple(f.name for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(f.default_factory)
-                      and f.name not in COMPONENT_SECTIONS)
+SECTION_NAMES = tuple(
+    f.name
+    for f in dataclasses.fields(RunConfig)
+    if dataclasses.is_dataclass(f.default_factory) and f.name not in COMPONENT_SECTIONS
+)
 """Top-level keys holding a section of settings (memory, model, optim, data, runtime, logging)."""

@@ -15,7 +15,6 @@ from typing import Any
 from cil.config.schema import COMPONENT_SECTIONS, SECTION_NAMES, RunConfig
 from cil.errors import UserError
 
-
 MISSING = "<missing>"
 UNKNOWN = "<unknown>"
 
@@ -54,7 +53,7 @@ class ListOf(Shape):
     non_empty: bool = False
 
     @property
-    def description(self) -> str:
+    def description(self) -> str:  # type: ignore[override]
         return f"a{' non-empty' if self.non_empty else ''} list, each item {self.item.description}"
 
     def problem(self, value: Any, key: str) -> tuple[str, str] | None:
@@ -72,14 +71,16 @@ class OneOf(Shape):
     options: tuple[Shape, ...]
 
     @property
-    def description(self) -> str:
+    def description(self) -> str:  # type: ignore[override]
         return " or ".join(o.description for o in self.options)
 
     def problem(self, value: Any, key: str) -> tuple[str, str] | None:
         found = [o.problem(value, key) for o in self.options]
         if any(f is None for f in found):
             return None
-        deeper = [f for f in found if f[0] != key]  # the value had the right container, a part of it is wrong
+        deeper = [
+            f for f in found if f is not None and f[0] != key
+        ]  # the value had the right container, a part of it is wrong
         return deeper[0] if deeper else (key, self.description)
 
 
@@ -96,7 +97,7 @@ class Mapping(Shape):
     what: str = "a mapping"
 
     @property
-    def description(self) -> str:
+    def description(self) -> str:  # type: ignore[override]
         return self.what
 
     def problem(self, value: Any, key: str) -> tuple[str, str] | None:
@@ -130,15 +131,22 @@ def check(value: Any, shape: Shape, file: str) -> None:
     if expected == MISSING:
         raise UserError(f"{file}: key '{key}' is missing")
     if expected.startswith(UNKNOWN):
-        raise UserError(f"{file}: unknown key '{key}'; valid: {expected[len(UNKNOWN):]}")
+        raise UserError(f"{file}: unknown key '{key}'; valid: {expected[len(UNKNOWN) :]}")
     where = f"'{key}'" if key else "the file"
     raise UserError(f"{file}: {where} must be {expected}, got {describe(_at(value, key))}")
 
 
 def describe(value: Any) -> str:
     """How a value reads in an error: its kind, and itself when short."""
-    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-             float: "a number", type(None): "null"}
+    kinds = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        type(None): "null",
+    }
     kind = kinds.get(type(value), type(value).__name__)
     if value is None:
         return kind
@@ -170,39 +178,77 @@ COMPONENT_LAYER = OneOf((STR, Mapping(fields={"name": STR}, what="a mapping of k
 _SECTIONS: dict[str, Shape] = {f.name: SECTION for f in fields(RunConfig) if f.name in SECTION_NAMES}
 """The config's sections (memory, model, optim, data, runtime, logging), read from RunConfig."""
 _CONFIG_FIELDS: dict[str, Shape] = {
-    "scenario": STR, "strategy": STR, **{name: COMPONENT for name in COMPONENT_SECTIONS},
-    "plugins": ListOf(COMPONENT), **_SECTIONS}
+    "scenario": STR,
+    "strategy": STR,
+    **{name: COMPONENT for name in COMPONENT_SECTIONS},
+    "plugins": ListOf(COMPONENT),
+    **_SECTIONS,
+}
 """A resolved config (results.json, checkpoints): every component named."""
 _LAYER_FIELDS: dict[str, Shape] = {
-    **{name: COMPONENT_LAYER for name in COMPONENT_SECTIONS}, "plugins": ListOf(COMPONENT), **_SECTIONS}
+    **{name: COMPONENT_LAYER for name in COMPONENT_SECTIONS},
+    "plugins": ListOf(COMPONENT),
+    **_SECTIONS,
+}
 """A layer of a strategy or scenario file, merged onto what it extends."""
 
 STRATEGY_FILE = Mapping(
-    fields={"extends": STR, "description": STR,
-            "profiles": Mapping(values=Mapping(fields=_LAYER_FIELDS), what="a mapping of profile name to settings"),
-            **_LAYER_FIELDS},
-    what="a mapping of keys to values")
+    fields={
+        "extends": STR,
+        "description": STR,
+        "profiles": Mapping(values=Mapping(fields=_LAYER_FIELDS), what="a mapping of profile name to settings"),
+        **_LAYER_FIELDS,
+    },
+    what="a mapping of keys to values",
+)
 """A strategy YAML file: its sections' keys and values are checked by the config layer afterwards."""
 
 SCENARIO_FILE = Mapping(fields={"profile": STR, **_LAYER_FIELDS}, what="a mapping of keys to values")
 
 _GRID = Mapping(values=OneOf((SCALAR, ListOf(SCALAR, non_empty=True))), what="a mapping of key to values")
 SWEEP_FILE = Mapping(
-    fields={"description": STR, "seeds": OneOf((INT, ListOf(INT, non_empty=True))), "scenarios": NAMES,
-            "strategies": NAMES, "grid": _GRID, "set": OneOf((STR, ListOf(STR))),
-            "sweeps": ListOf(Mapping(fields={"scenarios": NAMES, "strategies": NAMES, "grid": _GRID}, closed=True,
-                                     what="a mapping of scenarios, strategies and grid"), non_empty=True)},
-    closed=True, what="a mapping of keys to values")
+    fields={
+        "description": STR,
+        "seeds": OneOf((INT, ListOf(INT, non_empty=True))),
+        "scenarios": NAMES,
+        "strategies": NAMES,
+        "grid": _GRID,
+        "set": OneOf((STR, ListOf(STR))),
+        "sweeps": ListOf(
+            Mapping(
+                fields={"scenarios": NAMES, "strategies": NAMES, "grid": _GRID},
+                closed=True,
+                what="a mapping of scenarios, strategies and grid",
+            ),
+            non_empty=True,
+        ),
+    },
+    closed=True,
+    what="a mapping of keys to values",
+)
 
-_STEP = Mapping(required=("step", "accuracy"), fields={"step": INT, "accuracy": NUMBER, "accuracy_per_group": OneOf(
-    (NULL, ListOf(OneOf((NUMBER, NULL)))))}, what="a mapping of the step's metrics")
+_STEP = Mapping(
+    required=("step", "accuracy"),
+    fields={"step": INT, "accuracy": NUMBER, "accuracy_per_group": OneOf((NULL, ListOf(OneOf((NUMBER, NULL)))))},
+    what="a mapping of the step's metrics",
+)
 RESULTS_FILE = Mapping(
     required=("scenario", "strategy", "config", "steps", "status"),
-    fields={"scenario": STR, "strategy": STR, "seed": INT, "config": Mapping(fields=_CONFIG_FIELDS),
-            "steps": ListOf(_STEP), "status": STR, "n_steps": INT, "class_order": ListOf(INT),
-            "avg_incremental_accuracy": OneOf((NUMBER, NULL)), "final_accuracy": OneOf((NUMBER, NULL)),
-            "forgetting": OneOf((NUMBER, NULL))},
-    what="a JSON object")
+    fields={
+        "scenario": STR,
+        "strategy": STR,
+        "seed": INT,
+        "config": Mapping(fields=_CONFIG_FIELDS),
+        "steps": ListOf(_STEP),
+        "status": STR,
+        "n_steps": INT,
+        "class_order": ListOf(INT),
+        "avg_incremental_accuracy": OneOf((NUMBER, NULL)),
+        "final_accuracy": OneOf((NUMBER, NULL)),
+        "forgetting": OneOf((NUMBER, NULL)),
+    },
+    what="a JSON object",
+)
 """results.json (docs/results.md): the keys every reader relies on."""
 
 RESOLVED_CONFIG = Mapping(fields=_CONFIG_FIELDS)

@@ -102,8 +102,9 @@ def pick_subset(names: list[str], n_classes: int) -> list[str]:
     return sorted(str(name) for name in chosen)
 
 
-def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, n_classes: int | None = None,
-                   subset: bool = False):
+def _folder_loader(
+    dataset: str, test_dirs: tuple[str, ...], force_large: bool, n_classes: int | None = None, subset: bool = False
+):
     """(count_classes, load, class_names) of a folder dataset; ``n_classes`` fixes the count (ImageNet's
     1000: the first 1000 folders; with ``subset``, ImageNet-Subset's seed-1993 choice)."""
     what = f"a folder with train/CLASS/*.jpg and {test_dirs[0]}/CLASS/*.jpg"
@@ -115,8 +116,9 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
             raise UserError(f"{dataset}: no class folders under {root / 'train'}")
         if n_classes is not None:
             if len(names) < n_classes:
-                raise UserError(f"{dataset}: expected {n_classes} class folders under {root / 'train'}, "
-                                f"found {len(names)}")
+                raise UserError(
+                    f"{dataset}: expected {n_classes} class folders under {root / 'train'}, found {len(names)}"
+                )
             names = pick_subset(names, n_classes) if subset else names[:n_classes]
         return names
 
@@ -135,46 +137,102 @@ def _folder_loader(dataset: str, test_dirs: tuple[str, ...], force_large: bool, 
         train_keep = first_per_class(train_split.targets, cfg.limit_per_class)
         test_keep = first_per_class(test_split.targets, cfg.test_limit_per_class)
         small, side = (False, 0) if force_large else folder.is_small(train_split)
+        train: ImageData
+        test: ImageData
         if small:
             size = cfg.image_size or side
-            augment = SmallImageAugment(Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8),
-                                        brightness=cfg.brightness_jitter)
-            train = TensorImageData(folder.decode_all([train_split.paths[i] for i in train_keep], size),
-                                    train_split.targets[train_keep], augment)
-            test = TensorImageData(folder.decode_all([test_split.paths[i] for i in test_keep], size),
-                                   test_split.targets[test_keep], augment)
+            augment = SmallImageAugment(
+                Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8), brightness=cfg.brightness_jitter
+            )
+            train = TensorImageData(
+                folder.decode_all([train_split.paths[i] for i in train_keep], size),
+                train_split.targets[train_keep],
+                augment,
+            )
+            test = TensorImageData(
+                folder.decode_all([test_split.paths[i] for i in test_keep], size),
+                test_split.targets[test_keep],
+                augment,
+            )
         else:
             norm, size = Normalization(*folder.IMAGENET_NORM), cfg.image_size or 224
-            train = FileImageData([train_split.paths[i] for i in train_keep], train_split.targets[train_keep], norm,
-                                  size, cfg.worker_count(), cfg.decode)
-            test = FileImageData([test_split.paths[i] for i in test_keep], test_split.targets[test_keep], norm, size,
-                                 cfg.worker_count(), cfg.decode)
+            train = FileImageData(
+                [train_split.paths[i] for i in train_keep],
+                train_split.targets[train_keep],
+                norm,
+                size,
+                cfg.worker_count(),
+                cfg.decode,
+            )
+            test = FileImageData(
+                [test_split.paths[i] for i in test_keep],
+                test_split.targets[test_keep],
+                norm,
+                size,
+                cfg.worker_count(),
+                cfg.decode,
+            )
         return LoadedDataset(train, test, names)
 
     return count, load, classes
 
 
 _folder_count, _folder_load, _folder_names = _folder_loader("folder", ("test", "val"), force_large=False)
-_imagenet_count, _imagenet_load, _imagenet_names = _folder_loader("imagenet", ("val", "test"), force_large=True,
-                                                                  n_classes=1000)
-_subset_count, _subset_load, _subset_names = _folder_loader("imagenet-subset", ("val", "test"), force_large=True,
-                                                            n_classes=100, subset=True)
+_imagenet_count, _imagenet_load, _imagenet_names = _folder_loader(
+    "imagenet", ("val", "test"), force_large=True, n_classes=1000
+)
+_subset_count, _subset_load, _subset_names = _folder_loader(
+    "imagenet-subset", ("val", "test"), force_large=True, n_classes=100, subset=True
+)
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "the scenario's DATASET")
 """Every dataset by name (its loaders import torch when called)."""
 for _spec in [
-    DatasetSpec("cifar100", "CIFAR-100: 100 classes, 500 train / 100 test 32x32 images each (torchvision)",
-                "resnet32", lambda cfg: 100, _cifar_loader("cifar100", CIFAR100_NORM)),
-    DatasetSpec("cifar10", "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
-                "resnet32", lambda cfg: 10, _cifar_loader("cifar10", CIFAR10_NORM)),
-    DatasetSpec("imagenet-subset", "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
-                "resnet18", _subset_count, _subset_load, _subset_names),
-    DatasetSpec("imagenet", "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
-                "resnet18", _imagenet_count, _imagenet_load, _imagenet_names),
-    DatasetSpec("folder", "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
-                "resnet32", _folder_count, _folder_load, _folder_names),
-    DatasetSpec("synthetic", "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
-                "resnet32", lambda cfg: cfg.synthetic_classes, _load_synthetic),
+    DatasetSpec(
+        "cifar100",
+        "CIFAR-100: 100 classes, 500 train / 100 test 32x32 images each (torchvision)",
+        "resnet32",
+        lambda cfg: 100,
+        _cifar_loader("cifar100", CIFAR100_NORM),
+    ),
+    DatasetSpec(
+        "cifar10",
+        "CIFAR-10: 10 classes, 5000 train / 1000 test 32x32 images each (torchvision)",
+        "resnet32",
+        lambda cfg: 10,
+        _cifar_loader("cifar10", CIFAR10_NORM),
+    ),
+    DatasetSpec(
+        "imagenet-subset",
+        "ImageNet-Subset: 100 ImageNet classes (--data-root with train/ and val/)",
+        "resnet18",
+        _subset_count,
+        _subset_load,
+        _subset_names,
+    ),
+    DatasetSpec(
+        "imagenet",
+        "ImageNet (ILSVRC 2012): 1000 classes (--data-root with train/ and val/)",
+        "resnet18",
+        _imagenet_count,
+        _imagenet_load,
+        _imagenet_names,
+    ),
+    DatasetSpec(
+        "folder",
+        "any image folder (--data-root with train/CLASS/* and test/CLASS/*)",
+        "resnet32",
+        _folder_count,
+        _folder_load,
+        _folder_names,
+    ),
+    DatasetSpec(
+        "synthetic",
+        "offline procedural 32x32 images, 100 classes x (500 train, 100 test), no files",
+        "resnet32",
+        lambda cfg: cfg.synthetic_classes,
+        _load_synthetic,
+    ),
 ]:
     DATASETS.add(_spec.name, _spec, _spec.summary)
 
@@ -198,7 +256,11 @@ def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
 
     if isinstance(loaded.train, FileImageData):
         return "resnet18"
-    return "resnet32" if spec.default_backbone == "resnet18" and loaded.train.image_shape[1] <= 64 else spec.default_backbone
+    return (
+        "resnet32"
+        if spec.default_backbone == "resnet18" and loaded.train.image_shape[1] <= 64
+        else spec.default_backbone
+    )
 
 
 __all__ = ["DATASETS", "DatasetSpec", "LoadedDataset", "default_backbone", "parse_scenario", "scenario_plan"]

@@ -28,7 +28,7 @@ class Normalization:
         return (x - _channel_values(self.mean, x.device)) / _channel_values(self.std, x.device)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _channel_values(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
     """[1, C, 1, 1] constants, made once per device (a host-to-device copy per batch would make the host wait)."""
     with torch.inference_mode(False):

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from cil.data.augment import Normalization, SmallImageAugment
-from cil.errors import UserError
+from cil.data.augment import SmallImageAugment
 
 
 def first_per_class(targets: np.ndarray, limit: int | None) -> np.ndarray:
@@ -87,7 +86,7 @@ class TensorImageData(ImageData):
             self._on_device = {device: self.images if device.type == "cpu" else self.images.to(device)}
         return self._on_device[device]
 
-    def subset(self, keep: np.ndarray) -> "TensorImageData":
+    def subset(self, keep: np.ndarray) -> TensorImageData:
         return TensorImageData(self.images[torch.as_tensor(keep)], self.targets[keep], self.augment)
 
     def batches(self, indices, batch_size, *, train, device, generator=None, shard=(0, 1)):

@@ -61,7 +61,7 @@ def centre_crop(height: int, width: int, size: int) -> Crop:
 
 def crop_resize(image: torch.Tensor, crop: Crop, size: int) -> torch.Tensor:
     """uint8 [3, H, W] (any device) -> float [3, size, size] in [0, 1]: the box, resized with antialiasing, flipped."""
-    box = image[:, crop.top:crop.top + crop.height, crop.left:crop.left + crop.width].unsqueeze(0).float()
+    box = image[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width].unsqueeze(0).float()
     out = F.interpolate(box, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     if crop.flip:
         out = out.flip(-1)

@@ -59,15 +59,15 @@ class _Files(torch.utils.data.Dataset):
         from PIL import Image
 
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
+            with Image.open(path) as opened:
+                img = opened.convert("RGB")
                 crop = self.crop(img.height, img.width, seed)
                 box = img.crop((crop.left, crop.top, crop.left + crop.width, crop.top + crop.height))
-                box = box.resize((self.size, self.size), Image.BILINEAR)
+                box = box.resize((self.size, self.size), Image.Resampling.BILINEAR)
         except OSError as exc:
             raise UserError(f"cannot read image {path}: {exc}") from None
         if crop.flip:
-            box = box.transpose(Image.FLIP_LEFT_RIGHT)
+            box = box.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         pixels = torch.from_numpy(np.asarray(box, dtype=np.uint8).copy()).permute(2, 0, 1)
         return self.norm.apply(pixels.unsqueeze(0))[0]
 
@@ -82,8 +82,15 @@ def _collate_raw(items):
 class FileImageData(ImageData):
     """Images read from files by persistent DataLoader workers; decoded there (pil) or on the device."""
 
-    def __init__(self, paths: list[str], targets: np.ndarray, norm: Normalization, size: int, num_workers: int,
-                 decode: str = "auto"):
+    def __init__(
+        self,
+        paths: list[str],
+        targets: np.ndarray,
+        norm: Normalization,
+        size: int,
+        num_workers: int,
+        decode: str = "auto",
+    ):
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         self.paths = [str(p) for p in paths]
@@ -95,9 +102,10 @@ class FileImageData(ImageData):
     def image_shape(self) -> tuple[int, int, int]:
         return (3, self.size, self.size)
 
-    def subset(self, keep: np.ndarray) -> "FileImageData":
-        return FileImageData([self.paths[i] for i in keep], self.targets[keep], self.norm, self.size,
-                             self.num_workers, self.decode)
+    def subset(self, keep: np.ndarray) -> FileImageData:
+        return FileImageData(
+            [self.paths[i] for i in keep], self.targets[keep], self.norm, self.size, self.num_workers, self.decode
+        )
 
     def decodes_on_device(self, device) -> bool:
         return self.decode == "device" or (self.decode == "auto" and torch.device(device).type == "cuda")
@@ -107,22 +115,32 @@ class FileImageData(ImageData):
         if key not in self._loaders:
             order = _EpochOrder()
             loader = torch.utils.data.DataLoader(
-                _Files(self.paths, self.size, self.norm, train, raw), batch_sampler=order,
-                num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=pin and not raw,
-                collate_fn=_collate_raw if raw else None, prefetch_factor=4 if self.num_workers > 0 else None)
+                _Files(self.paths, self.size, self.norm, train, raw),
+                batch_sampler=order,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                pin_memory=pin and not raw,
+                collate_fn=_collate_raw if raw else None,
+                prefetch_factor=4 if self.num_workers > 0 else None,
+            )
             self._loaders[key] = (loader, order)
         return self._loaders[key]
 
     def batches(self, indices, batch_size, *, train, device, generator=None, shard=(0, 1)) -> Iterator[torch.Tensor]:
         device = torch.device(device)
-        base = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item()) if (
-            generator is not None) else 0
+        base = (
+            int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item())
+            if (generator is not None)
+            else 0
+        )
         order = indices.tolist()
         raw = self.decodes_on_device(device)
         loader, sampler = self._loader(train, raw, device.type == "cuda")
         rank, ranks = shard
-        batches = [[(i, base + position) for position, i in enumerate(order[start:start + batch_size], start)]
-                   for start in range(0, len(order), batch_size)]
+        batches = [
+            [(i, base + position) for position, i in enumerate(order[start : start + batch_size], start)]
+            for start in range(0, len(order), batch_size)
+        ]
         if ranks > 1:  # each rank decodes only its chunk; crops are seeded by the global position
             batches = [[batch[i] for i in np.array_split(np.arange(len(batch)), ranks)[rank]] for batch in batches]
         sampler.batches = batches
@@ -132,8 +150,9 @@ class FileImageData(ImageData):
             else:
                 yield batch.to(device, non_blocking=True)
 
-    def _decode_on(self, device: torch.device, data: list[torch.Tensor], seeds: list[int], *,
-                   train: bool) -> torch.Tensor:
+    def _decode_on(
+        self, device: torch.device, data: list[torch.Tensor], seeds: list[int], *, train: bool
+    ) -> torch.Tensor:
         """Decode a batch of files on ``device``, then crop, resize, flip and normalise it there."""
         from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
@@ -149,6 +168,7 @@ class FileImageData(ImageData):
                 images[i] = decode_image(data[i], mode=ImageReadMode.RGB).to(device)
         crops = []
         for image, seed in zip(images, seeds):
+            assert image is not None
             height, width = image.shape[1:]
             crop = random_resized_crop(height, width, seed) if train else centre_crop(height, width, self.size)
             crops.append(crop_resize(image, crop, self.size))

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,8 +40,9 @@ def find_split(root: Path, names: tuple[str, ...], dataset: str) -> Path:
     for name in names:
         if (root / name).is_dir():
             return root / name
-    raise UserError(f"{dataset}: {root} has no {' or '.join(n + '/' for n in names)} folder "
-                    f"(expected {names[0]}/CLASS/IMAGE files)")
+    raise UserError(
+        f"{dataset}: {root} has no {' or '.join(n + '/' for n in names)} folder (expected {names[0]}/CLASS/IMAGE files)"
+    )
 
 
 def scan(split_dir: Path, classes: list[str], dataset: str) -> FolderSplit:
@@ -83,10 +83,10 @@ def decode_all(paths: list[str], size: int) -> torch.Tensor:
     bad = []
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")
+            with Image.open(path) as opened:
+                img = opened.convert("RGB")
                 if img.size != (size, size):
-                    img = img.resize((size, size), Image.BILINEAR)
+                    img = img.resize((size, size), Image.Resampling.BILINEAR)
                 out[i] = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
         except OSError:
             bad.append(path)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from cil.errors import UserError, did_you_mean
@@ -32,7 +34,7 @@ class ScenarioName:
     steps: int
 
     @classmethod
-    def parse(cls, name: str, datasets: list[str]) -> "ScenarioName":
+    def parse(cls, name: str, datasets: list[str]) -> ScenarioName:
         m = NAME_PATTERN.match(name)
         if not m:
             raise UserError(f"invalid scenario name '{name}': expected {GRAMMAR}")
@@ -63,20 +65,26 @@ def step_sizes(name: ScenarioName, n_classes: int) -> list[int]:
         if steps < 1:
             raise UserError(f"scenario '{name}': b0 needs at least one step")
         if n_classes % steps:
-            raise UserError(f"scenario '{name}': {n_classes} classes do not split into {steps} equal steps; "
-                            f"valid step counts: {_divisors(n_classes)}")
+            raise UserError(
+                f"scenario '{name}': {n_classes} classes do not split into {steps} equal steps; "
+                f"valid step counts: {_divisors(n_classes)}"
+            )
         return [n_classes // steps] * steps
     rest = n_classes - base
     if steps == 0:
         if rest:
-            raise UserError(f"scenario '{name}': 0 incremental steps leave {rest} classes unused; "
-                            f"use b{n_classes}-0 for joint training")
+            raise UserError(
+                f"scenario '{name}': 0 incremental steps leave {rest} classes unused; "
+                f"use b{n_classes}-0 for joint training"
+            )
         return [base]
     if rest == 0:
         raise UserError(f"scenario '{name}': the base step holds all {n_classes} classes; use -0 steps")
     if rest % steps:
-        raise UserError(f"scenario '{name}': the {rest} classes after the base step do not split into {steps} "
-                        f"equal steps; valid step counts: {_divisors(rest)}")
+        raise UserError(
+            f"scenario '{name}': the {rest} classes after the base step do not split into {steps} "
+            f"equal steps; valid step counts: {_divisors(rest)}"
+        )
     return [base] + [rest // steps] * steps
 
 
@@ -92,7 +100,7 @@ class ScenarioPlan:
     """Remapped labels learned at each step (step 0 is the base step)."""
 
     @classmethod
-    def make(cls, name: ScenarioName, n_classes: int, seed: int) -> "ScenarioPlan":
+    def make(cls, name: ScenarioName, n_classes: int, seed: int) -> ScenarioPlan:
         sizes = step_sizes(name, n_classes)
         bounds = np.cumsum([0] + sizes)
         steps = [list(range(int(a), int(b))) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -123,7 +131,7 @@ class ScenarioPlan:
         return indices.astype(np.int64), inverse[targets[indices]]
 
     def to_dict(self, class_names: list[str] | None = None) -> dict:
-        out = {
+        out: dict[str, Any] = {
             "scenario": str(self.name),
             "n_classes": self.n_classes,
             "class_order": self.order,
@@ -147,7 +155,6 @@ def build_streams(plan: ScenarioPlan, train_targets: np.ndarray, test_targets: n
     (its own ``seed`` would shuffle with torch) and remaps labels so that order[i] becomes i.
     """
     import torch.utils.data
-
     from avalanche.benchmarks import nc_benchmark
 
     class IndexDataset(torch.utils.data.Dataset):

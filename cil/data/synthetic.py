@@ -56,8 +56,8 @@ def class_prototypes(n_classes: int, seed: int) -> dict[str, torch.Tensor]:
     return {
         "shape": shape,
         "hue": torch.rand(n_classes, generator=g),
-        "hue_shift": (0.15 + 0.35 * torch.rand(n_classes, generator=g)) * torch.where(
-            torch.rand(n_classes, generator=g) < 0.5, -1.0, 1.0),
+        "hue_shift": (0.15 + 0.35 * torch.rand(n_classes, generator=g))
+        * torch.where(torch.rand(n_classes, generator=g) < 0.5, -1.0, 1.0),
         "freq": torch.exp(math.log(0.6) + (math.log(2.6) - math.log(0.6)) * torch.rand(n_classes, generator=g)),
         "orient": math.pi * torch.rand(n_classes, generator=g),
         "saturation": 0.55 + 0.4 * torch.rand(n_classes, generator=g),
@@ -172,15 +172,21 @@ def _render(p: dict[str, torch.Tensor]) -> torch.Tensor:
     u, v, mask = frame("")
 
     grating = 0.5 + 0.5 * torch.sin(
-        2 * math.pi * col("freq") * (u * torch.cos(col("orient")) + v * torch.sin(col("orient"))) + col("phase"))
+        2 * math.pi * col("freq") * (u * torch.cos(col("orient")) + v * torch.sin(col("orient"))) + col("phase")
+    )
     colour_a = _hsv_to_rgb(p["hue"], p["saturation"], p["value"]).view(n, 1, 1, 3)
     colour_b = _hsv_to_rgb((p["hue"] + p["hue_shift"]) % 1.0, p["saturation"], p["value"]).view(n, 1, 1, 3)
     foreground = colour_a + (colour_b - colour_a) * grating.unsqueeze(-1)
 
     background = F.interpolate(p["bg"], size=(SIZE, SIZE), mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
     background = background * col("bg_level").unsqueeze(-1) + 0.2
-    distractor = torch.sin(2 * math.pi * col("distractor_freq") * 0.5 * (
-        x * torch.cos(col("distractor_orient")) + y * torch.sin(col("distractor_orient"))))
+    distractor = torch.sin(
+        2
+        * math.pi
+        * col("distractor_freq")
+        * 0.5
+        * (x * torch.cos(col("distractor_orient")) + y * torch.sin(col("distractor_orient")))
+    )
     background = background + 0.06 * distractor.unsqueeze(-1)
 
     _, _, clutter_mask = frame("clutter_")
@@ -215,5 +221,7 @@ def generate(
     keep = min(per_class, limit_per_class or per_class)
     selected = (torch.arange(per_class)[None, :keep] + per_class * torch.arange(n_classes)[:, None]).flatten()
     params = {k: v[selected] for k, v in params.items()}
-    images = torch.cat([_render({k: v[i : i + CHUNK] for k, v in params.items()}) for i in range(0, len(selected), CHUNK)])
+    images = torch.cat(
+        [_render({k: v[i : i + CHUNK] for k, v in params.items()}) for i in range(0, len(selected), CHUNK)]
+    )
     return images, labels[selected].numpy().astype(np.int64)

@@ -71,19 +71,37 @@ HEADS.add("cosine", _cosine, "LUCIR's cosine normalisation with a learned scale"
 HEADS.add("lsc", _lsc, "PODNet's local similarity classifier (proxies per class, learned scale)")
 
 
-def build_net(backbone: str, head: str, *, last_relu: bool = True, shortcut: str = "A",
-              proxies_per_class: int = 10, lsc_similarity: str = "cosine") -> IncrementalNet:
+def build_net(
+    backbone: str,
+    head: str,
+    *,
+    last_relu: bool = True,
+    shortcut: str = "A",
+    proxies_per_class: int = 10,
+    lsc_similarity: str = "cosine",
+) -> IncrementalNet:
     build_backbone, build_head = BACKBONES[backbone], HEADS[head]  # unknown names: one line each
     from cil.models.net import IncrementalNet
 
     net = build_backbone(last_relu=last_relu, shortcut=shortcut)
-    return IncrementalNet(net, build_head(net.out_dim, proxies_per_class=proxies_per_class,
-                                          lsc_similarity=lsc_similarity))
+    return IncrementalNet(
+        net, build_head(net.out_dim, proxies_per_class=proxies_per_class, lsc_similarity=lsc_similarity)
+    )
 
 
-_LAZY = {"Backbone": "backbone", "BackboneOutput": "backbone", "CosineHead": "heads", "IncrementalHead": "heads",
-         "LinearHead": "heads", "LocalSimilarityHead": "heads", "IncrementalNet": "net", "NetOutput": "net",
-         "PODNetResNet32": "podnet_resnet", "ResNet18": "resnet", "CifarResNet": "resnet_cifar"}
+_LAZY = {
+    "Backbone": "backbone",
+    "BackboneOutput": "backbone",
+    "CosineHead": "heads",
+    "IncrementalHead": "heads",
+    "LinearHead": "heads",
+    "LocalSimilarityHead": "heads",
+    "IncrementalNet": "net",
+    "NetOutput": "net",
+    "PODNetResNet32": "podnet_resnet",
+    "ResNet18": "resnet",
+    "CifarResNet": "resnet_cifar",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -95,6 +113,19 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'cil.models' has no attribute '{name}'")
 
 
-__all__ = ["BACKBONES", "HEADS", "Backbone", "BackboneOutput", "CifarResNet", "CosineHead", "IncrementalHead",
-           "IncrementalNet", "LinearHead", "LocalSimilarityHead", "NetOutput", "PODNetResNet32", "ResNet18",
-           "build_net"]
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "Backbone",
+    "BackboneOutput",
+    "CifarResNet",
+    "CosineHead",
+    "IncrementalHead",
+    "IncrementalNet",
+    "LinearHead",
+    "LocalSimilarityHead",
+    "NetOutput",
+    "PODNetResNet32",
+    "ResNet18",
+    "build_net",
+]

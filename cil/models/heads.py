@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -17,16 +19,17 @@ class IncrementalHead(nn.Module):
     def __init__(self, in_dim: int):
         super().__init__()
         self.in_dim = in_dim
-        self.groups = nn.ModuleList()
+        self.groups: Any = nn.ModuleList()
+        """One entry per step (an ``nn.Linear``, or an ``nn.Parameter`` in the cosine heads' ``ParameterList``)."""
 
     @property
     def n_classes(self) -> int:
         return sum(self.group_size(g) for g in self.groups)
 
-    def group_size(self, group: nn.Module) -> int:  # pragma: no cover - interface
+    def group_size(self, group: Any) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def new_group(self, n_new: int, device: torch.device) -> nn.Module:  # pragma: no cover - interface
+    def new_group(self, n_new: int, device: torch.device) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
     def add_classes(self, n_new: int) -> None:
@@ -40,6 +43,7 @@ class LinearHead(IncrementalHead):
     """Fully connected logits z = W f + b, one ``nn.Linear`` per step (PyTorch's default init)."""
 
     def group_size(self, group: nn.Module) -> int:
+        assert isinstance(group, nn.Linear)
         return group.out_features
 
     def new_group(self, n_new: int, device: torch.device) -> nn.Module:
@@ -63,7 +67,7 @@ class _ScaledCosineHead(IncrementalHead):
         self.groups = nn.ParameterList()
         self.scale = nn.Parameter(torch.tensor(1.0))
 
-    def group_size(self, group: nn.Parameter) -> int:
+    def group_size(self, group: Any) -> int:
         return group.shape[0] // self.proxies_per_class
 
     def new_group(self, n_new: int, device: torch.device) -> nn.Parameter:
@@ -151,8 +155,9 @@ class LocalSimilarityHead(_ScaledCosineHead):
     @torch.no_grad()
     def imprint(self, group: int, class_features: list[torch.Tensor], seed: int = 0) -> None:
         scale = self.old_weight_norm(group)
-        centres = [kmeans(F.normalize(f, dim=1), self.proxies_per_class, seed=seed + i)
-                   for i, f in enumerate(class_features)]
+        centres = [
+            kmeans(F.normalize(f, dim=1), self.proxies_per_class, seed=seed + i) for i, f in enumerate(class_features)
+        ]
         self.groups[group].copy_(torch.cat(centres) * scale)
 
 

@@ -56,12 +56,14 @@ class PODNetResNet32(Backbone):
     def __init__(self, n: int = 5, width: int = 16):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        self.stages = nn.ModuleList([
-            nn.Sequential(*[PODNetBlock(width) for _ in range(n)]),
-            nn.Sequential(PODNetBlock(width, downsample=True), *[PODNetBlock(2 * width) for _ in range(n - 1)]),
-            nn.Sequential(PODNetBlock(2 * width, downsample=True), *[PODNetBlock(4 * width) for _ in range(n - 2)]),
-            nn.Sequential(PODNetBlock(4 * width)),
-        ])
+        self.stages = nn.ModuleList(
+            [
+                nn.Sequential(*[PODNetBlock(width) for _ in range(n)]),
+                nn.Sequential(PODNetBlock(width, downsample=True), *[PODNetBlock(2 * width) for _ in range(n - 1)]),
+                nn.Sequential(PODNetBlock(2 * width, downsample=True), *[PODNetBlock(4 * width) for _ in range(n - 2)]),
+                nn.Sequential(PODNetBlock(4 * width)),
+            ]
+        )
         self.out_dim = 4 * width
         for m in self.modules():  # BatchNorms keep PyTorch's (1, 0), but for each block's last (0, 0)
             if isinstance(m, nn.Conv2d):

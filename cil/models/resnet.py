@@ -4,6 +4,8 @@ classifier, exposing the four stage outputs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -18,11 +20,11 @@ class ResNet18(Backbone):
         net = resnet18(weights=None)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
+        last_stage: Any = self.stages[-1]
         self.last_relu = last_relu
         if not last_relu:
-            self.stages[-1][-1] = _WithoutFinalReLU(self.stages[-1][-1])
+            last_stage[-1] = _WithoutFinalReLU(last_stage[-1])
         self.out_dim = 512
-
 
 
 class _WithoutFinalReLU(nn.Module):
@@ -30,7 +32,7 @@ class _WithoutFinalReLU(nn.Module):
 
     def __init__(self, block: nn.Module):
         super().__init__()
-        self.block = block
+        self.block: Any = block
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.block

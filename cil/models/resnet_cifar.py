@@ -42,7 +42,8 @@ class BasicBlock(nn.Module):
             self.shortcut = _ShortcutA(in_channels, out_channels)
         else:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels))
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -53,21 +54,24 @@ class BasicBlock(nn.Module):
 class CifarResNet(Backbone):
     """ResNet-(6n+2) for 32x32 images; ``stage_maps`` are the outputs of the three stages."""
 
-    def __init__(self, depth: int = 32, widths: tuple[int, int, int] = (16, 32, 64), shortcut: str = "A",
-                 last_relu: bool = True):
+    def __init__(
+        self, depth: int = 32, widths: tuple[int, int, int] = (16, 32, 64), shortcut: str = "A", last_relu: bool = True
+    ):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError("depth must be 6n + 2")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+        )
         stages, in_ch = [], widths[0]
         for s, width in enumerate(widths):
             blocks = []
             for b in range(n):
                 last = s == len(widths) - 1 and b == n - 1
-                blocks.append(BasicBlock(in_ch, width, 2 if (b == 0 and s > 0) else 1, shortcut,
-                                         relu=last_relu or not last))
+                blocks.append(
+                    BasicBlock(in_ch, width, 2 if (b == 0 and s > 0) else 1, shortcut, relu=last_relu or not last)
+                )
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
@@ -75,4 +79,3 @@ class CifarResNet(Backbone):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-

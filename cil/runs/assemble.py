@@ -8,8 +8,9 @@ same things with the same line.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,23 +20,31 @@ from cil.config import RunConfig
 from cil.data import LoadedDataset, default_backbone, parse_scenario, scenario_plan
 from cil.data.scenarios import ScenarioPlan
 from cil.errors import UserError
+from cil.training.contract import CilPlugin, ClassificationLoss
 from cil.training.distributed import SINGLE, World
 
 
-def build_config(scenario: str, strategy: str, flags: dict[str, Any], sets: list[str],
-                 overrides: dict[str, Any] | None = None):
+def build_config(
+    scenario: str, strategy: str, flags: dict[str, Any], sets: list[str], overrides: dict[str, Any] | None = None
+):
     """The validated RunConfig of a scenario, a strategy and options (``--set`` strings and/or an ``overrides``
     dict of dotted or nested keys); impossible scenarios fail before any data loads."""
     from cil.config import assemble, strategy_layers
 
     name, _ = parse_scenario(scenario)
     strategy_layers(strategy)  # an unknown strategy is reported before loading the plugins
-    cfg = assemble(scenario=scenario, strategy=strategy, dataset=name.dataset, flags=dict(flags), sets=sets,
-                   lookup=registry.config_class, overrides=overrides)
+    cfg = assemble(
+        scenario=scenario,
+        strategy=strategy,
+        dataset=name.dataset,
+        flags=dict(flags),
+        sets=sets,
+        lookup=registry.config_class,
+        overrides=overrides,
+    )
     scenario_plan(scenario, cfg.data, cfg.class_order_seed)  # an impossible split is one line, before any data
     check_plugin_combination(cfg)
     return cfg
-
 
 
 def check_plugin_combination(cfg: RunConfig) -> None:
@@ -50,7 +59,6 @@ def check_plugin_combination(cfg: RunConfig) -> None:
         raise IncompatibleConfigError(str(exc)) from None
 
 
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -59,12 +67,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return f"cpu ({torch.get_num_threads()} threads)"
-
 
 
 def seed_everything(seed: int) -> None:
@@ -73,13 +79,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-
 @dataclass
 class PreparedRun:
     plan: ScenarioPlan
     data: LoadedDataset
     backbone: str
-
 
 
 def prepare(cfg: RunConfig) -> PreparedRun:
@@ -91,14 +95,12 @@ def prepare(cfg: RunConfig) -> PreparedRun:
     return PreparedRun(plan, data, backbone)
 
 
-
-def build_plugins(cfg: RunConfig) -> tuple[object, list[object]]:
-    """(classification loss plugin, other plugins in callback order: method, extras)."""
+def build_plugins(cfg: RunConfig) -> tuple[ClassificationLoss, list[CilPlugin]]:
+    """(classification loss, other components in hook order: method, extra plugins)."""
     loss = registry.create("loss", cfg.loss)
-    plugins: list[object] = [registry.create("method", cfg.method)]
+    plugins: list[CilPlugin] = [registry.create("method", cfg.method)]
     plugins += [registry.create("plugin", p) for p in cfg.plugins]
     return loss, plugins
-
 
 
 def build_memory(cfg: RunConfig):
@@ -108,36 +110,64 @@ def build_memory(cfg: RunConfig):
     return Rehearsal(cfg.memory, cfg.seed) if cfg.memory.enabled else None
 
 
-
-def build_strategy(cfg: RunConfig, prepared: PreparedRun, runtime, extra_plugins: list,
-                   log: Callable[[str], None], world: World = SINGLE, on_epoch=None):
+def build_strategy(
+    cfg: RunConfig,
+    prepared: PreparedRun,
+    runtime,
+    extra_plugins: list,
+    log: Callable[[str], None],
+    world: World = SINGLE,
+    on_epoch=None,
+):
     """The engine with the model, memory and components of ``cfg``. ``extra_plugins`` built in code come
     after the configured ones: cil components (``CilPlugin``) join the strategy's components, anything else
     is an Avalanche plugin and receives Avalanche's callbacks."""
     from cil.models import build_net
-    from cil.training.contract import CilPlugin
     from cil.training.engine import IncrementalStrategy
 
     seed_everything(cfg.seed)
-    model = build_net(prepared.backbone, cfg.model.head, last_relu=cfg.model.last_relu, shortcut=cfg.model.shortcut,
-                      proxies_per_class=cfg.model.proxies_per_class, lsc_similarity=cfg.model.lsc_similarity)
+    model = build_net(
+        prepared.backbone,
+        cfg.model.head,
+        last_relu=cfg.model.last_relu,
+        shortcut=cfg.model.shortcut,
+        proxies_per_class=cfg.model.proxies_per_class,
+        lsc_similarity=cfg.model.lsc_similarity,
+    )
     loss, plugins = build_plugins(cfg)
     if world.active:
         check_data_parallel(cfg)
     components = [p for p in extra_plugins if isinstance(p, CilPlugin)]
     return IncrementalStrategy(
-        model=model, plan=prepared.plan, train_data=prepared.data.train, test_data=prepared.data.test,
-        optim=cfg.optim, loss=loss, plugins=plugins + components, memory=build_memory(cfg),
-        device=runtime.device, seed=cfg.seed, runtime=runtime, progress=cfg.progress and world.main, log=log,
-        world=world, avalanche_plugins=[p for p in extra_plugins if not isinstance(p, CilPlugin)],
-        on_epoch=on_epoch)
+        model=model,
+        plan=prepared.plan,
+        train_data=prepared.data.train,
+        test_data=prepared.data.test,
+        optim=cfg.optim,
+        loss=loss,
+        plugins=plugins + components,
+        memory=build_memory(cfg),
+        device=runtime.device,
+        seed=cfg.seed,
+        runtime=runtime,
+        progress=cfg.progress and world.main,
+        log=log,
+        world=world,
+        avalanche_plugins=[p for p in extra_plugins if not isinstance(p, CilPlugin)],
+        on_epoch=on_epoch,
+    )
 
 
 def check_data_parallel(cfg: RunConfig) -> None:
     """Refuse, with one line, a strategy with a component that keeps per-process gradient state."""
     components = [("method", cfg.method), ("loss", cfg.loss), *(("plugin", p) for p in cfg.plugins)]
-    refused = [c.name for kind, c in components if getattr(registry.component(kind, c.name).factory,
-                                                           "data_parallel", True) is False]
+    refused = [
+        c.name
+        for kind, c in components
+        if getattr(registry.component(kind, c.name).factory, "data_parallel", True) is False
+    ]
     if refused:
-        raise UserError(f"{', '.join(refused)} cannot run data-parallel yet (per-process gradient state); "
-                        f"run this strategy in one process")
+        raise UserError(
+            f"{', '.join(refused)} cannot run data-parallel yet (per-process gradient state); "
+            f"run this strategy in one process"
+        )

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from cil.errors import UserError
 from cil.config.shapes import INT, RESOLVED_CONFIG, RESULTS_FILE, Mapping, check
+from cil.errors import UserError
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 FORMAT_VERSION = 1
@@ -27,10 +27,11 @@ def checkpoint_shape() -> Mapping:
     """What a checkpoint file holds: the format, the engine's state, the results so far and the resolved config."""
     from cil.training.engine import IncrementalStrategy
 
-    return Mapping(required=("format", "state", "results", "config"),
-                   fields={"format": INT, "state": IncrementalStrategy.STATE, "results": RESULTS_FILE,
-                           "config": RESOLVED_CONFIG},
-                   what="a cil checkpoint")
+    return Mapping(
+        required=("format", "state", "results", "config"),
+        fields={"format": INT, "state": IncrementalStrategy.STATE, "results": RESULTS_FILE, "config": RESOLVED_CONFIG},
+        what="a cil checkpoint",
+    )
 
 
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
@@ -50,11 +51,13 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # any unpickling or zip error: the file is damaged (torch's message is pages long)
-        raise UserError(f"cannot resume {run_dir}: checkpoint {path} is unreadable (damaged, or not a torch "
-                        f"file); {DAMAGED_ADVICE}") from None
+        raise UserError(
+            f"cannot resume {run_dir}: checkpoint {path} is unreadable (damaged, or not a torch file); {DAMAGED_ADVICE}"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise UserError(f"cannot resume {run_dir}: {path} is not a cil checkpoint of format {FORMAT_VERSION}; "
-                        f"{DAMAGED_ADVICE}")
+        raise UserError(
+            f"cannot resume {run_dir}: {path} is not a cil checkpoint of format {FORMAT_VERSION}; {DAMAGED_ADVICE}"
+        )
     try:
         check(payload, checkpoint_shape(), f"checkpoint {path}")
     except UserError as exc:

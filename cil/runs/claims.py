@@ -19,10 +19,10 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from cil.errors import UserError
 
@@ -45,7 +45,7 @@ class Claim:
     since: str
 
     @classmethod
-    def mine(cls) -> "Claim":
+    def mine(cls) -> Claim:
         pid = os.getpid()
         return cls(socket.gethostname(), pid, process_start(pid), time.strftime("%Y-%m-%d %H:%M:%S"))
 

@@ -68,7 +68,7 @@ def forgetting(group_accuracies: list[list[float | None]]) -> float | None:
         return None
     drops = []
     for g in range(last):
-        before = [group_accuracies[t][g] for t in range(g, last) if group_accuracies[t][g] is not None]
+        before = [a for t in range(g, last) if (a := group_accuracies[t][g]) is not None]
         final = group_accuracies[last][g]
         if before and final is not None:
             drops.append(max(before) - final)

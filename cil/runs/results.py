@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cil.config.shapes import RESULTS_FILE, check
 from cil.errors import UserError
 from cil.files import atomic_save_npy, atomic_write_text
 from cil.runs.metrics import average_incremental_accuracy, forgetting
-from cil.config.shapes import RESULTS_FILE, check
 
 RESULTS = "results.json"
 
@@ -52,17 +52,31 @@ def environment(device: str) -> dict[str, str]:
 
     import cil
 
-    env = {"cil": cil.__version__, "python": platform.python_version(), "platform": platform.platform(),
-           "device": device}
-    for package, key in [("torch", "torch"), ("torchvision", "torchvision"), ("avalanche-lib", "avalanche"),
-                         ("numpy", "numpy"), ("higher", "higher")]:
+    env = {
+        "cil": cil.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+    }
+    for package, key in [
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("avalanche-lib", "avalanche"),
+        ("numpy", "numpy"),
+        ("higher", "higher"),
+    ]:
         try:
             env[key] = version(package)
         except PackageNotFoundError:
             env[key] = "not installed"
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=5)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        )
         if commit.returncode == 0:
             env["cil_commit"] = commit.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -77,8 +91,14 @@ class RunWriter:
     an interrupted step got as far as writing them, are dropped and will be redone).
     """
 
-    def __init__(self, out: Path, header: dict[str, Any], overwrite: bool = False,
-                 previous: dict[str, Any] | None = None, write: bool = True):
+    def __init__(
+        self,
+        out: Path,
+        header: dict[str, Any],
+        overwrite: bool = False,
+        previous: dict[str, Any] | None = None,
+        write: bool = True,
+    ):
         self.out, self.write = out, write
         """``write=False``: the same results kept in memory only (ranks other than 0 of a data-parallel run)."""
         if write and previous is None and (out / RESULTS).exists() and not overwrite:
@@ -87,10 +107,17 @@ class RunWriter:
             self.results = {**previous, "status": "running", "env": header["env"]}
             self.results.pop("error", None)
             self.results.setdefault("resumed", []).append(
-                {"after_step": len(previous["steps"]) - 1, "env": header["env"]})
+                {"after_step": len(previous["steps"]) - 1, "env": header["env"]}
+            )
         else:
-            self.results = {**header, "status": "running", "steps": [],
-                            "avg_incremental_accuracy": None, "final_accuracy": None, "forgetting": None}
+            self.results = {
+                **header,
+                "status": "running",
+                "steps": [],
+                "avg_incremental_accuracy": None,
+                "final_accuracy": None,
+                "forgetting": None,
+            }
         if not write:
             return
         out.mkdir(parents=True, exist_ok=True)

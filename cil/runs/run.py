@@ -5,9 +5,10 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 
@@ -27,6 +28,7 @@ from cil.training.distributed import SINGLE, World
 @contextmanager
 def sigterm_as_interrupt():
     """SIGTERM stops a run the way Ctrl-C does (completed steps kept, resume command printed)."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -41,9 +43,16 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, resume: bool = False,
-        extra_plugins: list | None = None, log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
-        claim: bool = True) -> dict:
+def run(
+    cfg: RunConfig,
+    *,
+    out: Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    extra_plugins: list | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    claim: bool = True,
+) -> dict:
     """Run every step of the scenario and return the final results (also in ``out``/results.json).
 
     ``resume`` continues the run in ``out`` after its last checkpoint (a fresh start when it has
@@ -51,19 +60,22 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
     or cil plugins built in code). The run directory is claimed for the run's duration
     (cil/runs/claims.py; ``claim=False`` when the caller holds the claim), so no other process runs it.
     """
+    import cil.training.engine  # noqa: F401 - Avalanche first: it refuses to build its loggers once a process group exists
     from cil.runs.claims import claimed
     from cil.training.distributed import join
     from cil.training.runtime import Runtime
-
-    import cil.training.engine  # noqa: F401 - Avalanche first: it refuses to build its loggers once a process group exists
 
     device = resolve_device(cfg.device)
     world = join(device.type)
     if world.active and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
-    out = world.share(writable_folder(Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed), "--out"))
-    options = dict(overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world)
+    out = world.share(
+        writable_folder(
+            Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed), "--out"
+        )
+    )
+    options: dict[str, Any] = dict(overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world)
     if not world.main:  # rank 0 claims, writes and logs for the run
         return _run_in(out, cfg, runtime, log=lambda line: None, **options)
     if not claim:
@@ -72,8 +84,17 @@ def run(cfg: RunConfig, *, out: Path | None = None, overwrite: bool = False, res
         return _run_in(out, cfg, runtime, log=log, **options)
 
 
-def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool, extra_plugins: list | None,
-            log: Callable[[str], None], world: World = SINGLE) -> dict:
+def _run_in(
+    out: Path,
+    cfg: RunConfig,
+    runtime,
+    *,
+    overwrite: bool,
+    resume: bool,
+    extra_plugins: list | None,
+    log: Callable[[str], None],
+    world: World = SINGLE,
+) -> dict:
     """``run`` in a claimed directory: open it, build the strategy, train and report every step."""
     from cil.training.engine import run_steps
 
@@ -87,40 +108,57 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     started = time.perf_counter()
     prepared = prepare(cfg)
     plan = prepared.plan
-    log(f"{cfg.scenario}: {plan.n_steps} steps ({', '.join(str(len(c)) for c in plan.step_classes)} classes), "
+    log(
+        f"{cfg.scenario}: {plan.n_steps} steps ({', '.join(str(len(c)) for c in plan.step_classes)} classes), "
         f"{len(prepared.data.train)} train / {len(prepared.data.test)} test images, loaded in "
         f"{time.perf_counter() - started:.1f}s; strategy {cfg.strategy}, backbone {prepared.backbone}, "
         f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(runtime.device)} "
-        f"({runtime.describe()})")
+        f"({runtime.describe()})"
+    )
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     first_step = checkpoint["state"]["step"] + 1 if checkpoint is not None else 0
     from cil.runs.loggers.run_loggers import RunLoggers
 
     run_loggers = RunLoggers([])  # opened below, once the run directory is written
-    strategy = build_strategy(cfg, prepared, runtime, list(extra_plugins or []), log, world,
-                              on_epoch=run_loggers.log_epoch)
+    strategy = build_strategy(
+        cfg, prepared, runtime, list(extra_plugins or []), log, world, on_epoch=run_loggers.log_epoch
+    )
     if checkpoint is not None:
         try:
             strategy.restore_state(checkpoint["state"])
         except (ValueError, RuntimeError, KeyError) as exc:
-            raise UserError(f"cannot resume {out}: its checkpoint does not fit this strategy "
-                            f"({str(exc).splitlines()[0]})") from None
+            raise UserError(
+                f"cannot resume {out}: its checkpoint does not fit this strategy ({str(exc).splitlines()[0]})"
+            ) from None
     config = cfg.to_dict()
     config["model"]["backbone"] = prepared.backbone
     header = {
-        "scenario": cfg.scenario, "strategy": cfg.strategy, "seed": cfg.seed,
-        "class_order_seed": cfg.class_order_seed, "class_order": plan.order, "n_steps": plan.n_steps,
-        "eval": strategy.evaluation_name, "config": config,
+        "scenario": cfg.scenario,
+        "strategy": cfg.strategy,
+        "seed": cfg.seed,
+        "class_order_seed": cfg.class_order_seed,
+        "class_order": plan.order,
+        "n_steps": plan.n_steps,
+        "eval": strategy.evaluation_name,
+        "config": config,
         "env": {**environment(device_description(runtime.device)), "runtime": runtime.to_dict()},
     }
-    writer = RunWriter(out, header, overwrite=overwrite or resume,
-                       previous=checkpoint["results"] if checkpoint is not None else None, write=world.main)
+    writer = RunWriter(
+        out,
+        header,
+        overwrite=overwrite or resume,
+        previous=checkpoint["results"] if checkpoint is not None else None,
+        write=world.main,
+    )
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
     report = StepReporter(out, plan, strategy, writer, run_loggers, log)
     try:
-        context = LogContext(f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
-                             first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0, first_step=first_step,
-                             options=config["logging"])
+        context = LogContext(
+            f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
+            first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0,
+            first_step=first_step,
+            options=config["logging"],
+        )
         run_loggers.loggers = open_loggers(cfg.logging.loggers, out, config, context) if world.main else []
         with sigterm_as_interrupt(), runtime.backends():
             run_steps(strategy, train_stream, test_stream, report, first_step=first_step)
@@ -128,14 +166,14 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     except KeyboardInterrupt:
         writer.finish("interrupted")
         done = len(writer.results["steps"])
-        log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; "
-            f"continue with: cil run --resume {out}")
+        log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; continue with: cil run --resume {out}")
         raise ReportedInterrupt from None
     except TrainingDiverged as exc:
         writer.finish("diverged", error=str(exc))
         done = len(writer.results["steps"])
-        raise RunDiverged(f"{exc}; the {done} completed step(s) before it are kept in {out} "
-                          f"(status diverged)") from None
+        raise RunDiverged(
+            f"{exc}; the {done} completed step(s) before it are kept in {out} (status diverged)"
+        ) from None
     except Exception as exc:
         writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -144,8 +182,14 @@ def _run_in(out: Path, cfg: RunConfig, runtime, *, overwrite: bool, resume: bool
     return writer.results
 
 
-def run_seeds(configs: list[RunConfig], parent: Path, *, overwrite: bool = False, extra_plugins: list | None = None,
-              log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> list[dict]:
+def run_seeds(
+    configs: list[RunConfig],
+    parent: Path,
+    *,
+    overwrite: bool = False,
+    extra_plugins: list | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> list[dict]:
     """One run per config (one per training seed), each in PARENT/seedS, one after the other; the caller checked
     every config before the first run (``cil run --seeds`` and ``cil.api.run_seeds``)."""
     results = []

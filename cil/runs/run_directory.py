@@ -3,16 +3,15 @@ removes, and what ``--resume`` continues from."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from cil.config import RunConfig, config_differences
 from cil.errors import UserError
 from cil.files import remove_stale_temporaries
 from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.runs.results import RESULTS, load_results
-
 
 RUNS = Path("runs")
 """Where runs and sweeps go when no --out is given (relative to the working directory)."""
@@ -30,29 +29,28 @@ def default_sweep_dir(name: str) -> Path:
     return RUNS / "sweeps" / name
 
 
-
-def open_run_directory(out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool,
-                       log: Callable[[str], None]) -> dict | None:
+def open_run_directory(
+    out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool, log: Callable[[str], None]
+) -> dict | None:
     """Check that ``out`` may receive this run; the checkpoint to continue from when resuming."""
     remove_stale_temporaries(out)
     if resume:
         return _checkpoint_to_resume(out, cfg, log)
     if not overwrite and (out / RESULTS).exists():
-        raise UserError(f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
-                        f"or choose another --out, or pass --overwrite")
+        raise UserError(
+            f"{out} already holds a run ({RESULTS}); continue it with 'cil run --resume {out}', "
+            f"or choose another --out, or pass --overwrite"
+        )
     if overwrite:
         remove_previous_run(out)
     return None
 
 
-
 RUN_FILES = (RESULTS, "metrics.csv", "config.yaml", "run.log")
-
 
 
 RUN_FOLDERS = ("checkpoints", "confusion", "tensorboard", "logs", "wandb", "plots")
 """What a run writes in its directory (docs/results.md); ``--overwrite`` removes these, nothing else."""
-
 
 
 def remove_previous_run(out: Path) -> None:
@@ -66,7 +64,6 @@ def remove_previous_run(out: Path) -> None:
         shutil.rmtree(out / name, ignore_errors=True)
 
 
-
 def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict | None:
     """The checkpoint ``cfg`` continues from (None: start from the first step), or one clear error.
 
@@ -78,13 +75,13 @@ def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None])
     reference = checkpoint["config"] if checkpoint is not None else saved.get("config", {})
     differing = config_differences(reference, comparable_config(cfg, reference))
     if differing:
-        raise UserError(f"cannot resume {out}: the given config differs from the saved one in "
-                        f"{', '.join(differing)}")
+        raise UserError(f"cannot resume {out}: the given config differs from the saved one in {', '.join(differing)}")
     if checkpoint is None and saved.get("steps"):
-        log(f"{out} records {len(saved['steps'])} step(s) but has no checkpoint ({CHECKPOINT}): "
-            f"starting again from step 0")
+        log(
+            f"{out} records {len(saved['steps'])} step(s) but has no checkpoint ({CHECKPOINT}): "
+            f"starting again from step 0"
+        )
     return checkpoint
-
 
 
 def saved_results_to_resume(run_dir: Path) -> dict:
@@ -98,10 +95,11 @@ def saved_results_to_resume(run_dir: Path) -> dict:
     except UserError as exc:
         raise UserError(f"cannot resume {run_dir}: {exc}; {DAMAGED_ADVICE}") from None
     if saved["status"] == "diverged":
-        raise UserError(f"cannot resume {run_dir}: its training diverged ({saved.get('error', 'no detail')}); "
-                        f"resuming would diverge again: start it again with other settings and --overwrite")
+        raise UserError(
+            f"cannot resume {run_dir}: its training diverged ({saved.get('error', 'no detail')}); "
+            f"resuming would diverge again: start it again with other settings and --overwrite"
+        )
     return saved
-
 
 
 def comparable_config(cfg: RunConfig, saved: dict) -> dict:

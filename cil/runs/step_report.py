@@ -3,8 +3,8 @@ loggers, a log line."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,29 +18,40 @@ from cil.runs.results import RunWriter
 class StepReporter:
     """After every step: its metrics and confusion matrix into the run directory, a checkpoint, a log line."""
 
-    def __init__(self, out: Path, plan: ScenarioPlan, strategy, writer: RunWriter, loggers,
-                 log: Callable[[str], None]):
+    def __init__(self, out: Path, plan: ScenarioPlan, strategy, writer: RunWriter, loggers, log: Callable[[str], None]):
         self.out, self.plan, self.strategy, self.writer = out, plan, strategy, writer
         self.loggers, self.log = loggers, log
 
-    def __call__(self, step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float,
-                 n_train: int) -> None:
+    def __call__(self, step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float, n_train: int) -> None:
         plan, writer = self.plan, self.writer
         metrics = step_metrics(scores, targets, plan.step_classes, step)
-        record = {"step": step, "classes": [plan.order[c] for c in plan.step_classes[step]],
-                  "labels": plan.step_classes[step], "n_train": n_train, **metrics,
-                  "train_seconds": round(train_seconds, 2), **self.strategy.step_record}
+        record = {
+            "step": step,
+            "classes": [plan.order[c] for c in plan.step_classes[step]],
+            "labels": plan.step_classes[step],
+            "n_train": n_train,
+            **metrics,
+            "train_seconds": round(train_seconds, 2),
+            **self.strategy.step_record,
+        }
         writer.add_step(record, confusion_matrix(scores.argmax(1), targets, plan.n_seen(step)))
         check_ranks_agree(self.strategy, step)
         if writer.write:
-            save_checkpoint(self.out, {"state": self.strategy.checkpoint_state(), "results": writer.results,
-                                       "config": writer.results["config"]})
+            save_checkpoint(
+                self.out,
+                {
+                    "state": self.strategy.checkpoint_state(),
+                    "results": writer.results,
+                    "config": writer.results["config"],
+                },
+            )
         self.loggers.log_step(record, writer.results)
         old = "" if metrics["accuracy_old"] is None else f" old {metrics['accuracy_old']:.2f} /"
-        self.log(f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
-                 f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
-                 f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s")
-
+        self.log(
+            f"step {step}/{plan.n_steps - 1}: {plan.n_seen(step)} classes, {n_train} train images | "
+            f"acc {metrics['accuracy']:.2f} (base {metrics['accuracy_base']:.2f} /{old} new "
+            f"{metrics['accuracy_new']:.2f}) top5 {metrics['top5']:.2f} | {train_seconds:.1f}s"
+        )
 
 
 def check_ranks_agree(strategy, step: int) -> None:

@@ -4,9 +4,10 @@ here, in worker processes (cil/sweeps/workers.py) or as Slurm jobs (cil/sweeps/s
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cil.errors import ReportedInterrupt, UserError
 from cil.files import writable_folder
@@ -21,15 +22,14 @@ class Planned:
     config: Any = None
 
 
-
 def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) -> list[Planned]:
     """What to do with every run of the sweep; a folder holding a different experiment stops everything.
 
     ``flags_of(seed)``: the config layer of the command-line options for a seed.
     """
     from cil.config import IncompatibleConfigError, config_differences
-    from cil.runs.results import RESULTS, load_results
     from cil.runs.assemble import build_config
+    from cil.runs.results import RESULTS, load_results
     from cil.runs.run_directory import comparable_config
 
     planned = []
@@ -50,21 +50,31 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
             continue
         differing = config_differences(saved.get("config", {}), comparable_config(cfg, saved.get("config", {})))
         if differing:
-            raise UserError(f"{spec.out} holds a run with another config (differs in {', '.join(differing[:5])}); "
-                            f"give the sweep another --out")
+            raise UserError(
+                f"{spec.out} holds a run with another config (differs in {', '.join(differing[:5])}); "
+                f"give the sweep another --out"
+            )
         done = len(saved.get("steps", []))
         if saved.get("status") in ("complete", "diverged"):  # a diverged run would diverge again
             planned.append(Planned(spec, "skip", saved["status"], cfg))
         else:
-            planned.append(Planned(spec, "resume", f"{saved.get('status')}, {done} of {saved.get('n_steps')} steps",
-                                   cfg))
+            planned.append(
+                Planned(spec, "resume", f"{saved.get('status')}, {done} of {saved.get('n_steps')} steps", cfg)
+            )
     return planned
 
 
-
-def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = None, dry_run: bool = False,
-            jobs: int = 1, devices: list[str] | None = None, launcher: str = "local", slurm=None,
-            wait: bool = False) -> int:
+def execute(
+    plan: SweepPlan,
+    flags_of: Callable[[int], dict],
+    out: str | None = None,
+    dry_run: bool = False,
+    jobs: int = 1,
+    devices: list[str] | None = None,
+    launcher: str = "local",
+    slurm=None,
+    wait: bool = False,
+) -> int:
     """Run (or with ``dry_run`` only list) the sweep under ``out``; exit code 1 if any run failed.
 
     ``jobs`` > 1 or ``devices`` run in worker processes (cil/sweeps/workers.py), one run at a time
@@ -76,11 +86,14 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
         raise UserError(f"--jobs must be >= 1, got {jobs}")
     from cil.runs.run_directory import default_sweep_dir
 
-    out = writable_folder(Path(out) if out else default_sweep_dir(plan.name), "--out")
-    planned = plan_actions(plan, flags_of, out)
+    folder = writable_folder(Path(out) if out else default_sweep_dir(plan.name), "--out")
+    planned = plan_actions(plan, flags_of, folder)
     counts = {a: sum(p.action == a for p in planned) for a in ("run", "resume", "skip", "invalid")}
-    print(f"sweep {plan.name}: {len(planned)} runs in {out}: {counts['run']} to run, {counts['resume']} to resume, "
-          f"{counts['skip']} complete, {counts['invalid']} invalid", file=sys.stderr)
+    print(
+        f"sweep {plan.name}: {len(planned)} runs in {folder}: {counts['run']} to run, {counts['resume']} to resume, "
+        f"{counts['skip']} complete, {counts['invalid']} invalid",
+        file=sys.stderr,
+    )
     for p in planned:
         if p.action == "invalid" or dry_run:
             print(f"  {p.action:<8} {p.spec.describe()}{': ' + p.detail if p.detail else ''}", file=sys.stderr)
@@ -104,7 +117,7 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
     if launcher != "local":
         from cil.sweeps.slurm import SlurmOptions, submit
 
-        return submit(tasks, out, launcher, slurm or SlurmOptions(), wait)
+        return submit(tasks, folder, launcher, slurm or SlurmOptions(), wait)
     if jobs > 1 or devices:
         run_in_workers(tasks, jobs, devices or [], report)
     else:
@@ -118,7 +131,6 @@ def execute(plan: SweepPlan, flags_of: Callable[[int], dict], out: str | None = 
         for line in outcomes[kind]:
             print(f"{kind}: {line}", file=sys.stderr)
     return 1 if outcomes["failed"] or outcomes["diverged"] else 0
-
 
 
 def run_here(tasks: list, report: Callable) -> None:

@@ -81,7 +81,7 @@ class SweepPlan:
     sets: list[str]
 
     @classmethod
-    def from_args(cls, args, seeds: list[int]) -> "SweepPlan":
+    def from_args(cls, args, seeds: list[int]) -> SweepPlan:
         """The plan of a ``cil sweep`` command line (``seeds`` parsed from --seeds)."""
         raw: dict[str, Any] = {}
         name = "adhoc"
@@ -96,10 +96,13 @@ class SweepPlan:
             if not isinstance(block, dict):
                 raise UserError(f"sweep '{name}': sweeps.{i} must be a mapping")
             grid = {_grid_key(k): _as_list(v, f"grid.{k}") for k, v in (block.get("grid") or {}).items()}
-            blocks.append(SweepBlock(
-                scenarios=_names(args.scenario) or _as_list(block.get("scenarios"), "scenarios") or scenarios,
-                strategies=strategies or _as_list(block.get("strategies"), "strategies"),
-                grid={**grid, **extra_grid}))
+            blocks.append(
+                SweepBlock(
+                    scenarios=_names(args.scenario) or _as_list(block.get("scenarios"), "scenarios") or scenarios,
+                    strategies=strategies or _as_list(block.get("strategies"), "strategies"),
+                    grid={**grid, **extra_grid},
+                )
+            )
         for block in blocks:
             if not block.scenarios:
                 raise UserError("cil sweep needs scenarios: --scenario S1,S2 or a sweep file with 'scenarios'")
@@ -113,7 +116,8 @@ class SweepPlan:
         specs = []
         for block in self.blocks:
             for scenario, strategy, point, seed in itertools.product(
-                    block.scenarios, block.strategies, block.points(), self.seeds):
+                block.scenarios, block.strategies, block.points(), self.seeds
+            ):
                 folder = out / scenario / Path(strategy).stem
                 if point:
                     folder = folder / ",".join(f"{k}={v}" for k, v in point.items()).replace("/", "-")
@@ -123,7 +127,6 @@ class SweepPlan:
 
 def load_plan(ref: str) -> tuple[dict[str, Any], str]:
     from cil.config import load_yaml
-
     from cil.files import is_file
 
     path = Path(ref) if ref.endswith((".yaml", ".yml")) else sweeps_root() / f"{ref}.yaml"
@@ -170,5 +173,3 @@ def _as_list(value: Any, what: str) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------------------------
-
-

@@ -40,18 +40,27 @@ class SlurmOptions:
 
     def check(self) -> None:
         if self.partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", self.partition):
-            raise UserError(f"--slurm-partition: '{self.partition[:40]}' is not a partition name (letters, digits, "
-                            f"'_', '-', '.', comma-separated)")
+            raise UserError(
+                f"--slurm-partition: '{self.partition[:40]}' is not a partition name (letters, digits, "
+                f"'_', '-', '.', comma-separated)"
+            )
         for name in ("gpus_per_job", "cpus_per_job", "time_min", "mem_gb", "array_parallelism"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "gpus_per_job" else 1):
-                raise UserError(f"--slurm-{name.replace('_', '-').replace('-min', '')}: must be "
-                                f"{'>= 0' if name == 'gpus_per_job' else '>= 1'}, got {value}")
+                raise UserError(
+                    f"--slurm-{name.replace('_', '-').replace('-min', '')}: must be "
+                    f"{'>= 0' if name == 'gpus_per_job' else '>= 1'}, got {value}"
+                )
 
     def parameters(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"timeout_min": self.time_min, "gpus_per_node": self.gpus_per_job, "nodes": 1,
-                                  "tasks_per_node": 1, "name": "cil-sweep",
-                                  "slurm_array_parallelism": self.array_parallelism}
+        params: dict[str, Any] = {
+            "timeout_min": self.time_min,
+            "gpus_per_node": self.gpus_per_job,
+            "nodes": 1,
+            "tasks_per_node": 1,
+            "name": "cil-sweep",
+            "slurm_array_parallelism": self.array_parallelism,
+        }
         if self.partition:
             params["slurm_partition"] = self.partition
         if self.cpus_per_job:
@@ -83,12 +92,15 @@ def _executor(launcher: str, folder: Path, options: SlurmOptions):
     try:
         import submitit
     except ImportError:
-        raise UserError(f"--launcher {launcher} needs submitit: pip install 'cil[slurm]' (or pip install submitit)"
-                        ) from None
+        raise UserError(
+            f"--launcher {launcher} needs submitit: pip install 'cil[slurm]' (or pip install submitit)"
+        ) from None
     if launcher == "slurm":
         if shutil.which("sbatch") is None:
-            raise UserError("--launcher slurm: no Slurm here (sbatch not found); --launcher submitit-local runs the "
-                            "same jobs on this machine")
+            raise UserError(
+                "--launcher slurm: no Slurm here (sbatch not found); --launcher submitit-local runs the "
+                "same jobs on this machine"
+            )
         executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm")
     else:
         executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="local")
@@ -109,10 +121,22 @@ def submit(tasks: list, out: Path, launcher: str, options: SlurmOptions, wait: b
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "submissions.jsonl", "a") as f:
         for task, job in zip(tasks, jobs):
-            f.write(json.dumps({"out": str(task.out), "job": str(job.job_id), "launcher": launcher,
-                                "time": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n")
-    print(f"submitted {len(jobs)} runs as {launcher} jobs {jobs[0].job_id}{'...' if len(jobs) > 1 else ''}; "
-          f"see them with: cil sweep --status {out}", file=sys.stderr)
+            f.write(
+                json.dumps(
+                    {
+                        "out": str(task.out),
+                        "job": str(job.job_id),
+                        "launcher": launcher,
+                        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    }
+                )
+                + "\n"
+            )
+    print(
+        f"submitted {len(jobs)} runs as {launcher} jobs {jobs[0].job_id}{'...' if len(jobs) > 1 else ''}; "
+        f"see them with: cil sweep --status {out}",
+        file=sys.stderr,
+    )
     if not wait:
         return 0
     failed = 0

@@ -22,9 +22,10 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cil.errors import ReportedInterrupt, UserError
 
@@ -65,12 +66,12 @@ def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
     """Claim ``out``, then run, resume or skip it by what it holds now; (outcome, detail).
 
     The outcome is "complete", "skipped" (another process finished it meanwhile), "elsewhere"
-    (another process is running it) or "diverged" (its loss became NaN or infinite). Deciding after the claim keeps two sweeps on the same grid
-    from ever running the same run twice.
+    (another process is running it) or "diverged" (its loss became NaN or infinite). Deciding after the
+    claim keeps two sweeps on the same grid from ever running the same run twice.
     """
+    from cil.errors import RunDiverged
     from cil.runs.checkpoint import CHECKPOINT
     from cil.runs.claims import RunClaimed, claimed
-    from cil.errors import RunDiverged
     from cil.runs.results import RESULTS, load_results
     from cil.runs.run import run
 
@@ -82,8 +83,10 @@ def run_claimed(cfg, out: Path, log: Callable[[str], None]) -> tuple[str, str]:
             started = time.perf_counter()
             resumed = " (resumed)" if saved is not None and (out / CHECKPOINT).exists() else ""
             results = run(cfg, out=out, resume=saved is not None, claim=False, log=log)
-            return "complete", (f"avg inc. acc. {results['avg_incremental_accuracy']:.2f} in "
-                                f"{time.perf_counter() - started:.0f}s{resumed}")
+            return "complete", (
+                f"avg inc. acc. {results['avg_incremental_accuracy']:.2f} in "
+                f"{time.perf_counter() - started:.0f}s{resumed}"
+            )
     except RunClaimed as exc:
         return "elsewhere", str(exc)
     except RunDiverged as exc:
@@ -135,13 +138,13 @@ def _serve(tasks, events, worker: int, config_device: str, parent: int, run_clai
 def _log_file(run_dir: Path):
     """A ``log`` function appending to RUN_DIR/run.log, with Python's stdout and stderr going there too."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "run.log", "a", buffering=1) as f, contextlib.redirect_stdout(f), \
-            contextlib.redirect_stderr(f):
+    with open(run_dir / "run.log", "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         yield lambda line: print(line, file=f)
 
 
-def run_in_workers(tasks: list[Task], jobs: int, devices: list[str],
-                   report: Callable[[str, Task, str, str], None]) -> None:
+def run_in_workers(
+    tasks: list[Task], jobs: int, devices: list[str], report: Callable[[str, Task, str, str], None]
+) -> None:
     """Run ``tasks`` in ``jobs`` worker processes; ``report(kind, task, where, detail)`` on every start and end."""
     import multiprocessing as mp
 
@@ -155,12 +158,13 @@ def run_in_workers(tasks: list[Task], jobs: int, devices: list[str],
     for task in tasks:
         task_queue.put(task)
     workers = []
-    for i in range(min(jobs, len(tasks))):
+    for _ in range(min(jobs, len(tasks))):
         task_queue.put(None)
     for i in range(min(jobs, len(tasks))):
         device = devices[i % len(devices)]
-        process = context.Process(target=worker_main, args=(i, device, threads, os.getpid(), task_queue, events),
-                                  name=f"cil-sweep-worker-{i}")
+        process = context.Process(
+            target=worker_main, args=(i, device, threads, os.getpid(), task_queue, events), name=f"cil-sweep-worker-{i}"
+        )
         process.start()
         workers.append((process, device))
     running: dict[int, int] = {}  # worker -> task index
@@ -205,8 +209,12 @@ def _reap_dead(workers, running: dict[int, int], tasks: list[Task], report) -> i
     for worker, (process, device) in enumerate(workers):
         if not process.is_alive() and worker in running:
             index = running.pop(worker)
-            report("failed", tasks[index], f"worker {worker}, {device}",
-                   f"the worker process died (exit code {process.exitcode}); run the sweep again to resume")
+            report(
+                "failed",
+                tasks[index],
+                f"worker {worker}, {device}",
+                f"the worker process died (exit code {process.exitcode}); run the sweep again to resume",
+            )
             lost += 1
     return lost
 

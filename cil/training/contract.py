@@ -23,9 +23,9 @@ Hooks of every ``CilPlugin`` (defaults do nothing), in the order the engine call
 The total training loss is ``engine.classification_weight * L_c + sum(loss_terms)``, a pure function
 of the model output, so that it can be re-evaluated on a functional copy of the model (Meta BSCE's
 virtual step). Optional hooks (``adjust_logits``, ``adjust_scores``, ``evaluation_name``,
-``evaluation_scores``, ``param_groups``, ``epoch_positions``/``epoch_length``, ``backward``, ``posthoc_correction``) are the
-Protocols at the end of this module; a hook marked "at most one" refuses a strategy where two plugins
-have it.
+``evaluation_scores``, ``param_groups``, ``epoch_positions``/``epoch_length``, ``backward``,
+``posthoc_correction``) are the Protocols at the end of this module; a hook marked "at most one" refuses a
+strategy where two plugins have it.
 
 What a plugin may change on the engine: the per-step settings ``classification_weight`` and
 ``train_epochs`` (reset before every step; set them in ``before_step``) and entries of
@@ -36,8 +36,9 @@ method: ``extend_training_set``, ``hold_out``, ``train_on``. The exemplars are t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -188,13 +189,15 @@ class Engine(Protocol):
         """Embeddings (fp32) of training-store samples, evaluation transform (mirrored if ``flip``),
         model in evaluation mode, without gradient."""
 
-    def training_batches(self, training_set: TrainingSet, batch_size: int | None = None,
-                         order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def training_batches(
+        self, training_set: TrainingSet, batch_size: int | None = None, order: torch.Tensor | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) mini-batches of ``training_set`` with the training augmentation, in ``order`` (default:
         a fresh permutation from ``data_generator``)."""
 
-    def evaluation_batches(self, training_set: TrainingSet,
-                           batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def evaluation_batches(
+        self, training_set: TrainingSet, batch_size: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) mini-batches of ``training_set`` in its order, with the evaluation transform."""
 
     # ------------------------------------------------------------------ changing the run
@@ -262,21 +265,38 @@ class CilPlugin:
 class ClassificationLoss(CilPlugin):
     """Turns logits into the classification loss L_c; exactly one per strategy."""
 
-    def classification_loss(self, engine: Engine, logits: torch.Tensor,
-                            targets: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+    def classification_loss(
+        self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
 
-AVALANCHE_CALLBACKS = ("before_training_exp", "after_training_exp", "before_training_epoch", "after_training_epoch",
-                       "before_forward", "before_training_iteration", "after_training_iteration",
-                       "after_eval_forward", "before_backward", "after_update")
+AVALANCHE_CALLBACKS = (
+    "before_training_exp",
+    "after_training_exp",
+    "before_training_epoch",
+    "after_training_epoch",
+    "before_forward",
+    "before_training_iteration",
+    "after_training_iteration",
+    "after_eval_forward",
+    "before_backward",
+    "after_update",
+)
 """Avalanche callback names a cil component does not receive (they name cil's hooks by other names)."""
 
-CALLBACK_RENAMES = {"before_training_exp": "before_step", "after_training_exp": "after_training",
-                    "before_training_epoch": "before_epoch", "after_training_epoch": "after_epoch",
-                    "before_forward": "before_batch", "before_training_iteration": "before_batch",
-                    "after_training_iteration": "after_batch", "after_update": "after_batch",
-                    "after_eval_forward": "evaluation_scores", "before_backward": "loss_terms"}
+CALLBACK_RENAMES = {
+    "before_training_exp": "before_step",
+    "after_training_exp": "after_training",
+    "before_training_epoch": "before_epoch",
+    "after_training_epoch": "after_epoch",
+    "before_forward": "before_batch",
+    "before_training_iteration": "before_batch",
+    "after_training_iteration": "after_batch",
+    "after_update": "after_batch",
+    "after_eval_forward": "evaluation_scores",
+    "before_backward": "loss_terms",
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -286,8 +306,7 @@ CALLBACK_RENAMES = {"before_training_exp": "before_step", "after_training_exp": 
 
 @runtime_checkable
 class AdjustsLogits(Protocol):
-    def adjust_logits(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor,
-                      record: bool) -> torch.Tensor:
+    def adjust_logits(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor, record: bool) -> torch.Tensor:
         """Logits as the classification loss sees them in training (``record``: the real mini-batch,
         not a re-evaluation such as Meta BSCE's virtual step)."""
 
@@ -329,8 +348,9 @@ class SamplesBatches(Protocol):
 
 @runtime_checkable
 class CombinesGradients(Protocol):
-    def backward(self, engine: Engine, output: NetOutput, targets: torch.Tensor,
-                 terms: dict[str, torch.Tensor]) -> None:
+    def backward(
+        self, engine: Engine, output: NetOutput, targets: torch.Tensor, terms: dict[str, torch.Tensor]
+    ) -> None:
         """Compute the parameters' gradients from the mini-batch's output and loss terms (``terms``: the
         weighted parts of the total loss, with their graphs), instead of ``total.backward()``; gradients
         come from ``engine.scale_loss(...)``."""
@@ -386,34 +406,38 @@ class PluginHooks:
                 missing = [m for m in hook.members if not hasattr(plugin, m)]
                 if missing:
                     present = [m for m in hook.members if m not in missing]
-                    raise UserError(f"plugin {type(plugin).__name__} has {', '.join(present)} but not "
-                                    f"{', '.join(missing)}; a plugin that does one needs all of them")
+                    raise UserError(
+                        f"plugin {type(plugin).__name__} has {', '.join(present)} but not "
+                        f"{', '.join(missing)}; a plugin that does one needs all of them"
+                    )
             self._by_hook[name] = having
 
     def all(self, hook: str) -> list:
         """Every plugin with ``hook``, in the strategy's plugin order."""
         return self._by_hook[hook]
 
-    def one(self, hook: str):
+    def one(self, hook: str) -> Any:
         """The plugin with ``hook`` (None if none); only for hooks at most one plugin may have."""
         assert HOOKS[hook].at_most_one, hook
         having = self._by_hook[hook]
         return having[0] if having else None
 
 
-def _plugin_name(plugin) -> str:
+def _plugin_name(plugin: object) -> str:
     """A plugin's name in messages: its component name (``posthoc_correction`` names the correction)."""
     config = getattr(plugin, "config", None)
     return getattr(config, "name", None) or type(plugin).__name__
 
 
-def _refuse_avalanche_callbacks(plugin) -> None:
+def _refuse_avalanche_callbacks(plugin: object) -> None:
     """A cil component that defines an Avalanche callback would never be called there: say which hook it means."""
     for name in AVALANCHE_CALLBACKS:
         if callable(getattr(plugin, name, None)):
             hint = f"; cil calls {CALLBACK_RENAMES[name]}(engine, ...)" if name in CALLBACK_RENAMES else ""
-            raise UserError(f"plugin {type(plugin).__name__} defines the Avalanche callback '{name}', which cil "
-                            f"components do not receive{hint} (docs/strategies.md, 'The plugin contract')")
+            raise UserError(
+                f"plugin {type(plugin).__name__} defines the Avalanche callback '{name}', which cil "
+                f"components do not receive{hint} (docs/strategies.md, 'The plugin contract')"
+            )
 
 
 def engine_members() -> frozenset[str]:
@@ -426,7 +450,7 @@ WRITABLE_MEMBERS = frozenset({"classification_weight", "train_epochs"})
 """What a component may assign on the engine (``step_record`` and ``epoch_scalars`` are dicts it fills)."""
 
 
-def without_parameters(groups: list[dict], excluded) -> list[dict]:
+def without_parameters(groups: list[dict], excluded: Iterable[torch.Tensor]) -> list[dict]:
     """Optimizer parameter groups with ``excluded`` parameters removed (frozen: no update, no decay)."""
     ids = {id(p) for p in excluded}
     return [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups]

@@ -27,8 +27,9 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -73,6 +74,8 @@ class IncrementalStrategy(SupervisedTemplate):
     """One SGD strategy for every method; the method lives in its components."""
 
     world: World = SINGLE
+    _stop_training: bool
+    """Set by an Avalanche plugin (early stopping) to end the step's training."""
 
     def __init__(
         self,
@@ -114,7 +117,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self.runtime = runtime
         self.loss_scaler = runtime.loss_scaler()
         """Backward pass and optimizer step (fp16: with dynamic loss scaling), kept across steps."""
-        runtime.prepare(self.model.to(self.device))
+        runtime.prepare(model.to(self.device))
         self.plan = plan
         self.train_data, self.test_data = train_data, test_data
         self.optim_config = optim
@@ -222,8 +225,9 @@ class IncrementalStrategy(SupervisedTemplate):
                 self._previous_output_cache = (self._iteration, self.previous_model(self._batch.x))
         return self._previous_output_cache[1]
 
-    def training_loss(self, output: NetOutput, targets: torch.Tensor,
-                      record: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self, output: NetOutput, targets: torch.Tensor, record: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its named parts: weight * L_c + every component's loss terms.
 
         ``record`` marks the real mini-batch (components may keep statistics of it), as opposed to a
@@ -253,8 +257,9 @@ class IncrementalStrategy(SupervisedTemplate):
     def average_across_processes(self, tensors: list[torch.Tensor]) -> None:
         self.world.average_(tensors)
 
-    def training_batches(self, training_set: TrainingSet, batch_size: int | None = None,
-                         order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def training_batches(
+        self, training_set: TrainingSet, batch_size: int | None = None, order: torch.Tensor | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) augmented mini-batches of ``training_set`` in ``order`` (default: a fresh random one)."""
         batch_size = batch_size or self.batch_size
         if order is None:
@@ -265,13 +270,15 @@ class IncrementalStrategy(SupervisedTemplate):
         indices, labels = training_set.indices[order], training_set.labels[order]
         labels = labels.to(self.device)  # once per epoch, not once per batch
         sharded = {"shard": (self.world.rank, self.world.size)} if self.world.active else {}  # one process: no shard
-        images = self.train_data.batches(indices, batch_size, train=True, device=self.device,
-                                         generator=self._augment_generator, **sharded)
+        images = self.train_data.batches(
+            indices, batch_size, train=True, device=self.device, generator=self._augment_generator, **sharded
+        )
         for x, y in zip(images, labels.split(batch_size)):
             yield self.runtime.input(x), self.world.chunk(y)
 
-    def evaluation_batches(self, training_set: TrainingSet,
-                           batch_size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def evaluation_batches(
+        self, training_set: TrainingSet, batch_size: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) mini-batches of training-store samples in their order, with the evaluation transform."""
         batch_size = batch_size or self.batch_size
         images = self.train_data.batches(training_set.indices, batch_size, train=False, device=self.device)
@@ -285,11 +292,15 @@ class IncrementalStrategy(SupervisedTemplate):
         self.model.eval()
         try:
             with self.runtime.inference(), self.runtime.autocast():
-                feats = [self.model.backbone(self.runtime.input(x.flip(3) if flip else x)).features.float()
-                         for x in self.train_data.batches(self.world.chunk(indices), self.eval_mb_size, train=False,
-                                                          device=self.device)]
-                features = torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim,
-                                                                      device=self.device)
+                feats = [
+                    self.model.backbone(self.runtime.input(x.flip(3) if flip else x)).features.float()
+                    for x in self.train_data.batches(
+                        self.world.chunk(indices), self.eval_mb_size, train=False, device=self.device
+                    )
+                ]
+                features = (
+                    torch.cat(feats) if feats else torch.empty(0, self.model.backbone.out_dim, device=self.device)
+                )
         finally:
             self.model.train(was_training)
         return self.world.gather_rows(features.clone())  # normal tensors (inference ones cannot enter autograd)
@@ -298,9 +309,12 @@ class IncrementalStrategy(SupervisedTemplate):
         """A training stage after the step's main training: SGD on ``stage.parameters`` over ``stage.training_set``
         (its class counts are the ones count-based losses see meanwhile); the means of its last epoch's terms."""
         model, runtime, optim = self.model, self.runtime, self.optim_config
-        optimizer = runtime.sgd(stage.parameters, lr=stage.lr,
-                                momentum=optim.momentum if stage.momentum is None else stage.momentum,
-                                weight_decay=optim.weight_decay if stage.weight_decay is None else stage.weight_decay)
+        optimizer = runtime.sgd(
+            stage.parameters,
+            lr=stage.lr,
+            momentum=optim.momentum if stage.momentum is None else stage.momentum,
+            weight_decay=optim.weight_decay if stage.weight_decay is None else stage.weight_decay,
+        )
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, stage.milestones, 0.1)
         scaler = runtime.loss_scaler()
         trained = {id(p) for p in stage.parameters}
@@ -353,13 +367,14 @@ class IncrementalStrategy(SupervisedTemplate):
 
     # ================================================================ one step
 
-    def _before_training_exp(self, **kwargs):
+    def _before_training_exp(self, **kwargs: Any) -> None:
         self.step = self.experience.current_experience
         self.new_classes = list(self.plan.step_classes[self.step])
         self.n_old = self.plan.n_seen(self.step - 1) if self.step > 0 else 0
         self.n_seen = self.plan.n_seen(self.step)
-        self.experience_data = TrainingSet(*map(torch.from_numpy, self.plan.step_samples(self.step,
-                                                                                         self.train_data.targets)))
+        self.experience_data = TrainingSet(
+            *map(torch.from_numpy, self.plan.step_samples(self.step, self.train_data.targets))
+        )
         self.classification_weight = 1.0
         self.train_epochs = self.optim_config.epochs  # components may change it for this step (0: no training)
         self.step_record = {}
@@ -377,20 +392,20 @@ class IncrementalStrategy(SupervisedTemplate):
             component.before_step(self.view)
         trigger_plugins(self, "before_training_exp", **kwargs)
 
-    def train_dataset_adaptation(self, **kwargs):
+    def train_dataset_adaptation(self, **kwargs: Any) -> None:
         super().train_dataset_adaptation(**kwargs)  # Avalanche's adapted_dataset, for Avalanche plugins
         self._train_set = self.experience_data
         exemplars = self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
         if len(exemplars):
             self.extend_training_set(exemplars.indices, exemplars.labels)
 
-    def model_adaptation(self, model=None):
+    def model_adaptation(self, model: IncrementalNet | None = None) -> IncrementalNet:
         model = self.model if model is None else model
         if self.is_training and model.n_classes < self.n_seen:
             model.head.add_classes(self.n_seen - model.n_classes)
         return model.to(self.device)
 
-    def make_optimizer(self, **kwargs):
+    def make_optimizer(self, **kwargs: Any) -> None:
         cfg = self.optim_config
         lr = cfg.incremental_lr if (self.step > 0 and cfg.incremental_lr is not None) else cfg.lr
         groups: list[dict] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
@@ -404,8 +419,9 @@ class IncrementalStrategy(SupervisedTemplate):
         else:
             self.scheduler = None
 
-    def _train_exp(self, experience, eval_streams=None, **kwargs):
-        for self.epoch in range(self.train_epochs):
+    def _train_exp(self, experience: Any, eval_streams: Any = None, **kwargs: Any) -> None:
+        for epoch in range(self.train_epochs):
+            self.epoch = epoch
             self._before_training_epoch(**kwargs)
             if self._stop_training:  # an Avalanche plugin stopped the step early
                 self._stop_training = False
@@ -413,10 +429,11 @@ class IncrementalStrategy(SupervisedTemplate):
             self.training_epoch(**kwargs)
             self._after_training_epoch(**kwargs)
 
-    def _after_training_exp(self, **kwargs):
+    def _after_training_exp(self, **kwargs: Any) -> None:
         if self.memory is not None:  # first, so that every component's after_training sees the new exemplars
-            self.step_record.update(self.memory.update(self.experience_data, self.new_classes, self.n_seen,
-                                                       self.extract_features))
+            self.step_record.update(
+                self.memory.update(self.experience_data, self.new_classes, self.n_seen, self.extract_features)
+            )
         for component in self.components:
             component.after_training(self.view)
         trigger_plugins(self, "after_training_exp", **kwargs)
@@ -442,20 +459,24 @@ class IncrementalStrategy(SupervisedTemplate):
         n = self.batch_sampler.epoch_length(self.view) if self.batch_sampler is not None else len(self._train_set)
         return math.ceil(n / self.batch_size)
 
-    def _before_training_epoch(self, **kwargs):
+    def _before_training_epoch(self, **kwargs: Any) -> None:
         self._epoch_losses = EpochLosses()
         self._epoch_images = 0
         self._epoch_lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
         self.train_class_counts  # noqa: B018 - counted here, before the first batch, for the losses that use it
         self._epoch_start = time.perf_counter()
-        self._bar = progress_bar(total=self._epoch_batches(), leave=False, dynamic_ncols=True,
-                                 desc=f"step {self.step} epoch {self.epoch + 1}/{self.train_epochs}",
-                                 disable=not (self.progress and bars_visible()))
+        self._bar = progress_bar(
+            total=self._epoch_batches(),
+            leave=False,
+            dynamic_ncols=True,
+            desc=f"step {self.step} epoch {self.epoch + 1}/{self.train_epochs}",
+            disable=not (self.progress and bars_visible()),
+        )
         for component in self.components:
             component.before_epoch(self.view)
         trigger_plugins(self, "before_training_epoch", **kwargs)
 
-    def training_epoch(self, **kwargs):
+    def training_epoch(self, **kwargs: Any) -> None:
         """One epoch of the step: the epoch's order, then for every mini-batch the components' ``before_batch``,
         the forward pass, the loss (weighted L_c + every component's terms), the backward pass (or a
         component's gradient combiner), the update, and ``after_batch``; Avalanche's callbacks at their places."""
@@ -509,7 +530,7 @@ class IncrementalStrategy(SupervisedTemplate):
         assert self._batch is not None
         return self._batch
 
-    def optimizer_step(self):
+    def optimizer_step(self) -> None:
         self.average_gradients(self.optimizer)
         self.loss_scaler.step(self.optimizer, clamp=self.optim_config.grad_clamp)
 
@@ -523,7 +544,7 @@ class IncrementalStrategy(SupervisedTemplate):
         if self.world.active:
             self.world.broadcast_(list(self.model.buffers()))
 
-    def _after_training_epoch(self, **kwargs):
+    def _after_training_epoch(self, **kwargs: Any) -> None:
         if self.scheduler is not None:
             self.scheduler.step()
         if self._bar is not None:
@@ -540,15 +561,24 @@ class IncrementalStrategy(SupervisedTemplate):
         self._epoch_seconds.append(seconds)
         self.epochs_done += 1
         if self.progress and not bars_visible():  # no bar off a terminal or notebook: one line per epoch
-            self.log(f"step {self.step} epoch {len(self._epoch_seconds)}/{self.train_epochs}: loss "
-                     f"{sum(self.loss_parts.values()):.4f}, {self._epoch_images / max(seconds, 1e-9):,.0f} images/s, "
-                     f"{time.perf_counter() - self._step_start:.1f}s into the step")
+            self.log(
+                f"step {self.step} epoch {len(self._epoch_seconds)}/{self.train_epochs}: loss "
+                f"{sum(self.loss_parts.values()):.4f}, {self._epoch_images / max(seconds, 1e-9):,.0f} images/s, "
+                f"{time.perf_counter() - self._step_start:.1f}s into the step"
+            )
         for component in self.components:
             component.after_epoch(self.view)
         trigger_plugins(self, "after_training_epoch", **kwargs)
         if self.on_epoch is not None:
-            self.on_epoch(EpochResult(self.step, self.epochs_done, dict(self.loss_parts), self._epoch_lr,
-                                      {k: float(v) for k, v in self.epoch_scalars.items()}))
+            self.on_epoch(
+                EpochResult(
+                    self.step,
+                    self.epochs_done,
+                    dict(self.loss_parts),
+                    self._epoch_lr,
+                    {k: float(v) for k, v in self.epoch_scalars.items()},
+                )
+            )
 
     # ================================================================ checkpoints
 
@@ -560,11 +590,20 @@ class IncrementalStrategy(SupervisedTemplate):
             named[name if name not in named else f"{name}#{sum(k.startswith(name) for k in named)}"] = component
         return named
 
-    STATE = Mapping(required=("step", "head_groups", "model", "plugins", "rng", "epochs_done"),
-                    fields={"step": INT, "head_groups": ListOf(INT), "model": SECTION, "plugins": SECTION,
-                            "memory": OneOf((SECTION, NULL)), "rng": SECTION, "epochs_done": INT,
-                            "loss_scaler": SECTION},
-                    what="the engine's state")
+    STATE = Mapping(
+        required=("step", "head_groups", "model", "plugins", "rng", "epochs_done"),
+        fields={
+            "step": INT,
+            "head_groups": ListOf(INT),
+            "model": SECTION,
+            "plugins": SECTION,
+            "memory": OneOf((SECTION, NULL)),
+            "rng": SECTION,
+            "epochs_done": INT,
+            "loss_scaler": SECTION,
+        },
+        what="the engine's state",
+    )
     """The shape of ``checkpoint_state()`` a resumed run checks before ``restore_state`` (``memory`` and
     ``loss_scaler`` are absent from older checkpoints)."""
 
@@ -589,11 +628,16 @@ class IncrementalStrategy(SupervisedTemplate):
         memory_state = state["memory"] if "memory" in state else saved.pop("RehearsalPlugin", None)
         # (checkpoints written before the engine owned the memory keep it among the plugins)
         if (memory_state is None) != (self.memory is None):
-            raise ValueError("the checkpoint was saved " + ("with" if memory_state is not None else "without")
-                             + " a rehearsal memory, this strategy has " + ("one" if self.memory else "none"))
+            raise ValueError(
+                "the checkpoint was saved "
+                + ("with" if memory_state is not None else "without")
+                + " a rehearsal memory, this strategy has "
+                + ("one" if self.memory else "none")
+            )
         if set(components) != set(saved):
-            raise ValueError(f"the checkpoint was saved by plugins {sorted(saved)}, "
-                             f"this strategy has {sorted(components)}")
+            raise ValueError(
+                f"the checkpoint was saved by plugins {sorted(saved)}, this strategy has {sorted(components)}"
+            )
         for size in state["head_groups"]:
             self.model.head.add_classes(size)
         self.model.load_state_dict(state["model"])
@@ -611,12 +655,12 @@ class IncrementalStrategy(SupervisedTemplate):
 
     # ================================================================ evaluation
 
-    def make_eval_dataloader(self, **kwargs):
+    def make_eval_dataloader(self, **kwargs: Any) -> None:
         idx, labels = self.plan.step_samples(self.experience.current_experience, self.test_data.targets)
         idx_t = self.world.chunk(torch.from_numpy(idx))
         lab_t = self.world.chunk(torch.from_numpy(labels).to(self.device))
 
-        def batches():
+        def batches() -> Iterator[list[torch.Tensor]]:
             images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
             task = torch.zeros(self.eval_mb_size, dtype=torch.long, device=self.device)
             for x, y in zip(images, lab_t.split(self.eval_mb_size)):
@@ -624,9 +668,10 @@ class IncrementalStrategy(SupervisedTemplate):
 
         self.dataloader = batches()
 
-    def eval_epoch(self, **kwargs):
+    def eval_epoch(self, **kwargs: Any) -> None:
         """Scores of the current test experience: the model's logits, or a component's ``evaluation_scores``."""
-        for self.mbatch in self.dataloader:
+        for mbatch in self.dataloader:
+            self.mbatch = mbatch
             trigger_plugins(self, "before_eval_iteration", **kwargs)
             trigger_plugins(self, "before_eval_forward", **kwargs)
             with self.runtime.autocast():
@@ -639,7 +684,7 @@ class IncrementalStrategy(SupervisedTemplate):
             self._eval_targets.append(self.mb_y)
             trigger_plugins(self, "after_eval_iteration", **kwargs)
 
-    def evaluate(self, experiences) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, experiences: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
         self._eval_scores, self._eval_targets = [], []
         self.synchronize_buffers()  # after whatever a component re-estimated at the end of the step
@@ -653,7 +698,13 @@ class IncrementalStrategy(SupervisedTemplate):
         return scores.numpy(), targets.numpy()
 
 
-def run_steps(strategy: IncrementalStrategy, train_stream, test_stream, on_step, first_step: int = 0) -> None:
+def run_steps(
+    strategy: IncrementalStrategy,
+    train_stream: Any,
+    test_stream: Any,
+    on_step: Callable[[int, np.ndarray, np.ndarray, float, int], None],
+    first_step: int = 0,
+) -> None:
     """Train on every experience from ``first_step`` on, evaluate on all seen classes, report each step.
 
     ``on_step(step, scores, targets, train_seconds, n_train)`` receives every step's evaluation.

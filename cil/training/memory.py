@@ -84,8 +84,11 @@ class RehearsalMemory:
         return idx, lab
 
     def state_dict(self) -> dict:
-        return {"per_class": self.per_class, "budget": self.budget,
-                "exemplars": {c: v.tolist() for c, v in self.exemplars.items()}}
+        return {
+            "per_class": self.per_class,
+            "budget": self.budget,
+            "exemplars": {c: v.tolist() for c, v in self.exemplars.items()},
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.per_class, self.budget = state["per_class"], state["budget"]
@@ -125,8 +128,13 @@ class Rehearsal:
         self.generator.set_state(state["generator"])
         self._exemplars = TrainingSet(*self.memory.indices_and_labels())
 
-    def update(self, experience_data: TrainingSet, new_classes: list[int], n_seen: int,
-               extract_features: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    def update(
+        self,
+        experience_data: TrainingSet,
+        new_classes: list[int],
+        n_seen: int,
+        extract_features: Callable[[torch.Tensor], torch.Tensor],
+    ) -> dict:
         """Select the new classes' exemplars among ``experience_data`` after a step; returns what to record."""
         quota = self.memory.quota(n_seen)
         self.memory.shrink(quota)
@@ -135,7 +143,7 @@ class Rehearsal:
             features = extract_features(new.indices).cpu() if self.config.selection == "herding" else None
             for label in new_classes:
                 rows = torch.nonzero(new.labels == label).flatten()
-                if self.config.selection == "herding":
+                if features is not None:  # herding
                     ranked = herding_selection(features[rows], quota)
                 else:
                     ranked = random_selection(len(rows), quota, self.generator)

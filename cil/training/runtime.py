@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from cil.config import RuntimeConfig
 from cil.errors import UserError
+
+if TYPE_CHECKING:
+    from cil.models.net import IncrementalNet
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 EVAL_BATCH = {"cuda": 1024, "cpu": 256}
@@ -56,7 +59,7 @@ class Runtime:
     deterministic: bool = False
 
     @classmethod
-    def resolve(cls, config: RuntimeConfig, device: torch.device, deterministic: bool = False) -> "Runtime":
+    def resolve(cls, config: RuntimeConfig, device: torch.device, deterministic: bool = False) -> Runtime:
         """The settings ``config`` means on ``device``; one clear error when the device cannot run them."""
         device = torch.device(device)
         cuda = device.type == "cuda"
@@ -78,8 +81,11 @@ class Runtime:
         return values
 
     def describe(self) -> str:
-        parts = [self.precision] + (["channels_last"] if self.channels_last else []) + \
-                (["compiled"] if self.compile else [])
+        parts = (
+            [self.precision]
+            + (["channels_last"] if self.channels_last else [])
+            + (["compiled"] if self.compile else [])
+        )
         return " + ".join(parts)
 
     # ------------------------------------------------------------------ arithmetic
@@ -99,7 +105,7 @@ class Runtime:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def loss_scaler(self) -> "LossScaler":
+    def loss_scaler(self) -> LossScaler:
         return LossScaler(self.device if self.precision == "fp16" else None)
 
     def sgd(self, params, **options) -> torch.optim.SGD:
@@ -110,7 +116,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ model and inputs
 
-    def prepare(self, model: nn.Module) -> nn.Module:
+    def prepare(self, model: IncrementalNet) -> IncrementalNet:
         """Memory layout and compilation of a freshly built (or copied) model, in place."""
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -121,7 +127,7 @@ class Runtime:
             model.backbone.compile()
         return model
 
-    def prepare_copy(self, model: nn.Module) -> nn.Module:
+    def prepare_copy(self, model: IncrementalNet) -> IncrementalNet:
         """A deep copy of a prepared model keeps its layout but not its compilation: compile it again."""
         if self.compile:
             model.backbone.compile()
@@ -205,8 +211,10 @@ def _check_compiler(device: torch.device) -> None:
         from torch.utils._triton import has_triton
 
         if not has_triton():
-            raise UserError("runtime.compile=true needs Triton for CUDA, which is not installed; "
-                            "use runtime.compile=false")
+            raise UserError(
+                "runtime.compile=true needs Triton for CUDA, which is not installed; use runtime.compile=false"
+            )
     elif not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")):
-        raise UserError("runtime.compile=true on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
-                        "use runtime.compile=false")
+        raise UserError(
+            "runtime.compile=true on the CPU needs a C++ compiler (g++ or clang++) on PATH; use runtime.compile=false"
+        )

@@ -35,15 +35,18 @@ class TrainingSet:
         return TrainingSet(self.indices.clone(), self.labels.clone())
 
 
-def balanced_split(training_set: TrainingSet, n_classes: int, per_class: int,
-                   generator: torch.Generator) -> tuple[TrainingSet, TrainingSet]:
+def balanced_split(
+    training_set: TrainingSet, n_classes: int, per_class: int, generator: torch.Generator
+) -> tuple[TrainingSet, TrainingSet]:
     """(rest, held out): ``per_class`` random samples of every class 0..n_classes-1 are held out."""
     chosen = []
     for c in range(n_classes):
         positions = (training_set.labels == c).nonzero().flatten()
         if len(positions) <= per_class:
-            raise UserError(f"cannot hold out {per_class} training samples of class {c}: it has {len(positions)}, "
-                            f"and at least one more must stay in the training set (use a larger memory)")
+            raise UserError(
+                f"cannot hold out {per_class} training samples of class {c}: it has {len(positions)}, "
+                f"and at least one more must stay in the training set (use a larger memory)"
+            )
         chosen.append(positions[torch.randperm(len(positions), generator=generator)[:per_class]])
     held_out = torch.zeros(len(training_set), dtype=torch.bool)
     held_out[torch.cat(chosen)] = True

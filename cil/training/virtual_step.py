@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 import higher
 import torch
@@ -62,8 +63,11 @@ def layout_for_double_backward(model: nn.Module, *inputs: torch.Tensor):
 @contextmanager
 def compilation_hidden(model: nn.Module):
     """Detach every submodule's ``torch.compile``d call while the block runs (restored on exit)."""
-    compiled = {m: m.__dict__.pop("_compiled_call_impl") for m in model.modules()
-                if m.__dict__.get("_compiled_call_impl") is not None}
+    compiled = {
+        m: m.__dict__.pop("_compiled_call_impl")
+        for m in model.modules()
+        if m.__dict__.get("_compiled_call_impl") is not None
+    }
     try:
         yield
     finally:
@@ -71,9 +75,14 @@ def compilation_hidden(model: nn.Module):
             module._compiled_call_impl = call
 
 
-def validation_loss_after_virtual_step(model: nn.Module, inner_loss: Callable[[object], torch.Tensor],
-                                       x: torch.Tensor, outer_loss: Callable[[object], torch.Tensor],
-                                       x_val: torch.Tensor, param_groups: float | list[dict]) -> torch.Tensor:
+def validation_loss_after_virtual_step(
+    model: nn.Module,
+    inner_loss: Callable[[Any], torch.Tensor],
+    x: torch.Tensor,
+    outer_loss: Callable[[Any], torch.Tensor],
+    x_val: torch.Tensor,
+    param_groups: float | list[dict],
+) -> torch.Tensor:
     """outer_loss(model_{theta*}(x_val)) after one plain SGD step of ``inner_loss(model(x))``.
 
     ``param_groups``: what takes the virtual step and at which learning rate, as an optimizer's
@@ -86,8 +95,11 @@ def validation_loss_after_virtual_step(model: nn.Module, inner_loss: Callable[[o
     groups = [{"params": list(g["params"]), "lr": g["lr"]} for g in param_groups]
     groups = [g for g in groups if g["params"]]
     optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"])
-    with buffers_restored(model), compilation_hidden(model), layout_for_double_backward(model, x, x_val) as (
-            x, x_val), higher.innerloop_ctx(model, optimizer, copy_initial_weights=True,
-                                            track_higher_grads=True) as (fmodel, diffopt):
+    with (
+        buffers_restored(model),
+        compilation_hidden(model),
+        layout_for_double_backward(model, x, x_val) as (x, x_val),
+        higher.innerloop_ctx(model, optimizer, copy_initial_weights=True, track_higher_grads=True) as (fmodel, diffopt),
+    ):
         diffopt.step(inner_loss(fmodel(x)))
         return outer_loss(fmodel(x_val))

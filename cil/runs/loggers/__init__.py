@@ -8,6 +8,7 @@ observers: which ones run never changes a result, and a resumed run may use othe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ LOGGERS.declare("csv", "cil.runs.loggers.csv_log", "long-form CSV files in RUN_D
 LOGGERS.declare("wandb", "cil.runs.loggers.wandb_log", "a Weights & Biases run, online or offline")
 
 
-def open_loggers(names: list[str], run_dir: Path, config: dict[str, Any], context: LogContext) -> list:
+def open_loggers(names: Sequence[str], run_dir: Path, config: dict[str, Any], context: LogContext) -> list:
     """The loggers named, each opened on ``run_dir`` and given the resolved ``config``."""
     loggers = [LOGGERS[name](run_dir, context) for name in names]
     for logger in loggers:

@@ -9,8 +9,13 @@ from cil.config import flatten
 if TYPE_CHECKING:
     from cil.training.engine import EpochResult
 
-ACCURACY_KEYS = {"accuracy": "all", "top5": "top5", "accuracy_base": "base", "accuracy_old": "old",
-                 "accuracy_new": "new"}
+ACCURACY_KEYS = {
+    "accuracy": "all",
+    "top5": "top5",
+    "accuracy_base": "base",
+    "accuracy_old": "old",
+    "accuracy_new": "new",
+}
 NOT_LOGGED = ("step", "n_test")
 
 
@@ -28,14 +33,19 @@ def epoch_scalars(result: EpochResult) -> dict[str, float]:
 def step_scalars(record: dict[str, Any], results: dict[str, Any]) -> dict[str, float]:
     """``accuracy/{all,top5,base,old,new}``, ``aia`` and ``forgetting`` so far, and ``step/<key>`` for
     every other number in the step's record (memory size, rho, alpha, train seconds, ...)."""
-    values = {f"accuracy/{tag}": float(record[key]) for key, tag in ACCURACY_KEYS.items()
-              if record.get(key) is not None}
+    values = {
+        f"accuracy/{tag}": float(record[key]) for key, tag in ACCURACY_KEYS.items() if record.get(key) is not None
+    }
     for key in ("avg_incremental_accuracy", "forgetting"):
         if results.get(key) is not None:
             values["aia" if key == "avg_incremental_accuracy" else key] = float(results[key])
     for key, value in record.items():
-        if key not in ACCURACY_KEYS and key not in NOT_LOGGED and isinstance(value, (int, float)) \
-                and not isinstance(value, bool):
+        if (
+            key not in ACCURACY_KEYS
+            and key not in NOT_LOGGED
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
             values[f"step/{key}"] = float(value)
     return values
 

@@ -60,7 +60,7 @@ class TensorBoardLogger:
         writer = SummaryWriter(str(folder))
         hparam_dict = {**hyperparameters(self.config), "status": status}
         for event in hparams(hparam_dict, metrics):
-            writer.file_writer.add_summary(event)
+            writer.file_writer.add_summary(event)  # type: ignore[attr-defined]
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, 0)
         writer.close()

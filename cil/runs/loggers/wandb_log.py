@@ -28,9 +28,12 @@ class WandbLogger:
         settings = context.options
         mode = settings.get("wandb_mode", "auto")
         self.run_dir, self.run_name = run_dir, context.run_name
-        self.options = {"project": settings.get("wandb_project", "cil"), "entity": settings.get("wandb_entity"),
-                        "mode": None if mode == "auto" else mode}
-        self.run = None
+        self.options = {
+            "project": settings.get("wandb_project", "cil"),
+            "entity": settings.get("wandb_entity"),
+            "mode": None if mode == "auto" else mode,
+        }
+        self.run: Any = None
 
     def _run_id(self) -> str:
         path = self.run_dir / "logs" / "wandb-id"
@@ -46,9 +49,15 @@ class WandbLogger:
 
         run_id = self._run_id()
         try:
-            self.run = wandb.init(name=self.run_name, dir=str(self.run_dir), config=config, id=run_id,
-                                  resume="allow", settings=wandb.Settings(silent=True, console="off"),
-                                  **self.options)
+            self.run = wandb.init(
+                name=self.run_name,
+                dir=str(self.run_dir),
+                config=config,
+                id=run_id,
+                resume="allow",
+                settings=wandb.Settings(silent=True, console="off"),
+                **self.options,
+            )
         except Exception as exc:  # not logged in, no network in online mode, a bad entity...
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"wandb logger: {reason} (or log offline: --set logging.wandb_mode=offline)") from None
