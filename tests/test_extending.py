@@ -11,9 +11,7 @@ MODULE = textwrap.dedent("""
 
     import torch.nn.functional as F
 
-    from cil.config import ComponentConfig
-    from cil.training.contract import ClassificationLoss
-    from cil.registry import register
+    from cil.plugin import ClassificationLoss, ComponentConfig, register
 
     CALLS = []
 
@@ -26,7 +24,7 @@ MODULE = textwrap.dedent("""
 
     @register("loss", "scaled-ce", ScaledCEConfig, "cross-entropy times a constant (a test plugin)")
     class ScaledCE(ClassificationLoss):
-        def classification_loss(self, strategy, logits, targets):
+        def classification_loss(self, engine, logits, targets):
             CALLS.append(self.config.scale)
             return self.config.scale * F.cross_entropy(logits, targets)
 """)

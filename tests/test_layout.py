@@ -1,4 +1,5 @@
-"""The package's layout: methods installed as cil.strategies, and an import graph without cycles."""
+"""The package's layout: the rooms of cil/ and what may import what (docs/architecture.md), an import graph
+without cycles, methods installed as cil.strategies."""
 
 import ast
 from pathlib import Path
@@ -94,3 +95,33 @@ def test_methods_install_inside_the_package():
     assert Path(cil.strategies.__file__).resolve().parent == ROOT / "strategies"
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"cil.strategies" = "strategies"' in pyproject and 'builtin = "cil.strategies"' in pyproject
+
+
+LAYERS = [
+    ("cil", "cil.errors", "cil.files", "cil.registry"),
+    ("cil.models",),
+    ("cil.config",),
+    ("cil.data",),
+    ("cil.training",),
+    ("cil.plugin", "cil.strategies"),
+    ("cil.runs", "cil.avalanche"),
+    ("cil.analysis",),
+    ("cil.sweeps",),
+    ("cil.api", "cil.cli", "cil.__main__"),
+]
+"""The rooms from the bottom up (docs/architecture.md): a module imports only from its own layer or the ones below."""
+
+
+def room(module: str) -> tuple[int, str]:
+    """(layer, room) of a module: the longest room name it starts with."""
+    found = [(i, r) for i, rooms in enumerate(LAYERS) for r in rooms if module == r or module.startswith(r + ".")]
+    return max(found, key=lambda item: len(item[1]))
+
+
+def test_imports_point_down_the_layers():
+    """Counting imports inside functions too: the training core never imports a run, a sweep or a method; the
+    methods never import the runs; nothing below the CLI imports it."""
+    upward = [f"{a} -> {b}" for a, targets in import_graph(include_lazy=True).items() for b in targets
+              if room(b)[0] > room(a)[0]]
+    assert upward == []
+    assert all(room(m) for m in modules())  # every module is in a room
