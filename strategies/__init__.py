@@ -31,7 +31,25 @@ declare_components(
             "PODNet: POD-spatial + POD-flat distillation, local similarity classifier (Douillard et al. 2020)",
         ),
         ("method", "slda", "slda", "streaming LDA on features frozen after the base step (Hayes and Kanan 2020)"),
+        (
+            "method",
+            "icarl",
+            "icarl",
+            "iCaRL's distillation: sigmoid BCE of old classes' outputs against the previous model's (Rebuffi et al.)",
+        ),
+        (
+            "method",
+            "task-wise-kd",
+            "task_distillation",
+            "distillation of each old step's logits with its own softmax (EEIL, Castro et al.; SS-IL, Ahn et al.)",
+        ),
         ("loss", "bsce", "bsce", "Balanced Softmax cross-entropy, lambda = class counts (Jodelet et al., Eq. 3-5)"),
+        (
+            "loss",
+            "icarl-bce",
+            "icarl",
+            "iCaRL's classification: sigmoid BCE of the new classes' outputs, one-hot targets (Rebuffi et al.)",
+        ),
         ("loss", "ce", "ce", "standard softmax cross-entropy"),
         (
             "loss",
@@ -95,5 +113,23 @@ declare_components(
             "Major Feature Weakening: mix major classes' intermediate features with others' (Ye et al., Alg. 1)",
         ),
         ("plugin", "nme", "nme", "evaluate by nearest mean of exemplars instead of the classifier (iCaRL)"),
+        (
+            "plugin",
+            "bic-bias-layer",
+            "bic_bias_layer",
+            "BiC's bias correction: alpha, beta on the new classes' logits, learned on held-out data (Wu et al.)",
+        ),
+        (
+            "plugin",
+            "ratio-preserving-batches",
+            "rebalancing",
+            "SS-IL's mini-batches: a fixed number of replayed exemplars in each (Ahn et al. 2021)",
+        ),
+        (
+            "plugin",
+            "weight-aligning",
+            "weight_aligning",
+            "WA: new classes' weight norms rescaled to the old ones' mean, weights clipped at 0 (Zhao et al. 2020)",
+        ),
     ],
 )

@@ -15,6 +15,12 @@ The official PODNet code (``finetuning_config``: tuning ``classifier``, 20 epoch
 schedule) trains every class's proxies but not the learned scale, which is outside its
 classifier, with the whole network in training mode: ``tune_scale: false, update_bn: true``
 in ``configs/strategies/podnet.yaml``.
+
+EEIL's balanced finetuning (Castro et al. 2018, Sec. 3.3) trains the whole network
+(``classifier_only: false``) and adds a temporary distillation (``distill_new: true``) that keeps
+the new classes from being forgotten: the new classes' logits are distilled, with temperature
+``temperature`` and the T^2 factor, from the model as it was when the finetuning started
+(SS-IL's re-implementation of EEIL computes the same).
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from cil.strategies.task_distillation import task_wise_distillation
 
-from cil.plugin import CilPlugin, ComponentConfig, Engine, TrainingStage, ranged, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, StageLoss, TrainingStage, ranged, register
 
 
 def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
@@ -48,6 +55,10 @@ class BalancedFinetuningConfig(ComponentConfig):
     """Backbone in training mode: BatchNorm uses and re-estimates batch statistics (PODNet's code: yes)."""
     per_class: int | None = ranged(None, ge=1)
     """Samples per class of the balanced set (None: every exemplar, i.e. the memory quota)."""
+    distill_new: bool = False
+    """EEIL's temporary distillation of the new classes' logits from the model before the finetuning."""
+    temperature: float = ranged(2.0, gt=0)
+    """T of that distillation (EEIL: 2)."""
 
 
 @register("plugin", "balanced-finetuning", BalancedFinetuningConfig)
@@ -65,7 +76,7 @@ class BalancedFinetuning(CilPlugin):
         balanced = memory.subset(balanced_subset(memory.indices, memory.labels, cfg.per_class))
         model = engine.model
         frozen = [] if cfg.tune_scale else [getattr(model.head, "scale", None)]
-        params = [
+        params: list[torch.Tensor] = [
             p
             for p in (model.head if cfg.classifier_only else model).parameters()
             if p.requires_grad and not any(p is f for f in frozen)
@@ -80,6 +91,8 @@ class BalancedFinetuning(CilPlugin):
                 milestones=list(cfg.milestones),
                 frozen_backbone=cfg.classifier_only,
                 backbone_train_mode=cfg.update_bn,
+                loss=self.eeil_loss(engine) if cfg.distill_new else None,
+                teacher=cfg.distill_new,
             )
         )
         engine.step_record["balanced_finetuning"] = {
@@ -87,3 +100,17 @@ class BalancedFinetuning(CilPlugin):
             "epochs": cfg.epochs,
             "final_epoch_loss": losses.get("loss", 0.0),
         }
+        if cfg.distill_new:
+            engine.step_record["balanced_finetuning"]["final_epoch_distillation"] = losses.get("new_distillation", 0.0)
+
+    def eeil_loss(self, engine: Engine) -> StageLoss:
+        """The classification loss plus the temporary distillation of the new classes' logits."""
+        n_old, temperature = engine.n_old, self.config.temperature
+
+        def loss(output: NetOutput, targets: torch.Tensor, teacher: NetOutput | None) -> dict[str, torch.Tensor]:
+            assert teacher is not None, "the stage keeps a teacher"
+            new = [list(range(n_old, output.logits.shape[1]))]
+            kd = task_wise_distillation(output.logits.float(), teacher.logits.float(), new, temperature)
+            return {"loss": engine.classification_loss(output, targets), "new_distillation": kd}
+
+        return loss

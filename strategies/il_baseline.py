@@ -8,6 +8,10 @@ L_d(x) = sum_{k <= N_{t-1}} -p_hat_k(x) log p_k(x) * T^2                  (Eq. 2
 with p_hat and p the temperature-T softmaxes over the old classes' logits of the previous step's
 (frozen) model and of the current model. L_c is whatever classification loss the engine uses
 (cross-entropy, Balanced Softmax CE, ...). At the base step rho = 0: L = L_c.
+
+The T^2 factor (Hinton et al. 2015) keeps the distillation's gradient scale independent of T; the
+code of BiC (Wu et al. 2019) and WA (Zhao et al. 2020), which use the same loss with T = 2, leaves it
+out (``squared_temperature: false`` in their strategy files).
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import torch.nn.functional as F
 from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, ranged, register
 
 
-def distillation_loss(logits_old: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Eq. 2, averaged over the batch: soft cross-entropy over the old classes, times T^2."""
+def distillation_loss(
+    logits_old: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, squared_temperature: bool = True
+) -> torch.Tensor:
+    """Eq. 2, averaged over the batch: soft cross-entropy over the old classes, times T^2 (unless not
+    ``squared_temperature``)."""
     log_p = F.log_softmax(logits_old / temperature, dim=1)
     p_hat = F.softmax(teacher_logits / temperature, dim=1)
-    return -(p_hat * log_p).sum(dim=1).mean() * temperature**2
+    loss = -(p_hat * log_p).sum(dim=1).mean()
+    return loss * temperature**2 if squared_temperature else loss
 
 
 def adaptive_rho(n_old: int, n_seen: int) -> float:
@@ -39,6 +47,8 @@ class ILBaselineConfig(ComponentConfig):
     """T of Eq. 2 (Jodelet et al., Sec. 4.1.3)."""
     rho: float | None = ranged(None, ge=0, lt=1)
     """Fixed distillation weight instead of the adaptive N_{t-1}/N_t (None: adaptive, as the paper)."""
+    squared_temperature: bool = True
+    """Multiply L_d by T^2 (Eq. 2); BiC's and WA's code do not."""
 
 
 @register("method", "il-baseline", ILBaselineConfig)
@@ -61,5 +71,7 @@ class ILBaseline(CilPlugin):
         teacher = engine.previous_output().logits
         return {
             "distillation": self.rho
-            * distillation_loss(output.logits[:, : engine.n_old], teacher, self.config.temperature)
+            * distillation_loss(
+                output.logits[:, : engine.n_old], teacher, self.config.temperature, self.config.squared_temperature
+            )
         }

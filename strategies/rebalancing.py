@@ -11,9 +11,15 @@ a few exemplars of each old one. Besides BSCE (Eq. 3), Jodelet et al. (Sec. 4.3.
   C seen classes), inversely proportional to its class count and 1 on average over the set;
 * ``separated-softmax`` (loss, SS-IL, Ahn et al. 2021, Eq. 3): the softmax of a new-class
   sample runs over the new classes only, that of an old-class sample over the old classes only;
-  Jodelet et al. pair it with memory oversampling (the ``il-baseline-separated-softmax`` engine).
+  Jodelet et al. pair it with memory oversampling (the ``il-baseline-separated-softmax`` strategy).
 
-Both samplers use the engine's data-order generator, so resumed runs repeat exactly.
+and SS-IL's own sampler:
+
+* ``ratio-preserving-batches`` (plugin, Ahn et al. 2021, Sec. 4.2): every mini-batch holds
+  ``batch_size - replay_batch_size`` new-class samples and ``replay_batch_size`` exemplars (SS-IL's
+  code: 128 + 32); an epoch passes once over the new data.
+
+The samplers use the engine's data-order generator, so resumed runs repeat exactly.
 """
 
 from __future__ import annotations
@@ -23,24 +29,42 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ClassificationLoss, ComponentConfig, Engine, register
+from cil.plugin import CilPlugin, ClassificationLoss, ComponentConfig, Engine, IncompatibleConfigError, ranged, register
 
 
-def memory_oversampling_positions(labels: torch.Tensor, n_old: int, generator: torch.Generator) -> torch.Tensor:
-    """New and old positions alternating (new, old, new, old, ...): any even batch is half old.
+def interleaved_replay_positions(
+    labels: torch.Tensor, n_old: int, new_per_chunk: int, old_per_chunk: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Chunks of ``new_per_chunk`` new-class positions, each followed by ``old_per_chunk`` old-class ones.
 
-    Every new-class sample appears once, in random order; old-class samples are drawn from
-    successive random permutations of the exemplars, as many as there are new samples. Without
-    old classes (the base step) it is one random permutation.
+    Every new-class sample appears once, in random order; old-class samples are drawn from successive
+    random permutations of the exemplars, as many as the chunks need (a last, shorter chunk of new
+    samples gets proportionally fewer, rounded up). Without old or without new classes it is one random
+    permutation.
     """
     new = torch.nonzero(labels >= n_old).flatten()
     old = torch.nonzero(labels < n_old).flatten()
     if len(old) == 0 or len(new) == 0:
         return torch.randperm(len(labels), generator=generator)
     new = new[torch.randperm(len(new), generator=generator)]
-    rounds = -(-len(new) // len(old))
-    drawn = torch.cat([old[torch.randperm(len(old), generator=generator)] for _ in range(rounds)])[: len(new)]
-    return torch.stack([new, drawn], dim=1).flatten()
+    full, rest = divmod(len(new), new_per_chunk)
+    n_drawn = full * old_per_chunk + -(-rest * old_per_chunk // new_per_chunk)
+    rounds = -(-n_drawn // len(old))
+    drawn = torch.cat([old[torch.randperm(len(old), generator=generator)] for _ in range(rounds)])[:n_drawn]
+    width = new_per_chunk + old_per_chunk  # a chunk's new samples, then its old ones: one sort key each
+    at, on = torch.arange(len(new)), torch.arange(n_drawn)
+    keys = torch.cat(
+        [
+            at // new_per_chunk * width + at % new_per_chunk,
+            on // old_per_chunk * width + new_per_chunk + on % old_per_chunk,
+        ]
+    )
+    return torch.cat([new, drawn])[keys.argsort()]
+
+
+def memory_oversampling_positions(labels: torch.Tensor, n_old: int, generator: torch.Generator) -> torch.Tensor:
+    """New and old positions alternating (new, old, new, old, ...): any even batch is half old."""
+    return interleaved_replay_positions(labels, n_old, 1, 1, generator)
 
 
 def class_balanced_positions(labels: torch.Tensor, n_draws: int, generator: torch.Generator) -> torch.Tensor:
@@ -118,3 +142,40 @@ class SeparatedSoftmaxConfig(ComponentConfig):
 class SeparatedSoftmax(ClassificationLoss):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return separated_softmax_cross_entropy(logits, targets, engine.n_old)
+
+
+@dataclass
+class RatioPreservingConfig(ComponentConfig):
+    name: str = "ratio-preserving-batches"
+    replay_batch_size: int = ranged(32, ge=1)
+    """Exemplars in every mini-batch; the others of ``optim.batch_size`` are new-class samples (SS-IL: 32 of
+    128 + 32)."""
+
+    def validate_with(self, run, prefix: str) -> None:
+        if self.replay_batch_size >= run.optim.batch_size:
+            raise IncompatibleConfigError(
+                f"{prefix}.replay_batch_size {self.replay_batch_size} leaves no new-class sample in a mini-batch of "
+                f"optim.batch_size {run.optim.batch_size}; use a smaller replay_batch_size or a larger batch"
+            )
+
+
+@register("plugin", "ratio-preserving-batches", RatioPreservingConfig)
+class RatioPreservingBatches(CilPlugin):
+    """SS-IL's mini-batches: a fixed number of new-class samples and of replayed exemplars in each."""
+
+    def _chunks(self, engine: Engine) -> tuple[int, int]:
+        return engine.batch_size - self.config.replay_batch_size, self.config.replay_batch_size
+
+    def epoch_length(self, engine: Engine) -> int:
+        labels = engine.train_set.labels
+        n_new = int((labels >= engine.n_old).sum())
+        if engine.n_old == 0 or n_new in (0, len(labels)):
+            return len(labels)
+        new_per, old_per = self._chunks(engine)
+        full, rest = divmod(n_new, new_per)
+        return n_new + full * old_per + -(-rest * old_per // new_per)
+
+    def epoch_positions(self, engine: Engine) -> torch.Tensor:
+        return interleaved_replay_positions(
+            engine.train_set.labels, engine.n_old, *self._chunks(engine), engine.data_generator
+        )

@@ -213,3 +213,21 @@ def small_engine(
     engine.step, engine.n_old, engine.n_seen = 1, n_old, n_classes
     engine.new_classes = list(range(n_old, n_classes))
     return engine
+
+
+TINY_SETS = {
+    "ss-il": ["plugins.ratio-preserving-batches.replay_batch_size=2"],
+    "bic": ["plugins.bic-bias-layer.epochs=2"],
+}
+"""Per named strategy, the --set's a tiny run needs besides its own file (SS-IL's replay share of a mini-batch of 8
+or 16; BiC's 200-epoch second stage shortened)."""
+
+
+def tiny_sets(strategy: str) -> list[str]:
+    """``TINY_SETS[strategy]`` (none for most strategies)."""
+    return list(TINY_SETS.get(strategy, []))
+
+
+def tiny_set_args(strategy: str) -> list[str]:
+    """The same as command-line arguments (``--set K=V ...``)."""
+    return [arg for assignment in tiny_sets(strategy) for arg in ("--set", assignment)]

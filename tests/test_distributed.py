@@ -12,7 +12,7 @@ import pytest
 
 from cil.runs.assemble import build_config
 from cil.runs.run import run
-from tests.helpers import StopBeforeStep, quiet
+from tests.helpers import StopBeforeStep, quiet, tiny_set_args
 
 TINY = [
     "--scenario",
@@ -130,6 +130,7 @@ def test_every_named_strategy_keeps_its_ranks_in_agreement(tmp_path, strategy):
     """Each rank's parameters, BatchNorm statistics and exemplars are compared after every step (a plugin
     that re-estimates BatchNorm per rank, as PODNet's balanced finetuning does, once failed this)."""
     extra = ["--set", "loss.update_every=1", "--set", "loss.validation_per_class=2"] if "meta" in strategy else []
+    extra += tiny_set_args(strategy)
     done = cil(
         "run",
         *TINY[4:],

@@ -11,7 +11,7 @@ from cil.cli.commands import run_config_from_args
 from cil.cli.parser import build_parser
 from cil.runs.run import run
 from cil.training.contract import CilPlugin
-from tests.helpers import check_results_contract
+from tests.helpers import check_results_contract, tiny_set_args
 
 TINY = [
     "--epochs",
@@ -308,6 +308,9 @@ STRATEGIES_WITHOUT_MEMORY = {  # strategy: a loss term that needs the previous m
     "podnet-relaxed-bsce": "pod_spatial",
     "ncm": None,
     "slda": None,
+    "wa": "distillation",
+    "eeil": "task_distillation",
+    "ss-il": "task_distillation",
     **{
         f"il-baseline-{name}": "distillation"
         for name in (
@@ -324,11 +327,14 @@ STRATEGIES_WITHOUT_MEMORY = {  # strategy: a loss term that needs the previous m
 }
 
 
+NEED_A_MEMORY = {"il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce", "icarl", "bic"}
+"""Meta BSCE draws B_t from the exemplars, iCaRL classifies by their means, BiC learns its layer on them."""
+
+
 def test_every_strategy_is_listed_here():
     from cil.config import available_strategies
 
-    meta = {"il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce"}
-    assert set(available_strategies()) == set(STRATEGIES_WITHOUT_MEMORY) | meta
+    assert set(available_strategies()) == set(STRATEGIES_WITHOUT_MEMORY) | NEED_A_MEMORY
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES_WITHOUT_MEMORY))
@@ -345,6 +351,7 @@ def test_every_strategy_runs_without_memory(tmp_path, capsys, strategy):
         "--memory",
         "0",
         *TINY,
+        *tiny_set_args(strategy),
     )
     check_results_contract(results, out, n_steps=3)
     assert all(s["n_train"] == len(s["classes"]) * 8 for s in results["steps"])  # new data only

@@ -121,7 +121,11 @@ def room(module: str) -> tuple[int, str]:
 def test_imports_point_down_the_layers():
     """Counting imports inside functions too: the training core never imports a run, a sweep or a method; the
     methods never import the runs; nothing below the CLI imports it."""
-    upward = [f"{a} -> {b}" for a, targets in import_graph(include_lazy=True).items() for b in targets
-              if room(b)[0] > room(a)[0]]
+    upward = [
+        f"{a} -> {b}"
+        for a, targets in import_graph(include_lazy=True).items()
+        for b in targets
+        if room(b)[0] > room(a)[0]
+    ]
     assert upward == []
     assert all(room(m) for m in modules())  # every module is in a room

@@ -8,7 +8,7 @@ from cil.errors import UserError
 from cil.runs.assemble import build_config
 from cil.runs.run import run
 from cil.training.contract import HOOKS, WRITABLE_MEMBERS, CilPlugin, PluginHooks, engine_members
-from tests.helpers import StopBeforeStep
+from tests.helpers import StopBeforeStep, tiny_sets
 from tests.test_end_to_end import TINY, cli_run
 
 
@@ -39,6 +39,7 @@ def test_every_hook_is_declared_with_a_protocol():
         "evaluation_name",
         "evaluation_scores",
         "posthoc_correction",
+        "adjust_previous_output",
     }
     assert all(h.members[0] == name for name, h in HOOKS.items())
     hooks = PluginHooks([Namer(), Sampler(), CilPlugin()])
@@ -212,7 +213,7 @@ def test_every_named_strategy_uses_only_the_engine_protocol(tmp_path, monkeypatc
     flags = {**run_flags(args), **SMALL_FLAGS}
     if "memory" not in flags and strategy not in ("finetune", "ncm", "slda") and "relaxed" not in strategy:
         flags["memory"] = {"per_class": 3, "budget": None}
-    cfg = build_config("synthetic-b4-2", strategy, flags, [*SMALL_SETS, *args.sets])
+    cfg = build_config("synthetic-b4-2", strategy, flags, [*SMALL_SETS, *tiny_sets(strategy), *args.sets])
     with pytest.raises(KeyboardInterrupt):  # stopped before the last step, then resumed: the components'
         run(cfg, out=tmp_path / "r", extra_plugins=[StopBeforeStep(2)], log=lambda line: None)
     results = run(cfg, out=tmp_path / "r", resume=True, log=lambda line: None)  # states restored through it too

@@ -15,7 +15,7 @@ from cil.cli import main
 from cil.runs.assemble import build_config
 from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.runs.run import run
-from tests.helpers import StopBeforeStep, quiet
+from tests.helpers import StopBeforeStep, quiet, tiny_sets
 
 FLAGS = {"epochs": 2, "device": "cpu", "progress": False, "data": {"limit_per_class": 12}}
 SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=12", "data.test_limit_per_class=5"]
@@ -37,9 +37,9 @@ def confusions(run_dir: Path) -> list[np.ndarray]:
     return [np.load(p) for p in sorted((run_dir / "confusion").glob("step_*.npy"))]
 
 
-@pytest.mark.parametrize("strategy", ["podnet-bsce", "il-baseline-meta-bsce"])
+@pytest.mark.parametrize("strategy", ["podnet-bsce", "il-baseline-meta-bsce", "icarl", "bic", "wa", "eeil", "ss-il"])
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, strategy):
-    config = lambda: build_config("synthetic-b6-3", strategy, FLAGS, SETS)  # noqa: E731
+    config = lambda: build_config("synthetic-b6-3", strategy, FLAGS, [*SETS, *tiny_sets(strategy)])  # noqa: E731
     full = run(config(), out=tmp_path / "full", log=quiet)
     with pytest.raises(KeyboardInterrupt):
         run(config(), out=tmp_path / "cut", extra_plugins=[StopBeforeStep(2)], log=quiet)

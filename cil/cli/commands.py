@@ -88,8 +88,10 @@ def cmd_list(args) -> int:
     for name in names:
         print(f"  {name:<{width}} {strategy_description(name)}")
     print("\nComponents (for strategy files and --set):")
-    for kind, name, summary in registry.summaries():
-        print(f"  {kind:<7} {name:<20} {summary}")
+    components = registry.summaries()
+    name_width = max(len(name) for _, name, _ in components) + 1
+    for kind, name, summary in components:
+        print(f"  {kind:<7} {name:<{name_width}} {summary}")
     print(f"\nBackbones (model.backbone): {', '.join(BACKBONES)}")
     from cil.sweeps.plan import available_sweeps, sweep_description
 

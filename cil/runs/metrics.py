@@ -50,6 +50,17 @@ def step_metrics(scores: np.ndarray, targets: np.ndarray, step_classes: list[lis
     }
 
 
+CLASSIFIER_KEYS = ("accuracy", "top5", "accuracy_base", "accuracy_old", "accuracy_new")
+
+
+def classifier_metrics(scores: np.ndarray, targets: np.ndarray, step_classes: list[list[int]], step: int) -> dict:
+    """``classifier_accuracy``, ``classifier_top5``, ``classifier_accuracy_base/old/new``: the metrics of the
+    classifier's own logits, when a step's predictions come from something else (iCaRL's nearest mean of
+    exemplars: its "hybrid1"; BiC before its bias correction)."""
+    metrics = step_metrics(scores, targets, step_classes, step)
+    return {f"classifier_{key}": metrics[key] for key in CLASSIFIER_KEYS}
+
+
 def average_incremental_accuracy(accuracies: list[float]) -> float:
     """Mean of the accuracy after every step, the base step included (Rebuffi et al. 2017)."""
     return float(np.mean(accuracies)) if accuracies else float("nan")

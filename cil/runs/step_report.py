@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from cil.data.scenarios import ScenarioPlan
 from cil.runs.checkpoint import save_checkpoint
-from cil.runs.metrics import confusion_matrix, step_metrics
+from cil.runs.metrics import classifier_metrics, confusion_matrix, step_metrics
 from cil.runs.results import RunWriter
+
+if TYPE_CHECKING:
+    from cil.training.engine import Evaluation
 
 
 class StepReporter:
@@ -22,9 +25,12 @@ class StepReporter:
         self.out, self.plan, self.strategy, self.writer = out, plan, strategy, writer
         self.loggers, self.log = loggers, log
 
-    def __call__(self, step: int, scores: np.ndarray, targets: np.ndarray, train_seconds: float, n_train: int) -> None:
+    def __call__(self, step: int, evaluation: Evaluation, train_seconds: float, n_train: int) -> None:
         plan, writer = self.plan, self.writer
+        scores, targets = evaluation.scores, evaluation.targets
         metrics = step_metrics(scores, targets, plan.step_classes, step)
+        if evaluation.classifier_scores is not None:  # predictions corrected: the classifier's own accuracy too
+            metrics.update(classifier_metrics(evaluation.classifier_scores, targets, plan.step_classes, step))
         record = {
             "step": step,
             "classes": [plan.order[c] for c in plan.step_classes[step]],

@@ -22,7 +22,7 @@ Hooks of every ``CilPlugin`` (defaults do nothing), in the order the engine call
 
 The total training loss is ``engine.classification_weight * L_c + sum(loss_terms)``, a pure function
 of the model output, so that it can be re-evaluated on a functional copy of the model (Meta BSCE's
-virtual step). Optional hooks (``adjust_logits``, ``adjust_scores``, ``evaluation_name``,
+virtual step). Optional hooks (``adjust_logits``, ``adjust_scores``, ``adjust_previous_output``, ``evaluation_name``,
 ``evaluation_scores``, ``param_groups``, ``epoch_positions``/``epoch_length``, ``backward``,
 ``posthoc_correction``) are the Protocols at the end of this module; a hook marked "at most one" refuses a
 strategy where two plugins have it.
@@ -69,7 +69,8 @@ class TrainingStage:
 
     name: str
     training_set: TrainingSet
-    parameters: list[torch.nn.Parameter]
+    parameters: list[torch.Tensor]
+    """What the stage trains (leaf tensors that require a gradient: model parameters, or its own)."""
     epochs: int
     lr: float
     milestones: list[int] = field(default_factory=list)
@@ -109,6 +110,10 @@ class Engine(Protocol):
     @property
     def new_classes(self) -> list[int]:
         """Labels of this step's classes."""
+
+    @property
+    def step_classes(self) -> list[list[int]]:
+        """Labels of every step's classes, from the base step to this one (each a contiguous range)."""
 
     @property
     def device(self) -> torch.device: ...
@@ -167,7 +172,8 @@ class Engine(Protocol):
 
     # ------------------------------------------------------------------ model outputs and losses
     def previous_output(self) -> NetOutput:
-        """The previous step's frozen model on the current mini-batch (no gradient; once per batch)."""
+        """The previous step's frozen model on the current mini-batch (no gradient; once per batch), after a
+        component's ``adjust_previous_output`` (BiC's bias layer)."""
 
     def classification_loss(self, output: NetOutput, targets: torch.Tensor) -> torch.Tensor:
         """L_c of the strategy's loss on ``output``, after every plugin's ``adjust_logits`` (unweighted)."""
@@ -324,6 +330,13 @@ class NamesEvaluation(Protocol):
 
 
 @runtime_checkable
+class AdjustsPreviousOutput(Protocol):
+    def adjust_previous_output(self, engine: Engine, output: NetOutput) -> NetOutput:
+        """The previous step's model's output as distillation sees it (BiC: through the bias layer learned for
+        it); what ``engine.previous_output()`` returns."""
+
+
+@runtime_checkable
 class ScoresEvaluation(Protocol):
     def evaluation_scores(self, engine: Engine, output: NetOutput) -> torch.Tensor:
         """The scores [B, n_seen] of an evaluation mini-batch, from the model's output (its features)
@@ -380,6 +393,7 @@ class Hook:
 HOOKS: dict[str, Hook] = {
     "adjust_logits": Hook(AdjustsLogits, True, "adjust the training logits"),
     "adjust_scores": Hook(AdjustsScores, True, "adjust the evaluation scores"),
+    "adjust_previous_output": Hook(AdjustsPreviousOutput, True, "adjust the previous model's output"),
     "evaluation_name": Hook(NamesEvaluation, True, "decide how predictions are made"),
     "evaluation_scores": Hook(ScoresEvaluation, True, "score the evaluation images"),
     "param_groups": Hook(EditsParamGroups, False, "edit the optimizer's parameter groups"),

@@ -29,7 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -53,6 +53,18 @@ if TYPE_CHECKING:
     from cil.data.base import ImageData
     from cil.data.scenarios import ScenarioPlan
     from cil.models import IncrementalNet, NetOutput
+
+
+class Evaluation(NamedTuple):
+    """A step's evaluation on the test images of every seen class."""
+
+    scores: np.ndarray
+    """[N, n_seen]: what predictions are made from (the classifier's logits, or a component's scores)."""
+    targets: np.ndarray
+    """[N]: labels."""
+    classifier_scores: np.ndarray | None = None
+    """The classifier's own logits when predictions come from something else (nearest mean of exemplars, a
+    bias correction), so that both accuracies are reported; None when they are the scores."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self._previous_output_cache: tuple[int, Any] | None = None
         self._eval_scores: list[torch.Tensor] = []
         self._eval_targets: list[torch.Tensor] = []
+        self._eval_logits: list[torch.Tensor] = []
         self._bar = None
 
     # ================================================================ what components see (the Engine protocol)
@@ -192,6 +205,10 @@ class IncrementalStrategy(SupervisedTemplate):
     @property
     def batch_size(self) -> int:
         return self.train_mb_size
+
+    @property
+    def step_classes(self) -> list[list[int]]:
+        return [list(classes) for classes in self.plan.step_classes[: self.step + 1]]
 
     @property
     def data_generator(self) -> torch.Generator:
@@ -222,7 +239,11 @@ class IncrementalStrategy(SupervisedTemplate):
             raise RuntimeError("there is no previous model at the base step")
         if self._previous_output_cache is None or self._previous_output_cache[0] != self._iteration:
             with torch.no_grad(), self.runtime.autocast():
-                self._previous_output_cache = (self._iteration, self.previous_model(self._batch.x))
+                output = self.previous_model(self._batch.x)
+                adjuster = self.hooks.one("adjust_previous_output")
+                if adjuster is not None:
+                    output = adjuster.adjust_previous_output(self.view, output)
+            self._previous_output_cache = (self._iteration, output)
         return self._previous_output_cache[1]
 
     def training_loss(
@@ -329,6 +350,8 @@ class IncrementalStrategy(SupervisedTemplate):
                     model.backbone.eval()
                 losses = EpochLosses()
                 for x, y in self.training_batches(stage.training_set, stage.batch_size):
+                    self._iteration += 1  # previous_output() answers for this batch
+                    self._batch = Batch(x, y)
                     output = self._stage_forward(x, stage.frozen_backbone, head_trained)
                     teacher_output = None
                     if teacher is not None:
@@ -677,6 +700,7 @@ class IncrementalStrategy(SupervisedTemplate):
             with self.runtime.autocast():
                 output = self.model(self.mb_x)
             if self.scorer is not None:
+                self._eval_logits.append(output.logits.float())
                 output = output._replace(logits=self.scorer.evaluation_scores(self.view, output))
             self.mb_output = output
             trigger_plugins(self, "after_eval_forward", **kwargs)
@@ -684,30 +708,35 @@ class IncrementalStrategy(SupervisedTemplate):
             self._eval_targets.append(self.mb_y)
             trigger_plugins(self, "after_eval_iteration", **kwargs)
 
-    def evaluate(self, experiences: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes)."""
-        self._eval_scores, self._eval_targets = [], []
+    def evaluate(self, experiences: list[Any]) -> Evaluation:
+        """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes), and the
+        classifier's own logits when the scores come from elsewhere."""
+        self._eval_scores, self._eval_targets, self._eval_logits = [], [], []
         self.synchronize_buffers()  # after whatever a component re-estimated at the end of the step
         with self.runtime.inference():
             self.eval(experiences)
             scores = self.world.gather_rows(torch.cat(self._eval_scores)).cpu()  # each rank scored its chunk
             targets = self.world.gather_rows(torch.cat(self._eval_targets)).cpu()
-        self._eval_scores, self._eval_targets = [], []
+            logits = self.world.gather_rows(torch.cat(self._eval_logits)).cpu() if self._eval_logits else scores
+        self._eval_scores, self._eval_targets, self._eval_logits = [], [], []
+        adjusted = scores
         for component in self.hooks.all("adjust_scores"):
-            scores = component.adjust_scores(self.view, scores)
-        return scores.numpy(), targets.numpy()
+            adjusted = component.adjust_scores(self.view, adjusted)
+        # a bias correction of the classifier's predictions (not a classifier of its own, such as NCM): both reported
+        corrected = bool(self.hooks.all("adjust_scores")) or hasattr(self.scorer, "posthoc_correction")
+        return Evaluation(adjusted.numpy(), targets.numpy(), logits.numpy() if corrected else None)
 
 
 def run_steps(
     strategy: IncrementalStrategy,
     train_stream: Any,
     test_stream: Any,
-    on_step: Callable[[int, np.ndarray, np.ndarray, float, int], None],
+    on_step: Callable[[int, Evaluation, float, int], None],
     first_step: int = 0,
 ) -> None:
     """Train on every experience from ``first_step`` on, evaluate on all seen classes, report each step.
 
-    ``on_step(step, scores, targets, train_seconds, n_train)`` receives every step's evaluation.
+    ``on_step(step, evaluation, train_seconds, n_train)`` receives every step's evaluation.
     """
     for step, experience in enumerate(train_stream):
         if step < first_step:
@@ -715,5 +744,5 @@ def run_steps(
         start = time.perf_counter()
         strategy.train(experience, eval_streams=[])
         train_seconds = time.perf_counter() - start
-        scores, targets = strategy.evaluate(list(test_stream)[: step + 1])
-        on_step(step, scores, targets, train_seconds, len(strategy.train_set))
+        evaluation = strategy.evaluate(list(test_stream)[: step + 1])
+        on_step(step, evaluation, train_seconds, len(strategy.train_set))
