@@ -152,6 +152,27 @@ def test_plugin_flag_appends_to_the_strategys_plugins():
     assert cfg.plugins[1].stage == 3
 
 
+def test_strategy_plus_plugin_is_the_strategy_with_the_plugin_added():
+    from cil.config import split_strategy, strategy_label
+
+    named = make("lucir+bic-bias-layer")
+    flagged = make("lucir", add_plugins=["bic-bias-layer"])
+    assert [p.name for p in named.plugins] == [p.name for p in flagged.plugins] == ["bic-bias-layer"]
+    assert named.strategy == flagged.strategy == "lucir+bic-bias-layer"  # filed and reported under this name
+    assert named.to_dict() == flagged.to_dict()
+    assert make("podnet+mfw", add_plugins=["gala"]).strategy == "podnet+mfw+gala"
+    assert [p.name for p in make("podnet+mfw", add_plugins=["gala"]).plugins] == ["balanced-finetuning", "mfw", "gala"]
+    assert make("il-baseline").strategy == "il-baseline"
+    assert split_strategy("my+own.yaml") == ("my+own.yaml", [])  # a path is whole
+    assert strategy_label("configs/mine.yaml+nme") == "mine+nme"
+    assert strategy_label("podnet", ["gala"]) == "podnet+gala"
+    for bad in ("lucir+", "+nme", "lucir++nme"):
+        with pytest.raises(UserError, match="STRATEGY\\+PLUGIN"):
+            make(bad)
+    with pytest.raises(UserError, match="unknown plugin 'nope'"):
+        make("lucir+nope")
+
+
 def test_declared_ranges_describe_themselves():
     import dataclasses
 

@@ -185,6 +185,23 @@ def test_shipped_sweep_files_expand(capsys):
     assert "30 runs" in capsys.readouterr().err  # (4 alphas + Meta BSCE) x 2 scenarios x 3 seeds
     assert main(["sweep", "figure4-epsilon", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
     assert "0 invalid" in capsys.readouterr().err
+    assert main(["sweep", "table1-rivals", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
+    assert "54 runs" in (err := capsys.readouterr().err) and "0 invalid" in err  # 3 scenarios x 6 strategies x 3
+    assert main(["sweep", "table2-imagenet", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
+    assert "5 runs" in (err := capsys.readouterr().err) and "0 invalid" in err
+
+
+def test_a_strategy_with_an_added_plugin_is_its_own_row(tmp_path, capsys):
+    argv = ["sweep", "--scenario", "synthetic-b6-2", "--seeds", "5", "--out", str(tmp_path), *SWEEP_TINY]
+    assert main([*argv, "--strategy", "il-baseline,il-baseline+weight-aligning"]) == 0
+    done = sorted(p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("results.json"))
+    assert done == ["synthetic-b6-2/il-baseline+weight-aligning/seed5", "synthetic-b6-2/il-baseline/seed5"]
+    capsys.readouterr()
+    assert main([*argv, "--strategy", "il-baseline", "--plugin", "weight-aligning", "--dry-run"]) == 0
+    assert "skip     synthetic-b6-2 il-baseline+weight-aligning seed 5: complete" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| il")]
+    assert rows == ["il-baseline", "il-baseline+weight-aligning"]
 
 
 # ------------------------------------------------------------------------------------------------ plots

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cil.config import RUNTIME_KEYS, flatten
+from cil.config import RUNTIME_KEYS, flatten, strategy_label
 from cil.errors import UserError
 from cil.runs.metrics import forgetting
 from cil.runs.results import RESULTS, load_results
@@ -93,7 +93,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return Path(str(self.results.get("strategy", "?"))).stem
+        return strategy_label(str(self.results.get("strategy", "?")))
 
     def metric(self, name: str) -> float | None:
         r, steps = self.results, self.results.get("steps", [])

@@ -221,7 +221,8 @@ def run_seeds(args, seeds: list[int]) -> int:
     from cil.runs.run_directory import default_run_dir
 
     configs = [run_config_from_args(args, seed) for seed in seeds]  # every config is checked before any run
-    parent = writable_folder(Path(args.out) if args.out else default_run_dir(args.scenario, args.strategy), "--out")
+    default = default_run_dir(args.scenario, configs[0].strategy)
+    parent = writable_folder(Path(args.out) if args.out else default, "--out")
     run_each(configs, parent, overwrite=args.overwrite)
     print(summary_table(collect([parent]), metrics=["aia", "final", "final-base", "final-new", "forgetting"]))
     return 0

@@ -24,7 +24,9 @@ from cil.config.layers import (
     options_layer,
     parse_set,
     scenario_layer,
+    split_strategy,
     strategy_description,
+    strategy_label,
     strategy_layers,
 )
 from cil.config.resolve import assemble, resume_config
@@ -77,5 +79,7 @@ __all__ = [
     "resume_config",
     "scenario_layer",
     "strategy_description",
+    "split_strategy",
+    "strategy_label",
     "strategy_layers",
 ]

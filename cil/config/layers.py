@@ -54,15 +54,36 @@ def load_yaml(path: Path, shape: Shape | None = None, what: str = "file") -> dic
     return data
 
 
+def split_strategy(strategy: str) -> tuple[str, list[str]]:
+    """``'lucir+bic-bias-layer'`` -> ``('lucir', ['bic-bias-layer'])``: a strategy with plugins added, as
+    ``--strategy lucir --plugin bic-bias-layer`` (so one sweep or report can hold both). A reference that
+    ends in ``.yaml`` is a path, whole."""
+    if strategy.endswith((".yaml", ".yml")) or "+" not in strategy:
+        return strategy, []
+    base, *plugins = strategy.split("+")
+    if not base or not all(plugins):
+        raise UserError(f"strategy '{strategy}': write STRATEGY+PLUGIN[+PLUGIN...], e.g. lucir+bic-bias-layer")
+    return base, plugins
+
+
+def strategy_label(strategy: str, added: list[str] | tuple[str, ...] = ()) -> str:
+    """The name runs are filed and reported under: the strategy's name (a file's stem) and every added plugin,
+    ``il-baseline+weight-aligning``."""
+    base, plugins = split_strategy(strategy)
+    return "+".join([Path(base).stem, *plugins, *added])
+
+
 def strategy_layers(strategy: str) -> list[dict[str, Any]]:
-    """The YAML layers of a named strategy (or a path to one), base first, following ``extends``.
+    """The YAML layers of a named strategy (or a path to one), base first, following ``extends``
+    (``STRATEGY+PLUGIN``: STRATEGY's layers; :func:`cil.config.assemble` adds the plugins).
 
     A path in ``extends`` is read relative to the file that names it (the command line's relative to the
     working directory); a name is one of cil's strategies.
     """
+    base, _ = split_strategy(strategy)
     layers: list[dict[str, Any]] = []
     seen: set[Path] = set()
-    ref: str | None = strategy
+    ref: str | None = base
     relative_to = Path(".")
     while ref is not None:
         if not isinstance(ref, str) or not ref:

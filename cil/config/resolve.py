@@ -7,7 +7,7 @@ from typing import Any
 
 from cil.config.coerce import ComponentLookup, build_run_config
 from cil.config.fields import ConfigError
-from cil.config.layers import apply_command_line, deep_merge, scenario_layer, strategy_layers
+from cil.config.layers import apply_command_line, deep_merge, scenario_layer, split_strategy, strategy_layers
 from cil.config.schema import RunConfig
 
 
@@ -30,6 +30,10 @@ def assemble(
         raw = deep_merge(raw, layer)
         if profile and profile in profiles:
             raw = deep_merge(raw, profiles[profile])
+    base, named_plugins = split_strategy(strategy)
+    raw["plugins"] = list(raw.get("plugins") or []) + named_plugins
+    # the run is filed and reported under its strategy and every plugin the command line added
+    raw["strategy"] = "+".join([base, *named_plugins, *(flags.get("add_plugins") or [])])
     return _with_command_line(raw, flags, sets, lookup, overrides)
 
 

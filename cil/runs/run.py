@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from cil.config import RunConfig
+from cil.config import RunConfig, strategy_label
 from cil.data.scenarios import build_streams
 from cil.errors import ReportedInterrupt, RunDiverged, TrainingDiverged, UserError
 from cil.files import writable_folder
@@ -154,7 +154,7 @@ def _run_in(
     report = StepReporter(out, plan, strategy, writer, run_loggers, log)
     try:
         context = LogContext(
-            f"{cfg.scenario}/{Path(cfg.strategy).stem}/seed{cfg.seed}",
+            f"{cfg.scenario}/{strategy_label(cfg.strategy)}/seed{cfg.seed}",
             first_epoch=checkpoint["state"]["epochs_done"] if checkpoint else 0,
             first_step=first_step,
             options=config["logging"],

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from cil.config import RunConfig, config_differences
+from cil.config import RunConfig, config_differences, strategy_label
 from cil.errors import UserError
 from cil.files import remove_stale_temporaries
 from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
@@ -21,7 +21,8 @@ def default_run_dir(scenario: str, strategy: str, seed: int | None = None) -> Pa
     """runs/SCENARIO/STRATEGY/seedS-TIME for one run; without ``seed``, runs/SCENARIO/STRATEGY/seeds-TIME, the
     parent of one folder per seed."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return RUNS / scenario / Path(strategy).stem / (f"seed{seed}-{stamp}" if seed is not None else f"seeds-{stamp}")
+    folder = f"seed{seed}-{stamp}" if seed is not None else f"seeds-{stamp}"
+    return RUNS / scenario / strategy_label(strategy) / folder
 
 
 def default_sweep_dir(name: str) -> Path:

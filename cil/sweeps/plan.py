@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cil.config.layers import strategy_label
 from cil.config.schema import DEFAULT_SEED
 from cil.errors import UserError, did_you_mean
 
@@ -63,6 +64,7 @@ class RunSpec:
     point: dict[str, Any]
     seed: int
     out: Path
+    label: str  # the strategy with its added plugins, as the run is filed and reported
 
     @property
     def sets(self) -> list[str]:
@@ -70,7 +72,7 @@ class RunSpec:
 
     def describe(self) -> str:
         point = f" {' '.join(self.sets)}" if self.point else ""
-        return f"{self.scenario} {self.strategy}{point} seed {self.seed}"
+        return f"{self.scenario} {self.label}{point} seed {self.seed}"
 
 
 @dataclass
@@ -79,6 +81,7 @@ class SweepPlan:
     blocks: list[SweepBlock]
     seeds: list[int]
     sets: list[str]
+    plugins: list[str] = field(default_factory=list)  # --plugin: added to every strategy
 
     @classmethod
     def from_args(cls, args, seeds: list[int]) -> SweepPlan:
@@ -110,7 +113,7 @@ class SweepPlan:
                 raise UserError("cil sweep needs strategies: --strategy T1,T2 or a sweep file with 'strategies'")
         seeds = seeds or [int(s) for s in _as_list(raw.get("seeds"), "seeds")] or DEFAULT_SEEDS
         sets = [str(s) for s in _as_list(raw.get("set"), "set")] + list(args.sets)
-        return cls(name, blocks, seeds, sets)
+        return cls(name, blocks, seeds, sets, list(getattr(args, "plugins", None) or []))
 
     def runs(self, out: Path) -> list[RunSpec]:
         specs = []
@@ -118,10 +121,11 @@ class SweepPlan:
             for scenario, strategy, point, seed in itertools.product(
                 block.scenarios, block.strategies, block.points(), self.seeds
             ):
-                folder = out / scenario / Path(strategy).stem
+                label = strategy_label(strategy, self.plugins)
+                folder = out / scenario / label
                 if point:
                     folder = folder / ",".join(f"{k}={v}" for k, v in point.items()).replace("/", "-")
-                specs.append(RunSpec(scenario, strategy, point, seed, folder / f"seed{seed}"))
+                specs.append(RunSpec(scenario, strategy, point, seed, folder / f"seed{seed}", label))
         return specs
 
 
