@@ -8,6 +8,15 @@ class UserError(Exception):
     """
 
 
+class StorageError(UserError):
+    """The operating system refused a write cil makes (a full disk, a read-only place, no permission, a link
+    where cil writes): one line naming the path and the reason; the CLI exits with code 74."""
+
+    def __init__(self, path: object, reason: str, advice: str = ""):
+        self.path, self.reason, self.advice = path, reason, advice
+        super().__init__(f"cannot write {path}: {reason}" + (f"; {advice}" if advice else ""))
+
+
 def did_you_mean(name: str, valid: list[str]) -> str:
     """'valid: a, b, c' with the closest match first when there is one."""
     import difflib

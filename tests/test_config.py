@@ -207,3 +207,47 @@ def test_extends_paths_are_relative_to_the_file_that_names_them(tmp_path, monkey
     (tmp_path / "sub" / "bad.yaml").write_text("extends: [il-baseline]\n")
     with pytest.raises(UserError, match="'extends' must be a strategy name or a .yaml path"):
         strategy_layers("sub/bad.yaml")
+
+
+@pytest.mark.parametrize("ref", ["../../x", "../strategies/il-baseline", "..", ".", "strategies/lucir", "~", ""])
+def test_a_name_is_looked_up_among_the_named_strategies_only(tmp_path, monkeypatch, ref):
+    """``--strategy ../../x`` once read configs/../../x.yaml: a reference with a separator (or ending in .yaml) is
+    a path from the working directory, anything else must be one of the named strategies."""
+    from cil.config import config_root, strategy_layers
+
+    outside = config_root().parent / "x.yaml"
+    assert not outside.exists()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="strategy file not found|unknown strategy|extends"):
+        strategy_layers(ref)
+
+
+def test_a_name_that_is_a_file_outside_configs_is_not_read(tmp_path, monkeypatch):
+    from cil.config import config_root, strategy_layers
+
+    planted = config_root() / "planted.yaml"  # beside strategies/: reachable as strategies/../planted
+    planted.write_text("optim: {lr: 9.0}\n")
+    try:
+        with pytest.raises(UserError, match="strategy file not found: ../planted"):
+            strategy_layers("../planted")
+        with pytest.raises(UserError, match="unknown strategy 'planted'"):
+            strategy_layers("planted")
+    finally:
+        planted.unlink()
+
+
+def test_a_sweep_name_is_looked_up_among_the_named_sweeps_only(tmp_path, monkeypatch):
+    from cil.sweeps.plan import load_plan, sweeps_root
+
+    planted = sweeps_root().parent / "planted.yaml"
+    planted.write_text("blocks: []\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        with pytest.raises(UserError, match="sweep file not found: ../planted"):
+            load_plan("../planted")
+        with pytest.raises(UserError, match="unknown sweep 'planted'"):
+            load_plan("planted")
+    finally:
+        planted.unlink()
+    (tmp_path / "mine.yaml").write_text("description: mine\n")
+    assert load_plan("mine.yaml")[1] == "mine"

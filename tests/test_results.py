@@ -1,5 +1,6 @@
 """Atomic writes and the run directory writer."""
 
+import errno
 import json
 import os
 import stat
@@ -7,7 +8,7 @@ import stat
 import numpy as np
 import pytest
 
-from cil.errors import UserError
+from cil.errors import StorageError, UserError
 from cil.files import atomic_write_text
 from cil.runs.results import RunWriter
 
@@ -28,10 +29,10 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     atomic_write_text(target, "old")
 
     def broken_replace(src, dst):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), dst)
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match=f"cannot write {target}: No space left on device"):
         atomic_write_text(target, "new")
     assert target.read_text() == "old" and len(list(tmp_path.iterdir())) == 1
 

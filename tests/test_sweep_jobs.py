@@ -86,6 +86,51 @@ def test_release_removes_only_its_own_claim(tmp_path):
     assert not (tmp_path / "run" / CLAIM).exists()
 
 
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        ({"pid": "1234"}, "is no process id"),
+        ({"pid": 10**30}, "is no process id"),
+        ({"pid": 0}, "is no process id"),
+        ({"pid": -1}, "is no process id"),
+        ({"pid": True}, "is no process id"),
+        ({"host": 7}, "must be text"),
+        ({"extra": 1}, "not the fields"),
+        ("[1, 2]", "not the fields"),
+        ("{not json", "not JSON"),
+        (b"\xff\xfe", "not a text file"),
+        ("directory", "not a regular file"),
+        ("link", "not a regular file"),
+    ],
+)
+def test_a_claim_cil_did_not_write_is_damaged_and_named(tmp_path, capsys, content, why):
+    """A claim file cil cannot read is never taken over (nothing says its run is gone) and never a traceback:
+    one line naming the file to remove. pid 0 and -1 (which os.kill reads as 'a process group') too."""
+    from cil.runs.claims import DamagedClaim
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = run_dir / CLAIM
+    if isinstance(content, dict):
+        write_claim(run_dir, **content)
+    elif content == "directory":
+        path.mkdir()
+    elif content == "link":
+        path.symlink_to(tmp_path / "elsewhere")
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+    with pytest.raises(DamagedClaim, match=f"{why}.*remove {path}"):
+        acquire(run_dir)
+    assert path.exists() or path.is_symlink()  # left for the user to judge
+    argv = ["run", "--scenario", "synthetic-b4-1", "--strategy", "finetune", "--out", str(run_dir)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"remove {path}" in err[0], err
+
+
 def test_cil_run_refuses_a_claimed_directory(tmp_path, capsys):
     with claimed(tmp_path / "run"):
         assert (

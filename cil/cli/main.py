@@ -9,7 +9,7 @@ import sys
 
 from cil.cli.commands import COMMANDS
 from cil.cli.parser import build_parser
-from cil.errors import ReportedInterrupt, RunDiverged, UserError
+from cil.errors import ReportedInterrupt, RunDiverged, StorageError, UserError
 
 EXIT_USAGE = 2
 
@@ -19,6 +19,11 @@ EXIT_INTERRUPTED = 130
 
 EXIT_DIVERGED = 3
 """A run stopped because its loss became NaN or infinite (its completed steps are saved)."""
+
+
+EXIT_STORAGE = 74
+"""The operating system refused a write (full disk, read-only place, no permission): EX_IOERR of sysexits.h.
+What was completed before is kept; the line says how to continue once the cause is gone."""
 
 
 EXIT_BROKEN_PIPE = 141
@@ -50,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         if not is_secondary_rank():
             print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_DIVERGED
+    except StorageError as exc:
+        if not is_secondary_rank():
+            print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_STORAGE
     except UserError as exc:
         if not is_secondary_rank():
             print(f"cil: error: {_one_line(exc)}", file=sys.stderr)

@@ -17,7 +17,7 @@ from cil.config.fields import ConfigError
 from cil.config.schema import COMPONENT_SECTIONS
 from cil.config.shapes import SCENARIO_FILE, STRATEGY_FILE, Shape, check
 from cil.errors import UserError, did_you_mean
-from cil.files import is_file
+from cil.files import is_file, looks_like_path
 
 
 def config_root() -> Path:
@@ -88,10 +88,13 @@ def strategy_layers(strategy: str) -> list[dict[str, Any]]:
     while ref is not None:
         if not isinstance(ref, str) or not ref:
             raise UserError(f"strategy '{strategy}': 'extends' must be a strategy name or a .yaml path, got {ref!r}")
-        path = relative_to / ref if ref.endswith((".yaml", ".yml")) else config_root() / "strategies" / f"{ref}.yaml"
-        if not is_file(path):
-            if ref.endswith((".yaml", ".yml")):
+        if looks_like_path(ref):
+            path = relative_to / ref
+            if not is_file(path):
                 raise UserError(f"strategy file not found: {path}")
+        elif ref in available_strategies():
+            path = config_root() / "strategies" / f"{ref}.yaml"
+        else:
             raise UserError(f"unknown strategy '{ref}'{did_you_mean(ref, available_strategies())}")
         if path.resolve() in seen:
             raise UserError(f"strategy '{strategy}': 'extends' forms a cycle at {path}")

@@ -11,6 +11,11 @@ same host that is known for certain (no process with that pid, or one started at
 a reused pid), and the next claimant takes it over, under a second exclusive file so that two
 claimants never both take over the same stale claim. A claim from another host cannot be checked;
 it is left alone and the error says which file to remove if that run is really gone.
+
+A claim file cil did not write (not JSON, a pid that is no positive number the OS could give, a
+directory or a link in its place) is damaged: it is never taken over, since nothing in it says whether
+its run is gone, and the error names the file to remove. The one exception is an empty regular file
+older than ``WRITING_GRACE_S``: a claimant died between creating it and writing it.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cil.errors import UserError
+from cil.errors import StorageError, UserError
+from cil.files import reason, refused_writes
 
 CLAIM = ".claim"
 TAKEOVER = ".claim.takeover"
@@ -34,6 +40,14 @@ WRITING_GRACE_S = 10.0
 
 class RunClaimed(UserError):
     """The run directory is claimed by a live (or unverifiable) process."""
+
+
+class DamagedClaim(UserError):
+    """A claim file that cil cannot read: it names the file to remove."""
+
+
+PID_MAX = 4_194_304
+"""The largest pid Linux can give (``/proc/sys/kernel/pid_max`` is at most 2**22)."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +89,36 @@ def process_start(pid: int) -> str | None:
 
 
 def read_claim(path: Path) -> Claim | None:
-    """The claim in ``path``; None while it is being written (or if it is damaged)."""
+    """The claim in ``path``; None while it is being written (an empty regular file) or gone; DamagedClaim
+    when it holds anything else than what :meth:`Claim.mine` writes."""
     try:
-        return Claim(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError):
+        if path.is_symlink() or not path.is_file():
+            if not path.exists() and not path.is_symlink():
+                return None
+            raise DamagedClaim(_damaged(path, "not a regular file"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DamagedClaim(_damaged(path, getattr(exc, "strerror", None) or "not a text file")) from None
+    if not text:
+        return None
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        raise DamagedClaim(_damaged(path, "not JSON")) from None
+    if not isinstance(fields, dict) or set(fields) != {"host", "pid", "started", "since"}:
+        raise DamagedClaim(_damaged(path, "not the fields host, pid, started, since"))
+    pid = fields["pid"]
+    if not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= PID_MAX):
+        raise DamagedClaim(_damaged(path, f"pid {str(pid)[:20]!r} is no process id"))
+    if not all(isinstance(fields[k], str) for k in ("host", "since")) or not isinstance(fields["started"], str | None):
+        raise DamagedClaim(_damaged(path, "host, started and since must be text"))
+    return Claim(**fields)
+
+
+def _damaged(path: Path, why: str) -> str:
+    return f"the claim {path} is damaged ({why}); if no run is using {path.parent}, remove {path} and try again"
 
 
 def _create(path: Path, claim: Claim) -> bool:
@@ -88,10 +127,16 @@ def _create(path: Path, claim: Claim) -> bool:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(claim), f)
-        f.flush()
-        os.fsync(f.fileno())
+    except OSError as exc:
+        raise StorageError(path, reason(exc)) from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(claim), f)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # a full disk: leave no empty claim behind
+        path.unlink(missing_ok=True)
+        raise StorageError(path, reason(exc)) from None
     return True
 
 
@@ -110,10 +155,8 @@ def _stale(path: Path) -> tuple[bool, Claim | None]:
 def acquire(run_dir: Path) -> Claim:
     """Claim ``run_dir`` for this process, taking over a stale claim; RunClaimed if it is taken."""
     run_dir = Path(run_dir)
-    try:
+    with refused_writes(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the run directory {run_dir}: {exc.strerror or exc}") from None
     path, mine = run_dir / CLAIM, Claim.mine()
     if _create(path, mine):
         return mine
@@ -140,8 +183,11 @@ def acquire(run_dir: Path) -> Claim:
 def release(run_dir: Path, claim: Claim) -> None:
     """Remove the claim on ``run_dir`` if it is still ``claim``."""
     path = Path(run_dir) / CLAIM
-    if read_claim(path) == claim:
-        path.unlink(missing_ok=True)
+    # replaced meanwhile by something cil did not write: not ours to remove; a claim the OS will not let us
+    # remove (a folder made read-only meanwhile) is stale once this process ends, and taken over then
+    with suppress(DamagedClaim, OSError):
+        if read_claim(path) == claim:
+            path.unlink(missing_ok=True)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import yaml
 
 from cil.config.shapes import RESULTS_FILE, check
 from cil.errors import UserError
-from cil.files import atomic_save_npy, atomic_write_text
+from cil.files import atomic_save_npy, atomic_write_text, refused_writes
 from cil.runs.metrics import average_incremental_accuracy, forgetting
 
 RESULTS = "results.json"
@@ -120,11 +120,13 @@ class RunWriter:
             }
         if not write:
             return
-        out.mkdir(parents=True, exist_ok=True)
+        with refused_writes(out):
+            out.mkdir(parents=True, exist_ok=True)
         done = len(self.results["steps"])
         for old in (out / "confusion").glob("step_*.npy"):
             if int(old.stem.split("_")[1]) >= done:
-                old.unlink()
+                with refused_writes(old):
+                    old.unlink()
         atomic_write_text(out / "config.yaml", yaml.safe_dump(self.results["config"], sort_keys=False))
         self._flush()
 

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +14,12 @@ import torch
 
 from cil.config import RunConfig, strategy_label
 from cil.data.scenarios import build_streams
-from cil.errors import ReportedInterrupt, RunDiverged, TrainingDiverged, UserError
+from cil.errors import ReportedInterrupt, RunDiverged, StorageError, TrainingDiverged, UserError
 from cil.files import writable_folder
 from cil.runs.assemble import build_strategy, device_description, prepare, resolve_device, seed_everything
 from cil.runs.checkpoint import load_checkpoint
 from cil.runs.loggers import LogContext, open_loggers
-from cil.runs.results import RunWriter, environment
+from cil.runs.results import RESULTS, RunWriter, environment
 from cil.runs.run_directory import default_run_dir, open_run_directory
 from cil.runs.step_report import StepReporter
 from cil.training.distributed import SINGLE, World
@@ -41,6 +41,11 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def resume_command(out: Path) -> str:
+    """The command that continues the run in ``out``."""
+    return f"cil run --resume {out}"
 
 
 def run(
@@ -78,10 +83,21 @@ def run(
     options: dict[str, Any] = dict(overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world)
     if not world.main:  # rank 0 claims, writes and logs for the run
         return _run_in(out, cfg, runtime, log=lambda line: None, **options)
-    if not claim:
-        return _run_in(out, cfg, runtime, log=log, **options)
-    with claimed(out):
-        return _run_in(out, cfg, runtime, log=log, **options)
+    try:
+        if not claim:
+            return _run_in(out, cfg, runtime, log=log, **options)
+        with claimed(out):
+            return _run_in(out, cfg, runtime, log=log, **options)
+    except StorageError as exc:
+        raise _with_advice(exc, out) from None
+
+
+def _with_advice(exc: StorageError, out: Path) -> StorageError:
+    """``exc`` saying what to run once the write can succeed (unless it says so already)."""
+    if exc.advice:
+        return exc
+    again = f"continue with: {resume_command(out)}" if (out / RESULTS).is_file() else "run the same command again"
+    return StorageError(exc.path, exc.reason, f"nothing new was recorded; once that is solved, {again}")
 
 
 def _run_in(
@@ -143,13 +159,16 @@ def _run_in(
         "config": config,
         "env": {**environment(device_description(runtime.device)), "runtime": runtime.to_dict()},
     }
-    writer = RunWriter(
-        out,
-        header,
-        overwrite=overwrite or resume,
-        previous=checkpoint["results"] if checkpoint is not None else None,
-        write=world.main,
-    )
+    try:
+        writer = RunWriter(
+            out,
+            header,
+            overwrite=overwrite or resume,
+            previous=checkpoint["results"] if checkpoint is not None else None,
+            write=world.main,
+        )
+    except StorageError as exc:  # nothing new is recorded yet: what was there before is intact
+        raise _with_advice(exc, out) from None
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
     report = StepReporter(out, plan, strategy, writer, run_loggers, log)
     try:
@@ -166,8 +185,18 @@ def _run_in(
     except KeyboardInterrupt:
         writer.finish("interrupted")
         done = len(writer.results["steps"])
-        log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; continue with: cil run --resume {out}")
+        log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; continue with: {resume_command(out)}")
         raise ReportedInterrupt from None
+    except StorageError as exc:  # the OS refused a write: the completed steps are on disk, the run resumes
+        with suppress(StorageError):
+            writer.finish("failed", error=str(exc))
+        done = len(writer.results["steps"])
+        raise StorageError(
+            exc.path,
+            exc.reason,
+            f"{done} of {plan.n_steps} steps are kept in {out}; once that is solved, continue with: "
+            f"{resume_command(out)}",
+        ) from None
     except TrainingDiverged as exc:
         writer.finish("diverged", error=str(exc))
         done = len(writer.results["steps"])
@@ -178,7 +207,12 @@ def _run_in(
         writer.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
-        run_loggers.finish(writer.results)
+        failing = sys.exc_info()[0] is not None
+        try:
+            run_loggers.finish(writer.results)
+        except StorageError:
+            if not failing:  # else the error already in flight is the one to report
+                raise
     return writer.results
 
 

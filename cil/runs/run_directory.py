@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cil.config import RunConfig, config_differences, strategy_label
 from cil.errors import UserError
-from cil.files import remove_stale_temporaries
+from cil.files import planted_link, refused_writes, remove_stale_temporaries
 from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.runs.results import RESULTS, load_results
 
@@ -34,6 +34,7 @@ def open_run_directory(
     out: Path, cfg: RunConfig, *, overwrite: bool, resume: bool, log: Callable[[str], None]
 ) -> dict | None:
     """Check that ``out`` may receive this run; the checkpoint to continue from when resuming."""
+    refuse_links(out)
     remove_stale_temporaries(out)
     if resume:
         return _checkpoint_to_resume(out, cfg, log)
@@ -54,15 +55,30 @@ RUN_FOLDERS = ("checkpoints", "confusion", "tensorboard", "logs", "wandb", "plot
 """What a run writes in its directory (docs/results.md); ``--overwrite`` removes these, nothing else."""
 
 
+def refuse_links(out: Path) -> None:
+    """One UserError when a file or folder the run writes in ``out`` (or anything under those folders) is a
+    symbolic link: removing, appending and creating folders would act on what it points to, anywhere on the
+    machine. ``out`` itself may be a link (a run directory on scratch space); what cil writes inside may not."""
+    link = planted_link(out, RUN_FILES + RUN_FOLDERS)
+    if link is not None:
+        raise UserError(
+            f"{link} is a symbolic link; cil does not write through links inside a run directory "
+            f"(they may point anywhere): remove it, or choose another --out"
+        )
+
+
 def remove_previous_run(out: Path) -> None:
     """Before ``--overwrite`` starts a new run in ``out``: the old run's files, so that none of them (its
     checkpoint above all) is mistaken for the new run's. Other files in the folder stay."""
     import shutil
 
     for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
+        with refused_writes(out / name):
+            (out / name).unlink(missing_ok=True)
     for name in RUN_FOLDERS:
-        shutil.rmtree(out / name, ignore_errors=True)
+        if (out / name).exists():
+            with refused_writes(out / name):
+                shutil.rmtree(out / name)
 
 
 def _checkpoint_to_resume(out: Path, cfg: RunConfig, log: Callable[[str], None]) -> dict | None:
@@ -89,6 +105,7 @@ def saved_results_to_resume(run_dir: Path) -> dict:
     """The results.json of a run to resume, or one line saying what is damaged and what to do."""
     from cil.runs.checkpoint import DAMAGED_ADVICE
 
+    refuse_links(run_dir)
     if not (run_dir / RESULTS).is_file():
         raise UserError(f"cannot resume {run_dir}: it holds no run ({RESULTS} is missing)")
     try:

@@ -136,7 +136,7 @@ def execute(
 def run_here(tasks: list, report: Callable) -> None:
     """One run after another in this process (``--jobs 1``); a run that fails, even for a user error found
     only once it started, is listed at the end and the sweep goes on."""
-    from cil.sweeps.workers import run_claimed
+    from cil.sweeps.workers import failure_detail, run_claimed
 
     for task in tasks:
         report("start", task, "this process", "")
@@ -146,5 +146,5 @@ def run_here(tasks: list, report: Callable) -> None:
             print("sweep interrupted; run the same 'cil sweep' command again to continue", file=sys.stderr)
             raise ReportedInterrupt from None
         except Exception as exc:  # one run failing does not stop the others; it is listed at the end
-            outcome, detail = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            outcome, detail = "failed", failure_detail(exc)
         report(outcome, task, "this process", detail)

@@ -131,12 +131,15 @@ class SweepPlan:
 
 def load_plan(ref: str) -> tuple[dict[str, Any], str]:
     from cil.config import load_yaml
-    from cil.files import is_file
+    from cil.files import is_file, looks_like_path
 
-    path = Path(ref) if ref.endswith((".yaml", ".yml")) else sweeps_root() / f"{ref}.yaml"
-    if not is_file(path):
-        if ref.endswith((".yaml", ".yml")):
+    if looks_like_path(ref):
+        path = Path(ref)
+        if not is_file(path):
             raise UserError(f"sweep file not found: {ref}")
+    elif ref in available_sweeps():
+        path = sweeps_root() / f"{ref}.yaml"
+    else:
         raise UserError(f"unknown sweep '{ref}'{did_you_mean(ref, available_sweeps())}")
     from cil.config.shapes import SWEEP_FILE
 

@@ -154,7 +154,7 @@ def run_states(out: Path) -> list[tuple[str, str, str]]:
     """(run directory, state, detail) of every run under ``out``: complete, diverged, failed, interrupted,
     running (claimed by a live process), stopped (killed while running: resumable), queued (submitted,
     not started)."""
-    from cil.runs.claims import CLAIM, read_claim
+    from cil.runs.claims import CLAIM, DamagedClaim, read_claim
     from cil.runs.results import RESULTS, load_results
 
     submitted: dict[str, str] = {}
@@ -171,7 +171,11 @@ def run_states(out: Path) -> list[tuple[str, str, str]]:
     rows = []
     for run_dir in sorted(runs):
         job = f"job {submitted[str(run_dir)]}" if str(run_dir) in submitted else ""
-        claim = read_claim(run_dir / CLAIM) if (run_dir / CLAIM).exists() else None
+        try:
+            claim = read_claim(run_dir / CLAIM)
+        except DamagedClaim as exc:
+            rows.append((str(run_dir), "damaged", str(exc)))
+            continue
         if claim is not None and claim.alive() is not False:
             state, job = "running", ", ".join(filter(None, [claim.describe(), job]))
         elif (run_dir / RESULTS).exists():

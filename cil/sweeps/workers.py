@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cil.errors import ReportedInterrupt, UserError
+from cil.files import open_append, refused_writes
 
 POLL_S = 0.5
 
@@ -127,19 +128,35 @@ def _serve(tasks, events, worker: int, config_device: str, parent: int, run_clai
             events.put(("end", worker, task.index, "interrupted", "state saved; run the sweep again to resume"))
             return
         except BaseException as exc:  # reported to the parent, which lists it at the end
-            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            with contextlib.suppress(OSError), open(task.out / "run.log", "a") as f:
+            detail = failure_detail(exc)
+            if isinstance(exc, UserError):  # its line says it all
+                events.put(("end", worker, task.index, "failed", detail))
+                continue
+            with contextlib.suppress(OSError, UserError), open_append(task.out / "run.log") as f:
                 f.write(traceback.format_exc())
             outcome = "failed"
         events.put(("end", worker, task.index, outcome, detail))
 
 
+def failure_detail(exc: BaseException) -> str:
+    """The line a sweep lists for a run that failed: a user error's own line (a full disk, a planted link), else
+    the exception's type and first line (its traceback is in the run's run.log)."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
 @contextlib.contextmanager
 def _log_file(run_dir: Path):
     """A ``log`` function appending to RUN_DIR/run.log, with Python's stdout and stderr going there too."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "run.log", "a", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
-        yield lambda line: print(line, file=f)
+    path = run_dir / "run.log"
+    with open_append(path) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+
+        def log(line: str) -> None:
+            with refused_writes(path):
+                print(line, file=f)
+
+        yield log
 
 
 def run_in_workers(

@@ -31,15 +31,23 @@ class LogContext:
 
 
 LOGGERS: Registry[Any] = Registry("logger", "--logger / logging.loggers")
-"""Loggers by name: each a class ``Logger(run_dir, context)``; its module is imported when it is opened."""
+"""Loggers by name: each a class ``Logger(run_dir, context)`` with a ``folder`` attribute (where it writes,
+named when the OS refuses a write); its module is imported when it is opened."""
 LOGGERS.declare("tensorboard", "cil.runs.loggers.tensorboard", "event files in RUN_DIR/tensorboard (the default)")
 LOGGERS.declare("csv", "cil.runs.loggers.csv_log", "long-form CSV files in RUN_DIR/logs")
 LOGGERS.declare("wandb", "cil.runs.loggers.wandb_log", "a Weights & Biases run, online or offline")
 
 
 def open_loggers(names: Sequence[str], run_dir: Path, config: dict[str, Any], context: LogContext) -> list:
-    """The loggers named, each opened on ``run_dir`` and given the resolved ``config``."""
-    loggers = [LOGGERS[name](run_dir, context) for name in names]
+    """The loggers named, each opened on ``run_dir`` and given the resolved ``config``; a write the OS refuses is
+    one StorageError naming the path."""
+    from cil.files import refused_writes
+
+    loggers = []
+    for name in names:
+        with refused_writes(run_dir):
+            loggers.append(LOGGERS[name](run_dir, context))
     for logger in loggers:
-        logger.log_config(config)
+        with refused_writes(getattr(logger, "folder", "a logger's files")):
+            logger.log_config(config)
     return loggers

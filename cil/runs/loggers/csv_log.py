@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from cil.files import atomic_write_text
+from cil.files import atomic_write_text, open_append
 from cil.runs.loggers import LOGGERS, LogContext
 
 EPOCH_HEADER = ["epoch", "step", "metric", "value"]
@@ -45,13 +45,12 @@ def _keep_before(path: Path, header: list[str], column: str, limit: int) -> None
 class CsvLogger:
     def __init__(self, run_dir: Path, context: LogContext):
         first_epoch, first_step = context.first_epoch, context.first_step
-        folder = run_dir / "logs"
-        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder = run_dir / "logs"
         self.epochs_path, self.steps_path = folder / "epochs.csv", folder / "steps.csv"
         _keep_before(self.epochs_path, EPOCH_HEADER, "epoch", first_epoch + 1)
         _keep_before(self.steps_path, STEP_HEADER, "step", first_step)
-        self.epochs = self.epochs_path.open("a", newline="")
-        self.steps = self.steps_path.open("a", newline="")
+        self.epochs = open_append(self.epochs_path)
+        self.steps = open_append(self.steps_path)
 
     def log_config(self, config: dict[str, Any]) -> None:
         """The resolved config is config.yaml of the run directory already."""

@@ -28,6 +28,7 @@ class WandbLogger:
         settings = context.options
         mode = settings.get("wandb_mode", "auto")
         self.run_dir, self.run_name = run_dir, context.run_name
+        self.folder = run_dir / "wandb"
         self.options = {
             "project": settings.get("wandb_project", "cil"),
             "entity": settings.get("wandb_entity"),
