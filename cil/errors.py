@@ -43,3 +43,8 @@ class TrainingDiverged(Exception):
 
 class RunDiverged(UserError):
     """A run stopped by ``TrainingDiverged``; its completed steps are saved (status "diverged")."""
+
+
+class PeerLost(RuntimeError):
+    """A collective of a data-parallel run failed because another of its processes stopped (killed, crashed).
+    The surviving processes exit quietly (code 75); the launcher says which process died and how to resume."""

@@ -44,7 +44,7 @@ def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int 
 @dataclass
 class BalancedFinetuningConfig(ComponentConfig):
     name: str = "balanced-finetuning"
-    epochs: int = ranged(20, ge=1)
+    epochs: int = ranged(20, ge=1, le=100_000)
     lr: float = ranged(0.05, gt=0)
     milestones: list[int] = field(default_factory=list)
     """Epochs at which the learning rate is divided by 10 (LUCIR: [10]; PODNet: none)."""

@@ -63,7 +63,7 @@ class BiasLayerConfig(ComponentConfig):
     name: str = "bic-bias-layer"
     validation_fraction: float = ranged(0.1, gt=0, lt=1)
     """Validation images per class as a fraction of the smallest old class's exemplars (BiC: 10%, rounded up)."""
-    epochs: int = ranged(200, ge=1)
+    epochs: int = ranged(200, ge=1, le=100_000)
     """Epochs of stage 2 (the official code: 200)."""
     lr: float = ranged(0.1, gt=0)
     milestones: list[int] = field(default_factory=lambda: [60, 120, 160, 180])

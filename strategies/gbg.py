@@ -98,10 +98,10 @@ def class_balanced_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
 @dataclass
 class GBGConfig(ComponentConfig):
     name: str = "gbg"
-    groups: int = ranged(4, ge=1)
+    groups: int = ranged(4, ge=1, le=1000)
     """G, the number of groups of the normalised cut (GBG paper default)."""
     grouping: Literal["ncut", "old-new"] = "ncut"
-    samples_per_class: int = ranged(50, ge=1)
+    samples_per_class: int = ranged(50, ge=1, le=100_000)
     """Training images per class for the class-average gradients of Algorithm 1."""
     completion: float = ranged(0.1, ge=0, le=1)
     """GAC: a missing group is filled with this fraction of the batch size (GBG paper: 1/10)."""

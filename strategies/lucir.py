@@ -60,7 +60,7 @@ class LUCIRConfig(ComponentConfig):
     """lambda = lambda_base * sqrt(N_old / N_new); False keeps lambda_base."""
     margin: float = ranged(0.5, ge=0)
     """m of the margin ranking loss."""
-    top_k: int = ranged(2, ge=1)
+    top_k: int = ranged(2, ge=1, le=1000)
     """K hardest new classes in the margin ranking loss."""
     margin_weight: float = ranged(1.0, ge=0)
     freeze_old_weights: bool = True

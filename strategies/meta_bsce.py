@@ -57,9 +57,9 @@ class MetaBSCEConfig(ComponentConfig):
     """alpha at the start of every incremental step (Algorithm 1: 1.0)."""
     validation_fraction: float = ranged(0.1, gt=0, lt=1)
     """|B_t| per class as a fraction of the memory per class (paper: 10%, 2 images for 20)."""
-    validation_per_class: int | None = ranged(None, ge=1)
+    validation_per_class: int | None = ranged(None, ge=1, le=100_000)
     """|B_t| per class in images; overrides ``validation_fraction``."""
-    update_every: int = ranged(10, ge=1)
+    update_every: int = ranged(10, ge=1, le=100_000)
     """alpha is updated every this many optimisation steps (paper: 10)."""
     meta_lr: float = ranged(1.0, gt=0)
     """SGD step size on log(alpha)."""

@@ -46,7 +46,7 @@ def mix_features(features: torch.Tensor, lam: torch.Tensor, permutation: torch.T
 @dataclass
 class MFWConfig(ComponentConfig):
     name: str = "mfw"
-    stage: int = ranged(2, ge=1)
+    stage: int = ranged(2, ge=1, le=16)
     """Mix the output of this residual stage (1-based; Ye et al.: the second group of conv layers)."""
     beta: float = ranged(0.01, gt=0)
     """Softness of s (Eq. 12): 0.01 for step imbalance (Ye et al.), 2.0 for long-tailed data."""

@@ -147,7 +147,7 @@ class SeparatedSoftmax(ClassificationLoss):
 @dataclass
 class RatioPreservingConfig(ComponentConfig):
     name: str = "ratio-preserving-batches"
-    replay_batch_size: int = ranged(32, ge=1)
+    replay_batch_size: int = ranged(32, ge=1, le=2**20)
     """Exemplars in every mini-batch; the others of ``optim.batch_size`` are new-class samples (SS-IL: 32 of
     128 + 32)."""
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from cil.strategies.frozen_features import FrozenFeatureClassifier
 
-from cil.plugin import ComponentConfig, ConfigError, Engine, register
+from cil.plugin import ComponentConfig, ConfigError, Engine, ranged, register
 
 
 class StreamingLDA:
@@ -65,7 +65,7 @@ class StreamingLDA:
 @dataclass
 class SLDAConfig(ComponentConfig):
     name: str = "slda"
-    shrinkage: float = 1e-4
+    shrinkage: float = ranged(1e-4, ge=0, le=1)
     """eps of Lambda = [(1 - eps) Sigma + eps I]^-1 (Hayes and Kanan: 1e-4)."""
 
     def validate(self, prefix: str) -> None:

@@ -251,3 +251,38 @@ def test_a_sweep_name_is_looked_up_among_the_named_sweeps_only(tmp_path, monkeyp
         planted.unlink()
     (tmp_path / "mine.yaml").write_text("description: mine\n")
     assert load_plan("mine.yaml")[1] == "mine"
+
+
+UNBOUNDED_COUNTS = {
+    "memory.per_class": "more exemplars than a class has keeps them all",
+    "memory.budget": "likewise for the total",
+    "data.limit_per_class": "a limit above a class's count takes every image",
+    "data.test_limit_per_class": "likewise for test images",
+    "plugin.gala.warmup_batches": "more warm-up batches than a run trains is no re-weighting at all",
+    "plugin.balanced-finetuning.per_class": "like memory.per_class: a class with fewer gives all it has",
+}
+
+
+def test_every_count_has_an_upper_bound_or_a_reason():
+    """A count that sizes an allocation or a loop (a batch, epochs, groups) has an upper bound, so that a typo
+    (``runtime.eval_batch_size=1000000000000``) is refused at the edge, not by an 8 TB allocation later."""
+    import dataclasses
+    import typing
+
+    from cil import registry
+    from cil.config.fields import field_range
+    from cil.config.schema import RunConfig
+
+    def counts(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from counts(hints[f.name], f"{prefix}{f.name}.")
+            elif str(hints[f.name]) in ("<class 'int'>", "int | None"):
+                yield f"{prefix}{f.name}", field_range(f)
+
+    found = list(counts(RunConfig, ""))
+    for kind, name, _ in registry.summaries():
+        found += list(counts(registry.config_class(kind, name), f"{kind}.{name}."))
+    missing = [key for key, bounds in found if (bounds is None or bounds.high is None) and key not in UNBOUNDED_COUNTS]
+    assert not missing

@@ -70,6 +70,8 @@ def test_two_processes_match_one_and_write_one_run_directory(tmp_path):
         assert abs(s1["accuracy"] - s2["accuracy"]) <= 5 and s1["memory_size"] == s2["memory_size"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
     assert two.stdout.count("average incremental accuracy") == 1  # only rank 0 prints
+    assert "not compatible" not in two.stderr  # Avalanche's evaluator is declared data-parallel safe
+    assert not [line for line in two.stderr.splitlines() if line[:1] in "WE" and line[1:5].isdigit()]  # torchrun
 
 
 def test_killed_under_torchrun_then_resumed_with_two_and_with_one_process(tmp_path):
@@ -153,7 +155,11 @@ def test_every_named_strategy_keeps_its_ranks_in_agreement(tmp_path, strategy):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["--nproc", "0"], "--nproc must be >= 1, got 0"), (["--nproc", "2", "--seeds", "1,2"], "it takes no --seeds")],
+    [
+        (["--nproc", "0"], "--nproc must be >= 1, got 0"),
+        (["--nproc", "2", "--seeds", "1,2"], "it takes no --seeds"),
+        (["--nproc", "1000"], "--nproc 1000: this machine has"),
+    ],
 )
 def test_bad_nproc_is_one_line(capsys, argv, message):
     from cil.cli import main
@@ -161,3 +167,86 @@ def test_bad_nproc_is_one_line(capsys, argv, message):
     assert main(["run", *TINY, *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", *TINY[:-10], "--device", "cuda", "--nproc", "2"], "--device cuda: no CUDA device is available"),
+        (["run", "--resume", "MISSING", "--nproc", "2"], "cannot resume MISSING: it holds no run"),
+    ],
+)
+def test_launcher_mistakes_are_one_line_before_any_process_starts(tmp_path, argv, message):
+    """Checked by the launcher: no torchrun line after cil's."""
+    if "cuda" in argv and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = cil(*argv, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == f"cil: error: {done.stderr.split('cil: error: ')[-1]}"
+    assert message in done.stderr and done.stderr.count("\n") == 1, done.stderr
+
+
+def start_and_wait_for_step_0(out: Path) -> tuple[subprocess.Popen, dict[int, int]]:
+    """``cil run --nproc 2`` started, once step 0 is recorded: the launcher and {rank: pid}."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "cil", "run", *TINY, "--epochs", "40", "--nproc", "2", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((out / "results.json").exists() and results(out)["steps"]):
+        time.sleep(0.2)
+    ranks = {}
+    for pid in subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        rank = next(e for e in environ if e.startswith(b"RANK="))
+        ranks[int(rank[5:])] = int(pid)
+    assert sorted(ranks) == [0, 1]
+    return job, ranks
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_killed_is_one_line_the_same_status_and_resumable(tmp_path, rank):
+    """SIGKILL of either rank: the survivor stops quietly (no gloo traceback), torchrun's W/E lines are not
+    shown, the launcher prints one line naming the rank, the run is recorded "failed" either way (rank 0 could
+    not record its own death: the launcher does), and it resumes."""
+    out = tmp_path / "run"
+    job, ranks = start_and_wait_for_step_0(out)
+    os.kill(ranks[rank], signal.SIGKILL)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 1
+    lines = [line for line in err.splitlines() if not line.startswith(("synthetic-b6-2: ", "writing ", "step "))]
+    assert lines == [
+        f"cil: error: the process of rank {rank} of 2 was killed by SIGKILL; 1 of 3 steps are kept in {out}; "
+        f"continue with: cil run --resume {out} --nproc 2"
+    ], err
+    saved = results(out)
+    assert saved["status"] == "failed" and saved["error"] == f"the process of rank {rank} of 2 was killed by SIGKILL"
+    assert not (out / ".claim").exists()
+    resumed = cil("run", "--resume", out, "--epochs", "40", "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    assert results(out)["status"] == "complete"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_ranks_stop_when_the_launcher_dies(tmp_path):
+    """SIGKILL of ``cil run --nproc 2`` itself: its ranks get SIGTERM (parent-death signal) and stop within
+    seconds, saving the run as interrupted (or failed, when one rank's collective broke first), resumable."""
+    out = tmp_path / "run"
+    job, ranks = start_and_wait_for_step_0(out)
+    job.kill()
+    job.communicate(timeout=60)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ranks.values()):
+        time.sleep(0.2)
+    alive = [pid for pid in ranks.values() if Path(f"/proc/{pid}").exists()]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive
+    assert results(out)["status"] in ("interrupted", "failed")
+    from cil.runs.claims import read_claim
+
+    claim = read_claim(out / ".claim")  # released, or stale (its process is gone): the next resume takes it over
+    assert claim is None or claim.alive() is False

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from cil.cli import main
+from cil.errors import UserError
 from cil.runs.assemble import build_config
 from cil.runs.run import run
 from tests.helpers import StopBeforeStep, quiet, wandb_records
@@ -168,5 +169,29 @@ def test_wandb_online_without_a_login_is_one_line(tmp_path, capsys, monkeypatch)
         ]
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("cil: error: wandb logger: ") and "wandb_mode=offline" in err[-1]
-    assert not any("Traceback" in line for line in err)
+    assert code == 2 and len(err) == 1, err  # before any data loads: no "loaded in" line
+    assert err[0].startswith("cil: error: wandb logger: no W&B API key") and "wandb_mode=offline" in err[0]
+    assert not (tmp_path / "r").exists()  # and before the run directory is made
+
+
+def test_wandb_check_accepts_a_key_a_netrc_login_or_offline(tmp_path, monkeypatch):
+    from cil.runs.loggers.wandb_log import WandbLogger
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(UserError, match="no W&B API key for api.wandb.ai"):
+        WandbLogger.check({"wandb_mode": "auto"})
+    WandbLogger.check({"wandb_mode": "offline"})
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    WandbLogger.check({"wandb_mode": "auto"})
+    with pytest.raises(UserError):
+        WandbLogger.check({"wandb_mode": "online"})
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    WandbLogger.check({"wandb_mode": "online"})
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    with pytest.raises(UserError, match="for wandb.example.org"):
+        WandbLogger.check({"wandb_mode": "online"})
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    WandbLogger.check({"wandb_mode": "online"})

@@ -200,3 +200,30 @@ def test_a_killed_packed_sweep_resumes(tmp_path):
     for run_dir in checkpointed:  # continued after their last checkpoint, not started again
         assert json.loads((run_dir / "results.json").read_text())["resumed"][0]["after_step"] >= 0
     assert err.count("(resumed)") == len(checkpointed), err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_stop_when_the_sweep_parent_dies(tmp_path):
+    """SIGKILL of the sweep parent alone: its workers get SIGTERM (parent-death signal), save their runs as
+    interrupted and take no new run from the queue."""
+    args = ("--epochs", "30", "--limit-per-class", "100")
+    process = sweep(tmp_path, *args)
+    deadline = time.monotonic() + 300
+    while not any(tmp_path.rglob("last.pt")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    workers = [
+        int(p) for p in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    ]
+    started = run_dirs(tmp_path)
+    process.kill()
+    process.communicate()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert workers and not alive
+    assert run_dirs(tmp_path) == started  # no run taken from the queue after the parent died
+    statuses = [json.loads((d / "results.json").read_text())["status"] for d in started]
+    assert statuses and all(s in ("interrupted", "complete") for s in statuses), statuses

@@ -95,13 +95,19 @@ def test_slurm_launcher_without_slurm_and_bad_options_are_one_line(tmp_path, cap
     if shutil.which("sbatch") is None:
         code, captured = sweep(capsys, tmp_path, "--launcher", "slurm")
         assert code == 2 and "no Slurm here (sbatch not found)" in captured.err
+        assert captured.out == "" and captured.err.count("\n") == 1  # refused before the plan is printed
     for option, value, message in [
-        ("--slurm-time", "0", "--slurm-time: must be >= 1"),
+        ("--slurm-time", "0", "--slurm-time: must be in [1, 527040], got 0"),
+        ("--slurm-time", "99999999999999999999", "--slurm-time: must be in [1, 527040]"),
+        ("--slurm-mem-gb", "10000000", "--slurm-mem-gb: must be in [1, 65536]"),
+        ("--slurm-array-parallelism", "0", "must be in [1, 100000]"),
         ("--slurm-partition", "gpu part", "is not a partition name"),
-        ("--slurm-gpus-per-job", "-1", "must be >= 0"),
+        ("--slurm-gpus-per-job", "-1", "--slurm-gpus-per-job: must be in [0, 64]"),
+        ("--wait", None, "--wait waits for submitted jobs: use it with --launcher slurm or submitit-local"),
     ]:
-        code, captured = sweep(capsys, tmp_path, option, value)
-        assert code == 2 and message in captured.err and captured.err.count("\n") == 1
+        code, captured = sweep(capsys, tmp_path, *([option] if value is None else [option, value]))
+        assert code == 2 and message in captured.err and captured.err.count("\n") == 1, captured.err
+        assert captured.out == "" and not list(tmp_path.rglob("*.yaml"))
 
 
 def test_slurm_parameters():

@@ -8,11 +8,14 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cil.config.schema import DEFAULT_SEED
 from cil.errors import UserError
 from cil.files import usable_path, writable_folder
+
+if TYPE_CHECKING:
+    from cil.config import RunConfig
 
 # ------------------------------------------------------------------------------------------------
 
@@ -195,23 +198,42 @@ def cmd_run(args) -> int:
 
 def launch_data_parallel(args) -> int:
     """``cil run --nproc N``: check the command here, then run it in N processes (cil/training/distributed.py)."""
-    from cil.runs.assemble import check_data_parallel
-    from cil.training.distributed import launch
+    from cil.runs.assemble import check_data_parallel, resolve_device
+    from cil.runs.data_parallel import launch
+    from cil.runs.run_directory import default_run_dir
 
     if args.nproc < 1:
         raise UserError(f"--nproc must be >= 1, got {args.nproc}")
     if args.seeds:
         raise UserError("--nproc runs one run on several processes: it takes no --seeds (use cil sweep)")
-    if not args.resume:
-        _require_scenario_and_strategy(args)
-        cfg = run_config_from_args(args)
-        check_data_parallel(cfg)
-        if cfg.out:
-            writable_folder(Path(cfg.out), "--out")
     argv = list(args.argv)
     at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
     del argv[at : at + (1 if "=" in argv[at] else 2)]
-    return launch(args.nproc, argv)
+    if args.resume:  # every check of a resume, here, before any process starts
+        out, _, cfg = checked_resume(args)
+    else:
+        _require_scenario_and_strategy(args)
+        cfg = run_config_from_args(args)
+        out = Path(cfg.out) if cfg.out else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed)
+        writable_folder(out, "--out")
+        if not cfg.out:  # the ranks run in the folder named here, so that the launcher knows where the run is
+            argv += ["--out", str(out)]
+    check_data_parallel(cfg)
+    device = resolve_device(cfg.device)
+    available = torch_devices(device.type)
+    if args.nproc > available:
+        raise UserError(
+            f"--nproc {args.nproc}: this machine has {available} {device.type.upper()} "
+            f"{'device' if device.type == 'cuda' else 'core'}{'' if available == 1 else 's'} for one process each"
+        )
+    return launch(args.nproc, argv, out)
+
+
+def torch_devices(kind: str) -> int:
+    """How many processes of one run this machine can give a device each: its GPUs, or its CPU cores."""
+    import torch
+
+    return torch.cuda.device_count() if kind == "cuda" else max(1, os.cpu_count() or 1)
 
 
 def run_seeds(args, seeds: list[int]) -> int:
@@ -228,12 +250,11 @@ def run_seeds(args, seeds: list[int]) -> int:
     return 0
 
 
-def resume(args) -> int:
-    """``cil run --resume RUN_DIR``: the saved config, the given options on top, refused if they change it."""
+def checked_resume(args) -> tuple[Path, dict, RunConfig]:
+    """The run directory of ``--resume``, its saved results and the config to continue with (the saved one, the
+    given options on top); one UserError if it cannot be resumed or the options change it."""
     from cil import registry
-    from cil.analysis.report import step_table
     from cil.config import config_differences, describe_differences, resume_config
-    from cil.runs.run import run
     from cil.runs.run_directory import saved_results_to_resume
 
     if args.seeds or args.overwrite:
@@ -251,6 +272,15 @@ def resume(args) -> int:
             f"cannot resume {run_dir}: the given options change its saved config: "
             f"{describe_differences(saved['config'], cfg.to_dict(), differing)}"
         )
+    return run_dir, saved, cfg
+
+
+def resume(args) -> int:
+    """``cil run --resume RUN_DIR``: the saved config, the given options on top, refused if they change it."""
+    from cil.analysis.report import step_table
+    from cil.runs.run import run
+
+    run_dir, saved, cfg = checked_resume(args)
     if saved.get("status") == "complete":
         print(f"{run_dir} is already complete", file=sys.stderr)
         print(step_table(saved))
@@ -278,7 +308,7 @@ def cmd_sweep(args) -> int:
         mem_gb=args.slurm_mem_gb,
         array_parallelism=args.slurm_array_parallelism,
     )
-    slurm.check()
+    slurm.check(args.launcher, args.wait)
     return execute(
         plan,
         lambda seed: run_flags(args, seed),

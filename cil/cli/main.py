@@ -9,7 +9,7 @@ import sys
 
 from cil.cli.commands import COMMANDS
 from cil.cli.parser import build_parser
-from cil.errors import ReportedInterrupt, RunDiverged, StorageError, UserError
+from cil.errors import PeerLost, ReportedInterrupt, RunDiverged, StorageError, UserError
 
 EXIT_USAGE = 2
 
@@ -42,7 +42,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cil.training.distributed import is_secondary_rank
+    from cil.training.distributed import EXIT_PEER_LOST, is_secondary_rank
 
     if is_secondary_rank():  # torchrun's other processes: rank 0 prints for the run
         sys.stdout = open(os.devnull, "w")
@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if not is_secondary_rank():
             print(f"cil: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_DIVERGED
+    except PeerLost:  # another rank of this data-parallel run died: its launcher says which, and how to resume
+        return EXIT_PEER_LOST
     except StorageError as exc:
         if not is_secondary_rank():
             print(f"cil: error: {_one_line(exc)}", file=sys.stderr)

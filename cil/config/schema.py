@@ -41,8 +41,8 @@ class OptimConfig:
     lr: float = ranged(0.1, gt=0)
     momentum: float = ranged(0.9, ge=0, lt=1)
     weight_decay: float = ranged(2e-4, ge=0)
-    batch_size: int = ranged(128, ge=2, note="(BatchNorm needs 2 samples)")
-    epochs: int = ranged(250, ge=1)
+    batch_size: int = ranged(128, ge=2, le=2**20, note="(BatchNorm needs 2 samples)")
+    epochs: int = ranged(250, ge=1, le=100_000)
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
     milestones: list[int] = field(default_factory=lambda: [100, 150, 200])
     gamma: float = ranged(0.1, gt=0, le=1)
@@ -99,7 +99,7 @@ class ModelConfig:
     """False drops the backbone's final ReLU (LUCIR, PODNet)."""
     shortcut: Literal["A", "B"] = "A"
     """CIFAR ResNets: A = parameter-free strided identity (He et al.), B = 1x1 conv + BN."""
-    proxies_per_class: int = ranged(10, ge=1)
+    proxies_per_class: int = ranged(10, ge=1, le=1000)
     """Proxies per class of the lsc head (PODNet: 10)."""
     lsc_similarity: Literal["cosine", "squared-distance"] = "cosine"
     """Proxy similarity of the lsc head: the paper's cosine, or the official code's negative squared
@@ -128,7 +128,7 @@ class DataConfig:
     """Cap on training images per class (the first N of each class), for quick experiments."""
     test_limit_per_class: int | None = ranged(None, ge=1)
     """Cap on test images per class; leave unset for benchmark numbers."""
-    num_workers: int | None = ranged(None, ge=0)
+    num_workers: int | None = ranged(None, ge=0, le=256)
     """Worker processes decoding lazily loaded (large) images; None: one per CPU this process may
     use, at most 8 (``worker_count``)."""
 
@@ -145,7 +145,7 @@ class DataConfig:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return min(8, cpus)
 
-    image_size: int | None = ranged(None, ge=8)
+    image_size: int | None = ranged(None, ge=8, le=4096)
     """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
     brightness_jitter: float = ranged(0.0, ge=0, lt=1)
     """Training brightness jitter of small images: factor in [1 - b, 1 + b] (PODNet: 63/255)."""
@@ -183,7 +183,7 @@ class RuntimeConfig:
     """NHWC memory layout of the backbone and its inputs (auto: true; faster on GPUs and CPUs measured)."""
     compile: bool = False
     """torch.compile the backbone (the head grows every step and stays eager)."""
-    eval_batch_size: int | None = ranged(None, ge=1)
+    eval_batch_size: int | None = ranged(None, ge=1, le=2**20)
     """Batch of evaluation, herding and feature extraction (None: 1024 on CUDA, 256 on the CPU)."""
 
 

@@ -18,11 +18,11 @@ from cil.errors import ReportedInterrupt, RunDiverged, StorageError, TrainingDiv
 from cil.files import writable_folder
 from cil.runs.assemble import build_strategy, device_description, prepare, resolve_device, seed_everything
 from cil.runs.checkpoint import load_checkpoint
-from cil.runs.loggers import LogContext, open_loggers
+from cil.runs.loggers import LogContext, check_loggers, open_loggers
 from cil.runs.results import RESULTS, RunWriter, environment
 from cil.runs.run_directory import default_run_dir, open_run_directory
 from cil.runs.step_report import StepReporter
-from cil.training.distributed import SINGLE, World
+from cil.training.distributed import SINGLE, World, launched_by_cil
 
 
 @contextmanager
@@ -70,6 +70,7 @@ def run(
     from cil.training.distributed import join
     from cil.training.runtime import Runtime
 
+    check_loggers(cfg.logging.loggers, cfg.to_dict()["logging"])
     device = resolve_device(cfg.device)
     world = join(device.type)
     if world.active and device.type == "cuda":
@@ -185,7 +186,8 @@ def _run_in(
     except KeyboardInterrupt:
         writer.finish("interrupted")
         done = len(writer.results["steps"])
-        log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; continue with: {resume_command(out)}")
+        if not launched_by_cil():  # else the launcher says it, with its --nproc
+            log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; continue with: {resume_command(out)}")
         raise ReportedInterrupt from None
     except StorageError as exc:  # the OS refused a write: the completed steps are on disk, the run resumes
         with suppress(StorageError):

@@ -38,19 +38,36 @@ class SlurmOptions:
     mem_gb: int | None = None
     array_parallelism: int = 64
 
-    def check(self) -> None:
+    LIMITS = {
+        "gpus_per_job": (0, 64),
+        "cpus_per_job": (1, 4096),
+        "time_min": (1, 366 * 24 * 60),
+        "mem_gb": (1, 65536),
+        "array_parallelism": (1, 100_000),
+    }
+    """The range of each option (a year at most for a job's time, 64 TB of memory, ...): a value outside it is
+    a typo, refused before anything is planned or submitted."""
+
+    def check(self, launcher: str = "local", wait: bool = False) -> None:
+        """One UserError for an option out of range, ``--wait`` without a submitit launcher, or ``--launcher
+        slurm`` where there is no Slurm (before any plan is printed)."""
         if self.partition is not None and not re.fullmatch(r"[A-Za-z0-9_.,-]+", self.partition):
             raise UserError(
                 f"--slurm-partition: '{self.partition[:40]}' is not a partition name (letters, digits, "
                 f"'_', '-', '.', comma-separated)"
             )
-        for name in ("gpus_per_job", "cpus_per_job", "time_min", "mem_gb", "array_parallelism"):
+        for name, (low, high) in self.LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < (0 if name == "gpus_per_job" else 1):
-                raise UserError(
-                    f"--slurm-{name.replace('_', '-').replace('-min', '')}: must be "
-                    f"{'>= 0' if name == 'gpus_per_job' else '>= 1'}, got {value}"
-                )
+            if value is not None and not low <= value <= high:
+                option = f"--slurm-{name.replace('_', '-').replace('-min', '')}"
+                raise UserError(f"{option}: must be in [{low}, {high}], got {str(value)[:30]}")
+        if wait and launcher == "local":
+            raise UserError("--wait waits for submitted jobs: use it with --launcher slurm or submitit-local")
+        if launcher == "slurm" and shutil.which("sbatch") is None:
+            raise UserError(
+                "--launcher slurm: no Slurm here (sbatch not found); --launcher submitit-local runs the "
+                "same jobs on this machine"
+            )
 
     def parameters(self) -> dict[str, Any]:
         params: dict[str, Any] = {

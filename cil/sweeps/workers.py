@@ -102,6 +102,9 @@ def worker_main(worker: int, device: str, cpu_threads: int, parent: int, tasks, 
         config_device = "cuda"
     import torch
 
+    from cil.processes import stop_with_parent
+
+    stop_with_parent(parent)  # a killed sweep leaves no worker taking runs from its queue
     if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
         torch.set_num_threads(cpu_threads)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches every worker: stop quietly
@@ -110,6 +113,8 @@ def worker_main(worker: int, device: str, cpu_threads: int, parent: int, tasks, 
 
 def _serve(tasks, events, worker: int, config_device: str, parent: int, run_claimed) -> None:
     while True:
+        if os.getppid() != parent:  # the sweep is gone: take no more work
+            return
         try:
             task = tasks.get(timeout=POLL_S)
         except queue.Empty:

@@ -25,12 +25,49 @@ gloo on CPUs). What each rank does (cil/training/engine.py, cil/runs/run.py):
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cil.errors import PeerLost
 
 if TYPE_CHECKING:  # torch is imported where it is used: the CLI reads is_secondary_rank before any torch
     import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LAUNCHER_PID = "CIL_LAUNCHER_PID"
+"""Environment variable naming the ``cil run --nproc`` process: a rank that finds another parent stops."""
+
+EXIT_PEER_LOST = 75
+"""A rank's exit code when another rank of its run stopped first (it prints nothing; the launcher does)."""
+
+
+@contextlib.contextmanager
+def _peer_lost() -> Iterator[None]:
+    """A collective that fails because a peer is gone (gloo: connection reset or closed; NCCL: a remote error or
+    a timeout) raises PeerLost instead of the backend's RuntimeError and its page of advice."""
+    try:
+        yield
+    except RuntimeError as exc:
+        text = str(exc).lower()
+        if any(word in text for word in ("connection", "peer", "socket", "timed out", "nccl", "gloo", "broken pipe")):
+            raise PeerLost("another process of this data-parallel run stopped") from None
+        raise
+
+
+def collective(method: F) -> F:
+    """Mark a World method that talks to the other ranks (see ``_peer_lost``)."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with _peer_lost():
+            return method(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -47,6 +84,7 @@ class World:
     def active(self) -> bool:
         return self.size > 1
 
+    @collective
     def average_(self, tensors: list[torch.Tensor]) -> None:
         """Replace every tensor by its mean over the ranks (one collective for all of them)."""
         if not self.active or not tensors:
@@ -62,6 +100,7 @@ class World:
             for t, part in zip(group, flat.split([t.numel() for t in group])):
                 t.copy_(part.view_as(t))
 
+    @collective
     def broadcast_(self, tensors: list[torch.Tensor], src: int = 0) -> None:
         """Overwrite every tensor with rank ``src``'s."""
         if not self.active:
@@ -75,6 +114,7 @@ class World:
         """This rank's contiguous share of ``rows`` (``torch.tensor_split``: sizes differ by one at most)."""
         return rows if not self.active else rows.tensor_split(self.size)[self.rank]
 
+    @collective
     def gather_rows(self, local: torch.Tensor) -> torch.Tensor:
         """Every rank's ``local`` rows, concatenated in rank order (the inverse of ``chunk``), on every rank."""
         if not self.active:
@@ -92,6 +132,7 @@ class World:
         dist.all_gather(parts, padded)
         return torch.cat([part[: int(c.item())] for part, c in zip(parts, counts)])
 
+    @collective
     def same_everywhere(self, value: float) -> bool:
         """Whether every rank holds ``value`` (a checksum)."""
         if not self.active:
@@ -103,6 +144,7 @@ class World:
         dist.all_reduce(mine, op=dist.ReduceOp.MAX)
         return float(mine[0]) == value and float(-mine[1]) == value
 
+    @collective
     def share(self, value, src: int = 0):
         """Rank ``src``'s value of a picklable object, on every rank."""
         if not self.active:
@@ -113,6 +155,7 @@ class World:
         dist.broadcast_object_list(box, src)
         return box[0]
 
+    @collective
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist
@@ -131,28 +174,14 @@ class World:
 SINGLE = World()
 
 
+def launched_by_cil() -> bool:
+    """True in the processes of ``cil run --nproc``: their launcher, not rank 0, says how the run ended."""
+    return LAUNCHER_PID in os.environ
+
+
 def is_secondary_rank() -> bool:
     """True in the processes of a torchrun launch other than rank 0 (they print nothing)."""
     return os.environ.get("RANK", "0") != "0"
-
-
-def launch(nproc: int, cil_argv: list[str]) -> int:
-    """``cil run --nproc N``: the same command in N processes under torch.distributed.run (torchrun),
-    one machine; the exit code of the first process that failed, 0 when all finished."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    args = get_args_parser().parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "cil", *cil_argv])
-    try:
-        run(args)
-    except ChildFailedError as exc:  # the ranks printed their own error line; torchrun's report is noise
-        first = min(exc.failures.values(), key=lambda failure: failure.timestamp)
-        return first.exitcode if first.exitcode > 0 else 1
-    except SignalException:  # SIGTERM/SIGINT: the ranks stopped at once; rank 0 said what was saved
-        return 130
-    return 0
 
 
 def join(device_type: str) -> World:
@@ -164,6 +193,10 @@ def join(device_type: str) -> World:
     import torch.distributed as dist
 
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    from cil.processes import stop_with_parent
+
+    launcher = os.environ.get(LAUNCHER_PID)
+    stop_with_parent(int(launcher) if launcher and launcher.isdigit() else None)
     if not dist.is_initialized():
         if device_type == "cuda":
             torch.cuda.set_device(world.local_rank)

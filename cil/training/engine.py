@@ -82,6 +82,14 @@ class EpochResult:
     """The components' ``epoch_scalars`` (e.g. Meta BSCE's alpha)."""
 
 
+def _evaluator() -> EvaluationPlugin:
+    """Avalanche's evaluator with no metrics and no loggers (cil computes and gathers its own across ranks), so it
+    is safe data-parallel: it says so, and Avalanche does not warn about it in every data-parallel run."""
+    evaluator = EvaluationPlugin(loggers=[])
+    evaluator.supports_distributed = True
+    return evaluator
+
+
 class IncrementalStrategy(SupervisedTemplate):
     """One SGD strategy for every method; the method lives in its components."""
 
@@ -123,7 +131,7 @@ class IncrementalStrategy(SupervisedTemplate):
                 eval_mb_size=runtime.eval_batch_size,
                 device=device,
                 plugins=list(avalanche_plugins or []),
-                evaluator=EvaluationPlugin(loggers=[]),
+                evaluator=_evaluator(),
                 eval_every=-1,
             )
         self.runtime = runtime
@@ -685,7 +693,7 @@ class IncrementalStrategy(SupervisedTemplate):
 
         def batches() -> Iterator[list[torch.Tensor]]:
             images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
-            task = torch.zeros(self.eval_mb_size, dtype=torch.long, device=self.device)
+            task = torch.zeros(min(self.eval_mb_size, len(lab_t)), dtype=torch.long, device=self.device)
             for x, y in zip(images, lab_t.split(self.eval_mb_size)):
                 yield [self.runtime.input(x), y, task[: len(y)]]
 

@@ -38,6 +38,15 @@ LOGGERS.declare("csv", "cil.runs.loggers.csv_log", "long-form CSV files in RUN_D
 LOGGERS.declare("wandb", "cil.runs.loggers.wandb_log", "a Weights & Biases run, online or offline")
 
 
+def check_loggers(names: Sequence[str], options: dict[str, Any]) -> None:
+    """Ask each logger named whether it can start here (``Logger.check(options)``, when it has one), before a
+    run creates its directory or loads data: a W&B run online without an API key is one line up front."""
+    for name in names:
+        check = getattr(LOGGERS[name], "check", None)
+        if check is not None:
+            check(options)
+
+
 def open_loggers(names: Sequence[str], run_dir: Path, config: dict[str, Any], context: LogContext) -> list:
     """The loggers named, each opened on ``run_dir`` and given the resolved ``config``; a write the OS refuses is
     one StorageError naming the path."""

@@ -36,6 +36,30 @@ class WandbLogger:
         }
         self.run: Any = None
 
+    @staticmethod
+    def check(options: dict[str, Any]) -> None:
+        """Refuse, before any work, a W&B run that would have to go online without an API key (``wandb login``
+        writes one to ~/.netrc; ``WANDB_API_KEY`` gives one): wandb itself fails only once it starts."""
+        import netrc
+        import os
+        from urllib.parse import urlparse
+
+        mode = options.get("wandb_mode", "auto")
+        if mode == "auto":
+            mode = os.environ.get("WANDB_MODE", "online")
+        if mode in ("offline", "disabled", "dryrun") or os.environ.get("WANDB_API_KEY"):
+            return
+        host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+        try:
+            if netrc.netrc().authenticators(host):
+                return
+        except (OSError, netrc.NetrcParseError):
+            pass
+        raise UserError(
+            f"wandb logger: no W&B API key for {host} (run 'wandb login' or set WANDB_API_KEY), "
+            f"or log offline: --set logging.wandb_mode=offline"
+        )
+
     def _run_id(self) -> str:
         path = self.run_dir / "logs" / "wandb-id"
         if path.exists():
