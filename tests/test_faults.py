@@ -136,6 +136,7 @@ def test_the_tiny_run_writes_in_every_place_a_run_writes(reference):
         assert place in written, (place, points)
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no thread's traceback
 def test_each_refused_write_is_one_line_and_the_run_resumes(tmp_path, capsys, reference):
     """Every write point of the tiny run refused in turn: exit 74, one line naming a path in the run directory
     and the OS's reason, what to run next; after it the run (resumed, or started again when nothing was
@@ -157,6 +158,9 @@ def test_each_refused_write_is_one_line_and_the_run_resumes(tmp_path, capsys, re
         assert len(errors) == 1 and errors[0] == err[-1] and "Traceback" not in "\n".join(err), (where, err)
         line = err[-1]
         assert line.startswith(f"cil: error: cannot write {out}") and os.strerror(code) in line, (where, line)
+        if "the run itself is complete" in line:  # a logger's last file (TensorBoard's hparams)
+            assert accuracies(out) == expected, where
+            continue
         assert "continue with: cil run --resume" in line or "run the same command again" in line, (where, line)
         again = ["run", "--resume", str(out)] if "--resume" in line else ["run", *TINY, "--out", str(out)]
         assert main(again) == 0, (where, capsys.readouterr().err)
@@ -184,7 +188,7 @@ def plant(out: Path, name: str, victim: Path) -> None:
 def untouched(victim: Path) -> bool:
     files = [victim] if victim.is_file() else sorted(victim.rglob("*"))
     return [p.name for p in files] in (["victim"], ["last.pt", "step_01.npy"]) and all(
-        p.read_text() == "the victim's own data\n" for p in files
+        p.read_bytes() == b"the victim's own data\n" for p in files
     )
 
 

@@ -45,7 +45,7 @@ def tiny_run(tmp_path: Path, strategy: str, *sets: str, scenario="synthetic-b4-1
         ("runtime.precision=fp8", "invalid value for 'runtime.precision': 'fp8'; valid: auto, fp32, bf16, fp16"),
         ("runtime.channels_last=maybe", "'runtime.channels_last': expected auto or true or false, got 'maybe'"),
         ("runtime.compile=2", "'runtime.compile': expected true or false, got 2"),
-        ("runtime.eval_batch_size=0", "'runtime.eval_batch_size': must be >= 1"),
+        ("runtime.eval_batch_size=0", "'runtime.eval_batch_size': must be in [1, 1048576]"),
         ("runtime.eval_batch_size=big", "'runtime.eval_batch_size': expected an integer, got 'big'"),
         ("runtime.speed=max", "unknown key 'runtime.speed'"),
     ],

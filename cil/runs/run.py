@@ -212,9 +212,12 @@ def _run_in(
         failing = sys.exc_info()[0] is not None
         try:
             run_loggers.finish(writer.results)
-        except StorageError:
+        except StorageError as exc:
             if not failing:  # else the error already in flight is the one to report
-                raise
+                status = writer.results["status"]
+                raise StorageError(
+                    exc.path, exc.reason, f"the run itself is {status} in {out}: only a logger's file is missing"
+                ) from None
     return writer.results
 
 

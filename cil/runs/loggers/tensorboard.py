@@ -16,6 +16,7 @@ logged (``purge_step``) on each axis separately:
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,42 @@ from cil.runs.loggers import LOGGERS, LogContext
 from cil.runs.loggers.scalars import hyperparameters
 
 
+_REFUSED: list[OSError] = []
+"""Writes TensorBoard's background writer threads could not make (a full disk): raised in the run's thread."""
+
+
+def _hand_over_writer_errors() -> None:
+    """Install (once) a thread exception hook that keeps an OSError of TensorBoard's event-writer thread for the
+    run's own thread (``_raise_refused``) instead of printing the thread's traceback; others go on as before."""
+    previous = threading.excepthook
+    if getattr(previous, "cil_tensorboard", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+            _REFUSED.append(args.exc_value)
+            return
+        previous(args)
+
+    hook.cil_tensorboard = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
+def _raise_refused() -> None:
+    if _REFUSED:
+        error = _REFUSED[0]
+        _REFUSED.clear()
+        raise error
+
+
 @LOGGERS.register("tensorboard")
 class TensorBoardLogger:
     def __init__(self, run_dir: Path, context: LogContext):
         first_epoch, first_step = context.first_epoch, context.first_step
         from torch.utils.tensorboard import SummaryWriter
+
+        _hand_over_writer_errors()
+        _REFUSED.clear()
 
         self.folder = run_dir / "tensorboard"
         # a resumed run hides what came after its checkpoint: epochs are logged at their 1-based count
@@ -41,12 +73,14 @@ class TensorBoardLogger:
     def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
             self.epochs.add_scalar(tag, value, epoch)
+        _raise_refused()
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         for tag, value in values.items():
             self.steps.add_scalar(tag, value, step)
         self.epochs.flush()
         self.steps.flush()
+        _raise_refused()
 
     def finish(self, summary: dict[str, float], status: str) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -54,6 +88,7 @@ class TensorBoardLogger:
 
         self.epochs.close()
         self.steps.close()
+        _raise_refused()
         folder = self.folder / "hparams"
         shutil.rmtree(folder, ignore_errors=True)  # one session per run, its latest numbers
         metrics = {f"hparams/{name}": value for name, value in summary.items()}
@@ -64,3 +99,4 @@ class TensorBoardLogger:
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, 0)
         writer.close()
+        _raise_refused()

@@ -1,0 +1,341 @@
+"""Count faults from outside cil that end badly, by family: the evidence for the faults work, run against any cil
+tree (copy this file and tests/test_faults.py into an older checkout to count "before").
+
+    python -m tests.census_faults [N]        # N generated cases per generated family (default 200)
+
+Families: every write of a small run refused by the OS (each point x ENOSPC, EROFS, EACCES); links planted where
+a run writes (each name x new run, --overwrite, --resume); claim files cil did not write (generated); strategy and
+sweep names that try to leave configs/ (generated); values that pass the old checks and fail later (every count
+x huge values, Slurm options, --wait without a launcher); deaths in data-parallel runs (each rank, the launcher).
+A case ends well when it ends in one line and the exit code cil documents (and, for refused writes, when the run
+then finishes with the uninterrupted run's accuracies; for links, when what the link points to is unchanged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from cil.cli import main
+from tests.test_faults import PLANTED, TINY, WriteRefuser, plant, refusing, untouched
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+LAST_CODE = [0]
+
+
+def attempt(argv: list, expected: tuple[int, ...] = (0, 2)) -> tuple[str, str]:
+    """(outcome, stderr) of ``cil ARGV`` in this process: 'ok', or how it ended badly (its exit code in
+    LAST_CODE)."""
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = LAST_CODE[0] = main([str(a) for a in argv])
+    except BaseException as exc:
+        LAST_CODE[0] = -1
+        return f"traceback ({type(exc).__name__})", err.getvalue()
+    errors = [line for line in err.getvalue().splitlines() if line.startswith("cil: error: ")]
+    if code not in expected:
+        return f"exit {code}", err.getvalue()
+    if code != 0 and (len(errors) != 1 or "Traceback" in err.getvalue()):
+        return "not one line", err.getvalue()
+    return "ok", err.getvalue()
+
+
+def accuracies(run_dir: Path) -> list[float] | None:
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return [s["accuracy"] for s in results["steps"]] if results.get("status") == "complete" else None
+
+
+def refused_writes(work: Path, count) -> None:
+    reference = work / "reference"
+    with refusing(WriteRefuser(reference)) as counted:
+        assert attempt(["run", *TINY, "--out", reference])[0] == "ok"
+    expected = accuracies(reference)
+    for k in range(1, len(counted.points) + 1):
+        for code in (errno.ENOSPC, errno.EROFS, errno.EACCES):
+            out = work / f"w{k}-{code}"
+            with refusing(WriteRefuser(out, fail_at=k, code=code)):
+                outcome, err = attempt(["run", *TINY, "--out", out], expected=(0, 74))
+            if outcome != "ok" and os.environ.get("CENSUS_VERBOSE"):
+                print(k, code, err.strip()[-300:], file=sys.stderr)
+            if outcome == "ok":
+                again = ["run", "--resume", out] if "--resume" in err else ["run", *TINY, "--out", out]
+                if "cil: error:" in err:
+                    attempt(again)
+                if accuracies(out) != expected:
+                    outcome = "lost or not resumable"
+            count("every write refused in turn (ENOSPC, EROFS, EACCES)", outcome)
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def planted_links(work: Path, count) -> None:
+    for name in PLANTED + ["confusion/step_01.npy", "checkpoints/last.pt"]:
+        for how in ("new", "--overwrite", "--resume"):
+            case = Path(tempfile.mkdtemp(dir=work))
+            out, victim = case / "run", case / "victim"
+            if how != "new":
+                attempt(["run", *TINY, "--out", out])
+                target = out / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+            plant(out, name, victim)
+            argv = ["run", "--resume", out] if how == "--resume" else ["run", *TINY, "--out", out]
+            outcome, _ = attempt(argv + (["--overwrite"] if how == "--overwrite" else []))
+            if not untouched(victim):
+                outcome = "wrote or deleted through the link"
+            count("links planted where a run writes", outcome)
+            shutil.rmtree(case, ignore_errors=True)
+
+
+PIDS = st.one_of(
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, -1, 1, 2**31, 2**63, 4_194_304, 4_194_305]),
+    st.text(max_size=8),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+CLAIMS = st.one_of(
+    st.fixed_dictionaries(
+        {"host": st.one_of(st.just(os.uname().nodename), st.text(max_size=8), st.integers()), "pid": PIDS},
+        optional={"started": st.one_of(st.none(), st.text(max_size=4), st.integers()), "since": st.text(max_size=4)},
+    ).map(json.dumps),
+    st.text(max_size=30),
+    st.binary(max_size=30),
+    st.sampled_from(["<directory>", "<link>"]),
+)
+
+
+def claim_files(work: Path, count, every) -> None:
+    @every
+    @given(content=CLAIMS)
+    def case(content):
+        run_dir = Path(tempfile.mkdtemp(dir=work)) / "run"
+        run_dir.mkdir()
+        path = run_dir / ".claim"
+        if content == "<directory>":
+            path.mkdir()
+        elif content == "<link>":
+            path.symlink_to(work / "nowhere")
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+        argv = ["run", "--scenario", "synthetic-b4-1", "--strategy", "finetune", "--out", run_dir, *TINY[4:]]
+        count("claim files cil did not write", attempt(argv)[0])
+        shutil.rmtree(run_dir.parent, ignore_errors=True)
+
+    case()
+
+
+def escaping_names(work: Path, count, every) -> None:
+    from cil.config import config_root
+
+    planted = [config_root() / "planted.yaml", config_root().parent / "planted.yaml"]
+    for path in planted:
+        path.write_text("description: planted outside the named ones\n")
+    os.chdir(work)
+    try:
+
+        @every
+        @given(
+            ups=st.integers(0, 4),
+            dots=st.sampled_from(["..", ".", "...", "~"]),
+            name=st.sampled_from(["planted", "planted.yaml", "strategies/../planted", "il-baseline"]),
+            command=st.sampled_from(["strategy", "sweep"]),
+        )
+        def case(ups, dots, name, command):
+            ref = "/".join([dots] * ups + [name]) if ups else name
+            argv = (
+                ["sweep", "--scenario", "synthetic-b4-1", "--strategy", ref, "--dry-run", "--out", work / "o"]
+                if command == "strategy"
+                else ["sweep", ref, "--dry-run", "--out", work / "o"]
+            )
+            outcome, _ = attempt(argv)
+            if outcome == "ok" and LAST_CODE[0] == 0 and "planted" in ref and not (work / ref).is_file():
+                outcome = "read a file outside configs/ by name"
+            count("names that try to leave configs/", outcome)
+
+        case()
+    finally:
+        for path in planted:
+            path.unlink(missing_ok=True)
+
+
+def late_values(work: Path, count) -> None:
+    import dataclasses
+    import typing
+
+    from cil import registry
+    from cil.config.schema import RunConfig
+    from tests.test_config import UNBOUNDED_COUNTS
+
+    def counts(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                yield from counts(hints[f.name], f"{prefix}{f.name}.")
+            elif str(hints[f.name]) in ("<class 'int'>", "int | None"):
+                yield f"{prefix}{f.name}"
+
+    keys = [k for k in counts(RunConfig, "") if k not in UNBOUNDED_COUNTS]
+    for kind, name, _ in registry.summaries():
+        section = {"method": "method", "loss": "loss"}.get(kind)
+        if section is None:
+            continue  # plugins are set through a strategy's list; their counts are covered by the same ranges
+        keys += [
+            f"{section}.{k.split('.', 2)[2]}"
+            for k in counts(registry.config_class(kind, name), f"{kind}.{name}.")
+            if k not in UNBOUNDED_COUNTS
+        ]
+    for key in keys:
+        strategy = {"method": "lucir", "loss": "podnet-meta-bsce"}.get(key.split(".")[0], "il-baseline")
+        for value in ("1000000000000", "99999999999999999999"):
+            argv = ["sweep", "--scenario", "synthetic-b4-1", "--strategy", strategy, "--set", f"{key}={value}"]
+            outcome, err = attempt([*argv, "--dry-run", "--out", work / "o"])
+            if outcome == "ok":
+                refused = f"invalid value for '{key}'" in err
+                outcome = "ok" if refused else "accepted at the edge (fails or runs on later)"
+                if not refused and os.environ.get("CENSUS_VERBOSE"):
+                    print(key, value, err.strip()[-200:], file=sys.stderr)
+            count("huge counts (every count of the config x 2 values)", outcome)
+    sweep = ["sweep", "--scenario", "synthetic-b4-1", "--strategy", "finetune", "--dry-run", "--out", work / "o"]
+    for option in ["--slurm-time", "--slurm-mem-gb", "--slurm-cpus-per-job", "--slurm-array-parallelism"]:
+        for value in ("99999999999999999999", "1000000000"):
+            outcome, err = attempt([*sweep, option, value])
+            if outcome == "ok" and "cil: error" not in err:
+                outcome = "accepted (submitted as is)"
+            count("Slurm options and --wait", outcome)
+    outcome, err = attempt([*sweep, "--wait"])
+    count("Slurm options and --wait", "silently ignored" if "cil: error" not in err else outcome)
+
+
+def rank_deaths(work: Path, count) -> None:
+    tiny = [
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline-bsce",
+        "--limit-per-class",
+        "24",
+        "--no-progress",
+        "--logger",
+        "none",
+        "--device",
+        "cpu",
+        "--set",
+        "model.backbone=tiny",
+        "--set",
+        "data.synthetic_classes=10",
+        "--set",
+        "optim.batch_size=16",
+    ]
+    statuses = {}
+    for victim in ("rank 0", "rank 1", "launcher"):
+        out = work / victim.replace(" ", "")
+        job = subprocess.Popen(
+            [sys.executable, "-m", "cil", "run", *tiny, "--epochs", "40", "--nproc", "2", "--out", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
+        deadline = time.time() + 300
+        while time.time() < deadline and not accuracies_so_far(out):
+            time.sleep(0.2)
+        ranks = {}
+        for pid in subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split():
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            ranks[int(next(e for e in environ if e.startswith(b"RANK="))[5:])] = int(pid)
+        os.kill(job.pid if victim == "launcher" else ranks[int(victim[-1])], signal.SIGKILL)
+        _, err = job.communicate(timeout=300)
+        time.sleep(5 if victim == "launcher" else 0)
+        alive = [pid for pid in ranks.values() if Path(f"/proc/{pid}").exists()]
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
+        lines = [
+            line for line in err.splitlines() if line and not line.startswith(("synthetic-b6-2: ", "writing ", "step "))
+        ]
+        outcome = "ok"
+        statuses[victim] = json.loads((out / "results.json").read_text())["status"]
+        if alive or (victim == "launcher" and statuses[victim] == "complete"):
+            outcome = "ranks kept running without their launcher"
+        elif victim != "launcher" and len(lines) != 1:
+            outcome = f"{len(lines)} lines (tracebacks, torchrun W/E)"
+        count("a process of a data-parallel run killed", outcome)
+    if statuses["rank 0"] != statuses["rank 1"]:
+        count("a process of a data-parallel run killed", f"status differs: {statuses}")
+
+
+def accuracies_so_far(out: Path) -> bool:
+    try:
+        return bool(json.loads((out / "results.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def census(n: int) -> dict[str, Counter]:
+    work = Path(tempfile.mkdtemp(prefix="cil-census-faults-"))
+    tally: dict[str, Counter] = {}
+
+    def count(family: str, outcome: str) -> None:
+        tally.setdefault(family, Counter())[outcome] += 1
+
+    every = settings(
+        max_examples=n,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    here = os.getcwd()
+    try:
+        refused_writes(work, count)
+        planted_links(work, count)
+        claim_files(work, count, every)
+        escaping_names(work, count, every)
+        os.chdir(here)
+        late_values(work, count)
+        rank_deaths(work, count)
+    finally:
+        os.chdir(here)
+        shutil.rmtree(work, ignore_errors=True)
+    return tally
+
+
+if __name__ == "__main__":
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    tally = census(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    print("| family | cases | ending badly | how |")
+    print("| --- | ---: | ---: | --- |")
+    for family, outcomes in tally.items():
+        bad = {k: v for k, v in outcomes.items() if k != "ok"}
+        how = ", ".join(f"{k} {v}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
+        print(f"| {family} | {sum(outcomes.values())} | {sum(bad.values())} | {how} |")
