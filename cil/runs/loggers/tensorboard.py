@@ -23,7 +23,6 @@ from typing import Any
 from cil.runs.loggers import LOGGERS, LogContext
 from cil.runs.loggers.scalars import hyperparameters
 
-
 _REFUSED: list[OSError] = []
 """Writes TensorBoard's background writer threads could not make (a full disk): raised in the run's thread."""
 
