@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cil.errors import UserError
+from cil.files import open_append, refused_writes
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 SUBMITIT = ".submitit"
@@ -135,8 +136,7 @@ def submit(tasks: list, out: Path, launcher: str, options: SlurmOptions, wait: b
         return 0
     with executor.batch():  # one job array on Slurm
         jobs = [executor.submit(RunJob(t.config, t.out)) for t in tasks]
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "submissions.jsonl", "a") as f:
+    with open_append(folder / "submissions.jsonl") as f, refused_writes(folder / "submissions.jsonl"):
         for task, job in zip(tasks, jobs):
             f.write(
                 json.dumps(
