@@ -91,6 +91,8 @@ def test_epochs_flag_scales_milestones():
     cfg = make(epochs=25)
     assert cfg.optim.epochs == 25 and cfg.optim.milestones == [10, 15, 20]
     assert OptimConfig(epochs=250, milestones=[100, 150, 200]).with_epochs(2).milestones == [1]
+    explicit = make(epochs=3, sets=["optim.milestones=[1,2]"])  # --set wins over --epochs' scaling
+    assert explicit.optim.epochs == 3 and explicit.optim.milestones == [1, 2]
 
 
 def test_cli_flags_override_yaml():

@@ -195,3 +195,19 @@ def test_wandb_check_accepts_a_key_a_netrc_login_or_offline(tmp_path, monkeypatc
         WandbLogger.check({"wandb_mode": "online"})
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     WandbLogger.check({"wandb_mode": "online"})
+
+
+def test_the_logged_learning_rate_is_the_one_each_epoch_trained_with(tmp_path):
+    """lr 0.1, decays x0.1 after epochs 1 and 2: the three epochs of every step trained at 0.1, 0.01, 0.001 and
+    that is what every logger records (the scheduler steps after the epoch's values are taken)."""
+    cfg = build_config(
+        "synthetic-b6-2",
+        "il-baseline",
+        {"epochs": 3, "device": "cpu", "progress": False, "data": {"limit_per_class": 6}, "logging": {"loggers": ["csv"]}},
+        [*SETS[:4], "optim.lr=0.1", "optim.milestones=[1,2]", "optim.gamma=0.1", "optim.schedule=multistep"],
+    )
+    run(cfg, out=tmp_path / "r", log=quiet)
+    epochs = pd.read_csv(tmp_path / "r" / "logs" / "epochs.csv")
+    lr = epochs[epochs.metric == "lr"].sort_values("epoch")
+    assert list(lr.epoch) == list(range(1, 10))  # 3 steps x 3 epochs, counted over the run
+    assert lr.value.tolist() == pytest.approx([0.1, 0.01, 0.001] * 3)

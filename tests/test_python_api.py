@@ -80,3 +80,40 @@ def test_figures_and_tables_from_run_directories(tmp_path):
         assert isinstance(fig, Figure) and fig.axes
     with pytest.raises(UserError, match="unknown metric"):
         api.summary([tmp_path / "s"], metric="acc")
+
+
+def test_every_figure_shows_in_an_executed_notebook(tmp_path):
+    """A notebook executed headless (nbclient, a real IPython kernel, no %matplotlib magic): each of the six
+    figure functions, as a plain last expression and through display(), gives an image/png output."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    run_dir = tmp_path / "run"
+    api.run_experiment(
+        "synthetic-b6-2",
+        "il-baseline",
+        out=run_dir,
+        epochs=1,
+        limit_per_class=6,
+        memory=2,
+        progress=False,
+        loggers=(),
+        log=lambda line: None,
+        overrides={"model.backbone": "tiny", "data.synthetic_classes": 10, "data.test_limit_per_class": 2},
+    )
+    figures = [
+        "api.confusion_figure(RUN)",
+        "api.curves_figure(RUN)",
+        "api.base_new_figure(RUN)",
+        "api.mean_curves_figure([RUN])",
+        "api.accuracy_matrix_figure(RUN)",
+        "api.forgetting_figure(RUN)",
+    ]
+    cells = [nbformat.v4.new_code_cell(f"from cil import api\nRUN = {str(run_dir)!r}")]
+    cells += [nbformat.v4.new_code_cell(call) for call in figures]
+    cells += [nbformat.v4.new_code_cell(f"display({figures[0]})")]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    for cell in notebook.cells[1:]:
+        kinds = {kind for output in cell.outputs for kind in output.get("data", {})}
+        assert "image/png" in kinds, (cell.source, cell.outputs)

@@ -10,7 +10,10 @@ groups g < t of max_{g <= t' < t} A[t', g] - A[t, g] (Chaudhry et al. 2018, per 
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from matplotlib.figure import Figure
 
 from cil.analysis.report import Run, completed_steps, variant_labels
 from cil.errors import UserError
@@ -19,12 +22,20 @@ from cil.runs.metrics import forgetting
 CURVE_INCHES = (8.0, 5.0)
 
 
-def new_figure(size: tuple[float, float]):
-    """A matplotlib Figure outside pyplot's global state: no backend switched, nothing left open, and it
-    shows in a notebook like any figure."""
-    from matplotlib.figure import Figure
+class NotebookFigure(Figure):
+    """A matplotlib Figure that shows itself in a notebook as a PNG (``_repr_png_``): a figure made without
+    pyplot has no notebook display of its own unless ``%matplotlib inline`` ran first."""
 
-    return Figure(figsize=size)
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def new_figure(size: tuple[float, float]) -> NotebookFigure:
+    """A figure outside pyplot's global state: no backend switched, nothing left open; it shows in a
+    notebook as a plain last expression or with ``display()``."""
+    return NotebookFigure(figsize=size)
 
 
 def classes_seen(run: Run) -> list[int]:

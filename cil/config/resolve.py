@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from cil.config.coerce import ComponentLookup, build_run_config
 from cil.config.fields import ConfigError
-from cil.config.layers import apply_command_line, deep_merge, scenario_layer, split_strategy, strategy_layers
+from cil.config.layers import (
+    apply_command_line,
+    deep_merge,
+    dotted_items,
+    parse_set,
+    scenario_layer,
+    split_strategy,
+    strategy_layers,
+)
 from cil.config.schema import RunConfig
 
 
@@ -66,5 +75,14 @@ def _with_command_line(
     if epochs is not None:
         if epochs < 1:
             raise ConfigError("invalid value for '--epochs': must be >= 1")
-        cfg.optim = cfg.optim.with_epochs(epochs)
+        if "optim.milestones" in _assigned_keys(sets, overrides):  # --set wins over --epochs' scaling
+            cfg.optim = dataclasses.replace(cfg.optim, epochs=epochs)
+        else:
+            cfg.optim = cfg.optim.with_epochs(epochs)
     return cfg
+
+
+def _assigned_keys(sets: list[str], overrides: dict[str, Any] | None) -> set[str]:
+    """The dotted keys the command line's ``--set``s and the API's overrides assign."""
+    keys = {".".join(parse_set(assignment)[0]) for assignment in sets}
+    return keys | {key for key, _ in dotted_items(overrides or {})}
