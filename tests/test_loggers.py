@@ -203,7 +203,7 @@ def test_the_logged_learning_rate_is_the_one_each_epoch_trained_with(tmp_path):
     cfg = build_config(
         "synthetic-b6-2",
         "il-baseline",
-        {"epochs": 3, "device": "cpu", "progress": False, "data": {"limit_per_class": 6}, "logging": {"loggers": ["csv"]}},
+        {**FLAGS, "epochs": 3, "data": {"limit_per_class": 6}, "logging": {"loggers": ["csv"]}},
         [*SETS[:4], "optim.lr=0.1", "optim.milestones=[1,2]", "optim.gamma=0.1", "optim.schedule=multistep"],
     )
     run(cfg, out=tmp_path / "r", log=quiet)

@@ -146,9 +146,8 @@ def test_every_subpackage_is_listed_for_the_wheel():
 def test_only_the_known_import_noise_is_filtered():
     """qpsolvers' "no QP solver" (Avalanche's requirement installs no solver today) and tqdm's "IProgress not
     found" are silenced, from those modules only; any other warning, even from them, still shows."""
-    import warnings
-
     import importlib
+    import warnings
 
     import cil
 
