@@ -225,3 +225,46 @@ def test_pod_flat_names_a_missing_layer(parts):
     strategy = naive(ns["Net"](), [PODFlatPlugin("backbone")])
     with pytest.raises(ValueError, match="no module 'backbone'"):
         strategy.train(benchmark.train_stream[0])
+
+
+def test_a_fixed_head_predicts_only_classes_seen_so_far(parts):
+    """A 10-way head from the start (common in Avalanche code), trained on classes 0 and 1: BSCE leaves the 8
+    other classes out of its softmax, so their logits are never pushed down; the criterion masks them at
+    evaluation, so no prediction goes to a class not seen yet (before: most of them could), and the evaluation
+    loss is the cross-entropy of the raw logits."""
+    ns, benchmark = parts
+    torch.manual_seed(0)
+
+    class FixedHead(ns["Net"]):
+        def __init__(self):
+            super().__init__()
+            self.classifier = torch.nn.Linear(16, 10)
+            with torch.no_grad():  # untrained classes start ahead: what an unlucky initialisation can do
+                self.classifier.bias[2:] = 5.0
+
+    predictions, losses = [], []
+
+    class Record:
+        def __getattr__(self, name):
+            if name == "after_eval_iteration":
+                return lambda strategy, **kw: (
+                    predictions.append(strategy.mb_output.argmax(1)),
+                    losses.append(strategy.loss.item()),
+                )
+            if name.startswith(("before_", "after_")):
+                return lambda strategy, **kw: None
+            raise AttributeError(name)
+
+    bsce = BalancedSoftmaxCriterion()
+    strategy = naive(FixedHead(), [Record()], criterion=bsce)
+    first = benchmark.train_stream[0]
+    strategy.train(first)
+    strategy.eval([benchmark.test_stream[0]])
+    assert set(torch.cat(predictions).tolist()) <= {0, 1} and bsce.seen.tolist()[:2] == [True, True]
+    assert all(math.isfinite(v) for v in losses)
+    unmasked = BalancedSoftmaxCriterion(mask_unseen=False)
+    predictions.clear()
+    strategy = naive(FixedHead(), [Record()], criterion=unmasked)
+    strategy.train(first)
+    strategy.eval([benchmark.test_stream[0]])
+    assert set(torch.cat(predictions).tolist()) - {0, 1}  # without the mask, unseen classes are predicted

@@ -69,16 +69,26 @@ class BalancedSoftmaxCriterion(SupervisedPlugin):
     multiplies the counts of the classes not in the current experience (Eq. 5). Evaluation losses
     are the plain cross-entropy of the raw logits, as cil's engine evaluates. Classes with no
     samples (not seen yet) are masked out of the softmax.
+
+    With a fixed-size head (a 10- or 100-way classifier from the start, common in Avalanche code)
+    the logits of classes never trained on are never trained either: nothing pushes them down, as
+    plain CE would. So at evaluation, once training has begun, their logits are set to -inf in the
+    strategy's output (``mask_unseen=True``): predictions go to the classes seen so far, as with a
+    growing head, and the evaluation loss is still computed on the raw logits.
     """
 
-    def __init__(self, alpha: float = 1.0):
+    def __init__(self, alpha: float = 1.0, mask_unseen: bool = True):
         super().__init__()
         if not alpha > 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         self.alpha = alpha
+        self.mask_unseen = mask_unseen
         self.class_counts: torch.Tensor | None = None
         """lambda of the current epoch (after alpha), indexed by label; None before training."""
+        self.seen: torch.Tensor | None = None
+        """Whether each label has been trained on so far (any epoch); None before training."""
         self._training = False
+        self._raw_logits: torch.Tensor | None = None
 
     def before_training_epoch(self, strategy, **kwargs):
         counts = sampled_class_counts(strategy.dataloader, strategy.adapted_dataset)
@@ -88,6 +98,11 @@ class BalancedSoftmaxCriterion(SupervisedPlugin):
             old[current[current < len(counts)]] = False
             counts = torch.where(old, counts * self.alpha, counts)
         self.class_counts = counts.float().to(strategy.device)
+        seen = torch.zeros(max(len(counts), len(self.seen) if self.seen is not None else 0), dtype=torch.bool)
+        seen[: len(counts)] = counts.cpu() > 0
+        if self.seen is not None:
+            seen[: len(self.seen)] |= self.seen
+        self.seen = seen
         self._training = True
 
     def after_training_epoch(self, strategy, **kwargs):
@@ -96,8 +111,23 @@ class BalancedSoftmaxCriterion(SupervisedPlugin):
     def before_eval(self, strategy, **kwargs):
         self._training = False
 
+    def after_eval_forward(self, strategy, **kwargs):
+        """Never-trained classes of a fixed-size head out of the predictions (their raw logits kept for the loss)."""
+        self._raw_logits = None
+        if not self.mask_unseen or self.seen is None:
+            return
+        logits = strategy.mb_output
+        unseen = torch.ones(logits.shape[1], dtype=torch.bool)
+        known = self.seen[: logits.shape[1]]
+        unseen[: len(known)] = ~known
+        if unseen.any():
+            self._raw_logits = logits
+            strategy.mb_output = logits.masked_fill(unseen.to(logits.device), float("-inf"))
+
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if not self._training or self.class_counts is None:
+            if self._raw_logits is not None and self._raw_logits.shape == logits.shape:
+                logits = self._raw_logits  # the evaluation loss of what the model said
             return F.cross_entropy(logits, targets)
         counts = self.class_counts[: logits.shape[1]]
         counts = F.pad(counts, (0, logits.shape[1] - len(counts)))
