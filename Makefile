@@ -11,6 +11,8 @@ STAMP := $(VENV)/.cil-installed
 .PHONY: demo test test-all lint format bench clean-venv
 
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c "" >/dev/null 2>&1 || { \
+		echo "'$(PYTHON)' was not found: install Python 3.11 or newer, or name one with make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 		echo "cil needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 | head -n 1): run make PYTHON=python3.11 $(MAKECMDGOALS)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +23,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## demo: a real incremental run offline (synthetic data, 50 base classes + 5 steps) and its report
+# An interrupted demo (Ctrl-C) is resumed by the next `make demo`; a complete one is run again from scratch.
 demo: $(STAMP)
-	$(BIN)/cil run --scenario synthetic-b50-5 --strategy il-baseline-bsce \
-		--epochs 8 --limit-per-class 200 --set model.backbone=resnet8 \
-		--out runs/demo --overwrite
+	@if $(BIN)/python -c 'import json, sys; sys.exit(json.load(open("runs/demo/results.json"))["status"] == "complete")' 2>/dev/null; then \
+		$(BIN)/cil run --resume runs/demo; \
+	else \
+		$(BIN)/cil run --scenario synthetic-b50-5 --strategy il-baseline-bsce \
+			--epochs 8 --limit-per-class 200 --set model.backbone=resnet8 \
+			--out runs/demo --overwrite; \
+	fi
 
 ## test: the fast test suite (slow tests are excluded; `make test-all` runs them too)
 test: $(STAMP)

@@ -45,3 +45,23 @@ def _watch(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(WATCH_S)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def cil_command() -> str:
+    """How to call cil again the way this process was called, for the commands cil prints ("continue with:
+    ..."): ``cil`` when that name on the PATH is this script, else the script as typed (``.venv/bin/cil``, after
+    ``make demo`` in a shell with no virtual environment active), or ``python -m cil``."""
+    import shutil
+    import sys
+
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) == "cil":
+        on_path = shutil.which("cil")
+        if on_path and os.path.realpath(on_path) == os.path.realpath(script):
+            return "cil"
+        return script
+    if script.endswith(os.path.join("cil", "__main__.py")):
+        python = shutil.which("python")
+        same = python is not None and os.path.realpath(python) == os.path.realpath(sys.executable)
+        return f"{'python' if same else sys.executable} -m cil"
+    return "cil"

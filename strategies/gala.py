@@ -1,6 +1,6 @@
 """Gradient-Aware Logit Adjustment (Zhang et al., GALA), as a plugin for any classification loss.
 
-Seed 000 gives the idea (two margins from accumulated gradients, plus post-hoc re-balancing);
+Zhang et al. (GALA) give the idea (two margins from accumulated gradients, plus post-hoc re-balancing);
 the details below are cil's and are stated here and in docs/strategies.md.
 
 Statistics. Over the current step's training batches, ``G[y, k]`` accumulates |dL_c/dz'_k| of

@@ -248,3 +248,53 @@ def test_output_places_are_checked_before_any_work(tmp_path, capsys):
         code, _, err = run_cli(capsys, *argv)
         assert code == 2 and err.strip().startswith(f"cil: error: {message}") and err.count("\n") == 1, err
     assert not run_dir.exists()  # the plot was refused before its (missing) runs were read
+
+
+def test_printed_commands_are_ones_this_shell_can_run(monkeypatch, tmp_path):
+    """After `make demo`, `cil` is .venv/bin/cil, not on the PATH: the resume hint must say so."""
+    import sys
+
+    from cil.processes import cil_command
+
+    script = tmp_path / "venv" / "bin" / "cil"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(sys, "argv", [str(script), "run"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cil_command() == str(script)
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert cil_command() == "cil"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/cil/__main__.py", "run"])
+    assert cil_command().endswith("python -m cil") or cil_command() == f"{sys.executable} -m cil"
+
+
+def test_seeds_load_the_dataset_once_and_match_single_runs(tmp_path, monkeypatch, capsys):
+    import json
+    from dataclasses import replace
+
+    from cil.data import DATASETS
+
+    spec = DATASETS["synthetic"]
+    loads = []
+    real = spec.load
+
+    def counting(data):
+        loads.append(1)
+        return real(data)
+
+    from cil.runs import assemble
+
+    parse = assemble.parse_scenario
+    monkeypatch.setattr(assemble, "parse_scenario", lambda scenario: (parse(scenario)[0], replace(spec, load=counting)))
+    tiny = ["--scenario", "synthetic-b6-2", "--strategy", "il-baseline", "--epochs", "1", "--limit-per-class", "6"]
+    tiny += ["--no-progress", "--logger", "none", "--set", "model.backbone=tiny", "--set", "data.synthetic_classes=10"]
+    assert main(["run", *tiny, "--seeds", "1,2", "--out", str(tmp_path / "both")]) == 0
+    assert len(loads) == 1
+    assert main(["run", *tiny, "--seed", "2", "--out", str(tmp_path / "alone")]) == 0
+    capsys.readouterr()
+
+    def accuracies(run_dir):
+        return [s["accuracy"] for s in json.loads((run_dir / "results.json").read_text())["steps"]]
+
+    assert accuracies(tmp_path / "both" / "seed2") == accuracies(tmp_path / "alone")

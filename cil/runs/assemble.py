@@ -86,10 +86,19 @@ class PreparedRun:
     backbone: str
 
 
-def prepare(cfg: RunConfig) -> PreparedRun:
-    """Load the data and fix the scenario's class order (no model yet)."""
+def prepare(cfg: RunConfig, loaded: dict | None = None) -> PreparedRun:
+    """Load the data and fix the scenario's class order (no model yet). ``loaded``: datasets loaded by earlier
+    runs of the same process (``run_seeds``), reused when the dataset and its data options are the same (a run
+    only reads its data)."""
     _, spec = parse_scenario(cfg.scenario)
-    data = spec.load(cfg.data)
+    key = (spec.name, repr(cfg.data))
+    if loaded is not None and key in loaded:
+        data = loaded[key]
+    else:
+        data = spec.load(cfg.data)
+        if loaded is not None:
+            loaded.clear()  # one dataset held at a time
+            loaded[key] = data
     plan = scenario_plan(cfg.scenario, cfg.data, cfg.class_order_seed, n_classes=data.n_classes)
     backbone = cfg.model.backbone if cfg.model.backbone != "auto" else default_backbone(spec, data)
     return PreparedRun(plan, data, backbone)

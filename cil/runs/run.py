@@ -44,8 +44,10 @@ def sigterm_as_interrupt():
 
 
 def resume_command(out: Path) -> str:
-    """The command that continues the run in ``out``."""
-    return f"cil run --resume {out}"
+    """The command that continues the run in ``out``, as this shell can type it."""
+    from cil.processes import cil_command
+
+    return f"{cil_command()} run --resume {out}"
 
 
 def run(
@@ -57,6 +59,7 @@ def run(
     extra_plugins: list | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
     claim: bool = True,
+    loaded: dict | None = None,
 ) -> dict:
     """Run every step of the scenario and return the final results (also in ``out``/results.json).
 
@@ -81,7 +84,9 @@ def run(
             Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed), "--out"
         )
     )
-    options: dict[str, Any] = dict(overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world)
+    options: dict[str, Any] = dict(
+        overwrite=overwrite, resume=resume, extra_plugins=extra_plugins, world=world, loaded=loaded
+    )
     if not world.main:  # rank 0 claims, writes and logs for the run
         return _run_in(out, cfg, runtime, log=lambda line: None, **options)
     try:
@@ -111,6 +116,7 @@ def _run_in(
     extra_plugins: list | None,
     log: Callable[[str], None],
     world: World = SINGLE,
+    loaded: dict | None = None,
 ) -> dict:
     """``run`` in a claimed directory: open it, build the strategy, train and report every step."""
     from cil.training.engine import run_steps
@@ -123,7 +129,7 @@ def _run_in(
         checkpoint = load_checkpoint(out) if resume else None
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    prepared = prepare(cfg)
+    prepared = prepare(cfg, loaded)
     plan = prepared.plan
     log(
         f"{cfg.scenario}: {plan.n_steps} steps ({', '.join(str(len(c)) for c in plan.step_classes)} classes), "
@@ -232,8 +238,11 @@ def run_seeds(
     """One run per config (one per training seed), each in PARENT/seedS, one after the other; the caller checked
     every config before the first run (``cil run --seeds`` and ``cil.api.run_seeds``)."""
     results = []
+    loaded: dict = {}  # the dataset, loaded once for every seed
     for cfg in configs:
         cfg.out = str(Path(parent) / f"seed{cfg.seed}")
         log(f"--- seed {cfg.seed}: {cfg.out}")
-        results.append(run(cfg, out=Path(cfg.out), overwrite=overwrite, extra_plugins=extra_plugins, log=log))
+        results.append(
+            run(cfg, out=Path(cfg.out), overwrite=overwrite, extra_plugins=extra_plugins, log=log, loaded=loaded)
+        )
     return results
