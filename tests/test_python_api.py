@@ -112,8 +112,17 @@ def test_every_figure_shows_in_an_executed_notebook(tmp_path):
     cells = [nbformat.v4.new_code_cell(f"from cil import api\nRUN = {str(run_dir)!r}")]
     cells += [nbformat.v4.new_code_cell(call) for call in figures]
     cells += [nbformat.v4.new_code_cell(f"display({figures[0]})")]
-    notebook = nbformat.v4.new_notebook(cells=cells)
+    training = (
+        f"r = api.run_experiment('synthetic-b6-2', 'il-baseline', out={str(tmp_path / 'nb')!r}, epochs=8, "
+        "limit_per_class=6, memory=2, loggers=(), overrides={'model.backbone': 'tiny', "
+        "'data.synthetic_classes': 10, 'data.test_limit_per_class': 2})"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[*cells, nbformat.v4.new_code_cell(training)])
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
-    for cell in notebook.cells[1:]:
+    for cell in notebook.cells[1:-1]:
         kinds = {kind for output in cell.outputs for kind in output.get("data", {})}
         assert "image/png" in kinds, (cell.source, cell.outputs)
+    # progress without ipywidgets: lines per epoch and step, not one output per bar refresh; no import noise
+    text = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
+    assert len(notebook.cells[-1].outputs) <= 8 and "\r" not in text, notebook.cells[-1].outputs
+    assert text.count("epoch") >= 8 * 3 and "Warning" not in text, text

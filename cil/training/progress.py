@@ -14,19 +14,25 @@ def in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
+def has_widgets() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def bars_visible() -> bool:
-    """Whether a progress bar can be seen (a terminal, or a notebook's output cell)."""
-    return sys.stderr.isatty() or in_notebook()
+    """Whether a progress bar can be seen: a terminal, or a notebook with ipywidgets (its widget updates in
+    place). A notebook without ipywidgets gets one line per epoch instead: tqdm's text bar would store one
+    output per refresh in the notebook (thousands for a long run executed headless)."""
+    return sys.stderr.isatty() or (in_notebook() and has_widgets())
 
 
 def progress_bar(**kwargs):
-    """A tqdm bar: the notebook widget (``tqdm.auto``) in Jupyter when ipywidgets is there, text elsewhere."""
+    """A tqdm bar: the notebook widget (``tqdm.auto``) in Jupyter, text on a terminal."""
     if in_notebook():
-        try:
-            import ipywidgets  # noqa: F401
-            from tqdm.auto import tqdm
-        except ImportError:
-            from tqdm import tqdm
+        from tqdm.auto import tqdm
     else:
         from tqdm import tqdm
     return tqdm(**kwargs)
