@@ -167,7 +167,7 @@ def test_an_interrupted_run_says_so_once(tmp_path, capsys, monkeypatch):
 def test_an_interrupt_before_anything_was_saved_leaves_no_folder(tmp_path, capsys, monkeypatch):
     import cil.runs.run
 
-    def interrupt(cfg):
+    def interrupt(cfg, loaded=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cil.runs.run, "prepare", interrupt)

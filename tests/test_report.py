@@ -333,3 +333,48 @@ def test_report_lists_damaged_results_instead_of_crashing(runs_root, tmp_path, c
     assert f"{tree / 'list'}: unreadable (the file must be a JSON object, got a list)" in out
     assert f"{tree / 'null'}: unreadable (the file must be a JSON object, got null)" in out
     assert f"{tree / 'broken'}: unreadable (" in out
+
+
+def test_a_grid_sweeps_rows_and_figures_tell_its_variants_apart(runs_root, tmp_path, capsys):
+    """A --grid memory=2,4 sweep of two strategies, two seeds each (made by relabelling the fixture's runs):
+    every report row is labelled by the same grid key; `cil plot` on the folder averages the seeds into one
+    line per variant, names the variant in the legend, ticks on whole class counts, and writes beside the
+    runs, not into the current folder."""
+    sweep = tmp_path / "sweep"
+    for strategy in ("il-baseline", "il-baseline-bsce"):
+        for memory in (2, 4):
+            for seed in (1, 2):
+                run_dir = sweep / strategy / f"memory={memory}" / f"seed{seed}"
+                shutil.copytree(runs_root / strategy / f"seed{seed}", run_dir)
+                results = json.loads((run_dir / "results.json").read_text())
+                results["config"]["memory"]["per_class"] = memory
+                (run_dir / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(sweep)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "il-baseline" in line]
+    assert len(rows) == 4 and all("[memory.per_class=" in row for row in rows), rows
+
+    from cil.analysis.plots import curves_figure
+    from cil.analysis.plots_steps import mean_curves_figure
+
+    runs = collect([sweep])
+    legend = [t.get_text() for t in mean_curves_figure(runs).axes[0].get_legend().get_texts()]
+    assert len(legend) == 4 and all("[memory.per_class=" in t and "(n=2)" in t for t in legend), legend
+    axes = curves_figure(runs).axes[0]
+    assert all(float(t).is_integer() for t in axes.get_xticks()) and axes.get_ylim() == (0, 100)
+    assert axes.get_legend().get_texts()[0].get_fontsize() >= 9
+
+    monkey_cwd = tmp_path / "elsewhere"
+    monkey_cwd.mkdir()
+    import os
+
+    here = os.getcwd()
+    os.chdir(monkey_cwd)
+    try:
+        assert main(["plot", str(sweep)]) == 0
+    finally:
+        os.chdir(here)
+    written = capsys.readouterr().out.split()
+    assert written == [str(sweep.resolve() / "plots" / "accuracy_mean_over_seeds.png")]
+    assert not list(monkey_cwd.iterdir())
+    one = mean_curves_figure([runs[0]]).axes[0].get_title()
+    assert "band" not in one  # one run: no band, and the title does not promise one

@@ -18,7 +18,7 @@ import numpy as np
 
 from cil.analysis import plots_steps
 from cil.analysis.plots_steps import classes_seen, finish_step_axes, new_figure
-from cil.analysis.report import Run, collect, completed_steps
+from cil.analysis.report import Run, collect, completed_steps, variant_labels
 from cil.errors import UserError
 from cil.files import atomic_write_bytes, writable_folder
 
@@ -107,25 +107,32 @@ def curves_figure(runs: list[Run]):
     """Accuracy on all seen classes after each step, one line per run; AIA in the legend."""
     fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
+    variants = variant_labels(runs)
+    scenarios = {run.results.get("scenario") for run in runs}
+    counts: list[int] = []
     for run in runs:
         if not run.results.get("steps"):
             continue
         accs = [s["accuracy"] for s in run.results["steps"]]
         status = "" if run.complete else f", {run.results.get('status')}"
+        name = f"{run.label} [{variants[run.path]}]" if variants[run.path] else run.label
+        where = f" on {run.results.get('scenario')}" if len(scenarios) > 1 else ""
+        counts += classes_seen(run)
         ax.plot(
             classes_seen(run),
             accs,
             marker="o",
             markersize=3,
-            label=f"{run.label} on {run.results.get('scenario')} seed {run.results.get('seed')} "
-            f"(avg inc. acc. {np.mean(accs):.2f}{status})",
+            label=f"{name}{where} seed {run.results.get('seed')} (avg inc. acc. {np.mean(accs):.2f}{status})",
         )
+    ax.set_ylim(0, 100)
     return finish_step_axes(
         fig,
         ax,
         "top-1 accuracy on all seen classes (%)",
         "Accuracy after each incremental step",
-        {"fontsize": 7, "loc": "lower left"},
+        {"loc": "lower left"},
+        counts,
     )
 
 
@@ -150,14 +157,17 @@ def base_new_figure(run: Run):
         points = [(xi, s[key]) for xi, s in zip(x, steps) if s.get(key) is not None]
         if points:
             ax.plot(*zip(*points), marker="o", markersize=3, label=name, **style)
-    ax.set_xlabel("number of classes seen")
-    ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"Stability and plasticity: {_title(run)}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish_step_axes(fig, ax, "top-1 accuracy (%)", f"Stability and plasticity: {_title(run)}", counts=x)
+
+
+def _beside(paths: list[Path]) -> Path:
+    """Where figures of several runs go by default: ``plots/`` in the folder that holds them all (a sweep's
+    folder, a strategy's seeds), never the current folder."""
+    import os
+
+    common = Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+    return (common if common.is_dir() else common.parent) / "plots"
 
 
 def plot_runs(
@@ -165,10 +175,11 @@ def plot_runs(
 ) -> list[Path]:
     """Write the requested figures and return their paths.
 
-    Default kinds: confusion and base-new for one run, curves for several. Curves and the
-    confusion matrices (side by side when several runs are given) go to ``out`` (default:
-    RUN_DIR/plots for one run, the current folder for several); base-new figures go to ``out``
-    for one run, else to each RUN_DIR/plots.
+    Default kinds: confusion and base-new for one run; for several, mean-curves when some share their
+    scenario, strategy and variant (seeds), else curves. Curves and the confusion matrices (side by side
+    when several runs are given) go to ``out`` (default: RUN_DIR/plots for one run, FOLDER/plots for
+    several, FOLDER holding them all); base-new figures go to ``out`` for one run, else to each
+    RUN_DIR/plots.
     """
     if out is not None:
         writable_folder(out, "--out")  # before any run is read
@@ -177,10 +188,14 @@ def plot_runs(
         kinds = list(KINDS)
     elif kind:
         kinds = [kind]
-    else:
-        kinds = ["confusion", "base-new"] if len(runs) == 1 else ["curves"]
+    elif len(runs) == 1:
+        kinds = ["confusion", "base-new"]
+    else:  # seeds of one variant (a sweep's) are averaged into a mean and a band
+        variants = variant_labels(runs)
+        keys = [(r.results.get("scenario"), r.label, variants[r.path]) for r in runs]
+        kinds = ["mean-curves"] if len(set(keys)) < len(keys) else ["curves"]
     single = len(runs) == 1
-    shared = out or (runs[0].path / "plots" if single else Path("."))
+    shared = out or (runs[0].path / "plots" if single else _beside(paths))
     own = lambda run: out if (out is not None and single) else run.path / "plots"  # noqa: E731
     written = []
     for k in kinds:

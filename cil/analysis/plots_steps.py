@@ -43,13 +43,30 @@ def classes_seen(run: Run) -> list[int]:
     return [int(n) for n in np.cumsum([len(s["labels"]) for s in run.results["steps"]])]
 
 
-def finish_step_axes(fig, ax, ylabel: str, title: str, legend: dict | None = None):
-    """Labels, grid and legend of a per-step figure; returns the laid-out figure."""
+LEGEND_POINTS = 9
+"""Legend text size: legible in a PNG at its default size (7 pt was not)."""
+
+
+def step_ticks(ax, counts: list[int]) -> None:
+    """Ticks of the x axis on the step boundaries (numbers of classes seen), whole numbers only."""
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = sorted(set(counts))
+    if 0 < len(ticks) <= 12:
+        ax.set_xticks(ticks)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def finish_step_axes(fig, ax, ylabel: str, title: str, legend: dict | None = None, counts: list[int] | None = None):
+    """Labels, ticks on the step boundaries (``counts``: classes seen after each step), grid and legend of a
+    per-step figure; returns the laid-out figure."""
     ax.set_xlabel("number of classes seen")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    step_ticks(ax, counts or [])
     ax.grid(alpha=0.3)
-    ax.legend(**(legend or {"fontsize": 7}))
+    ax.legend(**{"fontsize": LEGEND_POINTS, **(legend or {})})
     fig.tight_layout()
     return fig
 
@@ -85,9 +102,12 @@ def mean_curves_figure(runs: list[Run]):
         raise UserError("no complete run to average")
     fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
+    counts: list[int] = []
+    scenarios = {scenario for scenario, _ in groups}
     for (scenario, label), members in sorted(groups.items()):
         curves = np.array([[s["accuracy"] for s in r.results["steps"]] for r in members])
         x = classes_seen(members[0])
+        counts += x
         mean = curves.mean(axis=0)
         std = curves.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
         aia = curves.mean(axis=1)
@@ -97,15 +117,19 @@ def mean_curves_figure(runs: list[Run]):
             mean,
             marker="o",
             markersize=3,
-            label=f"{label} on {scenario}: avg inc. acc. {aia.mean():.2f}{spread} (n={len(members)})",
+            label=f"{label}{f' on {scenario}' if len(scenarios) > 1 else ''}: avg inc. acc. {aia.mean():.2f}"
+            f"{spread} (n={len(members)})",
         )
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    banded = any(len(members) > 1 for members in groups.values())
+    ax.set_ylim(0, 100)
     return finish_step_axes(
         fig,
         ax,
         "top-1 accuracy on all seen classes (%)",
-        "Accuracy after each step: mean over seeds, band = ± 1 std",
-        {"fontsize": 7, "loc": "lower left"},
+        "Accuracy after each step: mean over seeds" + (", band = ± 1 std" if banded else ""),
+        {"loc": "lower left"},
+        counts,
     )
 
 
@@ -148,9 +172,11 @@ def forgetting_figure(runs: list[Run]):
     ax = fig.subplots()
     drawn = 0
     labels = variant_labels(runs)
+    counts: list[int] = []
     for run in runs:
         if not run.results.get("steps"):
             continue
+        counts += classes_seen(run)
         points = [(x, f) for x, f in zip(classes_seen(run), forgetting_per_step(run)) if f is not None]
         if points:
             r = run.results
@@ -169,4 +195,5 @@ def forgetting_figure(runs: list[Run]):
         ax,
         "average forgetting (accuracy points)",
         "Forgetting after each step (best earlier accuracy of a step's classes minus now)",
+        counts=counts,
     )

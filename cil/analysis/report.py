@@ -158,18 +158,21 @@ def _readable_results(path: Path) -> dict[str, Any]:
 
 
 def variant_labels(runs: list[Run]) -> dict[Path, str]:
-    """Per run, 'key=value, ...' for the config keys that differ among runs of its scenario and strategy."""
-    labels: dict[Path, str] = {}
+    """Per run, 'key=value, ...' for the config keys that tell runs of one scenario and strategy apart (a grid's
+    keys), the same keys for every run of the table, so that rows read alike (``memory.per_class=2`` on every
+    row of a ``--grid memory=2,4`` sweep, whichever strategy). Keys a strategy itself sets differently (its
+    loss, its schedule) are not listed: the strategy's name says them."""
+    flats = {run.path: flatten(run.results.get("config", {})) for run in runs}
     groups: dict[tuple[str | None, str], list[Run]] = {}
     for run in runs:
         groups.setdefault((run.results.get("scenario"), run.label), []).append(run)
+    varying: set[str] = set()
     for group in groups.values():
-        flats = [flatten(r.results.get("config", {})) for r in group]
-        keys = sorted({k for f in flats for k in f} - set(RUNTIME_KEYS) - set(IGNORED_FOR_VARIANTS))
-        varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
-        for run, flat in zip(group, flats):
-            labels[run.path] = ", ".join(f"{k}={flat.get(k)}" for k in varying)
-    return labels
+        members = [flats[r.path] for r in group]
+        keys = {k for f in members for k in f} - set(RUNTIME_KEYS) - set(IGNORED_FOR_VARIANTS)
+        varying |= {k for k in keys if len({repr(f.get(k)) for f in members}) > 1}
+    ordered = sorted(varying)
+    return {run.path: ", ".join(f"{k}={flats[run.path].get(k)}" for k in ordered) for run in runs}
 
 
 def _natural(text: str) -> list:

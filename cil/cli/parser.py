@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         "after each step; forgetting: average forgetting after each step",
     )
     plot.add_argument("--step", type=int, help="confusion matrix of this step (default: the last)")
-    plot.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, . for several)")
+    plot.add_argument(
+        "--out", help="folder for the PNGs (default: RUN_DIR/plots for one run, FOLDER/plots for several in FOLDER)"
+    )
 
     sub.add_parser("list", help="datasets, scenario grammar, strategies, sweeps and components")
 
