@@ -14,11 +14,16 @@ In one process, on the same model (ResNet-32, linear head, 50 classes), batch (1
       setting: the base step's epoch, and the incremental step's epoch, which adds the previous
       model's forward for distillation; PODNet with BSCE under the best setting.
 
+  (d) Avalanche's own ``Naive`` strategy with its ``ReplayPlugin``: what most users of the field would run
+      instead; the same model, batch, images, crop and flip (per sample, in Avalanche's DataLoader), fp32.
+
 Every figure is the faster of the second and third epochs of its kind (the first warms up caches,
 allocators and compilation). Then the predicted wall time of the paper's full schedule on this device
 (synthetic or CIFAR-100 b50-5: 500 training images per class, 20 exemplars per class; IL-Baseline
-250 epochs per step, PODNet 160; training, herding and evaluation), and as the last line
-``ratio engine/plain: X.XX``: the best engine setting's base-step speed over (a) in fp32 eager.
+250 epochs per step, PODNet 160; training, herding and evaluation), and as the last lines
+``ratio engine/plain (same setting): X.XX``, the lowest over the settings measured of the engine's
+base-step speed over (a) under the same setting (what the engine's bookkeeping costs), and
+``ratio engine/avalanche: X.XX``, the best engine setting over (d).
 ``--quick`` uses 20 images per class and skips compilation (minutes of compiling on a CPU).
 Nothing is asserted: timings are not tests. Run it on an otherwise idle machine.
 """
@@ -178,6 +183,71 @@ def anchor_loop(images: torch.Tensor, labels: torch.Tensor, device: torch.device
     return len(dataset) / min(seconds[1:])
 
 
+class _Logits(torch.nn.Module):
+    """cil's network as Avalanche expects a model: a module returning the logits tensor."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).logits
+
+
+class _TensorImages(torch.utils.data.Dataset):
+    """Normalized float images and their labels, with ``targets`` as Avalanche reads them."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        from cil.data import synthetic
+
+        self.images = synthetic.NORMALIZATION.apply(images)
+        self.targets = labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        return self.images[i], self.targets[i]
+
+
+def avalanche_loop(images: torch.Tensor, labels: torch.Tensor, device: torch.device, workers: int) -> float:
+    """(d): images/s of Avalanche's own ``Naive`` strategy with its ``ReplayPlugin`` (memory 20 per class), the
+    loop most users of the field would otherwise run: the same model, batch and images, the same crop and flip
+    (torchvision's, per sample, in Avalanche's dataset and DataLoader with ``workers`` workers), fp32 (Naive has
+    no mixed precision). Base step, best of epochs 2 and 3."""
+    from avalanche.benchmarks import nc_benchmark
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+    from torchvision import transforms as T
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # ReplayPlugin calls a deprecated update
+    dataset = _TensorImages(images, labels)
+    augment = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()])
+    benchmark = nc_benchmark(
+        dataset,
+        dataset,
+        n_experiences=1,
+        task_labels=False,
+        fixed_class_order=list(range(BASE_CLASSES)),
+        train_transform=augment,
+        eval_transform=None,
+    )
+    model = _Logits(new_model(device))
+    timer = EpochTimer()
+    strategy = Naive(
+        model=model,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=2e-4),
+        criterion=torch.nn.CrossEntropyLoss(),
+        train_mb_size=BATCH,
+        train_epochs=EPOCHS,
+        device=device,
+        plugins=[ReplayPlugin(mem_size=20 * BASE_CLASSES), timer],
+        evaluator=EvaluationPlugin(loggers=[]),
+    )
+    strategy.train(benchmark.train_stream[0], num_workers=workers, pin_memory=device.type == "cuda")
+    return len(dataset) / min(timer.seconds[0][1:])
+
+
 class EpochTimer:
     """An Avalanche plugin: the wall time of every training epoch, per step."""
 
@@ -191,7 +261,9 @@ class EpochTimer:
 
     def after_training_epoch(self, strategy, **kwargs):
         sync(strategy.device)
-        self.seconds.setdefault(strategy.step, []).append(time.perf_counter() - self._start)
+        step = getattr(strategy, "step", None)  # cil's engine; Avalanche's own strategies count experiences
+        step = strategy.clock.train_exp_counter if step is None else step
+        self.seconds.setdefault(step, []).append(time.perf_counter() - self._start)
 
 
 @dataclass
@@ -295,6 +367,7 @@ def main() -> None:
     settings = settings_for(device, args.quick)
     plain = {s: plain_loop(images, labels, device, s) for s in settings}
     anchors = anchor_loop(images, labels, device, workers)
+    avalanche = avalanche_loop(images, labels, device, workers)
     engines = {s: engine("il-baseline-bsce", per_class, device, s) for s in settings}
     best = max(settings, key=lambda s: engines[s].base)
     podnet = engine("podnet-bsce", per_class, device, best)
@@ -302,6 +375,7 @@ def main() -> None:
 
     rows = [("(a) plain loop", s.name, plain[s], None) for s in settings]
     rows.append((f"(b) PIL per sample, {workers} workers", "fp32", anchors, None))
+    rows.append((f"(d) Avalanche Naive + ReplayPlugin, {workers} workers", "fp32", avalanche, None))
     rows += [("(c) engine il-baseline-bsce", s.name, engines[s].base, engines[s].incremental) for s in settings]
     rows.append(("(c) engine podnet-bsce", best.name, podnet.base, podnet.incremental))
     print("\n| loop | setting | base step img/s | incremental img/s | vs (a) fp32 |")
@@ -325,7 +399,9 @@ def main() -> None:
         epochs = SCHEDULE[strategy]
         total = predicted_schedule(epochs, speed, inference)
         print(f"  {strategy:<17} {epochs} epochs per step: {hours(total)} per run")
-    print(f"ratio engine/plain: {engines[best].base / reference:.2f}")
+    same = min(engines[s].base / plain[s] for s in settings)
+    print(f"ratio engine/plain (same setting): {same:.2f}")
+    print(f"ratio engine/avalanche: {engines[best].base / avalanche:.2f}")
 
 
 if __name__ == "__main__":
