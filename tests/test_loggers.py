@@ -77,7 +77,10 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
     assert run_record.display_name == "synthetic-b6-2/il-baseline-meta-bsce/seed1993"
     assert run_record.project == "cil"
     config = {u.key: json.loads(u.value_json) for u in run_record.config.update}
-    assert config["optim"]["lr"] == results["config"]["optim"]["lr"] and config["loss"]["name"] == "meta-bsce"
+    assert config["optim.lr"] == results["config"]["optim"]["lr"] and config["loss.name"] == "meta-bsce"
+    # hyperparameters only: not where or how the run executed
+    assert not [k for k in config if k in ("out", "device", "progress", "data.root") or k.startswith("logging.")]
+    assert run_record.run_group == "synthetic-b6-2/il-baseline-meta-bsce" and run_record.job_type == "train"
     history = [
         {i.nested_key[0] if i.nested_key else i.key: json.loads(i.value_json) for i in r.history.item}
         for r in records
@@ -85,6 +88,7 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
     ]
     tested = [h for h in history if "cil_step" in h]
     assert [h["test/accuracy/all"] for h in tested] == pytest.approx([s["accuracy"] for s in results["steps"]])
+    assert "step/n_train" in tested[0] and not [k for h in tested for k in h if k.startswith("test/step/")]
     trained = [h for h in history if "epoch" in h]
     assert [h["epoch"] for h in trained] == [1, 2, 3, 4, 5, 6] and "train/learned/alpha" in trained[-1]
     summary = {}
@@ -211,3 +215,14 @@ def test_the_logged_learning_rate_is_the_one_each_epoch_trained_with(tmp_path):
     lr = epochs[epochs.metric == "lr"].sort_values("epoch")
     assert list(lr.epoch) == list(range(1, 10))  # 3 steps x 3 epochs, counted over the run
     assert lr.value.tolist() == pytest.approx([0.1, 0.01, 0.001] * 3)
+
+
+def test_hyperparameters_are_what_the_run_computes_with_one_type_per_key():
+    from cil.runs.loggers.scalars import hyperparameters
+
+    cfg = build_config("synthetic-b6-2", "il-baseline", {**FLAGS, "memory": {"budget": 20}}, SETS)
+    params = hyperparameters(cfg.to_dict())
+    assert params["memory.budget"] == 20 and "memory.per_class" not in params  # the memory the run used
+    assert not [k for k in params if k in ("out", "device", "progress", "data.root") or k.startswith("logging.")]
+    assert "none" not in params.values() and all(isinstance(v, (bool, int, float, str)) for v in params.values())
+    assert "memory.per_class" in hyperparameters(build_config("synthetic-b6-2", "il-baseline", FLAGS, SETS).to_dict())

@@ -164,6 +164,10 @@ class LoggingConfig:
     wandb_entity: str | None = None
     wandb_mode: Literal["auto", "online", "offline"] = "auto"
     """auto: WANDB_MODE and wandb's own settings; offline: local files only (wandb sync later)."""
+    wandb_group: str | None = None
+    """The W&B group (None: SCENARIO/STRATEGY, so that the seeds of one method group together)."""
+    wandb_tags: list[str] = field(default_factory=list)
+    wandb_job_type: str = "train"
 
     def validate(self, prefix: str) -> None:
         repeated = sorted({name for name in self.loggers if self.loggers.count(name) > 1})

@@ -57,10 +57,19 @@ def summary_scalars(results: dict[str, Any]) -> dict[str, float]:
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, bool | int | float | str]:
-    """The resolved config as flat ``section.key`` hyper-parameters of plain values (lists joined)."""
-    flat = {}
+    """The resolved config as flat ``section.key`` hyper-parameters: what the run computes, not where or how
+    it runs (``out``, ``device``, ``progress``, ``logging.*``, ``data.root``, ...: RUNTIME_KEYS), with the memory
+    as the run used it (a fixed budget has no per-class size); lists joined, unset values left out (so that a
+    key has one type in every run: never the text "none" beside numbers)."""
+    from cil.config import RUNTIME_KEYS
+
+    flat: dict[str, bool | int | float | str] = {}
     for key, value in flatten(config).items():
+        if key in RUNTIME_KEYS or key.startswith("logging.") or value is None:
+            continue
         if isinstance(value, list):
             value = ",".join(map(str, value))
-        flat[key] = "none" if value is None else value
+        flat[key] = value
+    if "memory.budget" in flat:
+        flat.pop("memory.per_class", None)
     return flat

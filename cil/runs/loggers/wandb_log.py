@@ -2,8 +2,10 @@
 
 The run is named ``SCENARIO/STRATEGY/seedS`` in project ``logging.wandb_project``, its config is
 the resolved config, and its files go to ``RUN_DIR/wandb``. Epoch values are logged against
-``epoch`` (``train/loss/<part>``, ``train/lr``, ...), step values against ``cil_step``
-(``test/accuracy/all``, ``test/aia``, ...); the summary holds ``aia``, ``final_accuracy``,
+``epoch`` (``train/loss/<part>``, ``train/lr``, ...), step values against ``cil_step`` (``test/accuracy/all``,
+``test/aia``, ...; the step's own numbers as ``step/n_train``, ``step/memory_size``, ...); the group is
+``logging.wandb_group`` (default SCENARIO/STRATEGY, so seeds group), with ``logging.wandb_tags`` and
+``logging.wandb_job_type``; the config holds the hyperparameters only; the summary holds ``aia``, ``final_accuracy``,
 ``forgetting`` and ``status``. ``logging.wandb_mode``: ``offline`` writes only local files (sync
 later with ``wandb sync RUN_DIR/wandb/offline-run-*``), ``online`` needs ``wandb login``, ``auto``
 follows ``WANDB_MODE`` and wandb's own settings. A resumed cil run continues the same wandb run
@@ -20,6 +22,7 @@ from typing import Any
 from cil.errors import UserError
 from cil.files import atomic_write_text
 from cil.runs.loggers import LOGGERS, LogContext
+from cil.runs.loggers.scalars import hyperparameters
 
 
 @LOGGERS.register("wandb")
@@ -33,6 +36,9 @@ class WandbLogger:
             "project": settings.get("wandb_project", "cil"),
             "entity": settings.get("wandb_entity"),
             "mode": None if mode == "auto" else mode,
+            "group": settings.get("wandb_group") or context.run_name.rsplit("/", 1)[0],
+            "tags": list(settings.get("wandb_tags") or []),
+            "job_type": settings.get("wandb_job_type", "train"),
         }
         self.run: Any = None
 
@@ -77,7 +83,7 @@ class WandbLogger:
             self.run = wandb.init(
                 name=self.run_name,
                 dir=str(self.run_dir),
-                config=config,
+                config=hyperparameters(config),
                 id=run_id,
                 resume="allow",
                 settings=wandb.Settings(silent=True, console="off"),
@@ -90,12 +96,16 @@ class WandbLogger:
         self.run.define_metric("train/*", step_metric="epoch")
         self.run.define_metric("cil_step")
         self.run.define_metric("test/*", step_metric="cil_step")
+        self.run.define_metric("step/*", step_metric="cil_step")
 
     def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
         self.run.log({"epoch": epoch, **{f"train/{k}": v for k, v in values.items()}})
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
-        self.run.log({"cil_step": step, **{f"test/{k}": v for k, v in values.items()}})
+        """Accuracies, AIA and forgetting as ``test/...``; the step's own numbers (train images, memory size,
+        seconds) as ``step/...``: they are not test metrics."""
+        named = {k if k.startswith("step/") else f"test/{k}": v for k, v in values.items()}
+        self.run.log({"cil_step": step, **named})
 
     def finish(self, summary: dict[str, float], status: str) -> None:
         if self.run is None:
