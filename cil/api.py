@@ -28,6 +28,56 @@ if TYPE_CHECKING:
 RunRef = str | Path | dict
 """A run: its directory, or the dict ``run_experiment`` returned."""
 
+OPTIONS = (
+    "seed",
+    "memory",
+    "memory_budget",
+    "epochs",
+    "limit_per_class",
+    "plugins",
+    "overrides",
+    "device",
+    "data_root",
+    "progress",
+    "loggers",
+)
+"""``experiment_config``'s keyword arguments: the command line's options, spelled as Python names."""
+
+OTHER_SPELLINGS = {
+    "no_progress": "progress=False",
+    "logger": "loggers=[...]",
+    "set": "overrides={...}",
+    "sets": "overrides={...}",
+    "plugin": "plugins=[...]",
+    "seeds": "run_seeds(scenario, strategy, seeds, out=...)",
+    "tensorboard": "loggers=['tensorboard'] (or () for none)",
+    "no_tensorboard": "loggers=()",
+    "memory_per_class": "memory=N",
+    "out_dir": "out=...",
+    "resume": "cil run --resume RUN_DIR (the API starts new runs)",
+}
+"""Spellings of other surfaces (the CLI's flags) and what the API calls them."""
+
+
+def _check_options(options: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
+    """One UserError for a keyword argument the API does not take (saying what it is called here), instead of
+    a TypeError from deep inside."""
+    from cil.errors import UserError, did_you_mean
+
+    for name in options:
+        if name in OPTIONS or name in extra:
+            continue
+        if name in OTHER_SPELLINGS:
+            raise UserError(f"'{name}' is not an argument of cil.api: write {OTHER_SPELLINGS[name]}")
+        raise UserError(f"unknown argument '{name}'{did_you_mean(name, [*OPTIONS, *extra])}")
+
+
+def _items(value: Any) -> list:
+    """A list of ``value``'s items; a single string or path is one item, never split into characters."""
+    if isinstance(value, (str, Path, dict)):
+        return [value]
+    return list(value)
+
 
 def experiment_config(
     scenario: str,
@@ -38,18 +88,23 @@ def experiment_config(
     memory_budget: int | None = None,
     epochs: int | None = None,
     limit_per_class: int | None = None,
-    plugins: Iterable[str] = (),
+    plugins: Iterable[str] | str = (),
     overrides: dict[str, Any] | None = None,
     device: str | None = None,
     data_root: str | None = None,
     progress: bool = True,
-    loggers: Iterable[str] | None = None,
+    loggers: Iterable[str] | str | None = None,
+    **unknown: Any,
 ):
     """The validated RunConfig these arguments give, exactly as ``cil run`` would build it.
 
-    ``loggers``: names of ``--logger`` (tensorboard, csv, wandb; () for none); None keeps the default.
+    ``loggers``: names of ``--logger`` (tensorboard, csv, wandb; () for none; one name alone is one logger);
+    None keeps the default. Another spelling (``no_progress``, ``set``, ``logger``) is one UserError saying
+    what it is called here.
     """
     from cil.config import options_layer
+
+    _check_options(unknown)
     from cil.runs.assemble import build_config
 
     flags = options_layer(
@@ -61,8 +116,8 @@ def experiment_config(
         data_root=data_root,
         limit_per_class=limit_per_class,
         progress=progress,
-        loggers=None if loggers is None else list(loggers),
-        plugins=tuple(plugins),
+        loggers=None if loggers is None else _items(loggers),
+        plugins=tuple(_items(plugins)),
     )
     return build_config(scenario, strategy, flags, [], overrides=overrides)
 
@@ -87,6 +142,7 @@ def run_experiment(
     from cil.runs.run import run
     from cil.runs.run_directory import default_run_dir
 
+    _check_options(options)
     cfg = experiment_config(scenario, strategy, **options)
     run_dir = Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed)
     results = run(
@@ -99,11 +155,18 @@ def run_experiment(
     return {**copy.deepcopy(results), "run_dir": str(run_dir)}
 
 
-def run_seeds(scenario: str, strategy: str, seeds: Iterable[int], *, out: str | Path, **kwargs: Any) -> list[dict]:
+def run_seeds(
+    scenario: str, strategy: str, seeds: Iterable[int] | int, *, out: str | Path, **kwargs: Any
+) -> list[dict]:
     """``run_experiment`` once per training seed, in OUT/seedS (every config checked before the first run)."""
+    from cil.errors import UserError
     from cil.runs.run import run_seeds as run_each
 
+    _check_options(kwargs, extra=("overwrite", "log", "extra_plugins"))
+    if "seed" in kwargs:
+        raise UserError("run_seeds takes seeds=[...], not seed=")
     running = {k: kwargs.pop(k) for k in ("overwrite", "log", "extra_plugins") if k in kwargs}
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
     configs = [experiment_config(scenario, strategy, seed=seed, **kwargs) for seed in seeds]
     log = running.pop("log", None) or (lambda line: print(line, file=sys.stderr))
     results = run_each(configs, Path(out), log=log, **running)
@@ -137,7 +200,7 @@ def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     it a variant), seed, status and every metric of ``cil report``."""
     from cil.analysis.report import collect, runs_frame
 
-    return runs_frame(collect([Path(p) for p in paths]))
+    return runs_frame(collect([Path(p) for p in _items(paths)]))
 
 
 def summary(paths: Iterable[str | Path], metric: str = "aia") -> pd.DataFrame:
@@ -147,7 +210,7 @@ def summary(paths: Iterable[str | Path], metric: str = "aia") -> pd.DataFrame:
 
     if metric not in METRICS:
         raise UserError(f"unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}")
-    return summary_frame(collect([Path(p) for p in paths]), metric)
+    return summary_frame(collect([Path(p) for p in _items(paths)]), metric)
 
 
 def confusion_figure(runs: RunRef | list[RunRef], step: int | None = None):
@@ -171,7 +234,7 @@ def base_new_figure(run: RunRef):
     return figure(_runs(run)[0])
 
 
-def mean_curves_figure(runs: list[RunRef]):
+def mean_curves_figure(runs: RunRef | list[RunRef]):
     """Accuracy after each step, mean over seeds per strategy and scenario, with a ± 1 std band."""
     from cil.analysis.plots_steps import mean_curves_figure as figure
 
@@ -205,7 +268,7 @@ def _runs(refs: RunRef | list[RunRef]) -> list:
     from cil.errors import UserError
 
     runs = []
-    for ref in refs if isinstance(refs, list) else [refs]:
+    for ref in _items(refs):
         path = Path(ref["run_dir"]) if isinstance(ref, dict) and "run_dir" in ref else ref
         if isinstance(path, dict):
             raise UserError("a results dict without 'run_dir' has no confusion matrices: pass its run directory")

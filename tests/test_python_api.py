@@ -126,3 +126,26 @@ def test_every_figure_shows_in_an_executed_notebook(tmp_path):
     text = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
     assert len(notebook.cells[-1].outputs) <= 8 and "\r" not in text, notebook.cells[-1].outputs
     assert text.count("epoch") >= 8 * 3 and "Warning" not in text, text
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"no_progress": True}, "'no_progress' is not an argument of cil.api: write progress=False"),
+        ({"set": {"optim.lr": 0.1}}, "write overrides={...}"),
+        ({"logger": "csv"}, "write loggers=[...]"),
+        ({"seeds": [1, 2]}, "write run_seeds(scenario, strategy, seeds, out=...)"),
+        ({"epoch": 3}, "unknown argument 'epoch' (did you mean 'epochs'?)"),
+    ],
+)
+def test_other_spellings_are_one_clear_error(options, message):
+    for call in (api.experiment_config, api.run_experiment):
+        with pytest.raises(UserError, match=re.escape(message)):
+            call("synthetic-b6-2", "il-baseline", **options)
+
+
+def test_a_single_string_is_one_item(tmp_path):
+    cfg = api.experiment_config("synthetic-b6-2", "il-baseline", loggers="csv", plugins="nme")
+    assert cfg.logging.loggers == ["csv"] and cfg.plugins[-1].name == "nme"
+    with pytest.raises(UserError, match=f"no results.json found under {tmp_path}$"):  # a folder, not characters
+        api.collect_runs(str(tmp_path))
