@@ -242,3 +242,20 @@ def test_gala_rebalancing_changes_the_evaluation(tmp_path, capsys):
 def test_two_batch_samplers_are_one_clear_error(capsys):
     assert main(["run", "--strategy", "il-baseline-memory-oversampling", "--plugin", "class-oversampling", *TINY]) == 2
     assert "both choose the mini-batches" in capsys.readouterr().err
+
+
+def same_partition(a, b) -> bool:
+    """Whether two labelings split the items the same way (up to renaming the groups)."""
+    return len(set(zip(a, b))) == len(set(a)) == len(set(b))
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_normalized_cut_recovers_generated_groups_of_class_gradients(case):
+    """Fixed features: G groups of class gradients around G random directions; scikit-learn's spectral
+    clustering (which GBG now uses) returns exactly those groups."""
+    g = torch.Generator().manual_seed(case)
+    n_groups = 2 + case % 4
+    labels = torch.arange(4 * n_groups + case) % n_groups
+    gradients = torch.randn(n_groups, 64, generator=g)[labels] + 0.3 * torch.randn(len(labels), 64, generator=g)
+    groups = normalized_cut_groups(cosine_similarity_matrix(gradients), n_groups, seed=case)
+    assert same_partition(groups.tolist(), labels.tolist())
