@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -186,31 +185,15 @@ def escaping_names(work: Path, count, every) -> None:
 
 
 def late_values(work: Path, count) -> None:
-    import dataclasses
-    import typing
+    from tests.test_config import UNBOUNDED_COUNTS, integer_counts
 
-    from cil import registry
-    from cil.config.schema import RunConfig
-    from tests.test_config import UNBOUNDED_COUNTS
-
-    def counts(cls, prefix):
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if dataclasses.is_dataclass(hints[f.name]):
-                yield from counts(hints[f.name], f"{prefix}{f.name}.")
-            elif str(hints[f.name]) in ("<class 'int'>", "int | None"):
-                yield f"{prefix}{f.name}"
-
-    keys = [k for k in counts(RunConfig, "") if k not in UNBOUNDED_COUNTS]
-    for kind, name, _ in registry.summaries():
-        section = {"method": "method", "loss": "loss"}.get(kind)
-        if section is None:
-            continue  # plugins are set through a strategy's list; their counts are covered by the same ranges
-        keys += [
-            f"{section}.{k.split('.', 2)[2]}"
-            for k in counts(registry.config_class(kind, name), f"{kind}.{name}.")
-            if k not in UNBOUNDED_COUNTS
-        ]
+    keys = []
+    for key, _ in integer_counts():
+        kind, _, rest = key.partition(".")
+        if key in UNBOUNDED_COUNTS or kind == "plugin":
+            continue  # plugins are set through a strategy's list; their counts have the same ranges
+        keys.append(f"{kind}.{rest.split('.', 1)[1]}" if kind in ("method", "loss") else key)
+    keys = list(dict.fromkeys(keys))
     for key in keys:
         strategy = {"method": "lucir", "loss": "podnet-meta-bsce"}.get(key.split(".")[0], "il-baseline")
         for value in ("1000000000000", "99999999999999999999"):
@@ -234,43 +217,12 @@ def late_values(work: Path, count) -> None:
 
 
 def rank_deaths(work: Path, count) -> None:
-    tiny = [
-        "--scenario",
-        "synthetic-b6-2",
-        "--strategy",
-        "il-baseline-bsce",
-        "--limit-per-class",
-        "24",
-        "--no-progress",
-        "--logger",
-        "none",
-        "--device",
-        "cpu",
-        "--set",
-        "model.backbone=tiny",
-        "--set",
-        "data.synthetic_classes=10",
-        "--set",
-        "optim.batch_size=16",
-    ]
+    from tests.test_distributed import start_and_wait_for_step_0
+
     statuses = {}
     for victim in ("rank 0", "rank 1", "launcher"):
         out = work / victim.replace(" ", "")
-        job = subprocess.Popen(
-            [sys.executable, "-m", "cil", "run", *tiny, "--epochs", "40", "--nproc", "2", "--out", str(out)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        deadline = time.time() + 300
-        while time.time() < deadline and not accuracies_so_far(out):
-            time.sleep(0.2)
-        ranks = {}
-        for pid in subprocess.run(["pgrep", "-P", str(job.pid)], capture_output=True, text=True).stdout.split():
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            ranks[int(next(e for e in environ if e.startswith(b"RANK="))[5:])] = int(pid)
+        job, ranks = start_and_wait_for_step_0(out)
         os.kill(job.pid if victim == "launcher" else ranks[int(victim[-1])], signal.SIGKILL)
         _, err = job.communicate(timeout=300)
         time.sleep(5 if victim == "launcher" else 0)

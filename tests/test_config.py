@@ -265,9 +265,9 @@ UNBOUNDED_COUNTS = {
 }
 
 
-def test_every_count_has_an_upper_bound_or_a_reason():
-    """A count that sizes an allocation or a loop (a batch, epochs, groups) has an upper bound, so that a typo
-    (``runtime.eval_batch_size=1000000000000``) is refused at the edge, not by an 8 TB allocation later."""
+def integer_counts():
+    """(dotted key, declared range) of every integer field of the config and of every component's config
+    (components as ``KIND.NAME.field``)."""
     import dataclasses
     import typing
 
@@ -286,5 +286,15 @@ def test_every_count_has_an_upper_bound_or_a_reason():
     found = list(counts(RunConfig, ""))
     for kind, name, _ in registry.summaries():
         found += list(counts(registry.config_class(kind, name), f"{kind}.{name}."))
-    missing = [key for key, bounds in found if (bounds is None or bounds.high is None) and key not in UNBOUNDED_COUNTS]
+    return found
+
+
+def test_every_count_has_an_upper_bound_or_a_reason():
+    """A count that sizes an allocation or a loop (a batch, epochs, groups) has an upper bound, so that a typo
+    (``runtime.eval_batch_size=1000000000000``) is refused at the edge, not by an 8 TB allocation later."""
+    missing = [
+        key
+        for key, bounds in integer_counts()
+        if (bounds is None or bounds.high is None) and key not in UNBOUNDED_COUNTS
+    ]
     assert not missing
