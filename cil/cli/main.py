@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except ReportedInterrupt:  # what was saved and how to continue is printed already
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("cil: interrupted", file=sys.stderr)
+        from cil.training.distributed import launched_by_cil
+
+        if not launched_by_cil():  # a rank of `cil run --nproc`: its launcher says how the run ended
+            print("cil: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (``cil list | head``): stop quietly, as Unix tools do
         with contextlib.suppress(OSError):

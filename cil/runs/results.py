@@ -15,6 +15,8 @@ or "failed"; a run killed outright stays "running").
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import platform
@@ -152,11 +154,14 @@ class RunWriter:
             return
         atomic_write_text(self.out / RESULTS, json.dumps(_clean(self.results), indent=2) + "\n")
         steps = self.results["steps"]
-        if steps:
-            import pandas as pd
-
+        if steps:  # the csv module, not pandas: nothing is imported for the first time in the middle of a run
             rows = [{k: v for k, v in s.items() if not isinstance(v, (list, dict))} for s in steps]
-            atomic_write_text(self.out / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            atomic_write_text(self.out / "metrics.csv", buffer.getvalue())
 
 
 def load_results(run_dir: Path) -> dict[str, Any]:

@@ -190,7 +190,8 @@ def _run_in(
             run_steps(strategy, train_stream, test_stream, report, first_step=first_step)
         writer.finish("complete")
     except KeyboardInterrupt:
-        writer.finish("interrupted")
+        with suppress(Exception, KeyboardInterrupt):  # a second signal, or a write refused: the steps are kept
+            writer.finish("interrupted")
         done = len(writer.results["steps"])
         if not launched_by_cil():  # else the launcher says it, with its --nproc
             log(f"interrupted: {done} of {plan.n_steps} steps are saved in {out}; continue with: {resume_command(out)}")
