@@ -107,6 +107,18 @@ def attempt(argv: list) -> str:
     return "ok"
 
 
+def census_settings(n: int) -> settings:
+    """Hypothesis settings of a census: ``n`` generated cases, the same ones every time, all of them tried."""
+    return settings(
+        max_examples=n,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def census(n: int) -> dict[str, Counter]:
     import cil.runs.run
 
@@ -126,14 +138,7 @@ def census(n: int) -> dict[str, Counter]:
     def count(family: str, outcome: str) -> None:
         tally.setdefault(family, Counter())[outcome] += 1
 
-    every = settings(
-        max_examples=n,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    every = census_settings(n)
     case = iter(range(10**9))
 
     @every
@@ -218,11 +223,15 @@ def census(n: int) -> dict[str, Counter]:
     return tally
 
 
-if __name__ == "__main__":
-    tally = census(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+def print_table(tally: dict[str, Counter]) -> None:
+    """The census as a Markdown table: cases per family, how many ended badly, and how."""
     print("| family | cases | ending badly | how |")
     print("| --- | ---: | ---: | --- |")
     for family, outcomes in tally.items():
         bad = {k: v for k, v in outcomes.items() if k != "ok"}
         how = ", ".join(f"{k} {v}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
         print(f"| {family} | {sum(outcomes.values())} | {sum(bad.values())} | {how} |")
+
+
+if __name__ == "__main__":
+    print_table(census(int(sys.argv[1]) if len(sys.argv) > 1 else 200))

@@ -26,10 +26,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cil.cli import main
+from tests.census_bad_inputs import census_settings, print_table
 from tests.test_faults import PLANTED, TINY, WriteRefuser, plant, refusing, untouched
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,14 +258,7 @@ def census(n: int) -> dict[str, Counter]:
     def count(family: str, outcome: str) -> None:
         tally.setdefault(family, Counter())[outcome] += 1
 
-    every = settings(
-        max_examples=n,
-        database=None,
-        derandomize=True,
-        phases=[Phase.generate],
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    every = census_settings(n)
     here = os.getcwd()
     try:
         refused_writes(work, count)
@@ -284,10 +278,4 @@ if __name__ == "__main__":
     import warnings
 
     warnings.filterwarnings("ignore")
-    tally = census(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
-    print("| family | cases | ending badly | how |")
-    print("| --- | ---: | ---: | --- |")
-    for family, outcomes in tally.items():
-        bad = {k: v for k, v in outcomes.items() if k != "ok"}
-        how = ", ".join(f"{k} {v}" for k, v in sorted(bad.items(), key=lambda kv: -kv[1]))
-        print(f"| {family} | {sum(outcomes.values())} | {sum(bad.values())} | {how} |")
+    print_table(census(int(sys.argv[1]) if len(sys.argv) > 1 else 200))

@@ -91,11 +91,9 @@ def process_start(pid: int) -> str | None:
 def read_claim(path: Path) -> Claim | None:
     """The claim in ``path``; None while it is being written (an empty regular file) or gone; DamagedClaim
     when it holds anything else than what :meth:`Claim.mine` writes."""
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise DamagedClaim(_damaged(path, "not a regular file"))
     try:
-        if path.is_symlink() or not path.is_file():
-            if not path.exists() and not path.is_symlink():
-                return None
-            raise DamagedClaim(_damaged(path, "not a regular file"))
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
