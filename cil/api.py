@@ -203,14 +203,12 @@ def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return runs_frame(collect([Path(p) for p in _items(paths)]))
 
 
-def summary(paths: Iterable[str | Path], metric: str = "aia") -> pd.DataFrame:
-    """Mean, sample std and count of ``metric`` over the complete runs of each strategy and scenario."""
-    from cil.analysis.report import METRICS, collect, summary_frame
-    from cil.errors import UserError, did_you_mean
+def summary(paths: Iterable[str | Path], metric: str = "avg_incremental_accuracy") -> pd.DataFrame:
+    """Mean, sample std and count of ``metric`` (a name of ``cil report --metric``) over the complete runs of
+    each strategy and scenario."""
+    from cil.analysis.report import check_metric, collect, summary_frame
 
-    if metric not in METRICS:
-        raise UserError(f"unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}")
-    return summary_frame(collect([Path(p) for p in _items(paths)]), metric)
+    return summary_frame(collect([Path(p) for p in _items(paths)]), check_metric(metric))
 
 
 def confusion_figure(runs: RunRef | list[RunRef], step: int | None = None):

@@ -89,6 +89,7 @@ def test_list(capsys):
         (["run", "--resume", "/nonexistent/run"], "holds no run (results.json is missing)"),
         (["report", "/nonexistent/runs"], "no such run directory"),
         (["report", ".", "--metric", "speed"], "unknown metric 'speed'"),
+        (["report", ".", "--metric", "aia"], "metric 'aia' is now called 'avg_incremental_accuracy'"),
         (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--grid", "memory"], "--grid expects"),
         (["sweep", "table9"], "unknown sweep 'table9'"),
         (["sweep", "--scenario", "synthetic-b50-5"], "needs strategies"),

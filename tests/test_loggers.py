@@ -38,14 +38,14 @@ def test_csv_logs_every_epoch_and_step(logged):
     out, results = logged
     epochs = pd.read_csv(out / "logs" / "epochs.csv")
     assert list(epochs.columns) == ["epoch", "step", "metric", "value"]
-    total = epochs[epochs.metric == "loss/total"]
+    total = epochs[epochs.metric == "train/loss/total"]
     assert total.epoch.tolist() == [1, 2, 3, 4, 5, 6] and total.step.tolist() == [0, 0, 1, 1, 2, 2]
     assert total.value.tolist()[-1] == pytest.approx(sum(results["steps"][-1]["final_epoch_loss"].values()), rel=1e-5)
-    assert epochs[epochs.metric == "learned/alpha"].epoch.tolist() == [3, 4, 5, 6]
+    assert epochs[epochs.metric == "train/learned/alpha"].epoch.tolist() == [3, 4, 5, 6]
     steps = pd.read_csv(out / "logs" / "steps.csv").pivot_table(index="step", columns="metric", values="value")
-    assert steps["accuracy/all"].tolist() == pytest.approx([s["accuracy"] for s in results["steps"]])
-    assert steps["aia"].iloc[-1] == pytest.approx(results["avg_incremental_accuracy"])
-    assert {"accuracy/base", "forgetting", "step/memory_size"} <= set(steps.columns)
+    assert steps["test/accuracy"].tolist() == pytest.approx([s["accuracy"] for s in results["steps"]])
+    assert steps["test/avg_incremental_accuracy"].iloc[-1] == pytest.approx(results["avg_incremental_accuracy"])
+    assert {"test/accuracy_base", "test/forgetting", "step/memory_size"} <= set(steps.columns)
 
 
 def test_tensorboard_hparams_hold_the_config_and_the_run_numbers(logged):
@@ -61,13 +61,17 @@ def test_tensorboard_hparams_hold_the_config_and_the_run_numbers(logged):
     assert start.hparams["status"].string_value == "complete"
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == {
-        "hparams/aia",
-        "hparams/final_accuracy",
-        "hparams/forgetting",
+        "avg_incremental_accuracy",
+        "final_accuracy",
+        "forgetting",
     }
-    assert events.Scalars("hparams/aia")[0].value == pytest.approx(results["avg_incremental_accuracy"], abs=1e-4)
+    assert events.Scalars("avg_incremental_accuracy")[0].value == pytest.approx(
+        results["avg_incremental_accuracy"], abs=1e-4
+    )
     steps = EventAccumulator(str(out / "tensorboard" / "steps")).Reload()
-    assert [e.value for e in steps.Scalars("aia")][-1] == pytest.approx(results["avg_incremental_accuracy"], abs=1e-4)
+    assert [e.value for e in steps.Scalars("test/avg_incremental_accuracy")][-1] == pytest.approx(
+        results["avg_incremental_accuracy"], abs=1e-4
+    )
 
 
 def test_wandb_offline_run_holds_config_history_and_summary(logged):
@@ -87,7 +91,7 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
         if r.WhichOneof("record_type") == "history"
     ]
     tested = [h for h in history if "cil_step" in h]
-    assert [h["test/accuracy/all"] for h in tested] == pytest.approx([s["accuracy"] for s in results["steps"]])
+    assert [h["test/accuracy"] for h in tested] == pytest.approx([s["accuracy"] for s in results["steps"]])
     assert "step/n_train" in tested[0] and not [k for h in tested for k in h if k.startswith("test/step/")]
     trained = [h for h in history if "epoch" in h]
     assert [h["epoch"] for h in trained] == [1, 2, 3, 4, 5, 6] and "train/learned/alpha" in trained[-1]
@@ -97,7 +101,10 @@ def test_wandb_offline_run_holds_config_history_and_summary(logged):
             summary.update(
                 {(u.nested_key[0] if u.nested_key else u.key): json.loads(u.value_json) for u in r.summary.update}
             )
-    assert summary["aia"] == pytest.approx(results["avg_incremental_accuracy"]) and summary["status"] == "complete"
+    assert (
+        summary["avg_incremental_accuracy"] == pytest.approx(results["avg_incremental_accuracy"])
+        and summary["status"] == "complete"
+    )
     assert (out / "logs" / "wandb-id").read_text().strip() == run_record.run_id
 
 
@@ -113,11 +120,11 @@ def test_a_resumed_run_logs_each_epoch_and_step_once(tmp_path):
         run(config(), out=tmp_path / "r", extra_plugins=[StopBeforeStep(2, after_epochs=1)], log=quiet)
     results = run(config(), out=tmp_path / "r", resume=True, log=quiet)
     epochs = pd.read_csv(tmp_path / "r" / "logs" / "epochs.csv")
-    assert epochs[epochs.metric == "loss/total"].epoch.tolist() == [1, 2, 3, 4, 5, 6]
+    assert epochs[epochs.metric == "train/loss/total"].epoch.tolist() == [1, 2, 3, 4, 5, 6]
     steps = pd.read_csv(tmp_path / "r" / "logs" / "steps.csv")
-    assert steps[steps.metric == "accuracy/all"].step.tolist() == [0, 1, 2]
+    assert steps[steps.metric == "test/accuracy"].step.tolist() == [0, 1, 2]
     tb = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "epochs")).Reload()
-    assert [e.step for e in tb.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in tb.Scalars("train/loss/total")] == [1, 2, 3, 4, 5, 6]
     assert results["status"] == "complete"
 
 
@@ -212,7 +219,7 @@ def test_the_logged_learning_rate_is_the_one_each_epoch_trained_with(tmp_path):
     )
     run(cfg, out=tmp_path / "r", log=quiet)
     epochs = pd.read_csv(tmp_path / "r" / "logs" / "epochs.csv")
-    lr = epochs[epochs.metric == "lr"].sort_values("epoch")
+    lr = epochs[epochs.metric == "train/lr"].sort_values("epoch")
     assert list(lr.epoch) == list(range(1, 10))  # 3 steps x 3 epochs, counted over the run
     assert lr.value.tolist() == pytest.approx([0.1, 0.01, 0.001] * 3)
 
@@ -226,3 +233,27 @@ def test_hyperparameters_are_what_the_run_computes_with_one_type_per_key():
     assert not [k for k in params if k in ("out", "device", "progress", "data.root") or k.startswith("logging.")]
     assert "none" not in params.values() and all(isinstance(v, (bool, int, float, str)) for v in params.values())
     assert "memory.per_class" in hyperparameters(build_config("synthetic-b6-2", "il-baseline", FLAGS, SETS).to_dict())
+
+
+def test_one_vocabulary_on_every_surface(logged):
+    """A number has its results.json name in every logger, frame and report (loggers add a section prefix)."""
+    from cil import api
+    from cil.analysis.report import METRICS
+    from cil.runs.loggers.scalars import ACCURACY_KEYS, SUMMARY_KEYS
+
+    out, results = logged
+    step_keys, run_keys = set(results["steps"][-1]), set(results)
+    assert set(ACCURACY_KEYS) <= step_keys and set(SUMMARY_KEYS) <= run_keys
+    csv_names = set(pd.read_csv(out / "logs" / "steps.csv").metric)
+    tested = {name.removeprefix("test/") for name in csv_names if name.startswith("test/")}
+    assert tested == set(ACCURACY_KEYS) | {"avg_incremental_accuracy", "forgetting"}
+    assert {name.removeprefix("step/") for name in csv_names if name.startswith("step/")} <= step_keys
+    assert csv_names == {n for n in csv_names if n.startswith(("test/", "step/"))}
+    assert set(ACCURACY_KEYS) <= set(api.steps_frame(out).columns)
+    runs = api.collect_runs(out)
+    assert set(METRICS) <= set(runs.columns) and set(SUMMARY_KEYS) <= set(METRICS)
+    for key in SUMMARY_KEYS:
+        assert runs[key].iloc[0] == pytest.approx(results[key])
+    assert api.summary(out, metric="final_accuracy")["mean"].iloc[0] == pytest.approx(results["final_accuracy"])
+    with pytest.raises(UserError, match="metric 'final' is now called 'final_accuracy'"):
+        api.summary(out, metric="final")

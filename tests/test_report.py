@@ -60,7 +60,7 @@ def test_forgetting_by_hand():
 
 
 def test_summary_means_and_stds_over_complete_runs(runs_root):
-    stats = summary_frame(collect([runs_root]), "aia").set_index("row")
+    stats = summary_frame(collect([runs_root]), "avg_incremental_accuracy").set_index("row")
     for strategy, n in [("il-baseline", 3), ("il-baseline-bsce", 2)]:
         values = aia_of(runs_root, strategy)
         assert len(values) == n
@@ -94,8 +94,15 @@ def test_csv_and_latex_parse(runs_root, capsys):
     assert main(["report", str(runs_root), "--format", "csv", "--metric", "all"]) == 0
     captured = capsys.readouterr()
     rows = list(csv.DictReader(io.StringIO(captured.out)))
-    assert {r["metric"] for r in rows} == {"aia", "final", "final-base", "final-new", "top5-aia", "forgetting"}
-    aia = {r["strategy"]: r for r in rows if r["metric"] == "aia"}
+    assert {r["metric"] for r in rows} == {
+        "avg_incremental_accuracy",
+        "final_accuracy",
+        "final_accuracy_base",
+        "final_accuracy_new",
+        "avg_incremental_top5",
+        "forgetting",
+    }
+    aia = {r["strategy"]: r for r in rows if r["metric"] == "avg_incremental_accuracy"}
     assert aia["il-baseline"]["n"] == "3" and float(aia["il-baseline"]["mean"]) == pytest.approx(
         np.mean(aia_of(runs_root, "il-baseline")), abs=1e-4
     )
@@ -264,13 +271,19 @@ def test_tensorboard_logs_losses_accuracies_and_alpha(tmp_path):
     epochs = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "epochs")).Reload()
     steps = EventAccumulator(str(tmp_path / "r" / "tensorboard" / "steps")).Reload()
     tags = set(epochs.Tags()["scalars"])
-    assert {"loss/classification", "loss/distillation", "loss/total", "lr", "learned/alpha"} <= tags
-    assert [e.step for e in epochs.Scalars("loss/total")] == [1, 2, 3, 4, 5, 6]
-    assert [e.step for e in epochs.Scalars("learned/alpha")] == [3, 4, 5, 6]  # incremental steps only
+    assert {
+        "train/loss/classification",
+        "train/loss/distillation",
+        "train/loss/total",
+        "train/lr",
+        "train/learned/alpha",
+    } <= tags
+    assert [e.step for e in epochs.Scalars("train/loss/total")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in epochs.Scalars("train/learned/alpha")] == [3, 4, 5, 6]  # incremental steps only
     results = json.loads((tmp_path / "r" / "results.json").read_text())
-    accuracy = [e.value for e in steps.Scalars("accuracy/all")]
+    accuracy = [e.value for e in steps.Scalars("test/accuracy")]
     assert accuracy == pytest.approx([s["accuracy"] for s in results["steps"]], abs=1e-4)
-    assert {"accuracy/base", "accuracy/new", "forgetting", "step/memory_size", "step/alpha"} <= set(
+    assert {"test/accuracy_base", "test/accuracy_new", "test/forgetting", "step/memory_size", "step/alpha"} <= set(
         steps.Tags()["scalars"]
     )
 

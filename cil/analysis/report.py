@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cil.config import RUNTIME_KEYS, flatten, strategy_label
-from cil.errors import UserError
+from cil.errors import UserError, did_you_mean
 from cil.runs.metrics import forgetting
 from cil.runs.results import RESULTS, load_results
 
@@ -66,14 +66,37 @@ def step_table(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 METRICS = {
-    "aia": "average incremental accuracy (mean of the accuracy after every step, base step included)",
-    "final": "accuracy on all classes after the last step",
-    "final-base": "accuracy on the base classes after the last step",
-    "final-new": "accuracy on the last step's classes after the last step",
-    "top5-aia": "average incremental top-5 accuracy",
+    "avg_incremental_accuracy": "average incremental accuracy (mean of the accuracy after every step, base step "
+    "included)",
+    "final_accuracy": "accuracy on all classes after the last step",
+    "final_accuracy_base": "accuracy on the base classes after the last step",
+    "final_accuracy_new": "accuracy on the last step's classes after the last step",
+    "avg_incremental_top5": "average incremental top-5 accuracy",
     "forgetting": "average forgetting after the last step (per step's class group: best accuracy before "
     "the last step minus accuracy after it; lower is better)",
 }
+"""The run-level numbers of every table, frame and logger, named as in results.json (``avg_incremental_accuracy``,
+``final_accuracy``, ``forgetting``) and, for the derived ones, after the step keys they come from
+(``accuracy_base``, ``accuracy_new``, ``top5``)."""
+
+RENAMED_METRICS = {
+    "aia": "avg_incremental_accuracy",
+    "final": "final_accuracy",
+    "final-base": "final_accuracy_base",
+    "final-new": "final_accuracy_new",
+    "top5-aia": "avg_incremental_top5",
+}
+"""Names used before cil had one vocabulary: asked for by one of them, cil names the new one."""
+
+
+def check_metric(name: str) -> str:
+    """``name`` when it is a metric; otherwise one error line naming the valid ones (or the new name)."""
+    if name in METRICS:
+        return name
+    if name in RENAMED_METRICS:
+        raise UserError(f"metric '{name}' is now called '{RENAMED_METRICS[name]}' (valid: {', '.join(METRICS)})")
+    raise UserError(f"unknown metric '{name}'{did_you_mean(name, list(METRICS))}")
+
 
 IGNORED_FOR_VARIANTS = ("seed",)
 """Config keys that never make two runs different experiments (besides the runtime keys)."""
@@ -99,15 +122,13 @@ class Run:
         r, steps = self.results, self.results.get("steps", [])
         if not steps:
             return None
-        if name == "aia":
-            return r.get("avg_incremental_accuracy")
-        if name == "final":
-            return r.get("final_accuracy")
-        if name == "final-base":
+        if name in ("avg_incremental_accuracy", "final_accuracy"):
+            return r.get(name)
+        if name == "final_accuracy_base":
             return steps[-1].get("accuracy_base")
-        if name == "final-new":
+        if name == "final_accuracy_new":
             return steps[-1].get("accuracy_new")
-        if name == "top5-aia":
+        if name == "avg_incremental_top5":
             return float(np.mean([s["top5"] for s in steps]))
         if name == "forgetting":
             if "forgetting" in r:
@@ -230,7 +251,9 @@ def _cell(mean: float, std: float, n: int, uniform_n: bool, fmt: str) -> str:
     return text if uniform_n else f"{text} (n={n})"
 
 
-def summary_table(runs: list[Run], metrics: Sequence[str] = ("aia",), fmt: str = "markdown") -> str:
+def summary_table(
+    runs: list[Run], metrics: Sequence[str] = ("avg_incremental_accuracy",), fmt: str = "markdown"
+) -> str:
     """Strategies (and variants) as rows, scenarios as columns, mean ± std over seeds; incomplete runs listed."""
     import pandas as pd
 
@@ -281,7 +304,14 @@ def per_step_table(runs: list[Run], fmt: str = "markdown") -> str:
     """The accuracy after every step, one row per run."""
     frame = runs_frame(runs)
     width = max(len(r.results.get("steps", [])) for r in runs)
-    header = ["scenario", "strategy", "seed", "status", *[f"step {i}" for i in range(width)], "aia"]
+    header = [
+        "scenario",
+        "strategy",
+        "seed",
+        "status",
+        *[f"step {i}" for i in range(width)],
+        "avg_incremental_accuracy",
+    ]
     table = []
     order = sorted(
         range(len(runs)),
@@ -297,7 +327,7 @@ def per_step_table(runs: list[Run], fmt: str = "markdown") -> str:
                 str(frame.at[i, "seed"]),
                 str(frame.at[i, "status"]),
                 *accs,
-                _fmt(frame.at[i, "aia"]),
+                _fmt(frame.at[i, "avg_incremental_accuracy"]),
             ]
         )
     return render_table(header, table, fmt, "accuracy (%) on all seen classes after each step")

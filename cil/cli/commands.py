@@ -246,7 +246,18 @@ def run_seeds(args, seeds: list[int]) -> int:
     default = default_run_dir(args.scenario, configs[0].strategy)
     parent = writable_folder(Path(args.out) if args.out else default, "--out")
     run_each(configs, parent, overwrite=args.overwrite)
-    print(summary_table(collect([parent]), metrics=["aia", "final", "final-base", "final-new", "forgetting"]))
+    print(
+        summary_table(
+            collect([parent]),
+            metrics=[
+                "avg_incremental_accuracy",
+                "final_accuracy",
+                "final_accuracy_base",
+                "final_accuracy_new",
+                "forgetting",
+            ],
+        )
+    )
     return 0
 
 
@@ -323,12 +334,9 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from cil.analysis.report import METRICS, collect, per_step_table, summary_table
+    from cil.analysis.report import METRICS, check_metric, collect, per_step_table, summary_table
 
-    metrics = list(METRICS) if args.metric == "all" else [args.metric]
-    for metric in metrics:
-        if metric not in METRICS:
-            raise UserError(f"unknown metric '{metric}'; valid: {', '.join(METRICS)}, all")
+    metrics = list(METRICS) if args.metric == "all" else [check_metric(args.metric)]
     runs = collect([Path(p) for p in args.paths])
     if args.per_step:
         print(per_step_table(runs, args.format))

@@ -152,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="a table of results over seeds: strategies as rows, scenarios as columns")
     report.add_argument("paths", nargs="+", metavar="RUN_DIR_OR_PARENT", help="run directories or folders holding them")
     report.add_argument(
-        "--metric", default="aia", help="aia (default), final, final-base, final-new, top5-aia, forgetting; or 'all'"
+        "--metric",
+        default="avg_incremental_accuracy",
+        help="avg_incremental_accuracy (default), final_accuracy, final_accuracy_base, final_accuracy_new, "
+        "avg_incremental_top5, forgetting; or 'all'",
     )
     report.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     report.add_argument("--per-step", action="store_true", help="the accuracy after every step of every run")

@@ -124,7 +124,7 @@ def execute(
         run_here(tasks, report)
     done = [p.spec.out for p in planned if p.action != "invalid" and (p.spec.out / "results.json").exists()]
     if done:
-        print(summary_table(collect(done), metrics=["aia", "final"]))
+        print(summary_table(collect(done), metrics=["avg_incremental_accuracy", "final_accuracy"]))
     for line in outcomes["elsewhere"]:
         print(f"running elsewhere: {line}", file=sys.stderr)
     for kind in ("diverged", "failed"):

@@ -1,7 +1,8 @@
 """CSV logs of a run in long form (one value per row), ``RUN_DIR/logs/{epochs,steps}.csv``.
 
-``epochs.csv``: ``epoch,step,metric,value`` (loss parts, lr, learned values after every epoch);
-``steps.csv``: ``step,metric,value`` (accuracies, aia, forgetting, the step record's numbers).
+``epochs.csv``: ``epoch,step,metric,value`` (``train/loss/<part>``, ``train/lr``, ``train/learned/<name>``
+after every epoch); ``steps.csv``: ``step,metric,value`` (``test/accuracy``, ..., ``test/avg_incremental_accuracy``,
+``test/forgetting``, ``step/<key>``): the names of every logger (``cil.runs.loggers.scalars``).
 Long form keeps one header however the metrics change between steps (distillation starts at step
 1) and reads into pandas as ``pd.read_csv(...).pivot_table(index="epoch", columns="metric")``. Rows
 are appended and flushed as they come; a resumed run first drops the rows at or after the epoch

@@ -1,4 +1,11 @@
-"""The values every logger records, named once for all of them."""
+"""The values every logger records, named once for all of them.
+
+One vocabulary: a number has the name it has in results.json (``accuracy``, ``accuracy_old``,
+``avg_incremental_accuracy``, ``final_accuracy``, ...) on every surface (TensorBoard, CSV, W&B,
+``cil report``, the Python API's frames); the loggers add only a section prefix that says what the
+number is: ``train/`` (per epoch), ``test/`` (per step, on the test set), ``step/`` (the step's own
+numbers: images trained on, memory size, seconds).
+"""
 
 from __future__ import annotations
 
@@ -9,36 +16,32 @@ from cil.config import flatten
 if TYPE_CHECKING:
     from cil.training.engine import EpochResult
 
-ACCURACY_KEYS = {
-    "accuracy": "all",
-    "top5": "top5",
-    "accuracy_base": "base",
-    "accuracy_old": "old",
-    "accuracy_new": "new",
-}
+ACCURACY_KEYS = ("accuracy", "top5", "accuracy_base", "accuracy_old", "accuracy_new")
+"""A step's test accuracies, named as in results.json."""
+SUMMARY_KEYS = ("avg_incremental_accuracy", "final_accuracy", "forgetting")
+"""The run's headline numbers, named as in results.json (and ``cil report --metric``)."""
 NOT_LOGGED = ("step", "n_test")
 
 
 def epoch_scalars(result: EpochResult) -> dict[str, float]:
-    """``loss/<part>`` (mean over the epoch's mini-batches), ``loss/total``, ``lr`` (the rate the epoch
-    trained with), ``learned/<name>``."""
-    values = {f"loss/{name}": float(value) for name, value in result.loss_parts.items()}
+    """``train/loss/<part>`` (mean over the epoch's mini-batches), ``train/loss/total``, ``train/lr`` (the rate
+    the epoch trained with), ``train/learned/<name>``."""
+    values = {f"train/loss/{name}": float(value) for name, value in result.loss_parts.items()}
     if result.loss_parts:
-        values["loss/total"] = float(sum(result.loss_parts.values()))
-    values["lr"] = float(result.lr)
-    values.update({f"learned/{name}": float(value) for name, value in result.learned.items()})
+        values["train/loss/total"] = float(sum(result.loss_parts.values()))
+    values["train/lr"] = float(result.lr)
+    values.update({f"train/learned/{name}": float(value) for name, value in result.learned.items()})
     return values
 
 
 def step_scalars(record: dict[str, Any], results: dict[str, Any]) -> dict[str, float]:
-    """``accuracy/{all,top5,base,old,new}``, ``aia`` and ``forgetting`` so far, and ``step/<key>`` for
-    every other number in the step's record (memory size, rho, alpha, train seconds, ...)."""
-    values = {
-        f"accuracy/{tag}": float(record[key]) for key, tag in ACCURACY_KEYS.items() if record.get(key) is not None
-    }
+    """``test/<key>`` for the step's accuracies (``accuracy``, ``top5``, ``accuracy_base``, ``accuracy_old``,
+    ``accuracy_new``) and the run's ``avg_incremental_accuracy`` and ``forgetting`` so far; ``step/<key>`` for
+    every other number in the step's record (memory size, rho, alpha, train seconds, ...: not test metrics)."""
+    values = {f"test/{key}": float(record[key]) for key in ACCURACY_KEYS if record.get(key) is not None}
     for key in ("avg_incremental_accuracy", "forgetting"):
         if results.get(key) is not None:
-            values["aia" if key == "avg_incremental_accuracy" else key] = float(results[key])
+            values[f"test/{key}"] = float(results[key])
     for key, value in record.items():
         if (
             key not in ACCURACY_KEYS
@@ -51,9 +54,8 @@ def step_scalars(record: dict[str, Any], results: dict[str, Any]) -> dict[str, f
 
 
 def summary_scalars(results: dict[str, Any]) -> dict[str, float]:
-    """The run's headline numbers: AIA, final accuracy and forgetting (those known so far)."""
-    names = {"avg_incremental_accuracy": "aia", "final_accuracy": "final_accuracy", "forgetting": "forgetting"}
-    return {name: float(results[key]) for key, name in names.items() if results.get(key) is not None}
+    """The run's headline numbers known so far, under their results.json names (SUMMARY_KEYS)."""
+    return {key: float(results[key]) for key in SUMMARY_KEYS if results.get(key) is not None}
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, bool | int | float | str]:

@@ -3,14 +3,18 @@
 Three event folders, one per x axis, so that a resumed run can drop what an interrupted step had
 logged (``purge_step``) on each axis separately:
 
-* ``tensorboard/epochs``: ``loss/<part>`` (every weighted loss term, mean over the epoch's
-  mini-batches, and ``loss/total``), ``lr``, and ``learned/<name>`` for values plugins report in
-  ``strategy.epoch_scalars`` (Meta BSCE's alpha), against the number of epochs trained so far;
-* ``tensorboard/steps``: ``accuracy/{all,top5,base,old,new}``, ``aia`` and ``forgetting`` so far,
-  and every number a plugin put in the step's record (``step/memory_size``, ``step/rho``, ...),
-  against the step index;
-* ``tensorboard/hparams``: the resolved config as hyper-parameters with the run's AIA, final
-  accuracy and forgetting as its metrics (TensorBoard's HPARAMS tab), rewritten when the run ends.
+* ``tensorboard/epochs``: ``train/loss/<part>`` (every weighted loss term, mean over the epoch's
+  mini-batches, and ``train/loss/total``), ``train/lr``, and ``train/learned/<name>`` for values
+  plugins report in ``strategy.epoch_scalars`` (Meta BSCE's alpha), against the number of epochs
+  trained so far;
+* ``tensorboard/steps``: ``test/{accuracy,top5,accuracy_base,accuracy_old,accuracy_new}``,
+  ``test/avg_incremental_accuracy`` and ``test/forgetting`` so far, and every number a plugin put in
+  the step's record (``step/memory_size``, ``step/rho``, ...), against the step index;
+* ``tensorboard/hparams``: the resolved config as hyper-parameters with the run's
+  ``avg_incremental_accuracy``, ``final_accuracy`` and ``forgetting`` as its metrics (TensorBoard's
+  HPARAMS tab), rewritten when the run ends.
+
+The names are those of results.json (``cil.runs.loggers.scalars``), the same in every logger.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ class TensorBoardLogger:
         _raise_refused()
         folder = self.folder / "hparams"
         shutil.rmtree(folder, ignore_errors=True)  # one session per run, its latest numbers
-        metrics = {f"hparams/{name}": value for name, value in summary.items()}
+        metrics = dict(summary)
         writer = SummaryWriter(str(folder))
         hparam_dict = {**hyperparameters(self.config), "status": status}
         for event in hparams(hparam_dict, metrics):

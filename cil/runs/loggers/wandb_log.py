@@ -1,15 +1,16 @@
 """Weights & Biases logging of a run (``--logger wandb``), online or offline.
 
-The run is named ``SCENARIO/STRATEGY/seedS`` in project ``logging.wandb_project``, its config is
-the resolved config, and its files go to ``RUN_DIR/wandb``. Epoch values are logged against
-``epoch`` (``train/loss/<part>``, ``train/lr``, ...), step values against ``cil_step`` (``test/accuracy/all``,
-``test/aia``, ...; the step's own numbers as ``step/n_train``, ``step/memory_size``, ...); the group is
+The run is named ``SCENARIO/STRATEGY/seedS`` in project ``logging.wandb_project``, its config is the resolved
+config, and its files go to ``RUN_DIR/wandb``. Epoch values are logged against ``epoch``
+(``train/loss/<part>``, ``train/lr``, ...), step values against ``cil_step`` (``test/accuracy``,
+``test/avg_incremental_accuracy``, ...; the step's own numbers as ``step/n_train``, ``step/memory_size``,
+...): the names of ``cil.runs.loggers.scalars``, the same in every logger. The group is
 ``logging.wandb_group`` (default SCENARIO/STRATEGY, so seeds group), with ``logging.wandb_tags`` and
-``logging.wandb_job_type``; the config holds the hyperparameters only; the summary holds ``aia``, ``final_accuracy``,
-``forgetting`` and ``status``. ``logging.wandb_mode``: ``offline`` writes only local files (sync
-later with ``wandb sync RUN_DIR/wandb/offline-run-*``), ``online`` needs ``wandb login``, ``auto``
-follows ``WANDB_MODE`` and wandb's own settings. A resumed cil run continues the same wandb run
-(its id is kept in ``RUN_DIR/logs/wandb-id``).
+``logging.wandb_job_type``; the config holds the hyperparameters only; the summary holds
+``avg_incremental_accuracy``, ``final_accuracy``, ``forgetting`` and ``status``. ``logging.wandb_mode``:
+``offline`` writes only local files (sync later with ``wandb sync RUN_DIR/wandb/offline-run-*``), ``online``
+needs ``wandb login``, ``auto`` follows ``WANDB_MODE`` and wandb's own settings. A resumed cil run continues
+the same wandb run (its id is kept in ``RUN_DIR/logs/wandb-id``).
 """
 
 from __future__ import annotations
@@ -99,13 +100,10 @@ class WandbLogger:
         self.run.define_metric("step/*", step_metric="cil_step")
 
     def log_epoch(self, epoch: int, step: int, values: dict[str, float]) -> None:
-        self.run.log({"epoch": epoch, **{f"train/{k}": v for k, v in values.items()}})
+        self.run.log({"epoch": epoch, **values})
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
-        """Accuracies, AIA and forgetting as ``test/...``; the step's own numbers (train images, memory size,
-        seconds) as ``step/...``: they are not test metrics."""
-        named = {k if k.startswith("step/") else f"test/{k}": v for k, v in values.items()}
-        self.run.log({"cil_step": step, **named})
+        self.run.log({"cil_step": step, **values})
 
     def finish(self, summary: dict[str, float], status: str) -> None:
         if self.run is None:
