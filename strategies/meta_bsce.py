@@ -16,8 +16,13 @@ theta the parameters the real step trains, each at its group's current learning 
 optimizer's parameter groups: LUCIR's and PODNet's frozen old-class weights stay fixed in the
 virtual step as in the real one), CE the standard softmax CE.
 
-alpha stays positive: the learned variable is log(alpha), updated by plain SGD at ``meta_lr``
-(1.0 by default: at alpha = 1 the step equals Algorithm 1's unit step on alpha). B_t is read with
+The alpha update is Algorithm 1's by default (``alpha_update: alpha``): a plain gradient step of
+``meta_lr`` (1.0, the algorithm's unit step) on alpha itself. Algorithm 1 does not say what happens
+when a step would take alpha to 0 or below, where Eq. 5's old-class weights stop being counts (the
+log of a weight <= 0 is undefined); cil stops alpha at ``alpha_min`` (1e-4) there. ``alpha_update:
+log-alpha`` learns log(alpha) instead (alpha stays positive by construction; at alpha = 1 the step
+equals Algorithm 1's, below 1 it moves alpha by alpha times less: from 0.7, one step gives 0.700155
+where Algorithm 1 gives 0.700315). B_t is read with
 the evaluation transform. The base step has no old classes, so alpha has no effect there and is
 not learned (plain BSCE on the whole training set). alpha at the end of each step and of each
 epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +68,11 @@ class MetaBSCEConfig(ComponentConfig):
     update_every: int = ranged(10, ge=1, le=100_000)
     """alpha is updated every this many optimisation steps (paper: 10)."""
     meta_lr: float = ranged(1.0, gt=0)
-    """SGD step size on log(alpha)."""
+    """SGD step size of the alpha update (Algorithm 1: 1.0)."""
+    alpha_update: Literal["alpha", "log-alpha"] = "alpha"
+    """``alpha``: Algorithm 1's gradient step on alpha; ``log-alpha``: the step is taken on log(alpha)."""
+    alpha_min: float = ranged(1e-4, gt=0, le=1)
+    """With ``alpha_update: alpha``, alpha is stopped here when a step would take it to 0 or below."""
 
     def validate_with(self, run, prefix: str) -> None:
         if run.memory.budget is None and run.memory.per_class < 2:
@@ -97,15 +107,24 @@ def most_old_classes(run) -> int | None:
 class MetaBalancedSoftmaxCE(ClassificationLoss):
     def __init__(self, config: MetaBSCEConfig):
         super().__init__(config)
-        self.log_alpha = torch.zeros(())
+        self.learned = torch.ones(())
+        """The learned variable: alpha (``alpha_update: alpha``) or log(alpha) (``log-alpha``)."""
         self.validation_set: TrainingSet | None = None
         self.updates = 0
         self._counts: tuple[object, torch.Tensor] | None = None
         self._validation_batches: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
+    def in_log_space(self) -> bool:
+        return self.config.alpha_update == "log-alpha"
+
+    def alpha_of(self, learned: torch.Tensor) -> torch.Tensor:
+        """alpha from the learned variable (differentiable)."""
+        return learned.exp() if self.in_log_space else learned
+
+    @property
     def alpha(self) -> float:
-        return float(self.log_alpha.exp())
+        return float(self.alpha_of(self.learned))
 
     def validation_size_per_class(self, engine) -> int:
         if self.config.validation_per_class is not None:
@@ -120,22 +139,23 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
 
     def before_step(self, engine: Engine) -> None:
         self.validation_set, self._validation_batches, self.updates = None, None, 0
-        self.log_alpha = torch.tensor(float(self.config.alpha_init), device=engine.device).log()
+        alpha = torch.tensor(float(self.config.alpha_init), device=engine.device)
+        self.learned = alpha.log() if self.in_log_space else alpha
         if engine.n_old == 0:
             return
         self.validation_set = engine.hold_out(self.validation_size_per_class(engine))  # B_t; D_t stays
 
-    def class_weights(self, engine, log_alpha: torch.Tensor) -> torch.Tensor:
-        """lambda of Eq. 5 with alpha = exp(log_alpha); counts of D_t, counted once per training set."""
+    def class_weights(self, engine, learned: torch.Tensor) -> torch.Tensor:
+        """lambda of Eq. 5 with the alpha of ``learned``; counts of D_t, counted once per training set."""
         if self._counts is None or self._counts[0] is not engine.train_set:
             self._counts = (engine.train_set, engine.train_class_counts)
-        return old_class_weighted_counts(self._counts[1], engine.n_old, log_alpha.exp())
+        return old_class_weighted_counts(self._counts[1], engine.n_old, self.alpha_of(learned))
 
     def before_epoch(self, engine: Engine) -> None:
-        self.class_weights(engine, self.log_alpha)  # counted before the first batch, not in it
+        self.class_weights(engine, self.learned)  # counted before the first batch, not in it
 
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine, self.log_alpha))
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine, self.learned))
 
     def validation_batch(self, engine) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
@@ -157,7 +177,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
     def update_alpha(self, engine, batch) -> None:
         """One step of Algorithm 1 on alpha for the current mini-batch."""
         x_val, y_val = self.validation_batch(engine)
-        self.log_alpha = self.log_alpha.detach().requires_grad_(True)  # the loss now depends on it
+        self.learned = self.learned.detach().requires_grad_(True)  # the loss now depends on it
         with engine.runtime.autocast(allow_fp16=False):  # no loss scaling through the virtual step
             val_loss = validation_loss_after_virtual_step(
                 engine.model,
@@ -167,11 +187,16 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
                 x_val,
                 engine.trainable_parameter_groups(),
             )
-        (grad,) = torch.autograd.grad(val_loss, [self.log_alpha])
+        (grad,) = torch.autograd.grad(val_loss, [self.learned])
         engine.average_across_processes([grad])  # the same alpha on every rank of a data-parallel run
-        self.log_alpha = (self.log_alpha - self.config.meta_lr * grad).detach()
+        self.learned = self.step(self.learned.detach(), grad)
         self.updates += 1
-        engine.epoch_scalars["alpha"] = self.log_alpha.exp()  # read once per epoch, not per update
+        engine.epoch_scalars["alpha"] = self.alpha_of(self.learned)  # read once per epoch, not per update
+
+    def step(self, learned: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The learned variable after one gradient step of ``meta_lr`` (Algorithm 1, line 8)."""
+        moved = learned - self.config.meta_lr * grad
+        return moved if self.in_log_space else moved.clamp_min(self.config.alpha_min)
 
     def after_epoch(self, engine: Engine) -> None:
         if self.validation_set is not None:

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from cil.strategies.bsce import balanced_softmax_cross_entropy, old_class_weighted_counts
@@ -158,3 +159,47 @@ def test_balanced_split_holds_out_per_class():
     assert torch.bincount(b.labels).tolist() == [2, 2, 2]
     assert torch.bincount(d.labels).tolist() == [3, 3, 38]
     assert sorted(torch.cat([d.indices, b.indices]).tolist()) == list(range(100, 150))  # a partition
+
+
+def meta_loss(rule: str, **options):
+    from cil.strategies.meta_bsce import MetaBalancedSoftmaxCE, MetaBSCEConfig
+
+    return MetaBalancedSoftmaxCE(MetaBSCEConfig(alpha_update=rule, **options))
+
+
+def test_alpha_update_is_algorithm_1_by_default_and_log_space_on_request():
+    """Algorithm 1, line 8: alpha <- alpha - grad_alpha L_val. The log-space rule steps on log(alpha) with
+    d L / d log(alpha) = alpha * d L / d alpha: from 0.7 it moves alpha 0.7 times as far (to first order)."""
+    from cil.strategies.meta_bsce import MetaBSCEConfig
+
+    assert MetaBSCEConfig().alpha_update == "alpha" and MetaBSCEConfig().meta_lr == 1.0
+    grad_alpha = -0.000315  # the validation loss falls as alpha grows
+    plain = meta_loss("alpha")
+    assert plain.step(torch.tensor(0.7), torch.tensor(grad_alpha)).item() == pytest.approx(0.700315, abs=1e-7)
+    logged = meta_loss("log-alpha")
+    learned = logged.step(torch.tensor(0.7).log(), torch.tensor(0.7 * grad_alpha))
+    assert logged.alpha_of(learned).item() == pytest.approx(0.7 * math.exp(0.7 * 0.000315), abs=1e-7)
+    assert logged.alpha_of(learned).item() == pytest.approx(0.700155, abs=1e-6)
+
+
+def test_alpha_update_stops_at_alpha_min():
+    rule = meta_loss("alpha", alpha_min=1e-3)
+    assert rule.step(torch.tensor(0.05), torch.tensor(2.0)).item() == pytest.approx(1e-3)
+    assert rule.step(torch.tensor(0.05), torch.tensor(0.01)).item() == pytest.approx(0.04)
+
+
+def test_both_rules_differentiate_the_same_validation_loss():
+    """The loss sees alpha through ``alpha_of``: its gradient on log(alpha) is alpha times its gradient on alpha."""
+    x, y, counts = two_class_problem()
+    grads = {}
+    for rule, learned in (("alpha", torch.tensor(0.7)), ("log-alpha", torch.tensor(0.7).log())):
+        meta = meta_loss(rule)
+        learned.requires_grad_(True)
+        inner = lambda out, meta=meta, learned=learned: balanced_softmax_cross_entropy(  # noqa: E731
+            out.logits, y, old_class_weighted_counts(counts, 1, meta.alpha_of(learned))
+        )
+        outer = lambda out: F.cross_entropy(out.logits, y)  # noqa: E731
+        val = validation_loss_after_virtual_step(TinyNet(bias=(0.0, 1.5)), inner, x, outer, x, 0.5)
+        (grads[rule],) = torch.autograd.grad(val, [learned])
+    assert grads["alpha"].item() != 0
+    assert grads["log-alpha"].item() == pytest.approx(0.7 * grads["alpha"].item(), rel=1e-5)
