@@ -29,15 +29,15 @@ def read(data: FileImageData, device: str, train: bool, seed: int = 5) -> torch.
     return torch.cat([b.cpu() for b in batches])
 
 
-def files(paths, decode: str, workers: int = 0) -> FileImageData:
-    return FileImageData(paths, np.zeros(len(paths), dtype=np.int64), NORM, 48, workers, decode)
+def files(paths, decode: str, workers: int = 0, brightness: float = 0.0) -> FileImageData:
+    return FileImageData(paths, np.zeros(len(paths), dtype=np.int64), NORM, 48, workers, decode, brightness)
 
 
-@pytest.mark.parametrize("train", [True, False])
-def test_torchvision_decoding_matches_pil_on_the_same_crops(jpegs, train):
+@pytest.mark.parametrize(("train", "brightness"), [(True, 0.0), (False, 0.0), (True, 63 / 255)])
+def test_torchvision_decoding_matches_pil_on_the_same_crops(jpegs, train, brightness):
     """CPU decode_jpeg + tensor crop/resize (the GPU path's code, run on the CPU) against PIL in workers."""
-    pil = read(files(jpegs, "pil"), "cpu", train)
-    device = read(files(jpegs, "device"), "cpu", train)
+    pil = read(files(jpegs, "pil", brightness=brightness), "cpu", train)
+    device = read(files(jpegs, "device", brightness=brightness), "cpu", train)
     assert pil.shape == device.shape == (12, 3, 48, 48)
     difference = (pil - device).abs() * torch.tensor(NORM.std)[:, None, None]  # in pixel units of [0, 1]
     assert difference.mean() < 0.003 and difference.max() < 0.02  # measured: 0.0011 and 0.0038
@@ -89,3 +89,37 @@ def test_random_resized_crop_stays_in_bounds_and_in_the_ranges():
     assert 150 < sum(flips) < 250
     centre = centre_crop(90, 120, 224)
     assert (centre.height, centre.width) == (79, 79) and centre.top == 5 and centre.left == 20  # 90 * 224 / 256
+
+
+def test_brightness_jitter_of_large_images():
+    """ColorJitter(brightness=b) on the file pipeline (PODNet's ImageNet setting): a factor in [1 - b, 1 + b] per
+    image and epoch from the crop's seed, drawn apart from the box and flip, so these do not change with it."""
+    factors = []
+    for seed in range(400):
+        plain, jittered = random_resized_crop(90, 120, seed), random_resized_crop(90, 120, seed, 0.25)
+        assert (plain.top, plain.left, plain.height, plain.width, plain.flip) == (
+            jittered.top,
+            jittered.left,
+            jittered.height,
+            jittered.width,
+            jittered.flip,
+        )
+        assert plain.brightness == 1.0 and 0.75 <= jittered.brightness <= 1.25
+        factors.append(jittered.brightness)
+    assert 0.97 < np.mean(factors) < 1.03 and np.std(factors) > 0.12  # uniform on [0.75, 1.25]: std 0.144
+    assert random_resized_crop(90, 120, 7, 0.25) == random_resized_crop(90, 120, 7, 0.25)
+
+
+def test_brightness_jitter_scales_the_pixels(jpegs):
+    """Same crops with and without jitter; in pixel units the jittered image is the plain one times its factor,
+    clamped to [0, 1]; evaluation images are not jittered."""
+    plain = read(files(jpegs[:1], "pil"), "cpu", True)
+    jittered = read(files(jpegs[:1], "pil", brightness=0.25), "cpu", True)
+    mean, std = torch.tensor(NORM.mean)[:, None, None], torch.tensor(NORM.std)[:, None, None]
+    plain, jittered = plain[0] * std + mean, jittered[0] * std + mean
+    unclamped = (plain > 0.05) & (jittered < 0.99)
+    factor = (jittered[unclamped] / plain[unclamped]).median().item()
+    assert 0.75 <= factor <= 1.25 and factor != pytest.approx(1.0, abs=1e-3)
+    assert torch.allclose(jittered, (plain * factor).clamp(0, 1), atol=1e-5)
+    evaluated = read(files(jpegs[:1], "pil", brightness=0.25), "cpu", False)
+    assert torch.equal(evaluated, read(files(jpegs[:1], "pil"), "cpu", False))

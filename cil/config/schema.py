@@ -148,7 +148,8 @@ class DataConfig:
     image_size: int | None = ranged(None, ge=8, le=4096)
     """Side of the square input for folder/ImageNet data (default: 32 for small images, 224 else)."""
     brightness_jitter: float = ranged(0.0, ge=0, lt=1)
-    """Training brightness jitter of small images: factor in [1 - b, 1 + b] (PODNet: 63/255)."""
+    """Training brightness jitter: each image scaled by a factor in [1 - b, 1 + b], clamped (torchvision's
+    ColorJitter(brightness=b); PODNet on CIFAR and ImageNet: 63/255); small and large (file) images alike."""
     synthetic_classes: int = ranged(100, ge=2, le=1000)
     synthetic_seed: int = ranged(0, ge=0, le=MAX_SEED)
     """Seed of the synthetic dataset's content; independent of the run's seeds."""

@@ -163,6 +163,7 @@ def _folder_loader(
                 size,
                 cfg.worker_count(),
                 cfg.decode,
+                cfg.brightness_jitter,
             )
             test = FileImageData(
                 [test_split.paths[i] for i in test_keep],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +26,22 @@ class Crop:
     height: int
     width: int
     flip: bool
+    brightness: float = 1.0
+    """Factor the image's pixel values (in [0, 1]) are multiplied by, then clamped (ColorJitter's brightness)."""
 
 
-def random_resized_crop(height: int, width: int, seed: int) -> Crop:
-    """The box and flip of ``RandomResizedCrop`` + ``RandomHorizontalFlip`` for an image, from ``seed``."""
+def random_resized_crop(height: int, width: int, seed: int, brightness: float = 0.0) -> Crop:
+    """The box and flip of ``RandomResizedCrop`` + ``RandomHorizontalFlip`` for an image, from ``seed``, and with
+    ``brightness`` > 0 a factor drawn from [1 - brightness, 1 + brightness] (``ColorJitter(brightness=...)``; its
+    own random stream, so the box and flip do not depend on it)."""
+    crop = _box_and_flip(height, width, seed)
+    if brightness > 0:
+        factor = random.Random(f"brightness-{seed}").uniform(max(0.0, 1.0 - brightness), 1.0 + brightness)
+        crop = replace(crop, brightness=factor)
+    return crop
+
+
+def _box_and_flip(height: int, width: int, seed: int) -> Crop:
     rng = random.Random(seed)
     area = height * width
     log_ratio = (math.log(RATIO[0]), math.log(RATIO[1]))
@@ -60,9 +72,10 @@ def centre_crop(height: int, width: int, size: int) -> Crop:
 
 
 def crop_resize(image: torch.Tensor, crop: Crop, size: int) -> torch.Tensor:
-    """uint8 [3, H, W] (any device) -> float [3, size, size] in [0, 1]: the box, resized with antialiasing, flipped."""
+    """uint8 [3, H, W] (any device) -> float [3, size, size] in [0, 1]: the box, resized with antialiasing, flipped,
+    brightness scaled."""
     box = image[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width].unsqueeze(0).float()
     out = F.interpolate(box, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     if crop.flip:
         out = out.flip(-1)
-    return out.div_(255.0).clamp_(0.0, 1.0)
+    return out.div_(255.0).mul_(crop.brightness).clamp_(0.0, 1.0)

@@ -43,8 +43,11 @@ class _EpochOrder(torch.utils.data.Sampler):
 class _Files(torch.utils.data.Dataset):
     """Item (index, seed) -> a transformed float image (``pil``) or the file's bytes and crop (``device``)."""
 
-    def __init__(self, paths: list[str], size: int, norm: Normalization, train: bool, raw: bool):
+    def __init__(
+        self, paths: list[str], size: int, norm: Normalization, train: bool, raw: bool, brightness: float = 0.0
+    ):
         self.paths, self.size, self.norm, self.train, self.raw = paths, size, norm, train, raw
+        self.brightness = brightness
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -69,10 +72,18 @@ class _Files(torch.utils.data.Dataset):
         if crop.flip:
             box = box.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         pixels = torch.from_numpy(np.asarray(box, dtype=np.uint8).copy()).permute(2, 0, 1)
-        return self.norm.apply(pixels.unsqueeze(0))[0]
+        x = pixels.unsqueeze(0).float().div_(255.0)
+        if crop.brightness != 1.0:
+            x = x.mul_(crop.brightness).clamp_(0.0, 1.0)
+        return self.norm.normalize(x)[0]
 
     def crop(self, height: int, width: int, seed: int) -> Crop:
-        return random_resized_crop(height, width, seed) if self.train else centre_crop(height, width, self.size)
+        return train_or_test_crop(height, width, seed, self.train, self.size, self.brightness)
+
+
+def train_or_test_crop(height: int, width: int, seed: int, train: bool, size: int, brightness: float) -> Crop:
+    """The training crop (random box, flip, brightness) from ``seed``, or the evaluation's centre crop."""
+    return random_resized_crop(height, width, seed, brightness) if train else centre_crop(height, width, size)
 
 
 def _collate_raw(items):
@@ -90,12 +101,15 @@ class FileImageData(ImageData):
         size: int,
         num_workers: int,
         decode: str = "auto",
+        brightness: float = 0.0,
     ):
         if decode not in DECODES:
             raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
         self.paths = [str(p) for p in paths]
         self.targets = np.asarray(targets, dtype=np.int64)
         self.norm, self.size, self.num_workers, self.decode = norm, size, num_workers, decode
+        self.brightness = brightness
+        """ColorJitter's brightness strength of the training transform (0: off)."""
         self._loaders: dict[tuple[bool, bool], tuple[torch.utils.data.DataLoader, _EpochOrder]] = {}
 
     @property
@@ -104,7 +118,13 @@ class FileImageData(ImageData):
 
     def subset(self, keep: np.ndarray) -> FileImageData:
         return FileImageData(
-            [self.paths[i] for i in keep], self.targets[keep], self.norm, self.size, self.num_workers, self.decode
+            [self.paths[i] for i in keep],
+            self.targets[keep],
+            self.norm,
+            self.size,
+            self.num_workers,
+            self.decode,
+            self.brightness,
         )
 
     def decodes_on_device(self, device) -> bool:
@@ -115,7 +135,7 @@ class FileImageData(ImageData):
         if key not in self._loaders:
             order = _EpochOrder()
             loader = torch.utils.data.DataLoader(
-                _Files(self.paths, self.size, self.norm, train, raw),
+                _Files(self.paths, self.size, self.norm, train, raw, self.brightness),
                 batch_sampler=order,
                 num_workers=self.num_workers,
                 persistent_workers=self.num_workers > 0,
@@ -170,7 +190,7 @@ class FileImageData(ImageData):
         for image, seed in zip(images, seeds):
             assert image is not None
             height, width = image.shape[1:]
-            crop = random_resized_crop(height, width, seed) if train else centre_crop(height, width, self.size)
+            crop = train_or_test_crop(height, width, seed, train, self.size, self.brightness)
             crops.append(crop_resize(image, crop, self.size))
         return self.norm.normalize(torch.stack(crops))
 
