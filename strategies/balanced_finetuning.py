@@ -21,6 +21,12 @@ EEIL's balanced finetuning (Castro et al. 2018, Sec. 3.3) trains the whole netwo
 the new classes from being forgotten: the new classes' logits are distilled, with temperature
 ``temperature`` and the T^2 factor, from the model as it was when the finetuning started
 (SS-IL's re-implementation of EEIL computes the same).
+
+The official LUCIR code (``--cb_finetune``, full ImageNet only) trains every class's weights with the
+backbone and its BatchNorm statistics fixed, keeps the scale sigma out of the optimizer, and trains
+with LUCIR's whole loss: ``tune_scale: false, strategy_loss: true`` in the ``imagenet-full`` profile of
+``configs/strategies/lucir.yaml`` (the less-forget term moves nothing there, since it depends on the
+frozen features only; the margin ranking term does).
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ class BalancedFinetuningConfig(ComponentConfig):
     """EEIL's temporary distillation of the new classes' logits from the model before the finetuning."""
     temperature: float = ranged(2.0, gt=0)
     """T of that distillation (EEIL: 2)."""
+    strategy_loss: bool = False
+    """Train with the strategy's whole training loss (its classification loss and every method term, e.g.
+    LUCIR's less-forget and margin ranking terms) instead of the classification loss alone (LUCIR's code)."""
 
 
 @register("plugin", "balanced-finetuning", BalancedFinetuningConfig)
@@ -91,26 +100,40 @@ class BalancedFinetuning(CilPlugin):
                 milestones=list(cfg.milestones),
                 frozen_backbone=cfg.classifier_only,
                 backbone_train_mode=cfg.update_bn,
-                loss=self.eeil_loss(engine) if cfg.distill_new else None,
+                loss=self.stage_loss(engine),
                 teacher=cfg.distill_new,
             )
         )
         engine.step_record["balanced_finetuning"] = {
             "n_train": len(balanced),
             "epochs": cfg.epochs,
-            "final_epoch_loss": losses.get("loss", 0.0),
+            "final_epoch_loss": sum(v for k, v in losses.items() if k != "new_distillation"),
         }
+        if cfg.strategy_loss:
+            engine.step_record["balanced_finetuning"]["final_epoch_parts"] = {
+                k: v for k, v in losses.items() if k != "new_distillation"
+            }
         if cfg.distill_new:
             engine.step_record["balanced_finetuning"]["final_epoch_distillation"] = losses.get("new_distillation", 0.0)
 
-    def eeil_loss(self, engine: Engine) -> StageLoss:
-        """The classification loss plus the temporary distillation of the new classes' logits."""
-        n_old, temperature = engine.n_old, self.config.temperature
+    def stage_loss(self, engine: Engine) -> StageLoss | None:
+        """The classification loss (None: the stage's default) or the strategy's whole loss, plus EEIL's temporary
+        distillation of the new classes' logits when ``distill_new``."""
+        cfg, n_old = self.config, engine.n_old
+        if not (cfg.distill_new or cfg.strategy_loss):
+            return None
 
         def loss(output: NetOutput, targets: torch.Tensor, teacher: NetOutput | None) -> dict[str, torch.Tensor]:
-            assert teacher is not None, "the stage keeps a teacher"
-            new = [list(range(n_old, output.logits.shape[1]))]
-            kd = task_wise_distillation(output.logits.float(), teacher.logits.float(), new, temperature)
-            return {"loss": engine.classification_loss(output, targets), "new_distillation": kd}
+            if cfg.strategy_loss:
+                terms = dict(engine.training_loss(output, targets)[1])  # classification, less_forget, ...
+            else:
+                terms = {"loss": engine.classification_loss(output, targets)}
+            if cfg.distill_new:
+                assert teacher is not None, "the stage keeps a teacher"
+                new = [list(range(n_old, output.logits.shape[1]))]
+                terms["new_distillation"] = task_wise_distillation(
+                    output.logits.float(), teacher.logits.float(), new, cfg.temperature
+                )
+            return terms
 
         return loss

@@ -120,7 +120,18 @@ def test_lucir_and_podnet_defaults():
     assert (lucir.method.lambda_base, lucir.method.margin, lucir.method.top_k) == (5.0, 0.5, 2)
     assert lucir.model.head == "cosine" and lucir.optim.milestones == [80, 120] and lucir.plugins == []
     lucir_in = make("lucir", dataset="imagenet-subset")
-    assert lucir_in.method.lambda_base == 10.0 and [p.name for p in lucir_in.plugins] == ["balanced-finetuning"]
+    assert lucir_in.method.lambda_base == 10.0 and lucir_in.plugins == []  # the official code: full ImageNet only
+    lucir_full = make("lucir", dataset="imagenet")
+    assert lucir_full.method.lambda_base == 10.0 and lucir_full.optim.milestones == [30, 60]
+    (finetuning,) = lucir_full.plugins
+    assert (finetuning.name, finetuning.epochs, finetuning.lr, finetuning.milestones) == (
+        "balanced-finetuning",
+        20,
+        0.01,
+        [10],
+    )
+    assert finetuning.classifier_only and not finetuning.tune_scale and not finetuning.update_bn
+    assert finetuning.strategy_loss  # CE + less-forget + margin ranking, sigma out of the optimizer
     podnet = make("podnet")
     assert (podnet.method.spatial_factor, podnet.method.flat_factor, podnet.loss.margin) == (3.0, 1.0, 0.6)
     assert podnet.model.head == "lsc" and podnet.optim.schedule == "cosine"
@@ -132,6 +143,8 @@ def test_lucir_and_podnet_defaults():
         64,
     )
     assert make("podnet", sets=["plugins.balanced-finetuning.epochs=3"]).plugins[0].epochs == 3
+    for dataset in ("cifar100", "imagenet-subset", "imagenet"):  # the official options: color_jitter on all
+        assert make("podnet", dataset=dataset).data.brightness_jitter == pytest.approx(63 / 255, abs=1e-3)
 
 
 def test_set_name_switches_the_component_and_drops_its_keys():

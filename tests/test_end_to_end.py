@@ -432,3 +432,55 @@ def test_frozen_feature_baselines_train_the_base_step_only(tmp_path, strategy):
     assert [s.get("trained_epochs") for s in results["steps"]] == [None, 0, 0]
     base, *later = probe.backbones
     assert all(torch.equal(base[k], w[k]) for w in later for k in base)  # weights and BatchNorm statistics
+
+
+class ScaleProbe(CilPlugin):
+    """The cosine head's scale and weights after each step's main training and after its later stages."""
+
+    def __init__(self):
+        super().__init__()
+        self.trained, self.finished = [], []
+
+    def snapshot(self, engine):
+        head = engine.model.head
+        return float(head.scale.detach()), torch.cat([p.detach().flatten() for p in head.parameters()]).clone()
+
+    def after_epoch(self, engine):
+        self.trained.append(self.snapshot(engine))
+
+    def after_training(self, engine):
+        self.finished.append(self.snapshot(engine))
+
+
+@pytest.mark.parametrize("tune_scale", [False, True])
+def test_lucir_balanced_finetuning_as_the_official_code(tmp_path, tune_scale):
+    """LUCIR's --cb_finetune (full ImageNet profile): the whole LUCIR loss on the balanced set, every class's
+    weights trained, sigma fixed (tune_scale: false); with tune_scale sigma moves too."""
+    tune = str(tune_scale).lower()
+    finetuning = f"{{name: balanced-finetuning, epochs: 2, lr: 0.05, tune_scale: {tune}, strategy_loss: true}}"
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--scenario",
+            "synthetic-b6-2",
+            "--strategy",
+            "lucir",
+            "--limit-per-class",
+            "10",
+            "--memory",
+            "3",
+            *TINY,
+            "--set",
+            f"plugins=[{finetuning}]",
+        ]
+    )
+    probe = ScaleProbe()
+    results = run(run_config_from_args(args), out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
+    for step in results["steps"][1:]:
+        record = step["balanced_finetuning"]
+        assert set(record["final_epoch_parts"]) == {"classification", "less_forget", "margin_ranking"}
+        assert record["final_epoch_loss"] == pytest.approx(sum(record["final_epoch_parts"].values()))
+    for t in (1, 2):  # step t's last main epoch is probe.trained[t] (one epoch per step)
+        (scale_before, weights_before), (scale_after, weights_after) = probe.trained[t], probe.finished[t]
+        assert not torch.equal(weights_before, weights_after)
+        assert (scale_after != scale_before) == tune_scale

@@ -32,13 +32,15 @@ def assemble(
 ) -> RunConfig:
     """Resolve a new run's config: defaults < scenario < strategy chain < profile < command line."""
     scenario_defaults = scenario_layer(dataset)
-    profile = scenario_defaults.pop("profile", None)
+    profile = scenario_defaults.pop("profile", None) or []
+    applied = [profile] if isinstance(profile, str) else list(profile)  # the most general first
     raw: dict[str, Any] = deep_merge({"scenario": scenario, "strategy": strategy}, scenario_defaults)
     for layer in strategy_layers(strategy):
         profiles = layer.pop("profiles", {}) or {}
         raw = deep_merge(raw, layer)
-        if profile and profile in profiles:
-            raw = deep_merge(raw, profiles[profile])
+        for name in applied:
+            if name in profiles:
+                raw = deep_merge(raw, profiles[name])
     base, named_plugins = split_strategy(strategy)
     raw["plugins"] = list(raw.get("plugins") or []) + named_plugins
     # the run is filed and reported under its strategy and every plugin the command line added

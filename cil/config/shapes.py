@@ -203,7 +203,8 @@ STRATEGY_FILE = Mapping(
 )
 """A strategy YAML file: its sections' keys and values are checked by the config layer afterwards."""
 
-SCENARIO_FILE = Mapping(fields={"profile": STR, **_LAYER_FIELDS}, what="a mapping of keys to values")
+SCENARIO_FILE = Mapping(fields={"profile": NAMES, **_LAYER_FIELDS}, what="a mapping of keys to values")
+"""``profile``: one name, or a list of them applied in order (``[imagenet, imagenet-full]``)."""
 
 _GRID = Mapping(values=OneOf((SCALAR, ListOf(SCALAR, non_empty=True))), what="a mapping of key to values")
 SWEEP_FILE = Mapping(
