@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.cil-installed
 
-.PHONY: demo test test-all lint format bench clean-venv
+.PHONY: demo test test-all lint format bench device-bundle gpu-evidence-dry-run clean-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c "" >/dev/null 2>&1 || { \
@@ -53,6 +53,15 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
+
+## device-bundle: cil's wheel and the pure-Python packages a GPU machine without a registry lacks, in .devsite/
+# then on the device: python3 benchmarks/gpu_evidence.py --bundle .devsite --out DIR (docs/performance.md)
+device-bundle: $(STAMP)
+	$(BIN)/python tools/device_bundle.py
+
+## gpu-evidence-dry-run: the device command's whole sequence on the CPU at tiny sizes
+gpu-evidence-dry-run: $(STAMP)
+	$(BIN)/python benchmarks/gpu_evidence.py --dry-run --out runs/gpu-evidence-dry-run
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,7 @@
 """Training speed of cil's engine against a plain PyTorch loop and the loop the anchors use.
 
     python benchmarks/training_speed.py [--device cpu|cuda] [--quick] [--per-class N] [--workers W]
+                                        [--backbone resnet32] [--json FILE]
 
 In one process, on the same model (ResNet-32, linear head, 50 classes), batch (128) and images
 (the first N training images of 50 synthetic classes, CIFAR-sized):
@@ -44,6 +45,8 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore")
 
 BASE_CLASSES, BATCH, EPOCHS = 50, 128, 3
+BACKBONE = {"name": "resnet32"}
+"""The model of every loop (``--backbone``; ResNet-32 unless a dry run asks for a smaller one)."""
 SCHEDULE = {"il-baseline-bsce": 250, "podnet-bsce": 160}
 """Epochs per step of the paper's CIFAR-100 schedule (Jodelet et al., Sec. 4.1.3; PODNet's official options)."""
 
@@ -93,7 +96,7 @@ def new_model(device: torch.device, runtime=None):
     from cil.models import build_net
 
     torch.manual_seed(0)
-    net = build_net("resnet32", "linear")
+    net = build_net(BACKBONE["name"], "linear")
     net.head.add_classes(BASE_CLASSES)
     net.to(device).train()
     if runtime is not None:
@@ -289,7 +292,7 @@ def engine(strategy: str, per_class: int, device: torch.device, setting: Setting
         "logging": {"loggers": []},
         "data": {"limit_per_class": per_class, "test_limit_per_class": 20},
     }
-    cfg = build_config("synthetic-b50-1", strategy, flags, ["model.backbone=resnet32", *setting.sets])
+    cfg = build_config("synthetic-b50-1", strategy, flags, [f"model.backbone={BACKBONE['name']}", *setting.sets])
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
@@ -353,14 +356,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20 images per class, no compilation (CPU: < 3 min)")
     parser.add_argument("--per-class", type=int, help="training images per class (default 100; 500 on CUDA)")
     parser.add_argument("--workers", type=int, default=None, help="DataLoader workers of (b) (default: CPU cores)")
+    parser.add_argument("--backbone", default="resnet32", help="the model of every loop (default resnet32)")
+    parser.add_argument("--json", help="also write the table and ratios to this file (benchmarks/gpu_evidence.py)")
     args = parser.parse_args()
+    BACKBONE["name"] = args.backbone
     device = torch.device(args.device)
     per_class = args.per_class or (20 if args.quick else 500 if device.type == "cuda" else 100)
     workers = args.workers if args.workers is not None else min(8, torch.get_num_threads())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     images, labels = synthetic_images(per_class)
     print(
-        f"training speed: ResNet-32, batch {BATCH}, {name}, torch {torch.__version__}; "
+        f"training speed: {BACKBONE['name']}, batch {BATCH}, {name}, torch {torch.__version__}; "
         f"{len(images):,} images per base epoch ({BASE_CLASSES} classes x {per_class})",
         flush=True,
     )
@@ -403,6 +409,26 @@ def main() -> None:
     same = min(engines[s].base / plain[s] for s in settings)
     print(f"ratio engine/plain (same setting): {same:.2f}")
     print(f"ratio engine/avalanche: {engines[best].base / avalanche:.2f}")
+    if args.json:
+        import json
+
+        from cil.files import atomic_write_text
+
+        summary = {
+            "device": name,
+            "images_per_base_epoch": len(images),
+            "rows": [
+                {"loop": loop, "setting": setting, "base_images_per_s": base, "incremental_images_per_s": incremental}
+                for loop, setting, base, incremental in rows
+            ],
+            "ratio_engine_plain_same_setting": same,
+            "ratio_engine_avalanche": engines[best].base / avalanche,
+            "predicted_full_schedule_s": {
+                strategy: predicted_schedule(SCHEDULE[strategy], speed, inference)
+                for strategy, speed in (("il-baseline-bsce", engines[best]), ("podnet-bsce", podnet))
+            },
+        }
+        atomic_write_text(Path(args.json), json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -30,3 +30,17 @@ def _hypothesis_profiles() -> None:
 
 
 _hypothesis_profiles()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``gpu`` tests need a CUDA device: skipped without one (``make test`` stays the same everywhere)."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available() or os.environ.get("CIL_TEST_DEVICE") == "cpu":
+        return  # CIL_TEST_DEVICE=cpu: the dry run of benchmarks/gpu_evidence.py runs them on the CPU
+    skip = pytest.mark.skip(reason="needs a CUDA device (the gpu mark)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

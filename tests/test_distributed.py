@@ -64,6 +64,7 @@ def test_two_processes_match_one_and_write_one_run_directory(tmp_path):
     assert one.returncode == 0, one.stderr
     a, b = results(tmp_path / "one"), results(tmp_path / "two")
     assert b["status"] == "complete" and len(b["steps"]) == 3
+    assert a["env"]["processes"] == 1 and b["env"]["processes"] == 2
     for s1, s2 in zip(a["steps"], b["steps"], strict=True):
         for part, value in s1["final_epoch_loss"].items():
             assert s2["final_epoch_loss"][part] == pytest.approx(value, rel=0.10)

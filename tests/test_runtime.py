@@ -310,3 +310,51 @@ def test_epoch_losses_equal_the_sum_of_per_batch_values(tmp_path):
     assert len(plugin.means) == 4 and set(plugin.means[-1][1]) == {"classification", "pod_spatial", "pod_flat"}
     for by_hand, engine in plugin.means:
         assert by_hand == engine  # exactly, not approximately
+
+
+NO_DETERMINISTIC_CUDA_BACKWARD = {
+    "AdaptiveAvgPool2DBackward0",
+    "AdaptiveAvgPool3DBackward0",
+    "AdaptiveMaxPool2DBackward0",
+    "AvgPool3DBackward0",
+    "MaxPool3DWithIndicesBackward0",
+    "FractionalMaxPool2DBackward0",
+    "FractionalMaxPool3DBackward0",
+    "ReflectionPad1DBackward0",
+    "ReflectionPad2DBackward0",
+    "ReflectionPad3DBackward0",
+    "UpsampleLinear1DBackward0",
+    "UpsampleBilinear2DBackward0",
+    "UpsampleBicubic2DBackward0",
+    "UpsampleTrilinear3DBackward0",
+    "NllLoss2DBackward0",
+    "EmbeddingBagBackward0",
+}
+"""Backward functions whose CUDA kernels ``torch.use_deterministic_algorithms(True)`` refuses (PyTorch's list)."""
+
+
+def backward_functions(tensor: torch.Tensor) -> set[str]:
+    seen, names, todo = set(), set(), [tensor.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        todo.extend(next_fn for next_fn, _ in fn.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("backbone", ["resnet32", "resnet8", "tiny", "podnet-resnet32", "resnet18"])
+@pytest.mark.parametrize("head", ["linear", "cosine", "lsc"])
+def test_deterministic_gpu_runs_have_a_kernel_for_every_backward(backbone, head):
+    """``deterministic=true`` on a GPU stops at the first backward without a deterministic CUDA kernel: none of
+    the networks' backward functions (as autograd records them here) is one. Global pooling is
+    ``adaptive_avg_pool2d(x, 1)``, which PyTorch computes as a mean (its general kernel has no deterministic
+    CUDA backward); the GPU tests run ``deterministic=true`` end to end."""
+    net = build_net(backbone, head)
+    net.head.add_classes(4)
+    side = 64 if backbone == "resnet18" else 32
+    out = net(torch.randn(2, 3, side, side))
+    names = backward_functions(out.logits.sum() + sum(m.sum() for m in out.stage_maps))
+    assert "ConvolutionBackward0" in names and not names & NO_DETERMINISTIC_CUDA_BACKWARD

@@ -164,7 +164,11 @@ def _run_in(
         "n_steps": plan.n_steps,
         "eval": strategy.evaluation_name,
         "config": config,
-        "env": {**environment(device_description(runtime.device)), "runtime": runtime.to_dict()},
+        "env": {
+            **environment(device_description(runtime.device)),
+            "runtime": runtime.to_dict(),
+            "processes": world.size,  # a data-parallel run's process count (one per device)
+        },
     }
     try:
         writer = RunWriter(
