@@ -9,7 +9,8 @@ installed copy, from a workspace holding only ``tests/``, ``benchmarks/`` and ``
 imports the checkout's sources). Without ``--bundle`` the current environment's cil is used. The phases, each
 in its own process with its share of ``--budget`` seconds (default 540: nine minutes):
 
-1. ``gpu`` tests (``pytest -m gpu -x``): stops at the first failure and prints it;
+1. ``gpu`` tests (``pytest -m gpu -x``): stops at the first failure and prints it (the figures are still
+   measured: a device is lent rarely; the command then exits 1);
 2. ``benchmarks/training_speed.py``: engine images/s per runtime setting, base and incremental step, against
    the plain loop, the anchors' PIL loop and Avalanche's own loop;
 3. a full-schedule ``synthetic-b50-5`` run of ``podnet-bsce`` and of ``il-baseline-bsce`` timed phase by
@@ -395,9 +396,7 @@ def main() -> int:
             failed = True
         phase.seconds = time.monotonic() - begun
         header["seconds"] = time.monotonic() - started
-        write_report(out, phases, header)
-        if failed and phase.name == "gpu-tests":
-            break  # the figures of a cil that fails its tests prove nothing
+        write_report(out, phases, header)  # a failed gpu test stops the tests, not the figures: the device is rare
     header["seconds"] = time.monotonic() - started
     write_report(out, phases, header)
     print(table(phases, header), flush=True)
