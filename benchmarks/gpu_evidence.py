@@ -9,7 +9,8 @@ installed copy, from a workspace holding only ``tests/``, ``benchmarks/`` and ``
 imports the checkout's sources). Without ``--bundle`` the current environment's cil is used. The phases, each
 in its own process with its share of ``--budget`` seconds (default 540: nine minutes):
 
-1. ``gpu`` tests (``pytest -m gpu -x``): stops at the first failure and prints it (the figures are still
+1. ``gpu`` tests (``pytest -m gpu -x``, in 4 processes with pytest-xdist where installed): stops at the first
+   failure and prints it (the figures are still
    measured: a device is lent rarely; the command then exits 1);
 2. ``benchmarks/training_speed.py``: engine images/s per runtime setting, base and incremental step, against
    the plain loop, the anchors' PIL loop and Avalanche's own loop;
@@ -27,6 +28,7 @@ tiny sizes (the gpu tests with ``CIL_TEST_DEVICE=cpu`` on a few cases) in about 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -42,13 +44,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PHASES = ("gpu-tests", "training-speed", "schedule", "sweep-throughput", "input-pipeline")
-SHARE = {"gpu-tests": 0.35, "training-speed": 0.2, "schedule": 0.25, "sweep-throughput": 0.12, "input-pipeline": 0.08}
+SHARE = {"gpu-tests": 0.45, "training-speed": 0.17, "schedule": 0.2, "sweep-throughput": 0.11, "input-pipeline": 0.07}
 """Each phase's share of the budget; time a phase leaves unused goes to the later ones."""
 DRY_TESTS = [
     "tests/test_gpu.py::test_every_strategy_under_the_default_runtime[il-baseline-bsce]",
     "tests/test_gpu.py::test_representative_strategies_under_every_setting[podnet-meta-bsce-runtime.precision=fp16]",
 ]
 """The few gpu tests a dry run takes on the CPU (the whole mark takes ten minutes there)."""
+TEST_PROCESSES = 4
+"""pytest-xdist workers for the gpu tests on the device (its image has pytest-xdist; without it, one process)."""
 
 
 @dataclass
@@ -123,6 +127,8 @@ def _text(data: bytes | str | None) -> str:
 def gpu_tests(ctx: Context, phase: Phase) -> None:
     argv = ["-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-W", "ignore::DeprecationWarning"]
     argv += DRY_TESTS if ctx.dry else ["tests"]
+    if not ctx.dry and importlib.util.find_spec("xdist") is not None:
+        argv += ["-n", str(TEST_PROCESSES)]  # tiny runs leave the GPU mostly idle; compiling wants CPU cores
     try:
         output = ctx.run(phase, argv, ctx.share(phase.name), **({"CIL_TEST_DEVICE": "cpu"} if ctx.dry else {}))
     except PhaseFailed as failed:
