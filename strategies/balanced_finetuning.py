@@ -104,15 +104,14 @@ class BalancedFinetuning(CilPlugin):
                 teacher=cfg.distill_new,
             )
         )
+        trained = {k: v for k, v in losses.items() if k != "new_distillation"}  # what the stage trains on
         engine.step_record["balanced_finetuning"] = {
             "n_train": len(balanced),
             "epochs": cfg.epochs,
-            "final_epoch_loss": sum(v for k, v in losses.items() if k != "new_distillation"),
+            "final_epoch_loss": sum(trained.values()),
         }
         if cfg.strategy_loss:
-            engine.step_record["balanced_finetuning"]["final_epoch_parts"] = {
-                k: v for k, v in losses.items() if k != "new_distillation"
-            }
+            engine.step_record["balanced_finetuning"]["final_epoch_parts"] = trained
         if cfg.distill_new:
             engine.step_record["balanced_finetuning"]["final_epoch_distillation"] = losses.get("new_distillation", 0.0)
 

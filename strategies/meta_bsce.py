@@ -21,8 +21,8 @@ The alpha update is Algorithm 1's by default (``alpha_update: alpha``): a plain 
 when a step would take alpha to 0 or below, where Eq. 5's old-class weights stop being counts (the
 log of a weight <= 0 is undefined); cil stops alpha at ``alpha_min`` (1e-4) there. ``alpha_update:
 log-alpha`` learns log(alpha) instead (alpha stays positive by construction; at alpha = 1 the step
-equals Algorithm 1's, below 1 it moves alpha by alpha times less: from 0.7, one step gives 0.700155
-where Algorithm 1 gives 0.700315). B_t is read with
+equals Algorithm 1's, below 1 it moves alpha about alpha times less: from 0.7, a step Algorithm 1 takes
+to 0.700315 takes it to 0.700155). B_t is read with
 the evaluation transform. The base step has no old classes, so alpha has no effect there and is
 not learned (plain BSCE on the whole training set). alpha at the end of each step and of each
 epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from cil.cli import main
 from tests.census_bad_inputs import census_settings, print_table
+from tests.helpers import plant_old_file
 from tests.test_faults import PLANTED, TINY, WriteRefuser, plant, refusing, untouched
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,7 +125,7 @@ CLAIMS = st.one_of(
     ).map(json.dumps),
     st.text(max_size=30),
     st.binary(max_size=30),
-    st.sampled_from(["<directory>", "<link>"]),
+    st.sampled_from(["directory", "link"]),
 )
 
 
@@ -134,16 +135,7 @@ def claim_files(work: Path, count, every) -> None:
     def case(content):
         run_dir = Path(tempfile.mkdtemp(dir=work)) / "run"
         run_dir.mkdir()
-        path = run_dir / ".claim"
-        if content == "<directory>":
-            path.mkdir()
-        elif content == "<link>":
-            path.symlink_to(work / "nowhere")
-        elif isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-        os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+        plant_old_file(run_dir / ".claim", content, work / "nowhere")
         argv = ["run", "--scenario", "synthetic-b4-1", "--strategy", "finetune", "--out", run_dir, *TINY[4:]]
         count("claim files cil did not write", attempt(argv)[0])
         shutil.rmtree(run_dir.parent, ignore_errors=True)

@@ -232,3 +232,34 @@ def tiny_sets(strategy: str) -> list[str]:
 def tiny_set_args(strategy: str) -> list[str]:
     """The same as command-line arguments (``--set K=V ...``)."""
     return [arg for assignment in tiny_sets(strategy) for arg in ("--set", assignment)]
+
+
+def plant_old_file(path: Path, content: str | bytes, link_target: Path) -> None:
+    """A file cil did not write, an hour old: ``"directory"`` (a folder in its place), ``"link"`` (a symbolic
+    link to ``link_target``), bytes or text."""
+    import os
+    import time
+
+    if content == "directory":
+        path.mkdir()
+    elif content == "link":
+        path.symlink_to(link_target)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+
+
+def tiny_api_options(**overrides) -> dict:
+    """Keyword arguments of a tiny ``cil.api.run_experiment`` (one epoch, 6 images per class, memory 2, tiny
+    network on 10 synthetic classes, quiet); ``overrides`` adds config overrides to the tiny ones."""
+    return dict(
+        epochs=1,
+        limit_per_class=6,
+        memory=2,
+        progress=False,
+        loggers=(),
+        log=lambda line: None,
+        overrides={"model.backbone": "tiny", "data.synthetic_classes": 10, "data.test_limit_per_class": 2, **overrides},
+    )

@@ -82,6 +82,39 @@ def test_bad_overrides_are_one_clear_error(assignment, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "strategy, assignment, message",
+    [
+        ("il-baseline-meta-bsce", "loss.alpha_update=exp", "'loss.alpha_update': 'exp'; valid: alpha, log-alpha"),
+        ("il-baseline-meta-bsce", "loss.alpha_min=0", "invalid value for 'loss.alpha_min'"),
+        ("il-baseline-meta-bsce", "loss.alpha_min=2", "invalid value for 'loss.alpha_min'"),
+        ("lucir", "plugins=[{name: balanced-finetuning, strategy_loss: maybe}]", "strategy_loss"),
+    ],
+)
+def test_bad_alpha_update_and_finetuning_options_are_one_clear_error(strategy, assignment, message, capsys):
+    from cil.cli import main
+
+    with pytest.raises(UserError, match=re.escape(message)) as info:
+        make(strategy, sets=[assignment])
+    assert "\n" not in str(info.value)
+    assert main(["run", "--scenario", "synthetic-b4-1", "--strategy", strategy, "--set", assignment]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_scenario_profile_of_the_wrong_shape_is_one_line(tmp_path):
+    from cil.config.layers import load_yaml
+    from cil.config.shapes import SCENARIO_FILE
+
+    path = tmp_path / "s.yaml"
+    path.write_text("profile: {imagenet: true}\n")
+    with pytest.raises(UserError, match="profile") as info:
+        load_yaml(path, SCENARIO_FILE, "scenario file")
+    assert "\n" not in str(info.value)
+    path.write_text("profile: [imagenet, imagenet-full]\n")
+    assert load_yaml(path, SCENARIO_FILE, "scenario file")["profile"] == ["imagenet", "imagenet-full"]
+
+
 def test_unknown_strategy_lists_valid_ones():
     with pytest.raises(UserError, match="unknown strategy 'il-baseline-bcse' \\(did you mean 'il-baseline-bsce'"):
         make("il-baseline-bcse")

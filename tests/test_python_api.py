@@ -7,6 +7,7 @@ import pytest
 
 from cil import api
 from cil.errors import UserError
+from tests.helpers import tiny_api_options
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "python-api.md"
 
@@ -52,20 +53,7 @@ def test_mistakes_are_the_command_lines_one_line(overrides, message):
 
 
 def test_figures_and_tables_from_run_directories(tmp_path):
-    common = dict(
-        epochs=1,
-        limit_per_class=6,
-        memory=2,
-        progress=False,
-        loggers=(),
-        log=lambda line: None,
-        overrides={
-            "model.backbone": "tiny",
-            "optim.batch_size": 8,
-            "data.synthetic_classes": 10,
-            "data.test_limit_per_class": 2,
-        },
-    )
+    common = tiny_api_options(**{"optim.batch_size": 8})
     runs = api.run_seeds("synthetic-b6-2", "il-baseline", [1, 2], out=tmp_path / "s", **common)
     assert [r["seed"] for r in runs] == [1, 2]
     table = api.summary([tmp_path / "s"])
@@ -93,13 +81,7 @@ def test_every_figure_shows_in_an_executed_notebook(tmp_path):
         "synthetic-b6-2",
         "il-baseline",
         out=run_dir,
-        epochs=1,
-        limit_per_class=6,
-        memory=2,
-        progress=False,
-        loggers=(),
-        log=lambda line: None,
-        overrides={"model.backbone": "tiny", "data.synthetic_classes": 10, "data.test_limit_per_class": 2},
+        **tiny_api_options(),
     )
     figures = [
         "api.confusion_figure(RUN)",

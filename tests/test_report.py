@@ -14,7 +14,7 @@ from cil.cli import main
 from cil.runs.assemble import build_config
 from cil.runs.metrics import forgetting
 from cil.runs.run import run
-from tests.helpers import StopBeforeStep, quiet
+from tests.helpers import StopBeforeStep, quiet, tiny_api_options
 
 FLAGS = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 10}}
 SETS = ["model.backbone=tiny", "optim.batch_size=16", "data.synthetic_classes=10", "data.test_limit_per_class=5"]
@@ -304,20 +304,7 @@ def test_step_figures_agree_with_the_results(tmp_path):
     from cil.analysis.plots_steps import forgetting_per_step, group_matrix
     from cil.analysis.report import collect
 
-    common = dict(
-        epochs=1,
-        limit_per_class=6,
-        memory=2,
-        progress=False,
-        loggers=(),
-        log=lambda line: None,
-        overrides={
-            "model.backbone": "tiny",
-            "optim.batch_size": 8,
-            "data.synthetic_classes": 10,
-            "data.test_limit_per_class": 3,
-        },
-    )
+    common = tiny_api_options(**{"optim.batch_size": 8, "data.test_limit_per_class": 3})
     api.run_seeds("synthetic-b4-3", "il-baseline", [1, 2], out=tmp_path / "runs", **common)
     runs = collect([tmp_path / "runs"])
     matrix = group_matrix(runs[0])

@@ -13,6 +13,7 @@ import pytest
 
 from cil.cli import main
 from cil.runs.claims import CLAIM, Claim, RunClaimed, acquire, claimed, read_claim, release
+from tests.helpers import plant_old_file
 
 REPO = Path(__file__).resolve().parent.parent
 GRID = [
@@ -113,15 +114,9 @@ def test_a_claim_cil_did_not_write_is_damaged_and_named(tmp_path, capsys, conten
     path = run_dir / CLAIM
     if isinstance(content, dict):
         write_claim(run_dir, **content)
-    elif content == "directory":
-        path.mkdir()
-    elif content == "link":
-        path.symlink_to(tmp_path / "elsewhere")
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
+        os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
     else:
-        path.write_text(content)
-    os.utime(path, (time.time() - 3600, time.time() - 3600), follow_symlinks=False)
+        plant_old_file(path, content, tmp_path / "elsewhere")
     with pytest.raises(DamagedClaim, match=f"{why}.*remove {path}"):
         acquire(run_dir)
     assert path.exists() or path.is_symlink()  # left for the user to judge

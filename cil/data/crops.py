@@ -71,6 +71,11 @@ def centre_crop(height: int, width: int, size: int) -> Crop:
     return Crop((height - side) // 2, (width - side) // 2, side, side, False)
 
 
+def train_or_test_crop(height: int, width: int, seed: int, train: bool, size: int, brightness: float) -> Crop:
+    """The training crop (random box, flip, brightness) from ``seed``, or the evaluation's centre crop."""
+    return random_resized_crop(height, width, seed, brightness) if train else centre_crop(height, width, size)
+
+
 def crop_resize(image: torch.Tensor, crop: Crop, size: int) -> torch.Tensor:
     """uint8 [3, H, W] (any device) -> float [3, size, size] in [0, 1]: the box, resized with antialiasing, flipped,
     brightness scaled."""

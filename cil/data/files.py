@@ -21,7 +21,7 @@ import torch
 
 from cil.data.augment import Normalization
 from cil.data.base import ImageData
-from cil.data.crops import Crop, centre_crop, crop_resize, random_resized_crop
+from cil.data.crops import Crop, crop_resize, train_or_test_crop
 from cil.errors import UserError
 
 DECODES = ("auto", "pil", "device")
@@ -79,11 +79,6 @@ class _Files(torch.utils.data.Dataset):
 
     def crop(self, height: int, width: int, seed: int) -> Crop:
         return train_or_test_crop(height, width, seed, self.train, self.size, self.brightness)
-
-
-def train_or_test_crop(height: int, width: int, seed: int, train: bool, size: int, brightness: float) -> Crop:
-    """The training crop (random box, flip, brightness) from ``seed``, or the evaluation's centre crop."""
-    return random_resized_crop(height, width, seed, brightness) if train else centre_crop(height, width, size)
 
 
 def _collate_raw(items):
