@@ -77,6 +77,39 @@ def excluded_from_git(folder: str) -> None:
         exclude.write_text("\n".join([*lines, line]) + "\n")
 
 
+BUNDLE_ENTRIES = {"wheels", "site", "manifest.json"}
+"""What a bundle folder holds: the only folder this tool deletes is one holding these and nothing else."""
+
+
+def why_not_replaceable(out: Path, repo: Path = REPO) -> str | None:
+    """Why ``out`` must not be deleted to make room for a new bundle, or None when it may.
+
+    A missing or empty folder, or a previous bundle (its manifest names a cil wheel and it holds nothing
+    else), may be replaced; anything else is someone's files (``--out docs`` once emptied the checkout's
+    docs/, ``--out .git`` destroyed the repository).
+    """
+    name = out.relative_to(repo)
+    if out == repo / ".git" or repo / ".git" in out.parents:
+        return f"--out {name} is inside .git: name a new folder such as .devsite"
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--out {name} is a file: name a new folder such as .devsite"
+    entries = {entry.name for entry in out.iterdir()}
+    if not entries:
+        return None
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if entries <= BUNDLE_ENTRIES and isinstance(manifest, dict) and "cil_wheel" in manifest:
+        return None
+    return (
+        f"--out {name} holds files that are not a device bundle; it is left as it is: "
+        "name a new or empty folder such as .devsite"
+    )
+
+
 def size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
@@ -87,7 +120,12 @@ def main() -> int:
     args = parser.parse_args()
     out = (REPO / args.out).resolve()
     if REPO not in out.parents:
-        sys.exit("device_bundle: --out must be a folder inside the checkout (the device tool carries it)")
+        print("device_bundle: error: --out must be a folder inside the checkout (the device tool carries it)", file=sys.stderr)
+        return 2
+    refusal = why_not_replaceable(out)
+    if refusal:
+        print(f"device_bundle: error: {refusal}", file=sys.stderr)
+        return 2
     excluded_from_git(str(out.relative_to(REPO)))
     shutil.rmtree(out, ignore_errors=True)
     wheels, site = out / "wheels", out / "site"
