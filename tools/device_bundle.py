@@ -119,10 +119,11 @@ def main() -> int:
     parser.add_argument("--out", default=".devsite", help="the bundle's folder, inside the checkout (default .devsite)")
     args = parser.parse_args()
     out = (REPO / args.out).resolve()
-    if REPO not in out.parents:
-        print("device_bundle: error: --out must be a folder inside the checkout (the device tool carries it)", file=sys.stderr)
-        return 2
-    refusal = why_not_replaceable(out)
+    refusal = (
+        "--out must be a folder inside the checkout (the device tool carries it)"
+        if REPO not in out.parents
+        else why_not_replaceable(out)
+    )
     if refusal:
         print(f"device_bundle: error: {refusal}", file=sys.stderr)
         return 2
