@@ -34,7 +34,9 @@ OPTIONS = (
     "memory_budget",
     "epochs",
     "limit_per_class",
+    "imbalance",
     "plugins",
+    "profiles",
     "overrides",
     "device",
     "data_root",
@@ -49,6 +51,7 @@ OTHER_SPELLINGS = {
     "set": "overrides={...}",
     "sets": "overrides={...}",
     "plugin": "plugins=[...]",
+    "profile": "profiles=[...]",
     "seeds": "run_seeds(scenario, strategy, seeds, out=...)",
     "tensorboard": "loggers=['tensorboard'] (or () for none)",
     "no_tensorboard": "loggers=()",
@@ -88,7 +91,9 @@ def experiment_config(
     memory_budget: int | None = None,
     epochs: int | None = None,
     limit_per_class: int | None = None,
+    imbalance: str | None = None,
     plugins: Iterable[str] | str = (),
+    profiles: Iterable[str] | str = (),
     overrides: dict[str, Any] | None = None,
     device: str | None = None,
     data_root: str | None = None,
@@ -115,9 +120,11 @@ def experiment_config(
         epochs=epochs,
         data_root=data_root,
         limit_per_class=limit_per_class,
+        imbalance=imbalance,
         progress=progress,
         loggers=None if loggers is None else _items(loggers),
         plugins=tuple(_items(plugins)),
+        profiles=tuple(_items(profiles)),
     )
     return build_config(scenario, strategy, flags, [], overrides=overrides)
 
@@ -134,8 +141,8 @@ def run_experiment(
 ) -> dict:
     """Run every step of ``scenario`` with ``strategy``; the results (results.json's content) plus ``run_dir``.
 
-    ``options`` are ``experiment_config``'s (seed, memory, memory_budget, epochs, limit_per_class,
-    plugins, overrides, device, data_root, progress, loggers). ``out`` is the run directory
+    ``options`` are ``experiment_config``'s (seed, memory, memory_budget, epochs, limit_per_class, imbalance,
+    plugins, profiles, overrides, device, data_root, progress, loggers). ``out`` is the run directory
     (default: runs/SCENARIO/STRATEGY/seedS-TIME, as the CLI); ``extra_plugins`` are plugin objects
     built in code (Avalanche or cil plugins), appended to the configured ones.
     """
@@ -223,6 +230,13 @@ def curves_figure(runs: RunRef | list[RunRef]):
     from cil.analysis.plots import curves_figure as figure
 
     return figure(_runs(runs))
+
+
+def per_class_figure(runs: RunRef | list[RunRef], step: int | None = None):
+    """Each class's test accuracy against its training images (log scale) after ``step`` (default: the last)."""
+    from cil.analysis.plots_classes import per_class_figure as figure
+
+    return figure(_runs(runs), step)
 
 
 def base_new_figure(run: RunRef):

@@ -90,6 +90,12 @@ declare_components(
         ),
         (
             "plugin",
+            "drw",
+            "drw",
+            "deferred re-weighting: effective-number class weights for the last 20% of each step's epochs (Cao et al.)",
+        ),
+        (
+            "plugin",
             "gala",
             "gala",
             "gradient-aware logit adjustment from accumulated gradients, optional re-balancing (Zhang et al.)",

@@ -22,7 +22,7 @@ from cil.plugin import ClassificationLoss, ComponentConfig, Engine, ranged, regi
 
 
 def balanced_softmax_cross_entropy(
-    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor
+    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor, reduction: str = "mean"
 ) -> torch.Tensor:
     """Mean cross-entropy of the Balanced Softmax (Eq. 3-4) with weights lambda = ``class_weights``.
 
@@ -35,7 +35,7 @@ def balanced_softmax_cross_entropy(
         class_weights.clamp_min(torch.finfo(class_weights.dtype).tiny).log(),
         torch.full_like(class_weights, float("-inf")),
     )
-    return F.cross_entropy(logits + log_weights, targets)
+    return F.cross_entropy(logits + log_weights, targets, reduction=reduction)
 
 
 def old_class_weighted_counts(counts: torch.Tensor, n_old: int, alpha: torch.Tensor | float) -> torch.Tensor:
@@ -68,3 +68,6 @@ class BalancedSoftmaxCE(ClassificationLoss):
 
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine))
+
+    def sample_losses(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine), reduction="none")

@@ -157,6 +157,10 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine, self.learned))
 
+    def sample_losses(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        weights = self.class_weights(engine, self.learned)
+        return balanced_softmax_cross_entropy(logits, targets, weights, reduction="none")
+
     def validation_batch(self, engine) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
         assert self.validation_set is not None, "B_t is held out in before_step"

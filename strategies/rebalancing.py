@@ -118,8 +118,11 @@ class LossRescalingConfig(ComponentConfig):
 @register("loss", "loss-rescaling", LossRescalingConfig)
 class LossRescaling(ClassificationLoss):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.sample_losses(engine, logits, targets).mean()
+
+    def sample_losses(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         weights = inverse_frequency_weights(engine.train_class_counts)
-        return (weights[targets] * F.cross_entropy(logits, targets, reduction="none")).mean()
+        return weights[targets] * F.cross_entropy(logits, targets, reduction="none")
 
 
 def separated_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, n_old: int) -> torch.Tensor:

@@ -70,3 +70,6 @@ class RelaxedBalancedSoftmaxCE(ClassificationLoss):
 
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine))
+
+    def sample_losses(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return balanced_softmax_cross_entropy(logits, targets, self.class_weights(engine), reduction="none")

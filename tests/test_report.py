@@ -99,6 +99,7 @@ def test_csv_and_latex_parse(runs_root, capsys):
         "final_accuracy",
         "final_accuracy_base",
         "final_accuracy_new",
+        "final_accuracy_few",  # a handful of images per class: every class few-shot, no many- or medium-shot row
         "avg_incremental_top5",
         "forgetting",
     }
@@ -231,6 +232,7 @@ def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, 
         "base_vs_new.png",
         "accuracy_matrix.png",
         "forgetting_per_step.png",
+        "per_class_accuracy.png",
     ]
     sizes = {
         "confusion_step_01.png": (650, 750),
@@ -239,6 +241,7 @@ def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, 
         "accuracy_mean_over_seeds.png": (500, 800),
         "forgetting_per_step.png": (500, 800),
         "accuracy_matrix.png": (420, 525),
+        "per_class_accuracy.png": (500, 800),
     }  # 3 steps: (0.6 n + 2.4, 0.75 n + 3) inches
     for path in map(Path, written):
         pixels = png_pixels(path)

@@ -5,7 +5,10 @@
 * ``curves``: accuracy on all seen classes after each step, one line per run;
 * ``base-new``: accuracy on the base, old and newest classes after each step of one run, the
   stability/plasticity picture of Jodelet et al.'s Table 5;
-* ``mean-curves``, ``accuracy-matrix``, ``forgetting``: cil/analysis/plots_steps.py.
+* ``mean-curves``, ``accuracy-matrix``, ``forgetting``: cil/analysis/plots_steps.py;
+* ``per-class``: each class's accuracy against its training images (imbalanced data), cil/analysis/plots_classes.py.
+
+The confusion matrix of an imbalanced run lists the classes of each step by training images, most first.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from cil.analysis import plots_steps
+from cil.analysis import plots_classes, plots_steps
 from cil.analysis.plots_steps import classes_seen, finish_step_axes, new_figure
 from cil.analysis.report import Run, collect, completed_steps, variant_labels
 from cil.errors import UserError
 from cil.files import atomic_write_bytes, writable_folder
 
-KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting")
+KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting", "per-class")
 DPI = 100
 CONFUSION_INCHES = (7.5, 6.5)
 CURVE_INCHES = (8.0, 5.0)
@@ -55,6 +58,10 @@ def _confusion_of(run: Run, step: int | None) -> tuple[int, np.ndarray]:
 def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
     steps = run.results["steps"]
     record = steps[step]
+    imbalanced = plots_classes.is_imbalanced(run)
+    if imbalanced:  # each step's classes by training images, most first
+        order = plots_classes.count_order(run, matrix.shape[0])
+        matrix = matrix[np.ix_(order, order)]
     image = ax.imshow(np.log1p(matrix), cmap="viridis", interpolation="nearest", vmin=0, vmax=vmax)
     bounds = np.cumsum([len(s["labels"]) for s in steps[: step + 1]])
     for b in bounds[:-1]:
@@ -67,7 +74,8 @@ def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
     ]
     ax.set_xticks(centres, names, rotation=90 if step > 6 else 0, fontsize=8)
     ax.set_yticks(centres, names, fontsize=8)
-    ax.set_xlabel("predicted class (labels in class order, grouped by the step that introduced them)", fontsize=9)
+    within = "by training images, most first" if imbalanced else "in class order"
+    ax.set_xlabel(f"predicted class (grouped by the step that introduced them; {within})", fontsize=9)
     ax.set_ylabel("true class")
     ax.set_title(
         f"{_title(run)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
@@ -189,7 +197,7 @@ def plot_runs(
     elif kind:
         kinds = [kind]
     elif len(runs) == 1:
-        kinds = ["confusion", "base-new"]
+        kinds = ["confusion", "base-new"] + (["per-class"] if plots_classes.is_imbalanced(runs[0]) else [])
     else:  # seeds of one variant (a sweep's) are averaged into a mean and a band
         variants = variant_labels(runs)
         keys = [(r.results.get("scenario"), r.label, variants[r.path]) for r in runs]
@@ -207,6 +215,8 @@ def plot_runs(
             written.append(_save(plots_steps.mean_curves_figure(runs), shared / "accuracy_mean_over_seeds.png"))
         elif k == "forgetting":
             written.append(_save(plots_steps.forgetting_figure(runs), shared / "forgetting_per_step.png"))
+        elif k == "per-class":
+            written.append(_save(plots_classes.per_class_figure(runs, step), shared / "per_class_accuracy.png"))
         elif k == "accuracy-matrix":
             written += [
                 _save(plots_steps.accuracy_matrix_figure(run), own(run) / "accuracy_matrix.png") for run in runs

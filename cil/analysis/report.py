@@ -29,11 +29,19 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
+SHOT_COLUMNS = (("many", "accuracy_many"), ("medium", "accuracy_medium"), ("few", "accuracy_few"))
+
+
 def step_table(results: dict[str, Any]) -> str:
-    """The per-step table a run prints at its end: accuracy over seen, base, old and new classes."""
-    header = ["step", "classes", "n_train", "acc", "top5", "base", "old", "new", "memory", "train_s"]
+    """The per-step table a run prints at its end: accuracy over seen, base, old and new classes, and over the
+    many-, medium- and few-shot classes when the training set holds more than one of those groups."""
+    steps = results["steps"]
+    shots = [c for c in SHOT_COLUMNS if steps and any(s.get(c[1]) is not None for s in steps)]
+    shots = shots if len(shots) > 1 else []
+    header = ["step", "classes", "n_train", "acc", "top5", "base", "old", "new", *(n for n, _ in shots)]
+    header += ["memory", "train_s"]
     rows = []
-    for s in results["steps"]:
+    for s in steps:
         labels = s.get("labels") or []
         span = f"{labels[0]}-{labels[-1]}" if labels else "-"
         rows.append(
@@ -46,6 +54,7 @@ def step_table(results: dict[str, Any]) -> str:
                 _fmt(s["accuracy_base"]),
                 _fmt(s["accuracy_old"]),
                 _fmt(s["accuracy_new"]),
+                *(_fmt(s.get(key)) for _, key in shots),
                 _fmt(s.get("memory_size")),
                 _fmt(s["train_seconds"], 1),
             ]
@@ -71,6 +80,11 @@ METRICS = {
     "final_accuracy": "accuracy on all classes after the last step",
     "final_accuracy_base": "accuracy on the base classes after the last step",
     "final_accuracy_new": "accuracy on the last step's classes after the last step",
+    "final_accuracy_many": "accuracy on the many-shot classes (more than data.many_shot_above = 100 training "
+    "images) after the last step",
+    "final_accuracy_medium": "accuracy on the medium-shot classes (20 to 100 training images) after the last step",
+    "final_accuracy_few": "accuracy on the few-shot classes (fewer than data.few_shot_below = 20 training images) "
+    "after the last step",
     "avg_incremental_top5": "average incremental top-5 accuracy",
     "forgetting": "average forgetting after the last step (per step's class group: best accuracy before "
     "the last step minus accuracy after it; lower is better)",
@@ -124,10 +138,8 @@ class Run:
             return None
         if name in ("avg_incremental_accuracy", "final_accuracy"):
             return r.get(name)
-        if name == "final_accuracy_base":
-            return steps[-1].get("accuracy_base")
-        if name == "final_accuracy_new":
-            return steps[-1].get("accuracy_new")
+        if name.startswith("final_accuracy_"):  # the last step's accuracy_base, _new, _many, _medium, _few
+            return steps[-1].get(name.removeprefix("final_"))
         if name == "avg_incremental_top5":
             return float(np.mean([s["top5"] for s in steps]))
         if name == "forgetting":

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 def _data_config(args):
     from cil.config import DataConfig
+    from cil.config.imbalance import ImbalanceProfile
 
-    return DataConfig(root=args.data_root)
+    profile = ImbalanceProfile.parse(getattr(args, "imbalance", None), "--imbalance")
+    return DataConfig(root=args.data_root, imbalance=None if profile is None else str(profile))
 
 
 def _plan(args):
@@ -42,9 +44,19 @@ def _class_order_seed(args) -> int:
 
 
 def cmd_describe(args) -> int:
+    from cil.data import planned_train_counts
+
     plan, spec = _plan(args)
-    names = spec.class_names(_data_config(args)) if spec.class_names is not None and args.data_root else None
+    data = _data_config(args)
+    names = spec.class_names(data) if spec.class_names is not None and args.data_root else None
     info = plan.to_dict(names)
+    # folders are counted (a scan of every class folder) only when an imbalance profile needs it
+    counts = planned_train_counts(spec, data, plan) if not spec.takes_lists or data.imbalance else None
+    if counts is not None:  # training images per step and per label, imbalance applied (no image is read)
+        info["imbalance"] = data.imbalance
+        for step in info["steps"]:
+            step["train_counts"] = [counts[label] for label in step["labels"]]
+            step["n_train"] = sum(step["train_counts"])
     if args.json:
         print(compact_json(info))
         return 0
@@ -53,10 +65,20 @@ def cmd_describe(args) -> int:
         f"class order seed {_class_order_seed(args)}"
     )
     print(f"class order: {' '.join(map(str, plan.order))}")
+    if counts is not None:
+        print(
+            f"training images: {sum(counts)} ({data.imbalance or 'as the dataset is'}; per class {max(counts)} down "
+            f"to {min(counts)}, test sets unchanged)"
+        )
     for step in info["steps"]:
         kind = "base" if step["step"] == 0 and plan.name.base > 0 else "step"
+        images = ""
+        if counts is not None:
+            per_class = step["train_counts"]
+            spread = f"{per_class[0]}" if min(per_class) == max(per_class) else f"{max(per_class)}-{min(per_class)}"
+            images = f", {step['n_train']} images ({spread} per class)"
         print(
-            f"{kind} {step['step']}: labels {step['labels'][0]}-{step['labels'][-1]} = classes "
+            f"{kind} {step['step']}: labels {step['labels'][0]}-{step['labels'][-1]}{images} = classes "
             f"{' '.join(map(str, step['classes']))}"
         )
     return 0
@@ -96,6 +118,11 @@ def cmd_list(args) -> int:
     for kind, name, summary in components:
         print(f"  {kind:<7} {name:<{name_width}} {summary}")
     print(f"\nBackbones (model.backbone): {', '.join(BACKBONES)}")
+    from cil.config.layers import available_profiles, profile_description
+
+    print("\nProfiles (configs/profiles/*.yaml, for --profile NAME):")
+    for name in available_profiles():
+        print(f"  {name:<{width}} {profile_description(name)}")
     from cil.sweeps.plan import available_sweeps, sweep_description
 
     print("\nSweeps (configs/sweeps/*.yaml, for 'cil sweep NAME'):")
@@ -153,9 +180,11 @@ def run_flags(args, seed: int | None = None) -> dict[str, Any]:
         epochs=args.epochs,
         data_root=args.data_root,
         limit_per_class=args.limit_per_class,
+        imbalance=getattr(args, "imbalance", None),
         progress=False if args.no_progress else None,
         loggers=loggers,
         plugins=args.plugins,
+        profiles=getattr(args, "profiles", None) or (),
     )
 
 
@@ -309,6 +338,9 @@ def cmd_sweep(args) -> int:
 
     if args.status:
         return print_status(usable_path(args.status, "--status"))
+    if args.imbalance:  # a grid axis: each profile's runs in a folder of their own
+        args.grid = [*args.grid, f"data.imbalance={args.imbalance}"]
+        args.imbalance = None
     plan = SweepPlan.from_args(args, parse_seeds(args.seeds))
     devices = parse_devices(args.devices)
     slurm = SlurmOptions(

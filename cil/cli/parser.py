@@ -20,6 +20,17 @@ def _add_scenario(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--scenario", required=required, help="DATASET-bBASE-STEPS, e.g. cifar100-b50-5 (see 'cil list')")
     p.add_argument("--data-root", help="folder holding the dataset (CIFAR: where to find or download it)")
     p.add_argument("--class-order-seed", type=int, help=f"seed of the class order permutation (default {DEFAULT_SEED})")
+    _add_imbalance(p)
+
+
+def _add_imbalance(p: argparse.ArgumentParser, several: bool = False) -> None:
+    p.add_argument(
+        "--imbalance",
+        metavar="PROFILE" + (",..." if several else ""),
+        help="make the training set imbalanced: exp:100 (long-tailed, head classes first), exp:100:shuffled "
+        "(LDAM-DRW's CIFAR-LT counts by class id), step:100, step:10:minor=0.3; test sets stay balanced"
+        + ("; several, comma-separated, are a grid axis" if several else ""),
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -42,6 +53,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         dest="plugins",
         help="add a plugin to the strategy's, e.g. --plugin gala (repeatable; see 'cil list')",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME",
+        dest="profiles",
+        help="apply a named profile over the strategy, e.g. --profile lt-cifar (the long-tailed papers' schedule; "
+        "see 'cil list')",
     )
     p.add_argument(
         "--set",
@@ -112,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--class-order-seed", type=int, help=f"seed of the class order permutation (default {DEFAULT_SEED})"
     )
+    _add_imbalance(sweep, several=True)
     _add_run_options(sweep)
     sweep.add_argument("--out", help="parent folder of the sweep's runs (default runs/sweeps/PLAN)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and what would happen to each")
@@ -155,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric",
         default="avg_incremental_accuracy",
         help="avg_incremental_accuracy (default), final_accuracy, final_accuracy_base, final_accuracy_new, "
-        "avg_incremental_top5, forgetting; or 'all'",
+        "final_accuracy_many, final_accuracy_medium, final_accuracy_few, avg_incremental_top5, forgetting; or 'all'",
     )
     report.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     report.add_argument("--per-step", action="store_true", help="the accuracy after every step of every run")
@@ -164,10 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories, or folders holding runs")
     plot.add_argument(
         "--kind",
-        choices=["confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting", "all"],
-        help="default: confusion and base-new for one run, curves for several; mean-curves: "
-        "mean over seeds with a std band; accuracy-matrix: accuracy on each step's classes "
-        "after each step; forgetting: average forgetting after each step",
+        choices=["confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting", "per-class", "all"],
+        help="default: confusion and base-new (and per-class on imbalanced data) for one run, curves for several; "
+        "mean-curves: mean over seeds with a std band; accuracy-matrix: accuracy on each step's classes "
+        "after each step; forgetting: average forgetting after each step; per-class: each class's accuracy "
+        "against its training images",
     )
     plot.add_argument("--step", type=int, help="confusion matrix of this step (default: the last)")
     plot.add_argument(

@@ -117,6 +117,37 @@ def strategy_description(strategy: str) -> str:
     return str(load_yaml(path).get("description", "")).strip()
 
 
+def available_profiles() -> list[str]:
+    """The named profiles of configs/profiles/ (``--profile NAME``; ``long-tailed`` and ``step-imbalanced`` apply by
+    themselves to imbalanced data)."""
+    return sorted(p.stem for p in (config_root() / "profiles").glob("*.yaml"))
+
+
+def profile_layer(name: str) -> dict[str, Any]:
+    """A named profile's settings (its description left out); {} for a name that has no file."""
+    from cil.config.shapes import PROFILE_FILE
+
+    path = config_root() / "profiles" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    layer = load_yaml(path, PROFILE_FILE, "profile file")
+    layer.pop("description", None)
+    return layer
+
+
+def profile_description(name: str) -> str:
+    return str(load_yaml(config_root() / "profiles" / f"{name}.yaml").get("description", "")).strip()
+
+
+def check_profiles(names: list[str]) -> list[str]:
+    """``--profile`` names, each one of configs/profiles/; one error line naming the valid ones otherwise."""
+    known = available_profiles()
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown profile '{name}'{did_you_mean(name, known)}")
+    return list(dict.fromkeys(names))
+
+
 def scenario_layer(dataset: str) -> dict[str, Any]:
     path = config_root() / "scenarios" / f"{dataset}.yaml"
     return load_yaml(path, SCENARIO_FILE, "scenario file") if path.is_file() else {}
@@ -207,14 +238,18 @@ def options_layer(
     epochs: int | None = None,
     data_root: str | None = None,
     limit_per_class: int | None = None,
+    imbalance: str | None = None,
     progress: bool | None = None,
     loggers: list[str] | None = None,
     plugins: list[str] | tuple[str, ...] = (),
+    profiles: list[str] | tuple[str, ...] = (),
     out: str | None = None,
 ) -> dict[str, Any]:
     """The config layer of a run's options (``cil run`` / ``cil sweep`` flags, ``cil.api`` keywords): only what
-    was given. ``memory`` is a growing memory (``--memory N``), ``memory_budget`` a fixed one; ``epochs`` scales
-    the schedule (applied after validation); ``plugins`` are added to the strategy's."""
+    was given. ``imbalance`` is a profile of the training set (``exp:100``); ``memory`` is a growing memory
+    (``--memory N``), ``memory_budget`` a fixed one; ``epochs`` scales the schedule (applied after validation);
+    ``plugins`` are added to the strategy's; ``profiles`` are named profiles (configs/profiles/) applied over the
+    strategy."""
     flags: dict[str, Any] = {}
     if memory is not None:
         flags["memory"] = {"per_class": memory, "budget": None}
@@ -230,28 +265,46 @@ def options_layer(
     ):
         if value is not None:
             flags[key] = value
-    data = {k: v for k, v in (("root", data_root), ("limit_per_class", limit_per_class)) if v is not None}
+    data = {
+        k: v
+        for k, v in (("root", data_root), ("limit_per_class", limit_per_class), ("imbalance", imbalance))
+        if v is not None
+    }
     if data:
         flags["data"] = data
     if loggers is not None:
         flags["logging"] = {"loggers": list(loggers)}
     if plugins:
         flags["add_plugins"] = list(plugins)
+    if profiles:
+        flags["profiles"] = list(profiles)
     return flags
 
 
 def apply_command_line(
-    raw: dict[str, Any], flags: dict[str, Any], sets: list[str], overrides: dict[str, Any] | None = None
+    raw: dict[str, Any],
+    flags: dict[str, Any],
+    sets: list[str],
+    overrides: dict[str, Any] | None = None,
+    plugin_settings: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], int | None]:
-    """The command line's layer on top of ``raw``: its flags, ``add_plugins`` appended to the plugins,
-    then every ``--set``, then ``overrides`` (the Python API's ``--set``s as a dict); returns the new
-    raw config and ``--epochs`` (applied after validation)."""
+    """The command line's layer on top of ``raw``: its flags, ``add_plugins`` appended to the plugins, the
+    named profiles' ``plugin_settings`` over the plugins of those names, then every ``--set``, then ``overrides``
+    (the Python API's ``--set``s as a dict); returns the new raw config and ``--epochs`` (applied after
+    validation)."""
     flags = dict(flags)
     epochs = flags.pop("epochs", None)
     added = flags.pop("add_plugins", None) or []
+    if flags.pop("profiles", None):
+        raise ConfigError("--profile applies when a run starts: a resumed run keeps its saved config")
     raw = deep_merge(raw, flags)
     if added:
         raw["plugins"] = list(raw.get("plugins") or []) + list(added)
+    for name, settings in (plugin_settings or {}).items():  # a profile's values for a plugin, wherever it is
+        plugins = raw.get("plugins") or []
+        for i, plugin in enumerate(plugins):
+            if (plugin.get("name") if isinstance(plugin, dict) else plugin) == name:
+                plugins[i] = deep_merge(plugin if isinstance(plugin, dict) else {"name": plugin}, settings)
     for assignment in sets:
         parts, value = parse_set(assignment)
         apply_set(raw, parts, value)

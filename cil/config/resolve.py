@@ -10,14 +10,17 @@ from cil.config.coerce import ComponentLookup, build_run_config
 from cil.config.fields import ConfigError
 from cil.config.layers import (
     apply_command_line,
+    check_profiles,
     deep_merge,
     dotted_items,
     parse_set,
+    profile_layer,
     scenario_layer,
     split_strategy,
     strategy_layers,
 )
 from cil.config.schema import RunConfig
+from cil.errors import UserError
 
 
 def assemble(
@@ -30,22 +33,56 @@ def assemble(
     lookup: ComponentLookup,
     overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Resolve a new run's config: defaults < scenario < strategy chain < profile < command line."""
+    """Resolve a new run's config: defaults < scenario < strategy chain < the dataset's profiles < named profiles
+    (the imbalance's, then ``--profile``'s) < command line."""
     scenario_defaults = scenario_layer(dataset)
     profile = scenario_defaults.pop("profile", None) or []
     applied = [profile] if isinstance(profile, str) else list(profile)  # the most general first
     raw: dict[str, Any] = deep_merge({"scenario": scenario, "strategy": strategy}, scenario_defaults)
-    for layer in strategy_layers(strategy):
-        profiles = layer.pop("profiles", {}) or {}
+    layers = strategy_layers(strategy)
+    sections = [layer.pop("profiles", {}) or {} for layer in layers]
+    for layer, own in zip(layers, sections):
         raw = deep_merge(raw, layer)
         for name in applied:
-            if name in profiles:
-                raw = deep_merge(raw, profiles[name])
+            if name in own:
+                raw = deep_merge(raw, own[name])
+    flags = dict(flags)
+    named = check_profiles(flags.pop("profiles", None) or [])
     base, named_plugins = split_strategy(strategy)
+    with_plugins = {**raw, "plugins": list(raw.get("plugins") or []) + named_plugins}
+    plugin_settings: dict[str, Any] = {}
+    for name in [*imbalance_profiles(with_plugins, flags, sets, overrides), *named]:
+        general = profile_layer(name)
+        plugin_settings = deep_merge(plugin_settings, general.pop("plugin_settings", None) or {})
+        raw = deep_merge(raw, general)
+        for own in sections:  # a strategy's own values for the profile win over the general ones
+            if name in own:
+                raw = deep_merge(raw, own[name])
     raw["plugins"] = list(raw.get("plugins") or []) + named_plugins
     # the run is filed and reported under its strategy and every plugin the command line added
     raw["strategy"] = "+".join([base, *named_plugins, *(flags.get("add_plugins") or [])])
-    return _with_command_line(raw, flags, sets, lookup, overrides)
+    return _with_command_line(raw, flags, sets, lookup, overrides, plugin_settings)
+
+
+IMBALANCE_PROFILES = {"exp": "long-tailed", "step": "step-imbalanced"}
+"""The named profile that applies by itself to a training set of each imbalance kind."""
+
+
+def imbalance_profiles(
+    raw: dict[str, Any], flags: dict[str, Any], sets: list[str], overrides: dict[str, Any] | None
+) -> list[str]:
+    """``long-tailed`` when the run's training set is made long-tailed (``data.imbalance: exp:...``),
+    ``step-imbalanced`` for a step profile, else nothing; read from the config the command line gives."""
+    from cil.config.imbalance import ImbalanceProfile
+
+    peek, _ = apply_command_line(copy.deepcopy(raw), {k: v for k, v in flags.items() if k != "epochs"}, sets, overrides)
+    data = peek.get("data") if isinstance(peek.get("data"), dict) else {}
+    text = data.get("imbalance") if isinstance(data, dict) else None
+    try:
+        imbalance = ImbalanceProfile.parse(text if isinstance(text, str) else None, "data.imbalance")
+    except UserError:  # reported with its key when the config is built
+        return []
+    return [IMBALANCE_PROFILES[imbalance.kind]] if imbalance is not None else []
 
 
 def resume_config(
@@ -71,8 +108,9 @@ def _with_command_line(
     sets: list[str],
     lookup: ComponentLookup,
     overrides: dict[str, Any] | None = None,
+    plugin_settings: dict[str, Any] | None = None,
 ) -> RunConfig:
-    raw, epochs = apply_command_line(raw, flags, sets, overrides)
+    raw, epochs = apply_command_line(raw, flags, sets, overrides, plugin_settings)
     cfg = build_run_config(raw, lookup)
     if epochs is not None:
         if epochs < 1:

@@ -46,6 +46,9 @@ class OptimConfig:
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
     milestones: list[int] = field(default_factory=lambda: [100, 150, 200])
     gamma: float = ranged(0.1, gt=0, le=1)
+    warmup_epochs: int = ranged(0, ge=0, le=100_000)
+    """Linear warm-up: epoch e < W of a step trains at lr * (e + 1) / W, then the schedule (Goyal et al. 2017;
+    LDAM-DRW's CIFAR schedule: 5 epochs)."""
     incremental_lr: float | None = ranged(None, gt=0)
     """Learning rate of the incremental steps when it differs from the base step's."""
     grad_clamp: float | None = ranged(None, gt=0)
@@ -58,6 +61,12 @@ class OptimConfig:
             "milestones",
             "must be increasing positive epochs",
         )
+        check(
+            self.warmup_epochs < self.epochs,
+            prefix,
+            "warmup_epochs",
+            f"must be fewer than the {self.epochs} epochs of a step",
+        )
 
     def with_epochs(self, epochs: int) -> OptimConfig:
         """The same schedule stretched to ``epochs``: milestones scale in proportion (unchanged at the same length)."""
@@ -65,7 +74,8 @@ class OptimConfig:
             return self
         scale = epochs / self.epochs
         milestones = sorted({max(1, round(m * scale)) for m in self.milestones if round(m * scale) < epochs})
-        return dataclasses.replace(self, epochs=epochs, milestones=milestones)
+        warmup = min(epochs - 1, max(1, round(self.warmup_epochs * scale))) if self.warmup_epochs else 0
+        return dataclasses.replace(self, epochs=epochs, milestones=milestones, warmup_epochs=warmup)
 
 
 @dataclass
@@ -136,6 +146,19 @@ class DataConfig:
     """Large images (files): decoded by PIL in the workers, or in batches on the training device
     (torchvision.io.decode_jpeg; nvJPEG on a GPU); auto: device for CUDA runs, pil otherwise."""
 
+    def validate(self, prefix: str) -> None:
+        from cil.config.imbalance import ImbalanceProfile
+
+        profile = ImbalanceProfile.parse(self.imbalance, join_key(prefix, "imbalance"))
+        self.imbalance = None if profile is None else str(profile)  # one spelling per profile (reports group by it)
+        check(
+            self.few_shot_below <= self.many_shot_above + 1,
+            prefix,
+            "few_shot_below",
+            f"must be at most many_shot_above + 1 ({self.many_shot_above + 1}): few-shot classes have fewer images "
+            "than many-shot ones",
+        )
+
     def worker_count(self) -> int:
         """``num_workers``, or what the machine offers (a 2-core machine gets 2, not 4 and a warning)."""
         if self.num_workers is not None:
@@ -150,6 +173,20 @@ class DataConfig:
     brightness_jitter: float = ranged(0.0, ge=0, lt=1)
     """Training brightness jitter: each image scaled by a factor in [1 - b, 1 + b], clamped (torchvision's
     ColorJitter(brightness=b); PODNet on CIFAR and ImageNet: 63/255); small and large (file) images alike."""
+    imbalance: str | None = None
+    """The training set made imbalanced (cil/config/imbalance.py): ``exp:100`` (long-tailed), ``step:100``,
+    ``exp:100:shuffled``, ``step:10:minor=0.3``; None: the dataset as it is. Test sets stay balanced."""
+    imbalance_seed: int = ranged(0, ge=0, le=MAX_SEED)
+    """Which images an imbalance profile keeps (LDAM-DRW's and Long-Tailed-CIL's ``np.random.seed(0)``)."""
+    train_list: str | None = None
+    """A text file of ``PATH LABEL`` lines naming the training images of a folder or imagenet dataset (the
+    published ImageNet-LT, Places-LT and iNaturalist 2018 splits); paths relative to --data-root."""
+    test_list: str | None = None
+    """The same for the test images (default: the test/ or val/ folder)."""
+    many_shot_above: int = ranged(100, ge=0, le=10**9)
+    """Many-shot classes have more than this many training images (OLTR's convention: 100)."""
+    few_shot_below: int = ranged(20, ge=1, le=10**9)
+    """Few-shot classes have fewer than this many training images (OLTR: 20); the rest are medium-shot."""
     synthetic_classes: int = ranged(100, ge=2, le=1000)
     synthetic_seed: int = ranged(0, ge=0, le=MAX_SEED)
     """Seed of the synthetic dataset's content; independent of the run's seeds."""

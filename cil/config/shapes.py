@@ -203,6 +203,17 @@ STRATEGY_FILE = Mapping(
 )
 """A strategy YAML file: its sections' keys and values are checked by the config layer afterwards."""
 
+PROFILE_FILE = Mapping(
+    fields={
+        "description": STR,
+        "plugin_settings": Mapping(values=SECTION, what="a mapping of plugin name to its settings"),
+        **_LAYER_FIELDS,
+    },
+    what="a mapping of keys to values",
+)
+"""A named profile (configs/profiles/NAME.yaml): settings for every strategy, and ``plugin_settings`` for the
+plugins of that name wherever a run has them."""
+
 SCENARIO_FILE = Mapping(fields={"profile": NAMES, **_LAYER_FIELDS}, what="a mapping of keys to values")
 """``profile``: one name, or a list of them applied in order (``[imagenet, imagenet-full]``)."""
 
@@ -215,6 +226,7 @@ SWEEP_FILE = Mapping(
         "strategies": NAMES,
         "grid": _GRID,
         "set": OneOf((STR, ListOf(STR))),
+        "profiles": NAMES,
         "sweeps": ListOf(
             Mapping(
                 fields={"scenarios": NAMES, "strategies": NAMES, "grid": _GRID},

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from cil.config import DataConfig
 from cil.data import folder
@@ -40,8 +42,17 @@ class DatasetSpec:
     default_backbone: str
     count_classes: Callable[[DataConfig], int]
     load: Callable[[DataConfig], LoadedDataset]
+    count_train: Callable[[DataConfig], list[int]]
+    """Training images of every class id, counted without loading images (``--limit-per-class`` applied)."""
     class_names: Callable[[DataConfig], list[str]] | None = None
     """The class names a folder dataset takes from ``--data-root`` without loading images (describe)."""
+    takes_lists: bool = False
+    """Whether ``data.train_list`` / ``data.test_list`` can name its images (folder datasets)."""
+
+
+def _capped(counts: list[int], limit: int | None) -> list[int]:
+    """Per-class counts after ``--limit-per-class``."""
+    return [min(n, limit) for n in counts] if limit is not None else list(counts)
 
 
 def _limited(train: ImageData, test: ImageData, cfg: DataConfig) -> tuple[ImageData, ImageData]:
@@ -82,6 +93,9 @@ def _cifar_loader(name: str, norm: tuple) -> Callable[[DataConfig], LoadedDatase
     return load
 
 
+SYNTHETIC_TRAIN_PER_CLASS = 500
+"""cil/data/synthetic.py's TRAIN_PER_CLASS, known here without importing torch (a test checks they agree)."""
+
 SUBSET_SEED = 1993
 
 
@@ -105,12 +119,28 @@ def pick_subset(names: list[str], n_classes: int) -> list[str]:
 def _folder_loader(
     dataset: str, test_dirs: tuple[str, ...], force_large: bool, n_classes: int | None = None, subset: bool = False
 ):
-    """(count_classes, load, class_names) of a folder dataset; ``n_classes`` fixes the count (ImageNet's
+    """(count_classes, load, class_names, count_train) of a folder dataset; a ``data.train_list`` (and
+    ``test_list``) names the images instead of the folders; ``n_classes`` fixes the count (ImageNet's
     1000: the first 1000 folders; with ``subset``, ImageNet-Subset's seed-1993 choice)."""
     what = f"a folder with train/CLASS/*.jpg and {test_dirs[0]}/CLASS/*.jpg"
 
+    def train_split(cfg: DataConfig) -> folder.FolderSplit:
+        root = check_root(cfg.root, dataset, what)
+        if cfg.train_list is not None:
+            return folder.read_list(cfg.train_list, root, dataset)
+        return folder.scan(root / "train", classes(cfg), dataset)
+
+    def test_split(cfg: DataConfig) -> folder.FolderSplit:
+        root = check_root(cfg.root, dataset, what)
+        if cfg.test_list is not None:
+            numbering = folder.list_numbering(cfg.train_list) if cfg.train_list is not None else None
+            return folder.read_list(cfg.test_list, root, dataset, numbering)
+        return folder.scan(folder.find_split(root, test_dirs, dataset), classes(cfg), dataset)
+
     def classes(cfg: DataConfig) -> list[str]:
         root = check_root(cfg.root, dataset, what)
+        if cfg.train_list is not None:  # the list's classes, as it numbers them
+            return folder.list_class_names(folder.read_list(cfg.train_list, root, dataset))
         names = folder.class_folders(folder.find_split(root, ("train",), dataset))
         if not names:
             raise UserError(f"{dataset}: no class folders under {root / 'train'}")
@@ -123,66 +153,77 @@ def _folder_loader(
         return names
 
     def count(cfg: DataConfig) -> int:
-        return n_classes if n_classes is not None else len(classes(cfg))
+        return n_classes if n_classes is not None and cfg.train_list is None else len(classes(cfg))
+
+    def count_train(cfg: DataConfig) -> list[int]:
+        targets = train_split(cfg).targets
+        return _capped(np.bincount(targets, minlength=count(cfg)).tolist(), cfg.limit_per_class)
 
     def load(cfg: DataConfig) -> LoadedDataset:
-        from cil.data.augment import Normalization, SmallImageAugment
-        from cil.data.base import TensorImageData, first_per_class
-        from cil.data.files import FileImageData
+        from cil.data.base import first_per_class
 
-        root = check_root(cfg.root, dataset, what)
         names = classes(cfg)
-        train_split = folder.scan(root / "train", names, dataset)
-        test_split = folder.scan(folder.find_split(root, test_dirs, dataset), names, dataset)
-        train_keep = first_per_class(train_split.targets, cfg.limit_per_class)
-        test_keep = first_per_class(test_split.targets, cfg.test_limit_per_class)
-        small, side = (False, 0) if force_large else folder.is_small(train_split)
-        train: ImageData
-        test: ImageData
-        if small:
-            size = cfg.image_size or side
-            augment = SmallImageAugment(
-                Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8), brightness=cfg.brightness_jitter
-            )
-            train = TensorImageData(
-                folder.decode_all([train_split.paths[i] for i in train_keep], size),
-                train_split.targets[train_keep],
-                augment,
-            )
-            test = TensorImageData(
-                folder.decode_all([test_split.paths[i] for i in test_keep], size),
-                test_split.targets[test_keep],
-                augment,
-            )
-        else:
-            norm, size = Normalization(*folder.IMAGENET_NORM), cfg.image_size or 224
-            train = FileImageData(
-                [train_split.paths[i] for i in train_keep],
-                train_split.targets[train_keep],
-                norm,
-                size,
-                cfg.worker_count(),
-                cfg.decode,
-                cfg.brightness_jitter,
-            )
-            test = FileImageData(
-                [test_split.paths[i] for i in test_keep],
-                test_split.targets[test_keep],
-                norm,
-                size,
-                cfg.worker_count(),
-                cfg.decode,
-            )
-        return LoadedDataset(train, test, names)
+        train, test = train_split(cfg), test_split(cfg)
+        train_keep = first_per_class(train.targets, cfg.limit_per_class)
+        test_keep = first_per_class(test.targets, cfg.test_limit_per_class)
+        train_images, test_images = _folder_images(train, test, train_keep, test_keep, cfg, force_large)
+        return LoadedDataset(train_images, test_images, names)
 
-    return count, load, classes
+    return count, load, classes, count_train
 
 
-_folder_count, _folder_load, _folder_names = _folder_loader("folder", ("test", "val"), force_large=False)
-_imagenet_count, _imagenet_load, _imagenet_names = _folder_loader(
+def _folder_images(train_split, test_split, train_keep, test_keep, cfg: DataConfig, force_large: bool):
+    """The (train, test) image stores of two folder splits: small images decoded into tensors, large ones read
+    from their files by workers."""
+    from cil.data.augment import Normalization, SmallImageAugment
+    from cil.data.base import TensorImageData
+    from cil.data.files import FileImageData
+
+    small, side = (False, 0) if force_large else folder.is_small(train_split)
+    train: ImageData
+    test: ImageData
+    if small:
+        size = cfg.image_size or side
+        augment = SmallImageAugment(
+            Normalization(*folder.IMAGENET_NORM), padding=max(1, size // 8), brightness=cfg.brightness_jitter
+        )
+        train = TensorImageData(
+            folder.decode_all([train_split.paths[i] for i in train_keep], size),
+            train_split.targets[train_keep],
+            augment,
+        )
+        test = TensorImageData(
+            folder.decode_all([test_split.paths[i] for i in test_keep], size),
+            test_split.targets[test_keep],
+            augment,
+        )
+    else:
+        norm, size = Normalization(*folder.IMAGENET_NORM), cfg.image_size or 224
+        train = FileImageData(
+            [train_split.paths[i] for i in train_keep],
+            train_split.targets[train_keep],
+            norm,
+            size,
+            cfg.worker_count(),
+            cfg.decode,
+            cfg.brightness_jitter,
+        )
+        test = FileImageData(
+            [test_split.paths[i] for i in test_keep],
+            test_split.targets[test_keep],
+            norm,
+            size,
+            cfg.worker_count(),
+            cfg.decode,
+        )
+    return train, test
+
+
+_folder_count, _folder_load, _folder_names, _folder_train = _folder_loader("folder", ("test", "val"), force_large=False)
+_imagenet_count, _imagenet_load, _imagenet_names, _imagenet_train = _folder_loader(
     "imagenet", ("val", "test"), force_large=True, n_classes=1000
 )
-_subset_count, _subset_load, _subset_names = _folder_loader(
+_subset_count, _subset_load, _subset_names, _subset_train = _folder_loader(
     "imagenet-subset", ("val", "test"), force_large=True, n_classes=100, subset=True
 )
 
@@ -195,6 +236,7 @@ for _spec in [
         "resnet32",
         lambda cfg: 100,
         _cifar_loader("cifar100", CIFAR100_NORM),
+        lambda cfg: _capped([500] * 100, cfg.limit_per_class),
     ),
     DatasetSpec(
         "cifar10",
@@ -202,6 +244,7 @@ for _spec in [
         "resnet32",
         lambda cfg: 10,
         _cifar_loader("cifar10", CIFAR10_NORM),
+        lambda cfg: _capped([5000] * 10, cfg.limit_per_class),
     ),
     DatasetSpec(
         "imagenet-subset",
@@ -209,7 +252,9 @@ for _spec in [
         "resnet18",
         _subset_count,
         _subset_load,
+        _subset_train,
         _subset_names,
+        takes_lists=True,
     ),
     DatasetSpec(
         "imagenet",
@@ -217,7 +262,9 @@ for _spec in [
         "resnet18",
         _imagenet_count,
         _imagenet_load,
+        _imagenet_train,
         _imagenet_names,
+        takes_lists=True,
     ),
     DatasetSpec(
         "folder",
@@ -225,7 +272,9 @@ for _spec in [
         "resnet32",
         _folder_count,
         _folder_load,
+        _folder_train,
         _folder_names,
+        takes_lists=True,
     ),
     DatasetSpec(
         "synthetic",
@@ -233,6 +282,7 @@ for _spec in [
         "resnet32",
         lambda cfg: cfg.synthetic_classes,
         _load_synthetic,
+        lambda cfg: _capped([SYNTHETIC_TRAIN_PER_CLASS] * cfg.synthetic_classes, cfg.limit_per_class),
     ),
 ]:
     DATASETS.add(_spec.name, _spec, _spec.summary)
@@ -251,6 +301,31 @@ def scenario_plan(scenario: str, data: DataConfig, class_order_seed: int, n_clas
     return ScenarioPlan.make(name, spec.count_classes(data) if n_classes is None else n_classes, class_order_seed)
 
 
+def with_imbalance(loaded: LoadedDataset, data: DataConfig, plan: ScenarioPlan) -> tuple[LoadedDataset, Any]:
+    """The dataset with its training set cut to ``data.imbalance`` (cil/data/imbalance.py), and the
+    ``ImbalancedSplit`` saying what was kept (None, and the dataset unchanged, without a profile)."""
+    from cil.config.imbalance import ImbalanceProfile
+    from cil.data.imbalance import imbalanced_split
+
+    profile = ImbalanceProfile.parse(data.imbalance, "data.imbalance")
+    if profile is None:
+        return loaded, None
+    split = imbalanced_split(profile, loaded.train.targets, loaded.n_classes, plan.order, data.imbalance_seed)
+    train = loaded.train.subset(split.indices)  # type: ignore[attr-defined]
+    return LoadedDataset(train, loaded.test, loaded.class_names), split
+
+
+def planned_train_counts(spec: DatasetSpec, data: DataConfig, plan: ScenarioPlan) -> list[int]:
+    """Training images of every label (the class order's position) a run of ``plan`` will have, the imbalance
+    profile applied, counted without loading images."""
+    from cil.config.imbalance import ImbalanceProfile
+
+    available = spec.count_train(data)
+    profile = ImbalanceProfile.parse(data.imbalance, "data.imbalance")
+    counts = profile.class_counts(available, plan.order) if profile is not None else available
+    return [counts[class_id] for class_id in plan.order]
+
+
 def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
     """The dataset's backbone, or ResNet-18 when a folder turned out to hold large images."""
     from cil.data.files import FileImageData
@@ -264,4 +339,13 @@ def default_backbone(spec: DatasetSpec, loaded: LoadedDataset) -> str:
     )
 
 
-__all__ = ["DATASETS", "DatasetSpec", "LoadedDataset", "default_backbone", "parse_scenario", "scenario_plan"]
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "LoadedDataset",
+    "default_backbone",
+    "parse_scenario",
+    "planned_train_counts",
+    "scenario_plan",
+    "with_imbalance",
+]

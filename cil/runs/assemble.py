@@ -7,6 +7,7 @@ same things with the same line.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,14 @@ import torch
 
 from cil import registry
 from cil.config import RunConfig
-from cil.data import LoadedDataset, default_backbone, parse_scenario, scenario_plan
+from cil.data import (
+    LoadedDataset,
+    default_backbone,
+    parse_scenario,
+    planned_train_counts,
+    scenario_plan,
+    with_imbalance,
+)
 from cil.data.scenarios import ScenarioPlan
 from cil.errors import UserError
 from cil.training.contract import CilPlugin, ClassificationLoss
@@ -42,9 +50,28 @@ def build_config(
         lookup=registry.config_class,
         overrides=overrides,
     )
-    scenario_plan(scenario, cfg.data, cfg.class_order_seed)  # an impossible split is one line, before any data
+    plan = scenario_plan(scenario, cfg.data, cfg.class_order_seed)  # an impossible split: one line, before any data
+    check_data_options(cfg, plan)
     check_plugin_combination(cfg)
     return cfg
+
+
+def check_data_options(cfg: RunConfig, plan: ScenarioPlan) -> None:
+    """Refuse, before any data loads, a data option the dataset cannot take: image lists for a dataset that is no
+    folder, an imbalance profile that leaves a class without images (datasets whose counts are known)."""
+    from cil.config import IncompatibleConfigError
+
+    _, spec = parse_scenario(cfg.scenario)
+    lists = [key for key in ("train_list", "test_list") if getattr(cfg.data, key) is not None]
+    if lists and not spec.takes_lists:
+        raise IncompatibleConfigError(
+            f"data.{lists[0]} names the images of a folder dataset (folder, imagenet, imagenet-subset), "
+            f"not of {spec.name}"
+        )
+    if cfg.data.test_list is not None and cfg.data.train_list is None:
+        raise IncompatibleConfigError("data.test_list needs data.train_list (the list that numbers the classes)")
+    if cfg.data.imbalance is not None and not spec.takes_lists:  # counts known without reading a folder
+        planned_train_counts(spec, cfg.data, plan)
 
 
 def check_plugin_combination(cfg: RunConfig) -> None:
@@ -84,6 +111,15 @@ class PreparedRun:
     plan: ScenarioPlan
     data: LoadedDataset
     backbone: str
+    imbalance: Any = None
+    """The ``ImbalancedSplit`` of an imbalanced run (cil/data/imbalance.py): what its training set kept."""
+
+    @property
+    def train_counts(self) -> list[int]:
+        """Training images of every label (the data as loaded, imbalance applied)."""
+        inverse = np.empty(self.plan.n_classes, dtype=np.int64)
+        inverse[self.plan.order] = np.arange(self.plan.n_classes)
+        return np.bincount(inverse[self.data.train.targets], minlength=self.plan.n_classes).tolist()
 
 
 def prepare(cfg: RunConfig, loaded: dict | None = None) -> PreparedRun:
@@ -91,7 +127,7 @@ def prepare(cfg: RunConfig, loaded: dict | None = None) -> PreparedRun:
     runs of the same process (``run_seeds``), reused when the dataset and its data options are the same (a run
     only reads its data)."""
     _, spec = parse_scenario(cfg.scenario)
-    key = (spec.name, repr(cfg.data))
+    key = (spec.name, repr(dataclasses.replace(cfg.data, imbalance=None, imbalance_seed=0)))  # before the cut
     if loaded is not None and key in loaded:
         data = loaded[key]
     else:
@@ -100,8 +136,9 @@ def prepare(cfg: RunConfig, loaded: dict | None = None) -> PreparedRun:
             loaded.clear()  # one dataset held at a time
             loaded[key] = data
     plan = scenario_plan(cfg.scenario, cfg.data, cfg.class_order_seed, n_classes=data.n_classes)
+    data, split = with_imbalance(data, cfg.data, plan)  # the cache keeps the whole set: each run cuts its own
     backbone = cfg.model.backbone if cfg.model.backbone != "auto" else default_backbone(spec, data)
-    return PreparedRun(plan, data, backbone)
+    return PreparedRun(plan, data, backbone, split)
 
 
 def build_plugins(cfg: RunConfig) -> tuple[ClassificationLoss, list[CilPlugin]]:

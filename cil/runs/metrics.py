@@ -34,17 +34,44 @@ def confusion_matrix(predictions: np.ndarray, targets: np.ndarray, n_classes: in
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
-def step_metrics(scores: np.ndarray, targets: np.ndarray, step_classes: list[list[int]], step: int) -> dict:
-    """Metrics after ``step``: over all seen classes, the base classes, old classes and new classes."""
+SHOTS = ("many", "medium", "few")
+
+
+def shot_groups(train_counts: list[int], many_above: int = 100, few_below: int = 20) -> dict[str, list[int]]:
+    """Labels of the many-shot (more than ``many_above`` training images), medium-shot and few-shot (fewer than
+    ``few_below``) classes: the convention of Liu et al.'s OLTR (100 and 20), used by every long-tailed paper."""
+    groups: dict[str, list[int]] = {shot: [] for shot in SHOTS}
+    for label, count in enumerate(train_counts):
+        shot = "many" if count > many_above else "few" if count < few_below else "medium"
+        groups[shot].append(label)
+    return groups
+
+
+def step_metrics(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    step_classes: list[list[int]],
+    step: int,
+    shots: dict[str, list[int]] | None = None,
+) -> dict:
+    """Metrics after ``step``: over all seen classes, the base classes, old classes and new classes, and (given
+    ``shots``, ``shot_groups``' labels) the seen many-, medium- and few-shot classes (None for a group without
+    a seen class)."""
     predictions = scores.argmax(axis=1)
     correct = predictions == targets
     old = [c for group in step_classes[:step] for c in group]
+    seen = set(c for group in step_classes[: step + 1] for c in group)
+    by_shot = {
+        f"accuracy_{shot}": group_accuracy(correct, targets, [c for c in labels if c in seen])
+        for shot, labels in (shots or {}).items()
+    }
     return {
         "accuracy": accuracy(correct),
         "top5": accuracy(topk_correct(scores, targets, 5)),
         "accuracy_base": group_accuracy(correct, targets, step_classes[0]),
         "accuracy_old": group_accuracy(correct, targets, old),
         "accuracy_new": group_accuracy(correct, targets, step_classes[step]),
+        **by_shot,
         "accuracy_per_group": [group_accuracy(correct, targets, group) for group in step_classes[: step + 1]],
         "n_test": int(len(targets)),
     }

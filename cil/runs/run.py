@@ -19,6 +19,7 @@ from cil.files import writable_folder
 from cil.runs.assemble import build_strategy, device_description, prepare, resolve_device, seed_everything
 from cil.runs.checkpoint import load_checkpoint
 from cil.runs.loggers import LogContext, check_loggers, open_loggers
+from cil.runs.metrics import shot_groups
 from cil.runs.results import RESULTS, RunWriter, environment
 from cil.runs.run_directory import default_run_dir, open_run_directory
 from cil.runs.step_report import StepReporter
@@ -162,6 +163,8 @@ def _run_in(
         "class_order_seed": cfg.class_order_seed,
         "class_order": plan.order,
         "n_steps": plan.n_steps,
+        "train_counts": prepared.train_counts,
+        "imbalance": prepared.imbalance.record(plan.order) if prepared.imbalance is not None else None,
         "eval": strategy.evaluation_name,
         "config": config,
         "env": {
@@ -181,7 +184,8 @@ def _run_in(
     except StorageError as exc:  # nothing new is recorded yet: what was there before is intact
         raise _with_advice(exc, out) from None
     log(f"writing {out}" + (f" (resuming after step {first_step - 1})" if checkpoint is not None else ""))
-    report = StepReporter(out, plan, strategy, writer, run_loggers, log)
+    shots = shot_groups(prepared.train_counts, cfg.data.many_shot_above, cfg.data.few_shot_below)
+    report = StepReporter(out, plan, strategy, writer, run_loggers, log, shots)
     try:
         context = LogContext(
             f"{cfg.scenario}/{strategy_label(cfg.strategy)}/seed{cfg.seed}",

@@ -21,14 +21,25 @@ if TYPE_CHECKING:
 class StepReporter:
     """After every step: its metrics and confusion matrix into the run directory, a checkpoint, a log line."""
 
-    def __init__(self, out: Path, plan: ScenarioPlan, strategy, writer: RunWriter, loggers, log: Callable[[str], None]):
+    def __init__(
+        self,
+        out: Path,
+        plan: ScenarioPlan,
+        strategy,
+        writer: RunWriter,
+        loggers,
+        log: Callable[[str], None],
+        shots: dict[str, list[int]] | None = None,
+    ):
         self.out, self.plan, self.strategy, self.writer = out, plan, strategy, writer
         self.loggers, self.log = loggers, log
+        self.shots = shots
+        """Labels of the many-, medium- and few-shot classes (cil/runs/metrics.py: ``shot_groups``)."""
 
     def __call__(self, step: int, evaluation: Evaluation, train_seconds: float, n_train: int) -> None:
         plan, writer = self.plan, self.writer
         scores, targets = evaluation.scores, evaluation.targets
-        metrics = step_metrics(scores, targets, plan.step_classes, step)
+        metrics = step_metrics(scores, targets, plan.step_classes, step, self.shots)
         if evaluation.classifier_scores is not None:  # predictions corrected: the classifier's own accuracy too
             metrics.update(classifier_metrics(evaluation.classifier_scores, targets, plan.step_classes, step))
         record = {

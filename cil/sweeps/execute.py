@@ -35,7 +35,8 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
     planned = []
     for spec in plan.runs(out):
         try:
-            cfg = build_config(spec.scenario, spec.strategy, flags_of(spec.seed), plan.sets + spec.sets)
+            flags = {**flags_of(spec.seed), **({"profiles": plan.profiles} if plan.profiles else {})}
+            cfg = build_config(spec.scenario, spec.strategy, flags, plan.sets + spec.sets)
         except IncompatibleConfigError as exc:
             planned.append(Planned(spec, "invalid", str(exc)))
             continue

@@ -9,8 +9,9 @@ from their last checkpoint, missing ones started. Combinations a strategy refuse
 one exemplar per class) are listed as invalid and left out, as in the paper's tables.
 
 A sweep file (configs/sweeps/NAME.yaml, or a path) holds ``description``, ``seeds``,
-``scenarios``, ``set`` (a list of KEY=VALUE) and either ``strategies`` + ``grid`` or ``sweeps``: a
-list of blocks, each with its own ``strategies``, ``grid`` and optionally ``scenarios``.
+``scenarios``, ``set`` (a list of KEY=VALUE), ``profiles`` (named profiles, configs/profiles/) and either
+``strategies`` + ``grid`` or ``sweeps``: a list of blocks, each with its own ``strategies``, ``grid`` and
+optionally ``scenarios``.
 Command-line options apply on top (``--scenario``/``--strategy`` replace the file's lists,
 ``--grid`` adds a key to every block, ``--seeds`` replaces the seeds).
 """
@@ -26,7 +27,12 @@ from cil.config.layers import strategy_label
 from cil.config.schema import DEFAULT_SEED
 from cil.errors import UserError, did_you_mean
 
-GRID_ALIASES = {"memory": "memory.per_class", "memory_budget": "memory.budget", "memory-budget": "memory.budget"}
+GRID_ALIASES = {
+    "imbalance": "data.imbalance",
+    "memory": "memory.per_class",
+    "memory_budget": "memory.budget",
+    "memory-budget": "memory.budget",
+}
 DEFAULT_SEEDS = [DEFAULT_SEED]
 
 
@@ -82,6 +88,7 @@ class SweepPlan:
     seeds: list[int]
     sets: list[str]
     plugins: list[str] = field(default_factory=list)  # --plugin: added to every strategy
+    profiles: list[str] = field(default_factory=list)  # the file's 'profiles' and --profile: applied to every run
 
     @classmethod
     def from_args(cls, args, seeds: list[int]) -> SweepPlan:
@@ -113,7 +120,10 @@ class SweepPlan:
                 raise UserError("cil sweep needs strategies: --strategy T1,T2 or a sweep file with 'strategies'")
         seeds = seeds or [int(s) for s in _as_list(raw.get("seeds"), "seeds")] or DEFAULT_SEEDS
         sets = [str(s) for s in _as_list(raw.get("set"), "set")] + list(args.sets)
-        return cls(name, blocks, seeds, sets, list(getattr(args, "plugins", None) or []))
+        profiles = [str(p) for p in _as_list(raw.get("profiles"), "profiles")] + list(
+            getattr(args, "profiles", None) or []
+        )
+        return cls(name, blocks, seeds, sets, list(getattr(args, "plugins", None) or []), profiles)
 
     def runs(self, out: Path) -> list[RunSpec]:
         specs = []

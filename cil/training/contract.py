@@ -22,10 +22,10 @@ Hooks of every ``CilPlugin`` (defaults do nothing), in the order the engine call
 
 The total training loss is ``engine.classification_weight * L_c + sum(loss_terms)``, a pure function
 of the model output, so that it can be re-evaluated on a functional copy of the model (Meta BSCE's
-virtual step). Optional hooks (``adjust_logits``, ``adjust_scores``, ``adjust_previous_output``, ``evaluation_name``,
-``evaluation_scores``, ``param_groups``, ``epoch_positions``/``epoch_length``, ``backward``,
-``posthoc_correction``) are the Protocols at the end of this module; a hook marked "at most one" refuses a
-strategy where two plugins have it.
+virtual step). Optional hooks (``adjust_logits``, ``adjust_scores``, ``adjust_previous_output``,
+``evaluation_name``, ``evaluation_scores``, ``param_groups``, ``epoch_positions``/``epoch_length``, ``backward``,
+``loss_class_weights``, ``posthoc_correction``) are the Protocols at the end of this module; a hook marked "at
+most one" refuses a strategy where two plugins have it.
 
 What a plugin may change on the engine: the per-step settings ``classification_weight`` and
 ``train_epochs`` (reset before every step; set them in ``before_step``) and entries of
@@ -276,6 +276,11 @@ class ClassificationLoss(CilPlugin):
     ) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def sample_losses(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        """L_c of every sample [B] (their mean is ``classification_loss``), or None for a loss that is not a mean
+        of per-sample values; a plugin weighting classes (``loss_class_weights``: DRW) needs it."""
+        return None
+
 
 AVALANCHE_CALLBACKS = (
     "before_training_exp",
@@ -370,6 +375,14 @@ class CombinesGradients(Protocol):
 
 
 @runtime_checkable
+class WeighsClasses(Protocol):
+    def loss_class_weights(self, engine: Engine) -> torch.Tensor | None:
+        """Weights [n_seen] of each class's samples in L_c, or None (unweighted): L_c becomes the weighted mean
+        sum_i w_{y_i} l_i / sum_i w_{y_i} of the loss's ``sample_losses``, as torch's ``cross_entropy(weight=w)``
+        (deferred re-weighting, Cao et al. 2019)."""
+
+
+@runtime_checkable
 class CorrectsBias(Protocol):
     posthoc_correction: str
     """A bias correction applied after a step's training (balanced finetuning, weight aligning, a bias
@@ -399,6 +412,7 @@ HOOKS: dict[str, Hook] = {
     "param_groups": Hook(EditsParamGroups, False, "edit the optimizer's parameter groups"),
     "epoch_positions": Hook(SamplesBatches, True, "choose the mini-batches"),
     "backward": Hook(CombinesGradients, True, "compute the gradients"),
+    "loss_class_weights": Hook(WeighsClasses, True, "weight the classification loss by class"),
     "posthoc_correction": Hook(CorrectsBias, True, "correct the bias toward new classes after training"),
 }
 """Every optional hook by its attribute name; the engine looks up no other."""

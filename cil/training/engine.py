@@ -29,6 +29,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -47,6 +48,7 @@ from cil.training.memory import Rehearsal
 from cil.training.progress import bars_visible, progress_bar
 from cil.training.random_state import capture_rng, restore_rng
 from cil.training.runtime import Runtime
+from cil.training.schedules import warmed_up_factor
 from cil.training.training_set import TrainingSet, balanced_split
 
 if TYPE_CHECKING:
@@ -273,7 +275,14 @@ class IncrementalStrategy(SupervisedTemplate):
         logits = output.logits
         for component in self.hooks.all("adjust_logits"):
             logits = component.adjust_logits(self.view, logits, targets, record)
-        return self.loss_component.classification_loss(self.view, logits, targets)
+        weighing = self.hooks.one("loss_class_weights")
+        weights = weighing.loss_class_weights(self.view) if weighing is not None else None
+        if weights is None:
+            return self.loss_component.classification_loss(self.view, logits, targets)
+        per_sample = self.loss_component.sample_losses(self.view, logits, targets)
+        assert per_sample is not None, "refused before the run by the weighing plugin's validate_with"
+        sample_weights = weights.to(per_sample.dtype)[targets]
+        return (sample_weights * per_sample).sum() / sample_weights.sum()
 
     def trainable_parameter_groups(self) -> list[dict]:
         """What this step trains and at which learning rate: the optimizer's parameter groups (built from
@@ -443,7 +452,10 @@ class IncrementalStrategy(SupervisedTemplate):
         for component in self.hooks.all("param_groups"):
             groups = component.param_groups(self.view, groups, lr)
         self.optimizer = self.runtime.sgd(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        if cfg.schedule == "multistep":
+        if cfg.warmup_epochs > 0:  # a linear ramp, then the schedule: one factor per epoch
+            factor = partial(warmed_up_factor, cfg.schedule, cfg.milestones, cfg.gamma, cfg.warmup_epochs)
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(factor, self.train_epochs))
+        elif cfg.schedule == "multistep":
             self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, cfg.milestones, cfg.gamma)
         elif cfg.schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.train_epochs)

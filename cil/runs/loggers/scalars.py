@@ -16,8 +16,17 @@ from cil.config import flatten
 if TYPE_CHECKING:
     from cil.training.engine import EpochResult
 
-ACCURACY_KEYS = ("accuracy", "top5", "accuracy_base", "accuracy_old", "accuracy_new")
-"""A step's test accuracies, named as in results.json."""
+ACCURACY_KEYS = (
+    "accuracy",
+    "top5",
+    "accuracy_base",
+    "accuracy_old",
+    "accuracy_new",
+    "accuracy_many",
+    "accuracy_medium",
+    "accuracy_few",
+)
+"""A step's test accuracies, named as in results.json (many/medium/few: classes by training-set size)."""
 SUMMARY_KEYS = ("avg_incremental_accuracy", "final_accuracy", "forgetting")
 """The run's headline numbers, named as in results.json (and ``cil report --metric``)."""
 NOT_LOGGED = ("step", "n_test")
@@ -36,8 +45,9 @@ def epoch_scalars(result: EpochResult) -> dict[str, float]:
 
 def step_scalars(record: dict[str, Any], results: dict[str, Any]) -> dict[str, float]:
     """``test/<key>`` for the step's accuracies (``accuracy``, ``top5``, ``accuracy_base``, ``accuracy_old``,
-    ``accuracy_new``) and the run's ``avg_incremental_accuracy`` and ``forgetting`` so far; ``step/<key>`` for
-    every other number in the step's record (memory size, rho, alpha, train seconds, ...: not test metrics)."""
+    ``accuracy_new``, ``accuracy_many``, ``accuracy_medium``, ``accuracy_few``) and the run's
+    ``avg_incremental_accuracy`` and ``forgetting`` so far; ``step/<key>`` for every other number in the step's
+    record (memory size, rho, alpha, train seconds, ...: not test metrics)."""
     values = {f"test/{key}": float(record[key]) for key in ACCURACY_KEYS if record.get(key) is not None}
     for key in ("avg_incremental_accuracy", "forgetting"):
         if results.get(key) is not None:
