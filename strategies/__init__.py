@@ -108,6 +108,12 @@ declare_components(
         ),
         (
             "plugin",
+            "lws",
+            "lws",
+            "learnable weight scaling: a class-balanced second stage after each step (Liu et al. 2022, LT-CIL)",
+        ),
+        (
+            "plugin",
             "memory-oversampling",
             "rebalancing",
             "mini-batches half new-class samples, half exemplars (Jodelet et al., Table 6)",

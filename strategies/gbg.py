@@ -1,8 +1,8 @@
 """Gradient-Balanced Grouping (GBG paper, Algorithms 1 and 2), as a plugin for any method.
 
-Algorithm 1, at the first epoch of every step: the average gradient of each seen class, taken
-with respect to the classifier head's parameters (default; the backbone is much larger and the
-seed's Fig. 3 groups by the classifier's update habits), on up to ``samples_per_class`` training
+Algorithm 1, at the first epoch of every step (or after ``group_after`` of its epochs): the average gradient
+of each seen class, taken with respect to every trainable parameter (``class_gradients: all``, the paper's
+theta; ``head``: the classifier's only), on up to ``samples_per_class`` training
 images of the class (evaluation transform, BatchNorm in evaluation mode, the engine's
 classification loss); their cosine similarity matrix A (Eq. 7); the classes split into G groups
 by normalised cut (Shi and Malik 2000; spectral clustering on the affinity (1 + A) / 2, which is
@@ -11,8 +11,11 @@ A mapped to [0, 1]). ``grouping: old-new`` uses two fixed groups, old and new cl
 Algorithm 2, every mini-batch: one classification loss per group present in the batch (the mean
 over that group's samples), one gradient of each with respect to all trainable parameters, the
 MGDA min-norm weights a (Eq. 11, strategies/min_norm.py) and the update direction
-d = sum_i a_i g_i (Eq. 12). The method's other loss terms (distillation) are not part of the
-multi-objective problem: their gradient is added to d unchanged.
+d = sum_i a_i g_i (Eq. 12). As in Sener and Koltun's MGDA code, the weights are solved on normalised gradients
+(``normalization``, default loss+: g_i / (L_i ||g_i||)) and applied to the raw ones; solved on the raw gradients,
+d is the min-norm point itself, near zero as soon as the groups conflict, and the network stops learning. The
+method's other loss terms (distillation) are not part of the multi-objective problem: their gradient is added to
+d unchanged.
 
 Group-Aware Completion (GAC): a mini-batch missing a group gets ceil(completion * B) extra
 samples of that group, classes drawn with the class-balanced weight (1 - b) / (1 - b^{n_c})
@@ -64,6 +67,25 @@ def normalized_cut_groups(similarity: torch.Tensor, n_groups: int, seed: int) ->
     return clustering.fit_predict(affinity).astype(int)
 
 
+def grouping_epoch(group_after: float, epochs: int) -> int:
+    """The (0-based) epoch of a step at whose start the classes are grouped: ``int(group_after * epochs)``."""
+    return int(group_after * epochs)
+
+
+def gradient_normalizers(gradients: torch.Tensor, losses: torch.Tensor, mode: str) -> torch.Tensor:
+    """[G, 1] divisors of the group gradients [G, P] before the min-norm problem (Sener and Koltun's code):
+    ``l2`` ||g_i||, ``loss`` L_i, ``loss+`` L_i ||g_i||, ``none`` 1."""
+    norms = gradients.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    values = losses.to(gradients.dtype).view(-1, 1).clamp_min(1e-12)
+    if mode == "l2":
+        return norms
+    if mode == "loss":
+        return values
+    if mode == "loss+":
+        return values * norms
+    return torch.ones_like(norms)
+
+
 def class_balanced_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
     """(1 - b) / (1 - b^{n_c}) of Cui et al. (2019); zero for classes without samples."""
     counts = counts.double()
@@ -82,6 +104,19 @@ class GBGConfig(ComponentConfig):
     completion: float = ranged(0.1, ge=0, le=1)
     """GAC: a missing group is filled with this fraction of the batch size (GBG paper: 1/10)."""
     class_balanced_beta: float = ranged(0.999, ge=0, lt=1)
+    class_gradients: Literal["all", "head"] = "all"
+    """Algorithm 1's class gradients w.r.t. every trainable parameter (theta, as the paper writes) or the classifier
+    head's only (cil's choice before; on a random network the head's gradients of all classes are nearly alike, and
+    the normalised cut then splits off single classes)."""
+    group_after: float = ranged(0.0, ge=0, lt=1)
+    """Fraction of each step's epochs trained plainly before Algorithm 1 groups the classes on the model as it is
+    then (0: on the model the step starts with, as Algorithm 1 on an initialised model; Algorithm 1 allows a
+    pretrained one: the gradients of a random network hardly tell classes apart, so the cut is arbitrary)."""
+    normalization: Literal["loss+", "l2", "loss", "none"] = "loss+"
+    """How each group's gradient is normalised before the min-norm weights are solved (Sener and Koltun's
+    ``gradient_normalizers``; their code's default, sample.json: loss+, i.e. g / (L ||g||)); the update is then
+    sum_i a_i g_i of the raw gradients, as in their code. ``none`` makes d the min-norm point itself, which is
+    (near) zero whenever the groups' gradients conflict: training stalls (the collapse to one class)."""
 
     def validate_with(self, run, prefix: str) -> None:
         if run.runtime.compile:
@@ -105,6 +140,8 @@ class GradientBalancedGrouping(CilPlugin):
 
     def before_epoch(self, engine: Engine) -> None:
         if engine.epoch == 0:
+            self.group_of = torch.zeros(0, dtype=torch.long)  # a new step: plain training until grouped
+        if engine.epoch == grouping_epoch(self.config.group_after, engine.train_epochs):
             self.group_of = self.make_groups(engine)
             n_groups = int(self.group_of.max()) + 1
             self.weight_sums, self.batches = torch.zeros(n_groups, dtype=torch.float64), 0
@@ -118,9 +155,11 @@ class GradientBalancedGrouping(CilPlugin):
         return torch.as_tensor(groups, dtype=torch.long)
 
     def class_gradients(self, engine) -> torch.Tensor:
-        """V [n_seen, P]: each class's average gradient of the classification loss w.r.t. the head."""
+        """V [n_seen, P]: each class's average gradient of the classification loss w.r.t. the trainable parameters
+        (``class_gradients: all``, Algorithm 1's theta) or the head's only."""
         model, data = engine.model, engine.train_set
-        params = [p for p in model.head.parameters() if p.requires_grad]
+        source = model.head if self.config.class_gradients == "head" else model
+        params = [p for p in source.parameters() if p.requires_grad]
         was_training = model.training
         model.eval()
         rows = []
@@ -180,6 +219,9 @@ class GradientBalancedGrouping(CilPlugin):
     def backward(
         self, engine: Engine, output: NetOutput, targets: torch.Tensor, terms: dict[str, torch.Tensor]
     ) -> None:
+        if len(self.group_of) == 0:  # before the grouping: the plain update
+            engine.scale_loss(sum(terms.values())).backward()  # type: ignore[arg-type]
+            return
         group_of = self.group_of.to(targets.device)[targets]
         params = [p for p in engine.model.parameters() if p.requires_grad]
         group_ids = group_of.unique().tolist()
@@ -195,7 +237,8 @@ class GradientBalancedGrouping(CilPlugin):
                 torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)])
             )
         stacked = torch.stack(flat)
-        weights = min_norm_weights(stacked @ stacked.t()).to(stacked.device, stacked.dtype)
+        normalized = stacked / gradient_normalizers(stacked, torch.stack(losses).detach(), self.config.normalization)
+        weights = min_norm_weights(normalized @ normalized.t()).to(stacked.device, stacked.dtype)
         direction = weights @ stacked
         others = sum(v for k, v in terms.items() if k != "classification")
         if torch.is_tensor(others) and others.requires_grad:
@@ -209,6 +252,8 @@ class GradientBalancedGrouping(CilPlugin):
         self.batches += 1
 
     def after_training(self, engine: Engine) -> None:
+        if len(self.group_of) == 0:  # the step ended before its grouping epoch
+            return
         sizes = torch.bincount(self.group_of, minlength=int(self.group_of.max()) + 1).tolist()
         engine.step_record["gbg_group_sizes"] = sizes
         engine.step_record["gbg_mean_weights"] = [round(float(w) / max(1, self.batches), 4) for w in self.weight_sums]

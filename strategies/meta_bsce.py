@@ -26,7 +26,10 @@ to 0.700315 takes it to 0.700155). B_t is read with
 the evaluation transform. The base step has no old classes, so alpha has no effect there and is
 not learned (plain BSCE on the whole training set). alpha at the end of each step and of each
 epoch is written to results.json (``alpha``, ``alpha_per_epoch``), with the number of updates. Needs a
-memory of at least 2 per class.
+memory of at least 2 per class. On imbalanced data (``data.imbalance``) the counts n_i are the true, uneven ones
+and B_t stays class-balanced as Sec. 3.3 asks, its size set by the smallest old class (1 image per class once a
+class has fewer than 15 exemplars); a profile leaving a class fewer images than B_t takes plus one is refused
+before any data loads.
 
 Precision: the virtual step runs under the run's bf16 autocast; with fp16 it computes in fp32,
 since fp16 gradients need a loss scale that cannot be carried through the differentiable step.
@@ -80,6 +83,14 @@ class MetaBSCEConfig(ComponentConfig):
                 f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
                 "Jodelet et al., Sec. 3.4): use --memory N with N >= 2, or bsce / relaxed-bsce"
             )
+        smallest = smallest_class(run)
+        needed = (self.validation_per_class or 1) + 1
+        if smallest is not None and smallest < needed:
+            raise IncompatibleConfigError(
+                f"{prefix} {self.name} holds {needed - 1} image(s) of every class out of its training set as the "
+                f"balanced B_t, but {run.data.imbalance} leaves a class {smallest} training image(s): use a "
+                "smaller imbalance factor, or bsce"
+            )
         if run.memory.budget is not None:
             old = most_old_classes(run)
             if old and run.memory.budget // old < 2:
@@ -89,6 +100,17 @@ class MetaBSCEConfig(ComponentConfig):
                     f"{run.memory.budget // old} per class for the {old} old classes of the last step; use "
                     f"--memory-budget {2 * old} or more, or bsce / relaxed-bsce"
                 )
+
+
+def smallest_class(run) -> int | None:
+    """The fewest training images of a class an imbalanced run will have (None: a balanced run, or a dataset
+    counted only when it loads)."""
+    from cil.data import DATASETS, parse_scenario, planned_train_counts, scenario_plan
+
+    if run.data.imbalance is None or DATASETS[parse_scenario(run.scenario)[0].dataset].takes_lists:
+        return None
+    plan = scenario_plan(run.scenario, run.data, run.class_order_seed)
+    return min(planned_train_counts(parse_scenario(run.scenario)[1], run.data, plan))
 
 
 def most_old_classes(run) -> int | None:

@@ -308,3 +308,75 @@ def test_an_imbalanced_run_records_what_it_kept(tmp_path):
     assert step["accuracy_many"] is None and None not in (step["accuracy_medium"], step["accuracy_few"])
     again = api.run_experiment("synthetic-b5-1", "il-baseline-bsce", out=tmp_path / "s", **options)
     assert again["imbalance"]["kept_sha256"] == record["kept_sha256"]
+
+
+# ------------------------------------------------------------------------------------------------ LWS
+
+
+def test_class_aware_positions_visit_every_class_equally():
+    from cil.strategies.lws import class_aware_positions
+
+    labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 1)
+    positions = class_aware_positions(labels, 14, torch.Generator().manual_seed(0))
+    drawn = labels[positions]
+    assert torch.bincount(drawn, minlength=3).tolist() in ([5, 5, 4], [5, 4, 5], [4, 5, 5])
+    ones = positions[drawn == 1].tolist()
+    assert sorted(ones[:3]) == [10, 11, 12]  # a class's samples in turn before any repeats
+    again = class_aware_positions(labels, 14, torch.Generator().manual_seed(0))
+    assert torch.equal(positions, again)
+
+
+def test_lws_forward_and_its_gradient_by_hand():
+    import torch.nn.functional as F
+    from cil.strategies.lws import scaled_logits
+
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.5, -1.0, 1.5]])
+    targets = torch.tensor([0, 2])
+    scales = torch.tensor([1.0, 0.5, 2.0, 9.0], requires_grad=True)  # a fourth class not seen yet: unused
+    z = scaled_logits(logits, scales)
+    assert z.tolist() == [[2.0, 0.5, 0.0], [0.5, -0.5, 3.0]]
+    F.cross_entropy(z, targets).backward()
+    p = torch.softmax(z.detach(), dim=1)
+    onehot = F.one_hot(targets, 3).float()
+    expected = ((p - onehot) * logits).sum(dim=0) / 2  # dL/ds_c = mean_i (p_ic - y_ic) z_ic
+    assert scales.grad[:3].tolist() == pytest.approx(expected.tolist(), abs=1e-6)
+    assert scales.grad[3].item() == 0.0
+
+
+def test_lws_in_a_long_tailed_incremental_run_resumes_exactly(tmp_path):
+    from cil.runs.run import run
+    from tests.helpers import StopBeforeStep, quiet
+
+    def config():
+        sets = [
+            "model.backbone=resnet8",
+            "optim.batch_size=16",
+            "data.synthetic_classes=12",
+            "data.test_limit_per_class=5",
+            "plugins.lws.epochs=2",
+        ]
+        flags = {
+            "epochs": 1,
+            "progress": False,
+            "add_plugins": ["lws"],
+            "logging": {"loggers": []},
+            "data": {"limit_per_class": 20, "imbalance": "exp:10:shuffled"},
+            "memory": {"per_class": 3},
+        }
+        return build_config("synthetic-b6-3", "lucir", flags, sets)
+
+    full = run(config(), out=tmp_path / "full", log=quiet)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(), out=tmp_path / "cut", extra_plugins=[StopBeforeStep(2)], log=quiet)
+    resumed = run(config(), out=tmp_path / "cut", resume=True, log=quiet)
+    assert [s["accuracy"] for s in full["steps"]] == [s["accuracy"] for s in resumed["steps"]]
+    last = full["steps"][-1]
+    assert full["strategy"] == "lucir+lws" and full["eval"] == "cnn"
+    assert last["lws_scale_range"][0] <= last["lws_scale_range"][1] and "classifier_accuracy" in last
+
+
+def test_meta_bsce_refuses_a_profile_that_leaves_no_room_for_its_balanced_set(capsys):
+    argv = ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline-meta-bsce", "--out", "/nonexistent/x"]
+    assert main([*argv, "--imbalance", "exp:500"]) == 2
+    assert "as the balanced B_t, but exp:500:ordered leaves a class 1 training image(s)" in capsys.readouterr().err
+    assert build_config("synthetic-b50-5", "il-baseline-meta-bsce", {}, ["data.imbalance=exp:100"]).loss.name

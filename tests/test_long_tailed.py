@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from cil.strategies.gala import gala_adjustment, rebalance_predictions
 from cil.strategies.gbg import class_balanced_weights, cosine_similarity_matrix, normalized_cut_groups
 from cil.strategies.mfw import MajorFeatureWeakening, MFWConfig, mix_features, mixing_weights
@@ -259,3 +260,122 @@ def test_normalized_cut_recovers_generated_groups_of_class_gradients(case):
     gradients = torch.randn(n_groups, 64, generator=g)[labels] + 0.3 * torch.randn(len(labels), 64, generator=g)
     groups = normalized_cut_groups(cosine_similarity_matrix(gradients), n_groups, seed=case)
     assert same_partition(groups.tolist(), labels.tolist())
+
+
+# The authors' GALA on fixed inputs: DotProduct_Classifier.forward (models/DotProductClassifier.py) and
+# model.collect_grad (run_networks.py) of github lt-project-repository/lt-peoject, commit
+# 1eea15d5af24aa508f6dbccaaf75f01be876f0de, run outside this repository: lamda_1 1.2, lamda_2 0.9, three batches
+# of 6 features (3-d) through a 4-class linear layer, each batch's cross-entropy gradient collected before the
+# next. Values: the layer, the batches, and the adjusted training logits the authors' code computed.
+GALA_WEIGHT = [
+    [-0.0043225, 0.3097158, -0.4751853],
+    [-0.4248946, -0.222369, 0.1548207],
+    [-0.0114391, 0.4577749, -0.0512364],
+    [0.1527741, -0.1744828, -0.1134871],
+]
+GALA_BIAS = [-0.5515707, -0.3823687, -0.2379971, 0.0213871]
+GALA_BATCHES = [
+    (
+        [
+            [-1.5255959, -0.7502318, 0.6995424],
+            [0.1990816, 0.8656924, 0.2444039],
+            [-0.6629114, 0.8073083, 0.4391416],
+            [1.1712008, -2.2455578, -1.446458],
+            [0.0611553, -0.6177444, -0.7980698],
+            [-0.1316232, -0.7984398, 0.3357305],
+        ],
+        [1, 1, 3, 2, 0, 2],
+        [
+            [-3.182074, -1.531346, -2.672152, -2.232498],
+            [-2.472777, -2.693949, -1.928832, -2.199311],
+            [-2.579669, -2.284561, -1.955676, -2.342914],
+            [-2.637109, -2.676932, -3.27757, -1.316045],
+            [-2.436256, -2.466871, -2.552922, -1.84324],
+            [-3.030153, -2.169243, -2.691526, -1.969836],
+        ],
+    ),
+    (
+        [
+            [-1.8821425, -0.776545, -1.8033639],
+            [-1.3083209, 0.4532546, 1.1421611],
+            [0.2486107, -1.7754008, -0.0255025],
+            [-1.0233306, 0.1098855, -0.6463385],
+            [0.4285423, 1.4760778, -1.7868679],
+            [1.6103176, -0.7039567, -0.1852658],
+        ],
+        [0, 0, 1, 3, 1, 2],
+        [
+            [-0.534562, 0.336547, -0.143586, -0.559898],
+            [-1.555824, 0.275293, 0.261904, -1.021091],
+            [-2.172902, -0.546389, -1.191257, -0.73681],
+            [-0.793776, -0.026583, 0.212852, -0.69491],
+            [-0.329671, -1.618565, 0.385376, -1.076756],
+            [-2.003711, -1.620644, -0.940851, -0.930277],
+        ],
+    ),
+    (
+        [
+            [-0.5064866, 0.0997754, 0.8165339],
+            [-0.9135236, 1.3851457, -0.8138462],
+            [-0.9275765, 1.1119633, 0.6155449],
+            [0.193822, -0.1034421, -0.1512169],
+            [-2.102083, -0.6200219, -1.478231],
+            [-1.1334175, -0.1010348, 0.3433537],
+        ],
+        [3, 0, 2, 2, 2, 0],
+        [
+            [-0.779178, 0.342991, 0.151012, -0.44278],
+            [0.092399, -0.325319, 0.524598, -0.847228],
+            [-0.860428, -0.226354, 0.137413, -1.152979],
+            [-0.877351, -0.551272, -0.392511, -0.682573],
+            [-0.396843, 0.333667, -0.534733, -0.792595],
+            [-0.916829, 0.277751, -0.212514, -0.752836],
+        ],
+    ),
+]
+
+
+def test_gala_long_tailed_profile_is_the_authors_code_on_fixed_inputs():
+    from types import SimpleNamespace
+
+    from cil.strategies.gala import GALA
+
+    from cil.runs.assemble import build_config
+
+    config = build_config("synthetic-b50-5", "il-baseline-gala", {}, ["data.imbalance=exp:100"]).plugins[0]
+    assert (config.lambda_positive, config.lambda_negative, config.statistics) == (1.2, 0.9, "cumulative")
+    gala = GALA(config)
+    engine = SimpleNamespace(n_seen=4, device=torch.device("cpu"))
+    gala.before_step(engine)
+    weight, bias = torch.tensor(GALA_WEIGHT), torch.tensor(GALA_BIAS)
+    for x, y, expected in GALA_BATCHES:
+        logits = (torch.tensor(x) @ weight.T + bias).requires_grad_(True)
+        targets = torch.tensor(y)
+        adjusted = gala.adjust_logits(engine, logits, targets, record=True)
+        torch.testing.assert_close(adjusted.detach(), torch.tensor(expected), atol=1e-5, rtol=0)
+        F.cross_entropy(adjusted, targets).backward()
+        gala.after_batch(engine)
+
+
+def test_gbg_normalises_group_gradients_as_sener_and_koltuns_code():
+    from cil.strategies.gbg import gradient_normalizers, grouping_epoch
+
+    gradients = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    losses = torch.tensor([2.0, 0.5])
+    assert gradient_normalizers(gradients, losses, "l2").flatten().tolist() == [5.0, 1.0]
+    assert gradient_normalizers(gradients, losses, "loss").flatten().tolist() == [2.0, 0.5]
+    assert gradient_normalizers(gradients, losses, "loss+").flatten().tolist() == [10.0, 0.5]
+    assert gradient_normalizers(gradients, losses, "none").flatten().tolist() == [1.0, 1.0]
+    assert grouping_epoch(0.0, 30) == 0 and grouping_epoch(0.1, 30) == 3
+
+
+def test_gbg_update_is_the_raw_gradients_weighted_by_the_normalised_min_norm_solution():
+    """Two conflicting group gradients of different sizes: the min-norm point of the raw ones is tiny (what cil
+    stepped along before: the collapse), the update of the normalised weights is not."""
+    from cil.strategies.gbg import gradient_normalizers
+
+    g = torch.tensor([[1.0, 0.0], [-10.0, 0.1]])
+    raw = min_norm_weights(g @ g.t()).float() @ g
+    normalized = g / gradient_normalizers(g, torch.tensor([1.0, 1.0]), "l2")
+    update = min_norm_weights(normalized @ normalized.t()).float() @ g
+    assert raw.norm() < 0.02 and update.norm() > 4.0

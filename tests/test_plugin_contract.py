@@ -196,6 +196,8 @@ def _strict_cases():
         ("lucir-bsce", ["--plugin", "balanced-finetuning"]),
         ("il-baseline-gala", ["--set", "plugins.gala.rebalance=true", "--set", "plugins.gala.warmup_batches=1"]),
         ("il-baseline-gbg", ["--set", "plugins.gbg.grouping=ncut", "--set", "plugins.gbg.groups=2"]),
+        ("lucir", ["--plugin", "lws", "--set", "plugins.lws.epochs=1", "--imbalance", "exp:4"]),
+        ("il-baseline-mfw", ["--plugin", "drw", "--imbalance", "exp:4:shuffled"]),
     ]
     return cases
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -64,8 +64,9 @@ StageLoss = Callable[["NetOutput", torch.Tensor, "NetOutput | None"], dict[str, 
 @dataclass
 class TrainingStage:
     """A training stage after a step's main training (``Engine.train_on``): balanced finetuning, BiC's
-    bias layer. SGD on ``parameters`` only, with the training augmentation, for ``epochs`` at ``lr``
-    divided by 10 at ``milestones``; momentum, weight decay and gradient clamp are the run's unless given."""
+    bias layer, learnable weight scaling. SGD on ``parameters`` only, with the training augmentation, for
+    ``epochs`` at ``lr`` divided by 10 at ``milestones`` (or cosine-annealed to 0); momentum, weight decay and
+    gradient clamp are the run's unless given."""
 
     name: str
     training_set: TrainingSet
@@ -74,6 +75,14 @@ class TrainingStage:
     epochs: int
     lr: float
     milestones: list[int] = field(default_factory=list)
+    schedule: Literal["multistep", "cosine"] = "multistep"
+    """cosine: epoch e trains at lr * (1 + cos(pi e / epochs)) / 2 (``milestones`` unused)."""
+    slow_parameters: list[torch.Tensor] = field(default_factory=list)
+    """Trained as well, at ``lr * slow_factor`` (Liu et al.'s weight scales: a tenth of the classifier's rate)."""
+    slow_factor: float = 0.1
+    epoch_positions: Callable[[], torch.Tensor] | None = None
+    """Positions in ``training_set`` of one epoch's samples, drawn anew for every epoch (a class-balanced
+    sampler; repetitions allowed); None: a permutation of the set."""
     momentum: float | None = None
     weight_decay: float | None = None
     batch_size: int | None = None

@@ -347,15 +347,23 @@ class IncrementalStrategy(SupervisedTemplate):
         """A training stage after the step's main training: SGD on ``stage.parameters`` over ``stage.training_set``
         (its class counts are the ones count-based losses see meanwhile); the means of its last epoch's terms."""
         model, runtime, optim = self.model, self.runtime, self.optim_config
+        groups: list[dict] = [{"params": list(stage.parameters)}]
+        if stage.slow_parameters:
+            groups.append({"params": list(stage.slow_parameters), "lr": stage.lr * stage.slow_factor})
         optimizer = runtime.sgd(
-            stage.parameters,
+            groups,
             lr=stage.lr,
             momentum=optim.momentum if stage.momentum is None else stage.momentum,
             weight_decay=optim.weight_decay if stage.weight_decay is None else stage.weight_decay,
         )
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, stage.milestones, 0.1)
+        scheduler: torch.optim.lr_scheduler.LRScheduler
+        if stage.schedule == "cosine":
+            factor = partial(warmed_up_factor, "cosine", [], 1.0, 0, stage.epochs)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, stage.milestones, 0.1)
         scaler = runtime.loss_scaler()
-        trained = {id(p) for p in stage.parameters}
+        trained = {id(p) for p in [*stage.parameters, *stage.slow_parameters]}
         head_trained = any(id(p) in trained for p in model.head.parameters())
         teacher = self.frozen_copy() if stage.teacher else None
         losses = EpochLosses()
@@ -366,7 +374,8 @@ class IncrementalStrategy(SupervisedTemplate):
                 if stage.frozen_backbone and not stage.backbone_train_mode:
                     model.backbone.eval()
                 losses = EpochLosses()
-                for x, y in self.training_batches(stage.training_set, stage.batch_size):
+                order = stage.epoch_positions() if stage.epoch_positions is not None else None
+                for x, y in self.training_batches(stage.training_set, stage.batch_size, order):
                     self._iteration += 1  # previous_output() answers for this batch
                     self._batch = Batch(x, y)
                     output = self._stage_forward(x, stage.frozen_backbone, head_trained)

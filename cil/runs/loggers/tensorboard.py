@@ -7,7 +7,7 @@ logged (``purge_step``) on each axis separately:
   mini-batches, and ``train/loss/total``), ``train/lr``, and ``train/learned/<name>`` for values
   plugins report in ``strategy.epoch_scalars`` (Meta BSCE's alpha), against the number of epochs
   trained so far;
-* ``tensorboard/steps``: ``test/{accuracy,top5,accuracy_base,accuracy_old,accuracy_new}``,
+* ``tensorboard/steps``: ``test/{accuracy,top5,accuracy_base,accuracy_old,accuracy_new,accuracy_many,...}``,
   ``test/avg_incremental_accuracy`` and ``test/forgetting`` so far, and every number a plugin put in
   the step's record (``step/memory_size``, ``step/rho``, ...), against the step index;
 * ``tensorboard/hparams``: the resolved config as hyper-parameters with the run's
