@@ -380,3 +380,37 @@ def test_meta_bsce_refuses_a_profile_that_leaves_no_room_for_its_balanced_set(ca
     assert main([*argv, "--imbalance", "exp:500"]) == 2
     assert "as the balanced B_t, but exp:500:ordered leaves a class 1 training image(s)" in capsys.readouterr().err
     assert build_config("synthetic-b50-5", "il-baseline-meta-bsce", {}, ["data.imbalance=exp:100"]).loss.name
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_imbalanced_runs_with_drw_and_lws_under_mixed_precision(tmp_path, precision):
+    sets = [
+        "model.backbone=resnet8",
+        "optim.batch_size=16",
+        "data.synthetic_classes=8",
+        "data.test_limit_per_class=3",
+        "plugins.lws.epochs=1",
+        f"runtime.precision={precision}",
+        "plugins.drw.start=0.5",
+    ]
+    flags = {
+        "epochs": 2,
+        "progress": False,
+        "add_plugins": ["drw", "lws"],
+        "logging": {"loggers": []},
+        "data": {"limit_per_class": 16, "imbalance": "step:4"},
+        "memory": {"per_class": 2},
+    }
+    from cil.runs.run import run
+    from tests.helpers import quiet
+
+    results = run(build_config("synthetic-b4-2", "il-baseline-bsce", flags, sets), out=tmp_path / "r", log=quiet)
+    assert results["status"] == "complete" and results["env"]["runtime"]["precision"] == precision
+    assert results["steps"][-1]["drw_from_epoch"] == 1 and results["imbalance"]["profile"] == "step:4:ordered"
+
+
+def test_a_sweep_takes_several_profiles_as_a_grid_axis(capsys):
+    argv = ["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--dry-run"]
+    assert main([*argv, "--imbalance", "exp:100,step:10:shuffled", "--out", "/tmp/never-written"]) == 0
+    err = capsys.readouterr().err
+    assert "2 runs" in err and "data.imbalance=exp:100 " in err and "data.imbalance=step:10:shuffled " in err

@@ -40,6 +40,7 @@ def test_every_hook_is_declared_with_a_protocol():
         "evaluation_scores",
         "posthoc_correction",
         "adjust_previous_output",
+        "loss_class_weights",
     }
     assert all(h.members[0] == name for name, h in HOOKS.items())
     hooks = PluginHooks([Namer(), Sampler(), CilPlugin()])
