@@ -133,6 +133,24 @@ def test_variants_become_rows(tmp_path, capsys):
     assert "il-baseline [memory.per_class=2]" in out and "il-baseline [memory.per_class=4]" in out
 
 
+def test_a_plugin_option_labels_only_the_runs_that_have_the_plugin():
+    from cil.analysis.report import Run, variant_labels
+
+    def fake(name: str, strategy: str, plugins: dict) -> Run:
+        return Run(Path(name), {"scenario": "s", "strategy": strategy, "config": {"plugins": plugins}})
+
+    runs = [
+        fake("a", "il-baseline", {}),
+        fake("b", "il-baseline-gala", {"gala": {"rebalance": False}}),
+        fake("c", "il-baseline-gala", {"gala": {"rebalance": True}}),
+    ]
+    assert variant_labels(runs) == {
+        Path("a"): "",
+        Path("b"): "plugins.gala.rebalance=False",
+        Path("c"): "plugins.gala.rebalance=True",
+    }
+
+
 # ------------------------------------------------------------------------------------------------ sweeps
 
 

@@ -194,7 +194,8 @@ def variant_labels(runs: list[Run]) -> dict[Path, str]:
     """Per run, 'key=value, ...' for the config keys that tell runs of one scenario and strategy apart (a grid's
     keys), the same keys for every run of the table, so that rows read alike (``memory.per_class=2`` on every
     row of a ``--grid memory=2,4`` sweep, whichever strategy). Keys a strategy itself sets differently (its
-    loss, its schedule) are not listed: the strategy's name says them."""
+    loss, its schedule) are not listed: the strategy's name says them; nor are keys the run's config lacks (the
+    options of a plugin only another strategy of the table has)."""
     flats = {run.path: flatten(run.results.get("config", {})) for run in runs}
     groups: dict[tuple[str | None, str], list[Run]] = {}
     for run in runs:
@@ -205,7 +206,8 @@ def variant_labels(runs: list[Run]) -> dict[Path, str]:
         keys = {k for f in members for k in f} - set(RUNTIME_KEYS) - set(IGNORED_FOR_VARIANTS)
         varying |= {k for k in keys if len({repr(f.get(k)) for f in members}) > 1}
     ordered = sorted(varying)
-    return {run.path: ", ".join(f"{k}={flats[run.path].get(k)}" for k in ordered) for run in runs}
+    # a key a run's config does not have (a plugin another strategy of the table uses) is not the run's variant
+    return {run.path: ", ".join(f"{k}={flats[run.path][k]}" for k in ordered if k in flats[run.path]) for run in runs}
 
 
 def _natural(text: str) -> list:
