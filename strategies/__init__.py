@@ -127,6 +127,12 @@ declare_components(
         ("plugin", "nme", "nme", "evaluate by nearest mean of exemplars instead of the classifier (iCaRL)"),
         (
             "plugin",
+            "augmented-copies",
+            "augmented_copies",
+            "every training image several times per epoch, augmented anew each time (EEIL's 12 copies)",
+        ),
+        (
+            "plugin",
             "bic-bias-layer",
             "bic_bias_layer",
             "BiC's bias correction: alpha, beta on the new classes' logits, learned on held-out data (Wu et al.)",

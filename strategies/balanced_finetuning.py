@@ -19,8 +19,11 @@ in ``configs/strategies/podnet.yaml``.
 EEIL's balanced finetuning (Castro et al. 2018, Sec. 3.3) trains the whole network
 (``classifier_only: false``) and adds a temporary distillation (``distill_new: true``) that keeps
 the new classes from being forgotten: the new classes' logits are distilled, with temperature
-``temperature`` and the T^2 factor, from the model as it was when the finetuning started
-(SS-IL's re-implementation of EEIL computes the same).
+``temperature``, from the model as it was when the finetuning started. EEIL's own code
+(``incremental_training.m``, ``fork_resnet_distillation.m``) also keeps every old step's distillation, from
+that same model (``distill_old_steps``), without the T^2 factor (``squared_temperature: false``), over 12
+augmented copies of the balanced set (``copies: 12``); SS-IL's re-implementation distils the new classes only,
+with T^2, over one copy.
 
 The official LUCIR code (``--cb_finetune``, full ImageNet only) trains every class's weights with the
 backbone and its BatchNorm statistics fixed, keeps the scale sigma out of the optimizer, and trains
@@ -31,9 +34,11 @@ frozen features only; the margin ranking term does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from cil.strategies.augmented_copies import repeated_positions
 from cil.strategies.task_distillation import task_wise_distillation
 
 from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, StageLoss, TrainingStage, ranged, register
@@ -63,8 +68,15 @@ class BalancedFinetuningConfig(ComponentConfig):
     """Samples per class of the balanced set (None: every exemplar, i.e. the memory quota)."""
     distill_new: bool = False
     """EEIL's temporary distillation of the new classes' logits from the model before the finetuning."""
+    distill_old_steps: bool = False
+    """With ``distill_new``: every old step's logits distilled as well, each step with its own softmax, from the
+    same model (EEIL's MatConvNet code keeps every step's distillation loss during the finetuning)."""
     temperature: float = ranged(2.0, gt=0)
     """T of that distillation (EEIL: 2)."""
+    squared_temperature: bool = True
+    """Multiply that distillation by T^2 (SS-IL's re-implementation of EEIL does; EEIL's own code does not)."""
+    copies: int = ranged(1, ge=1, le=1000)
+    """Draws of every balanced-set image per epoch, each augmented anew (EEIL's code: 12 augmented copies)."""
     strategy_loss: bool = False
     """Train with the strategy's whole training loss (its classification loss and every method term, e.g.
     LUCIR's less-forget and margin ranking terms) instead of the classification loss alone (LUCIR's code)."""
@@ -102,6 +114,7 @@ class BalancedFinetuning(CilPlugin):
                 backbone_train_mode=cfg.update_bn,
                 loss=self.stage_loss(engine),
                 teacher=cfg.distill_new,
+                epoch_positions=self.repeated_order(engine, len(balanced)),
             )
         )
         trained = {k: v for k, v in losses.items() if k != "new_distillation"}  # what the stage trains on
@@ -115,12 +128,20 @@ class BalancedFinetuning(CilPlugin):
         if cfg.distill_new:
             engine.step_record["balanced_finetuning"]["final_epoch_distillation"] = losses.get("new_distillation", 0.0)
 
+    def repeated_order(self, engine: Engine, n: int) -> Callable[[], torch.Tensor] | None:
+        """An epoch of ``copies`` draws of every image, or None: one pass in a random order (the stage's default)."""
+        copies = self.config.copies
+        if copies == 1:
+            return None
+        return lambda: repeated_positions(n, copies, engine.data_generator)
+
     def stage_loss(self, engine: Engine) -> StageLoss | None:
         """The classification loss (None: the stage's default) or the strategy's whole loss, plus EEIL's temporary
         distillation of the new classes' logits when ``distill_new``."""
         cfg, n_old = self.config, engine.n_old
         if not (cfg.distill_new or cfg.strategy_loss):
             return None
+        old_steps = engine.step_classes[: engine.step]
 
         def loss(output: NetOutput, targets: torch.Tensor, teacher: NetOutput | None) -> dict[str, torch.Tensor]:
             if cfg.strategy_loss:
@@ -129,9 +150,11 @@ class BalancedFinetuning(CilPlugin):
                 terms = {"loss": engine.classification_loss(output, targets)}
             if cfg.distill_new:
                 assert teacher is not None, "the stage keeps a teacher"
-                new = [list(range(n_old, output.logits.shape[1]))]
+                steps = [list(range(n_old, output.logits.shape[1]))]
+                if cfg.distill_old_steps:
+                    steps = old_steps + steps
                 terms["new_distillation"] = task_wise_distillation(
-                    output.logits.float(), teacher.logits.float(), new, cfg.temperature
+                    output.logits.float(), teacher.logits.float(), steps, cfg.temperature, cfg.squared_temperature
                 )
             return terms
 

@@ -49,6 +49,9 @@ class ILBaselineConfig(ComponentConfig):
     """Fixed distillation weight instead of the adaptive N_{t-1}/N_t (None: adaptive, as the paper)."""
     squared_temperature: bool = True
     """Multiply L_d by T^2 (Eq. 2); BiC's and WA's code do not."""
+    kd_weight: float | None = ranged(None, gt=0)
+    """L = L_c + kd_weight * L_d instead of Eq. 1's convex combination (None: Eq. 1). Hou et al.'s iCaRL
+    (LUCIR's code, ``class_incremental_cifar100.py``): 0.25, with T = 2 and T^2."""
 
 
 @register("method", "il-baseline", ILBaselineConfig)
@@ -58,11 +61,14 @@ class ILBaseline(CilPlugin):
         self.rho = 0.0
 
     def before_step(self, engine: Engine) -> None:
+        cfg = self.config
         if engine.n_old == 0:
             self.rho = 0.0
+        elif cfg.kd_weight is not None:
+            self.rho = cfg.kd_weight
         else:
-            self.rho = self.config.rho if self.config.rho is not None else adaptive_rho(engine.n_old, engine.n_seen)
-        engine.classification_weight = 1.0 - self.rho
+            self.rho = cfg.rho if cfg.rho is not None else adaptive_rho(engine.n_old, engine.n_seen)
+        engine.classification_weight = 1.0 if cfg.kd_weight is not None else 1.0 - self.rho
         engine.step_record["rho"] = self.rho
 
     def loss_terms(self, engine: Engine, output: NetOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -218,10 +218,14 @@ def small_engine(
 TINY_SETS = {
     "ss-il": ["plugins.ratio-preserving-batches.replay_batch_size=2"],
     "bic": ["plugins.bic-bias-layer.epochs=2"],
-    "eeil": ["plugins.balanced-finetuning.epochs=2"],
+    "eeil": [
+        "plugins.balanced-finetuning.epochs=2",
+        "plugins.augmented-copies.copies=2",
+        "plugins.balanced-finetuning.copies=2",
+    ],
 }
 """Per named strategy, the --set's a tiny run needs besides its own file (SS-IL's replay share of a mini-batch of 8
-or 16; BiC's 200-epoch second stage and EEIL's 30-epoch balanced finetuning shortened)."""
+or 16; BiC's 200-epoch second stage, EEIL's 30-epoch balanced finetuning and its 12 copies per epoch shortened)."""
 
 
 def tiny_sets(strategy: str) -> list[str]:

@@ -70,7 +70,7 @@ def test_weight_aligning_rescales_the_new_norms_to_the_old_mean():
     model.head.add_classes(2)
     model.head.add_classes(2)
     engine = small_engine(model, n_classes=4, n_old=2)
-    plugin = WeightAligning(WeightAligningConfig())
+    plugin = WeightAligning(WeightAligningConfig(norm="l2", max_gamma=None))  # PyCIL's weight_align
     before = [g.weight.detach().clone() for g in model.head.groups]
     plugin.after_training(engine)
     old_norm = before[0].norm(dim=1).mean()
@@ -80,6 +80,30 @@ def test_weight_aligning_rescales_the_new_norms_to_the_old_mean():
     plugin.after_batch(engine)  # weight clipping after an update
     assert all(float(g.weight.detach().min()) >= 0 for g in model.head.groups)
     assert any(float(w.min()) < 0 for w in before)
+
+
+def test_weight_aligning_as_the_authors_code_l1_norms_and_gamma_clamped_at_one():
+    old = torch.tensor([[3.0, -4.0], [0.0, 1.0]])  # L1 norms 7 and 1: mean 4 (L2: 5 and 1, mean 3)
+    assert aligning_factor(old, torch.tensor([[6.0, 8.0]]), p=1).item() == pytest.approx(4 / 14)
+    assert aligning_factor(old, torch.tensor([[6.0, 8.0]]), p=2).item() == pytest.approx(3 / 10)
+    torch.manual_seed(0)
+    model = build_net("tiny", "linear")
+    model.head.add_classes(2)
+    model.head.add_classes(2)
+    engine = small_engine(model, n_classes=4, n_old=2)
+    with torch.no_grad():
+        model.head.groups[1].weight.mul_(0.01)  # new weights far smaller than the old: ratio > 1
+    before = model.head.groups[1].weight.detach().clone()
+    WeightAligning(WeightAligningConfig()).after_training(engine)
+    assert torch.equal(model.head.groups[1].weight, before)  # clamped at 1: never enlarged
+    assert engine.step_record["wa_gamma"] == 1.0 and engine.step_record["wa_ratio"] > 50
+    assert engine.step_record["wa_norm"] == "l1"
+    with torch.no_grad():
+        model.head.groups[1].weight.mul_(1000.0)  # now far larger: shrunk to the old classes' mean L1 norm
+    WeightAligning(WeightAligningConfig()).after_training(engine)
+    old_l1 = model.head.groups[0].weight.norm(p=1, dim=1).mean()
+    assert model.head.groups[1].weight.norm(p=1, dim=1).mean().item() == pytest.approx(old_l1.item(), rel=1e-5)
+    assert engine.step_record["wa_gamma"] == engine.step_record["wa_ratio"] < 1
 
 
 def test_bic_bias_layer_forward_and_its_stage_two_gradient():
@@ -223,10 +247,10 @@ def test_bic_holds_out_a_balanced_set_learns_on_it_and_corrects_scores_and_teach
     model.head.add_classes(2)
     engine = small_engine(model, n_classes=4, n_old=2, per_class=10, memory_per_class=10)
     engine.extend_training_set(engine.memory.exemplars().indices, engine.memory.exemplars().labels)
-    plugin = BiasCorrectionLayer(BiasLayerConfig(epochs=3, milestones=[]))
+    plugin = BiasCorrectionLayer(BiasLayerConfig(epochs=3, milestones=[], validation="exemplars"))
     plugin.before_step(engine)
     assert plugin.validation_set is not None and torch.bincount(plugin.validation_set.labels).tolist() == [1, 1, 1, 1]
-    assert len(engine.train_set) == 40 - 4  # held out of the training set (ceil(10% of 10) per class)
+    assert len(engine.train_set) == 40 - 4  # held out of the training set (floor(10% of 10) per class)
     before = [p.detach().clone() for p in model.parameters()]
     plugin.after_training(engine)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # stage 2 trains alpha and beta only
@@ -281,7 +305,9 @@ def test_bic_bias_layer_composes_with_lucir(tmp_path, capsys):
     )
     steps = results["steps"]
     assert "bic_alpha" in steps[1] and "classifier_accuracy" in steps[1]  # accuracy before the correction too
-    assert steps[1]["n_train"] == 2 * 12 + 6 * 4 - 8  # one image of every seen class held out
+    # the pool: one image of every class withheld when it arrived (10% of 4 exemplars, at least 1), not trained on
+    assert steps[1]["n_train"] == 2 * (12 - 1) + 6 * 4
+    assert steps[1]["bic_validation_origin"] == "pool" and steps[1]["bic_pool_per_class"] == 1
 
 
 def test_icarl_records_nme_and_classifier_accuracy(tmp_path, capsys):
@@ -318,3 +344,151 @@ def test_combinations_that_make_no_sense_are_one_line_before_any_data(tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ the sources the papers' numbers come from
+
+
+def test_ss_il_learning_rate_at_every_step_is_the_official_one():
+    """hongjoon0805/SS-IL-Official main.py: lr = args.lr / (t + 1) for the 'ssil' trainer, t = 0 the base step."""
+    from cil.runs.assemble import build_config
+
+    official = {
+        "synthetic-b50-5": [0.1, 0.05, 0.1 / 3, 0.025, 0.02, 0.1 / 6],
+        "synthetic-b0-10": [0.1 / (t + 1) for t in range(10)],  # imagenet-b0-10's ten steps of 100 classes
+    }
+    for scenario, rates in official.items():
+        optim = build_config(scenario, "ss-il", {"device": "cpu"}, []).optim
+        assert [optim.step_lr(t) for t in range(len(rates))] == pytest.approx(rates, rel=1e-12)
+    il = build_config("synthetic-b50-5", "il-baseline", {"device": "cpu"}, []).optim
+    assert {il.step_lr(t) for t in range(6)} == {0.1}  # the other methods keep their rate
+
+
+def test_eeil_distillation_has_the_official_matconvnet_gradient():
+    """vl_nnsoftmaxdiff.m, mode MI, origstyle multiclass, temperature T: the targets c = p^(1/T) renormalised
+    (p the old network's softmax, i.e. softmax(z_hat / T)), loss sum_b [log sum exp(x_safe) - sum c x_safe] with
+    x_safe = (x - max x) / T, derivative (softmax(x / T) - c) / T per sample (no T^2), summed over the batch as
+    its CE loss is; cil's batch mean times B is the same."""
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.3], [1.5, 0.2, -0.7, 0.0], [0.0, 0.0, 1.0, -2.0]], requires_grad=True)
+    teacher = torch.tensor([[1.0, 0.0, -1.0, 2.0], [0.3, 0.3, 0.9, -0.4], [2.0, -1.0, 0.5, 0.5]])
+    t = 2.0
+    loss = task_wise_distillation(logits, teacher, [[0, 1], [2, 3]], t, squared_temperature=False)
+    (loss * len(logits)).backward()
+    expected = torch.zeros_like(teacher)
+    for lo, hi in [(0, 2), (2, 4)]:
+        p = F.softmax(teacher[:, lo:hi], dim=1)  # what eval_softmax gives the distillation layer (T = 1)
+        c = p ** (1 / t) / (p ** (1 / t)).sum(1, keepdim=True)
+        expected[:, lo:hi] = (F.softmax(logits.detach()[:, lo:hi] / t, dim=1) - c) / t
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+
+
+def test_eeil_finetuning_distils_every_step_from_the_model_before_it():
+    """EEIL's code keeps every step's distillation loss during the balanced finetuning (getIncBatchDist feeds all
+    of them, recomputed by eval_softmax on the network after its training): one task-wise term over the old
+    steps and the new one, no T^2; SS-IL's eeil.py distils the new classes only, with T^2."""
+    from types import SimpleNamespace
+
+    from cil.strategies.balanced_finetuning import BalancedFinetuning, BalancedFinetuningConfig
+
+    from cil.models.net import NetOutput
+
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.3, 1.0, 0.0], [1.5, 0.2, -0.7, 0.0, -1.0, 2.0]])
+    teacher = torch.tensor([[1.0, 0.0, -1.0, 2.0, 0.0, 0.0], [0.3, 0.3, 0.9, -0.4, 1.0, -1.0]])
+    targets = torch.tensor([4, 1])
+    engine = SimpleNamespace(
+        n_old=4, step=2, step_classes=[[0, 1], [2, 3], [4, 5]], classification_loss=lambda o, y: torch.tensor(0.0)
+    )
+
+    def terms(**options):
+        config = BalancedFinetuningConfig(distill_new=True, **options)
+        loss = BalancedFinetuning(config).stage_loss(engine)
+        out = lambda z: NetOutput(z, torch.zeros(2, 1), [])  # noqa: E731
+        return loss(out(logits), targets, out(teacher))["new_distillation"].item()
+
+    steps = [[0, 1], [2, 3], [4, 5]]
+    eeil = task_wise_distillation(logits, teacher, steps, 2.0, squared_temperature=False).item()
+    assert terms(distill_old_steps=True, squared_temperature=False) == pytest.approx(eeil, rel=1e-6)
+    assert terms() == pytest.approx(task_wise_distillation(logits, teacher, [[4, 5]], 2.0).item(), rel=1e-6)
+
+
+def test_augmented_copies_draw_every_image_as_often_in_one_shuffled_epoch():
+    from cil.strategies.augmented_copies import repeated_positions
+
+    positions = repeated_positions(7, 12, torch.Generator().manual_seed(0))
+    assert len(positions) == 84 and torch.bincount(positions).tolist() == [12] * 7
+    assert not torch.equal(positions[:7], torch.arange(7))  # one shuffle over all the copies
+
+
+def test_icarl_loss_has_the_official_reduction_over_every_output():
+    """iCaRL's Theano code: T.mean(binary_crossentropy(sigmoid(z), targets)) over the B x 100 outputs of a network
+    built with all classes; on a seen output its gradient is (sigmoid(z) - t) / (B x 100), whatever N_t."""
+    logits = torch.tensor([[0.0, 2.0, -1.0], [1.0, -1.0, 3.0]], requires_grad=True)
+    teacher = torch.tensor([[1.0, -2.0], [0.0, 0.5]])
+    targets = torch.tensor([2, 0])
+    (icarl_distillation(logits, teacher, 100) + icarl_classification(logits, targets, 2, 100)).backward()
+    goal = torch.cat([torch.sigmoid(teacher), F.one_hot(targets, 3)[:, 2:].float()], dim=1)
+    assert torch.allclose(logits.grad, (torch.sigmoid(logits.detach()) - goal) / (2 * 100), atol=1e-7)
+    seen = icarl_distillation(logits, teacher) + icarl_classification(logits, targets, 2)  # mean over N_t = 3
+    total = icarl_distillation(logits, teacher, 100) + icarl_classification(logits, targets, 2, 100)
+    assert seen.item() == pytest.approx(total.item() * 100 / 3, rel=1e-6)
+
+
+def test_weight_decay_on_weights_only_leaves_biases_and_batchnorm_alone():
+    from cil.training.weight_decay import without_decay_on_biases_and_norms
+
+    model = build_net("tiny", "linear")
+    model.head.add_classes(3)
+    groups = without_decay_on_biases_and_norms([{"params": list(model.parameters()), "lr": 0.5}])
+    decayed, kept = groups
+    assert all(p.ndim > 1 for p in decayed["params"]) and "weight_decay" not in decayed
+    assert kept["weight_decay"] == 0.0 and all(p.ndim == 1 for p in kept["params"])
+    assert decayed["lr"] == kept["lr"] == 0.5
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(model.parameters()))
+    bn = model.backbone.modules()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) and m.weight in [*kept["params"]] for m in bn)
+
+
+def test_bic_pool_is_never_trained_on_nor_remembered(tmp_path):
+    """BiC's code splits the validation images off every class before training; over a whole run they are in no
+    training set of any epoch and never exemplars, and each step validates on the first v_t of them."""
+    from avalanche.core import SupervisedPlugin
+
+    from cil.runs.assemble import build_config
+    from cil.runs.run import run
+    from tests.helpers import quiet
+
+    class Spy(SupervisedPlugin):
+        def __init__(self):
+            super().__init__()
+            self.trained: set[int] = set()
+            self.remembered: set[int] = set()
+            self.pool: set[int] = set()
+            self.validation_sizes: list[int] = []
+
+        def before_training_epoch(self, strategy, **kwargs):
+            self.trained |= set(strategy.train_set.indices.tolist())
+
+        def after_training_exp(self, strategy, **kwargs):
+            self.remembered |= set(strategy.memory_set.indices.tolist())
+            bic = next(c for c in strategy.components if isinstance(c, BiasCorrectionLayer))
+            self.pool = set(bic.pool.indices.tolist())
+            if bic.validation_set is not None:
+                self.validation_sizes.append(len(bic.validation_set))
+
+    flags = {"epochs": 1, "device": "cpu", "progress": False, "data": {"limit_per_class": 12}}
+    flags["memory"] = {"per_class": 10}
+    sets = ["model.backbone=resnet8", "optim.batch_size=16", "data.synthetic_classes=10"]
+    sets.append("plugins.bic-bias-layer.epochs=1")
+    spy = Spy()
+    run(build_config("synthetic-b6-2", "bic", flags, sets), out=tmp_path / "bic", extra_plugins=[spy], log=quiet)
+    assert len(spy.pool) == 10  # one image (10% of 10 exemplars) of each of the 10 classes
+    assert not spy.pool & spy.trained and not spy.pool & spy.remembered
+    assert spy.validation_sizes == [8, 10]  # one pooled image of every seen class at steps 1 and 2
+    steps = json.loads((tmp_path / "bic" / "results.json").read_text())["steps"]
+    assert [s.get("bic_validation_origin") for s in steps] == [None, "pool", "pool"]
+
+
+def test_each_step_records_the_learning_rate_and_weight_decay_it_started_with(tmp_path, capsys):
+    results = run_ok(tmp_path, capsys, "--strategy", "ss-il", "--set", "optim.batch_size=40")
+    assert [s["lr"] for s in results["steps"]] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert {s["weight_decay"] for s in results["steps"]} == {1e-4}

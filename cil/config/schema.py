@@ -51,6 +51,13 @@ class OptimConfig:
     LDAM-DRW's CIFAR schedule: 5 epochs)."""
     incremental_lr: float | None = ranged(None, gt=0)
     """Learning rate of the incremental steps when it differs from the base step's."""
+    lr_per_step: Literal["constant", "inverse"] = "constant"
+    """``inverse``: step t starts at lr / (t + 1) (t = 0 the base step), as SS-IL's official main.py does."""
+    weight_decay_per_step: Literal["constant", "inverse"] = "constant"
+    """``inverse``: step t trains with weight_decay / (t + 1), as the WA authors' code does."""
+    weight_decay_on: Literal["all", "weights"] = "all"
+    """``weights``: only convolution and linear weights decay, not biases nor BatchNorm's affine parameters
+    (iCaRL's Lasagne code regularises only those)."""
     grad_clamp: float | None = ranged(None, gt=0)
     """Clamp every gradient element to [-c, c] before each update (the official PODNet code: 5)."""
 
@@ -67,6 +74,15 @@ class OptimConfig:
             "warmup_epochs",
             f"must be fewer than the {self.epochs} epochs of a step",
         )
+
+    def step_lr(self, step: int) -> float:
+        """The learning rate step ``step`` starts with (before its schedule and warm-up)."""
+        lr = self.incremental_lr if (step > 0 and self.incremental_lr is not None) else self.lr
+        return lr / (step + 1) if self.lr_per_step == "inverse" else lr
+
+    def step_weight_decay(self, step: int) -> float:
+        """The weight decay of step ``step``."""
+        return self.weight_decay / (step + 1) if self.weight_decay_per_step == "inverse" else self.weight_decay
 
     def with_epochs(self, epochs: int) -> OptimConfig:
         """The same schedule stretched to ``epochs``: milestones scale in proportion (unchanged at the same length)."""
@@ -107,6 +123,8 @@ class ModelConfig:
     """linear, cosine (LUCIR) or lsc (PODNet's local similarity classifier)."""
     last_relu: bool = True
     """False drops the backbone's final ReLU (LUCIR, PODNet)."""
+    head_bias: bool = True
+    """The linear head's bias (the WA authors' classifier has none)."""
     shortcut: Literal["A", "B"] = "A"
     """CIFAR ResNets: A = parameter-free strided identity (He et al.), B = 1x1 conv + BN."""
     proxies_per_class: int = ranged(10, ge=1, le=1000)

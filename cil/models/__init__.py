@@ -46,10 +46,10 @@ BACKBONES.add("podnet-resnet32", _podnet_resnet32, "PODNet's CIFAR ResNet-32 (no
 BACKBONES.add("resnet18", _resnet18, "ResNet-18 for ImageNet-sized images")
 
 
-def _linear(dim: int, **options) -> IncrementalHead:
+def _linear(dim: int, head_bias: bool = True, **options) -> IncrementalHead:
     from cil.models.heads import LinearHead
 
-    return LinearHead(dim)
+    return LinearHead(dim, bias=head_bias)
 
 
 def _cosine(dim: int, **options) -> IncrementalHead:
@@ -58,7 +58,7 @@ def _cosine(dim: int, **options) -> IncrementalHead:
     return CosineHead(dim)
 
 
-def _lsc(dim: int, proxies_per_class: int = 10, lsc_similarity: str = "cosine") -> IncrementalHead:
+def _lsc(dim: int, proxies_per_class: int = 10, lsc_similarity: str = "cosine", **options) -> IncrementalHead:
     from cil.models.heads import LocalSimilarityHead
 
     return LocalSimilarityHead(dim, proxies_per_class, lsc_similarity)
@@ -79,13 +79,17 @@ def build_net(
     shortcut: str = "A",
     proxies_per_class: int = 10,
     lsc_similarity: str = "cosine",
+    head_bias: bool = True,
 ) -> IncrementalNet:
     build_backbone, build_head = BACKBONES[backbone], HEADS[head]  # unknown names: one line each
     from cil.models.net import IncrementalNet
 
     net = build_backbone(last_relu=last_relu, shortcut=shortcut)
     return IncrementalNet(
-        net, build_head(net.out_dim, proxies_per_class=proxies_per_class, lsc_similarity=lsc_similarity)
+        net,
+        build_head(
+            net.out_dim, proxies_per_class=proxies_per_class, lsc_similarity=lsc_similarity, head_bias=head_bias
+        ),
     )
 
 

@@ -40,14 +40,19 @@ class IncrementalHead(nn.Module):
 
 
 class LinearHead(IncrementalHead):
-    """Fully connected logits z = W f + b, one ``nn.Linear`` per step (PyTorch's default init)."""
+    """Fully connected logits z = W f + b, one ``nn.Linear`` per step (PyTorch's default init); without ``bias``,
+    z = W f (the WA authors' classifier)."""
+
+    def __init__(self, in_dim: int, bias: bool = True):
+        super().__init__(in_dim)
+        self.bias = bias
 
     def group_size(self, group: nn.Module) -> int:
         assert isinstance(group, nn.Linear)
         return group.out_features
 
     def new_group(self, n_new: int, device: torch.device) -> nn.Module:
-        return nn.Linear(self.in_dim, n_new, device=device)
+        return nn.Linear(self.in_dim, n_new, bias=self.bias, device=device)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.cat([g(features) for g in self.groups], dim=1)

@@ -179,6 +179,7 @@ def build_strategy(
         shortcut=cfg.model.shortcut,
         proxies_per_class=cfg.model.proxies_per_class,
         lsc_similarity=cfg.model.lsc_similarity,
+        head_bias=cfg.model.head_bias,
     )
     loss, plugins = build_plugins(cfg)
     if world.active:

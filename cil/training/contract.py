@@ -93,6 +93,8 @@ class TrainingStage:
     backbone_train_mode: bool = False
     """A frozen backbone in training mode: BatchNorm normalises with batch statistics and re-estimates
     its running statistics on the stage's set (PODNet's balanced finetuning)."""
+    augment: bool = True
+    """The training augmentation on the stage's images; False: the evaluation transform (BiC's stage 2)."""
     loss: StageLoss | None = None
     """None: the strategy's classification loss on the stage's set (its class counts), unweighted."""
     teacher: bool = False
@@ -125,6 +127,11 @@ class Engine(Protocol):
         """Labels of every step's classes, from the base step to this one (each a contiguous range)."""
 
     @property
+    def n_classes_total(self) -> int:
+        """Classes of the whole scenario, every step's: the outputs of a network built with all of them from the
+        start (iCaRL's code averages its loss over them)."""
+
+    @property
     def device(self) -> torch.device: ...
 
     @property
@@ -147,6 +154,9 @@ class Engine(Protocol):
     @property
     def memory_set(self) -> TrainingSet:
         """A copy of the exemplars of every class stored so far (empty without a memory)."""
+
+    def memory_per_class(self, n_classes: int) -> int:
+        """Exemplars per class the memory keeps once ``n_classes`` classes are seen (0 without a memory)."""
 
     @property
     def train_class_counts(self) -> torch.Tensor:
@@ -205,10 +215,14 @@ class Engine(Protocol):
         model in evaluation mode, without gradient."""
 
     def training_batches(
-        self, training_set: TrainingSet, batch_size: int | None = None, order: torch.Tensor | None = None
+        self,
+        training_set: TrainingSet,
+        batch_size: int | None = None,
+        order: torch.Tensor | None = None,
+        augment: bool = True,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(x, y) mini-batches of ``training_set`` with the training augmentation, in ``order`` (default:
-        a fresh permutation from ``data_generator``)."""
+        """(x, y) mini-batches of ``training_set`` with the training augmentation (the evaluation transform
+        without ``augment``), in ``order`` (default: a fresh permutation from ``data_generator``)."""
 
     def evaluation_batches(
         self, training_set: TrainingSet, batch_size: int | None = None
@@ -222,6 +236,11 @@ class Engine(Protocol):
     def hold_out(self, per_class: int) -> TrainingSet:
         """Take ``per_class`` random samples of every seen class out of the training set; return them (a
         class-balanced validation set, Meta BSCE's B_t, BiC's validation part)."""
+
+    def withhold(self, per_class: int) -> TrainingSet:
+        """Take ``per_class`` random samples of every new class out of this step's data for good: they are not
+        trained on and the memory never chooses them; return them (BiC's validation pool, split off before
+        training as its code does)."""
 
     def train_on(self, stage: TrainingStage) -> dict[str, float]:
         """Run a training stage (balanced finetuning, a bias layer); the means of its last epoch's loss terms."""

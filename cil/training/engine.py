@@ -40,7 +40,7 @@ from avalanche.training.utils import trigger_plugins
 
 from cil.config import OptimConfig, RuntimeConfig
 from cil.config.shapes import INT, NULL, SECTION, ListOf, Mapping, OneOf
-from cil.errors import TrainingDiverged
+from cil.errors import TrainingDiverged, UserError
 from cil.training.contract import Batch, CilPlugin, ClassificationLoss, Engine, PluginHooks, TrainingStage
 from cil.training.distributed import SINGLE, World
 from cil.training.epoch_losses import EpochLosses
@@ -50,6 +50,7 @@ from cil.training.random_state import capture_rng, restore_rng
 from cil.training.runtime import Runtime
 from cil.training.schedules import warmed_up_factor
 from cil.training.training_set import TrainingSet, balanced_split
+from cil.training.weight_decay import without_decay_on_biases_and_norms
 
 if TYPE_CHECKING:
     from cil.data.base import ImageData
@@ -221,6 +222,10 @@ class IncrementalStrategy(SupervisedTemplate):
         return [list(classes) for classes in self.plan.step_classes[: self.step + 1]]
 
     @property
+    def n_classes_total(self) -> int:
+        return sum(len(classes) for classes in self.plan.step_classes)
+
+    @property
     def data_generator(self) -> torch.Generator:
         return self._order_generator
 
@@ -237,6 +242,28 @@ class IncrementalStrategy(SupervisedTemplate):
     def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
         """Add samples (e.g. exemplars) to this step's training set."""
         self._train_set = self._train_set + TrainingSet(indices.long().cpu(), labels.long().cpu())
+
+    def memory_per_class(self, n_classes: int) -> int:
+        return self.memory.memory.quota(n_classes) if self.memory is not None else 0
+
+    def withhold(self, per_class: int) -> TrainingSet:
+        """``per_class`` random samples of every new class leave the step's data (and so the memory's choice)."""
+        data, chosen = self.experience_data, []
+        for label in self.new_classes:
+            positions = (data.labels == label).nonzero().flatten()
+            if len(positions) <= per_class:
+                raise UserError(
+                    f"cannot withhold {per_class} training samples of class {label}: it has {len(positions)}, and "
+                    "at least one must stay to train on"
+                )
+            chosen.append(positions[torch.randperm(len(positions), generator=self._order_generator)[:per_class]])
+        mask = torch.zeros(len(data), dtype=torch.bool)
+        if chosen:
+            mask[torch.cat(chosen)] = True
+        withheld = data.subset(mask)
+        self.experience_data = data.subset(~mask)
+        self._train_set = self._train_set.subset(~torch.isin(self._train_set.indices, withheld.indices))
+        return withheld
 
     def hold_out(self, per_class: int) -> TrainingSet:
         """``per_class`` random samples of every seen class leave the training set; they are returned."""
@@ -296,9 +323,14 @@ class IncrementalStrategy(SupervisedTemplate):
         self.world.average_(tensors)
 
     def training_batches(
-        self, training_set: TrainingSet, batch_size: int | None = None, order: torch.Tensor | None = None
+        self,
+        training_set: TrainingSet,
+        batch_size: int | None = None,
+        order: torch.Tensor | None = None,
+        augment: bool = True,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(x, y) augmented mini-batches of ``training_set`` in ``order`` (default: a fresh random one)."""
+        """(x, y) augmented mini-batches of ``training_set`` in ``order`` (default: a fresh random one); without
+        ``augment``, with the evaluation transform."""
         batch_size = batch_size or self.batch_size
         if order is None:
             order = torch.randperm(len(training_set), generator=self._order_generator)
@@ -309,7 +341,7 @@ class IncrementalStrategy(SupervisedTemplate):
         labels = labels.to(self.device)  # once per epoch, not once per batch
         sharded = {"shard": (self.world.rank, self.world.size)} if self.world.active else {}  # one process: no shard
         images = self.train_data.batches(
-            indices, batch_size, train=True, device=self.device, generator=self._augment_generator, **sharded
+            indices, batch_size, train=augment, device=self.device, generator=self._augment_generator, **sharded
         )
         for x, y in zip(images, labels.split(batch_size)):
             yield self.runtime.input(x), self.world.chunk(y)
@@ -375,7 +407,7 @@ class IncrementalStrategy(SupervisedTemplate):
                     model.backbone.eval()
                 losses = EpochLosses()
                 order = stage.epoch_positions() if stage.epoch_positions is not None else None
-                for x, y in self.training_batches(stage.training_set, stage.batch_size, order):
+                for x, y in self.training_batches(stage.training_set, stage.batch_size, order, stage.augment):
                     self._iteration += 1  # previous_output() answers for this batch
                     self._batch = Batch(x, y)
                     output = self._stage_forward(x, stage.frozen_backbone, head_trained)
@@ -456,11 +488,14 @@ class IncrementalStrategy(SupervisedTemplate):
 
     def make_optimizer(self, **kwargs: Any) -> None:
         cfg = self.optim_config
-        lr = cfg.incremental_lr if (self.step > 0 and cfg.incremental_lr is not None) else cfg.lr
+        lr, weight_decay = cfg.step_lr(self.step), cfg.step_weight_decay(self.step)
+        self.step_record["lr"], self.step_record["weight_decay"] = lr, weight_decay
         groups: list[dict] = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
         for component in self.hooks.all("param_groups"):
             groups = component.param_groups(self.view, groups, lr)
-        self.optimizer = self.runtime.sgd(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if cfg.weight_decay_on == "weights":
+            groups = without_decay_on_biases_and_norms(groups)
+        self.optimizer = self.runtime.sgd(groups, lr=lr, momentum=cfg.momentum, weight_decay=weight_decay)
         if cfg.warmup_epochs > 0:  # a linear ramp, then the schedule: one factor per epoch
             factor = partial(warmed_up_factor, cfg.schedule, cfg.milestones, cfg.gamma, cfg.warmup_epochs)
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(factor, self.train_epochs))
