@@ -492,3 +492,26 @@ def test_each_step_records_the_learning_rate_and_weight_decay_it_started_with(tm
     results = run_ok(tmp_path, capsys, "--strategy", "ss-il", "--set", "optim.batch_size=40")
     assert [s["lr"] for s in results["steps"]] == pytest.approx([0.1, 0.05, 0.1 / 3])
     assert {s["weight_decay"] for s in results["steps"]} == {1e-4}
+
+
+def test_bic_validation_count_rounds_down_as_the_official_code():
+    """imagenet_main.py: nb_val_itera = floor(0.1 x 20000 / (100 itera)) validation images per class at step
+    itera of ImageNet-1000 (fixed memory of 20,000); the pool holds the first step's 20; 2 with 20 per class."""
+    from types import SimpleNamespace
+
+    plugin = BiasCorrectionLayer(BiasLayerConfig())
+
+    def engine(n_old: int, budget: int | None, per_class: int = 20, base: int = 100):
+        quota = (lambda n: budget // n) if budget else (lambda n: per_class)
+        return SimpleNamespace(
+            n_old=n_old,
+            step_classes=[list(range(base))],
+            memory_per_class=quota,
+            train_class_counts=torch.full((n_old + 100,), quota(n_old)),
+        )
+
+    official = [int(math.floor(0.1 * 20000 / (100 * itera))) for itera in range(1, 10)]
+    assert official == [20, 10, 6, 5, 4, 3, 2, 2, 2]
+    assert [plugin.validation_per_class(engine(100 * t, 20000)) for t in range(1, 10)] == official
+    assert plugin.pool_per_class(engine(100, 20000)) == 20
+    assert plugin.validation_per_class(engine(50, None)) == plugin.pool_per_class(engine(50, None, base=50)) == 2
