@@ -288,3 +288,16 @@ def test_memory_set_is_read_only(tmp_path, capsys):
 
     assert isinstance(IncrementalStrategy.memory_set, property) and IncrementalStrategy.memory_set.fset is None
     assert [s["memory_size"] for s in results["steps"]] == [12, 16, 20]
+
+
+def test_the_docs_engine_table_names_every_member_of_the_protocol():
+    """docs/strategies.md's `Engine` table is what plugin writers read: a member added to the protocol and not
+    to the table fails here, and so does a name the table keeps after the protocol dropped it."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "strategies.md").read_text()
+    table = doc[doc.index("The `Engine` protocol:") :].split("\n\n")[1]
+    first_column = [row.split("|")[1] for row in table.splitlines()[2:]]
+    documented = {name for cell in first_column for name in re.findall(r"`([a-z_]+)", cell)}
+    assert documented == set(engine_members())
