@@ -7,7 +7,7 @@ and their meaning); this module is its stable public face, for cil's own methods
 ``cil.strategies`` as for anyone's.
 """
 
-from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError, ranged
+from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError, milestones_field, ranged
 from cil.errors import UserError
 from cil.models.net import NetOutput
 from cil.registry import register
@@ -36,6 +36,7 @@ __all__ = [
     "TrainingSet",
     "TrainingStage",
     "UserError",
+    "milestones_field",
     "ranged",
     "register",
     "require_head",

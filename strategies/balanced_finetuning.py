@@ -35,13 +35,23 @@ frozen features only; the margin ranking term does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from cil.strategies.augmented_copies import repeated_positions
 from cil.strategies.task_distillation import task_wise_distillation
 
-from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, StageLoss, TrainingStage, ranged, register
+from cil.plugin import (
+    CilPlugin,
+    ComponentConfig,
+    Engine,
+    NetOutput,
+    StageLoss,
+    TrainingStage,
+    milestones_field,
+    ranged,
+    register,
+)
 
 
 def balanced_subset(indices: torch.Tensor, labels: torch.Tensor, per_class: int | None) -> torch.Tensor:
@@ -57,7 +67,7 @@ class BalancedFinetuningConfig(ComponentConfig):
     name: str = "balanced-finetuning"
     epochs: int = ranged(20, ge=1, le=100_000)
     lr: float = ranged(0.05, gt=0)
-    milestones: list[int] = field(default_factory=list)
+    milestones: list[int] = milestones_field()
     """Epochs at which the learning rate is divided by 10 (LUCIR: [10]; PODNet: none)."""
     classifier_only: bool = True
     tune_scale: bool = True

@@ -33,7 +33,7 @@ also hold the accuracy before the correction (``classifier_accuracy``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -48,6 +48,7 @@ from cil.plugin import (
     TrainingSet,
     TrainingStage,
     UserError,
+    milestones_field,
     ranged,
     register,
 )
@@ -79,7 +80,7 @@ class BiasLayerConfig(ComponentConfig):
     epochs: int = ranged(200, ge=1, le=100_000)
     """Epochs of stage 2 (the official code: 200)."""
     lr: float = ranged(0.1, gt=0)
-    milestones: list[int] = field(default_factory=lambda: [60, 120, 160, 180])
+    milestones: list[int] = milestones_field(lambda: [60, 120, 160, 180])
     """Epochs at which stage 2's learning rate is divided by 10 (the official code's)."""
     beta_decay: float = ranged(0.1, ge=0)
     """Weight of the L2 term on beta (the official code's 0.1)."""
@@ -87,8 +88,13 @@ class BiasLayerConfig(ComponentConfig):
     def validate_with(self, run, prefix: str) -> None:
         if not run.memory.enabled:
             raise IncompatibleConfigError(
-                f"{prefix} bic-bias-layer learns its correction on a validation set taken from the exemplars: "
-                "use a memory (--memory N or --memory-budget M)"
+                f"{prefix} bic-bias-layer learns its correction on a validation set sized by the exemplars per "
+                "class: use a memory (--memory N or --memory-budget M)"
+            )
+        if self.validation == "exemplars" and run.memory.budget is None and run.memory.per_class < 2:
+            raise IncompatibleConfigError(
+                f"{prefix} validation exemplars holds images out of {run.memory.per_class} exemplar per class, "
+                "leaving none to train on: use --memory 2 or more, or validation pool"
             )
 
 
@@ -132,7 +138,7 @@ class BiasCorrectionLayer(CilPlugin):
     def validation_per_class(self, engine: Engine) -> int:
         old_counts = engine.train_class_counts[: engine.n_old]
         smallest = int(old_counts.min()) if len(old_counts) else 0
-        if smallest < 2:
+        if smallest < 2 and self.config.validation == "exemplars":
             raise UserError(
                 "bic-bias-layer needs at least 2 exemplars of every old class (one to train on, one to hold out): "
                 "use a larger memory"

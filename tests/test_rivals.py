@@ -334,6 +334,18 @@ def test_icarl_records_nme_and_classifier_accuracy(tmp_path, capsys):
         ),
         (["--strategy", "bic", "--memory", "0"], "bic-bias-layer learns its correction on a validation set"),
         (
+            ["--strategy", "bic", "--memory", "1", "--set", "plugins.bic-bias-layer.validation=exemplars"],
+            "plugins.bic-bias-layer validation exemplars holds images out of 1 exemplar per class, leaving none",
+        ),
+        (
+            ["--strategy", "bic", "--set", "plugins.bic-bias-layer.milestones=[0,5]"],
+            "invalid value for 'plugins.bic-bias-layer.milestones': must be increasing positive epochs",
+        ),
+        (
+            ["--strategy", "eeil", "--set", "plugins.balanced-finetuning.milestones=[20,10]"],
+            "invalid value for 'plugins.balanced-finetuning.milestones': must be increasing positive epochs",
+        ),
+        (
             ["--strategy", "ss-il", "--set", "optim.batch_size=16"],
             "replay_batch_size 32 leaves no new-class sample in a mini-batch of optim.batch_size 16",
         ),

@@ -13,7 +13,7 @@ error that lists the valid keys.
 
 from cil.config.coerce import ComponentLookup, build_run_config
 from cil.config.compare import RUNTIME_KEYS, config_differences, describe_differences, flatten
-from cil.config.fields import ConfigError, IncompatibleConfigError, check, join_key, ranged
+from cil.config.fields import ConfigError, IncompatibleConfigError, check, join_key, milestones_field, ranged
 from cil.config.layers import (
     apply_command_line,
     apply_set,
@@ -75,6 +75,7 @@ __all__ = [
     "load_yaml",
     "options_layer",
     "parse_set",
+    "milestones_field",
     "ranged",
     "resume_config",
     "scenario_layer",

@@ -29,7 +29,7 @@ def build_run_config(raw: dict[str, Any], lookup: ComponentLookup) -> RunConfig:
         plugins = raw.pop("plugins") or []
         if not isinstance(plugins, list):
             raise ConfigError("invalid value for 'plugins': must be a list of plugin names or mappings")
-        components["plugins"] = [_component(p, "plugin", lookup, f"plugins.{i}") for i, p in enumerate(plugins)]
+        components["plugins"] = [_component(p, "plugin", lookup, _plugin_key(p, i)) for i, p in enumerate(plugins)]
         names = [p.name for p in components["plugins"]]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -39,9 +39,16 @@ def build_run_config(raw: dict[str, Any], lookup: ComponentLookup) -> RunConfig:
         setattr(cfg, key, value)
     for section in COMPONENT_SECTIONS:
         getattr(cfg, section).validate_with(cfg, section)
-    for i, plugin in enumerate(cfg.plugins):
-        plugin.validate_with(cfg, f"plugins.{i}")
+    for plugin in cfg.plugins:
+        plugin.validate_with(cfg, f"plugins.{plugin.name}")
     return cfg
+
+
+def _plugin_key(entry: Any, position: int) -> str:
+    """How an error names a plugin's keys: ``plugins.NAME`` as ``--set`` addresses them (the position while the
+    entry has no name yet)."""
+    name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
+    return f"plugins.{name}" if isinstance(name, str) and name else f"plugins.{position}"
 
 
 def _component(value: Any, kind: str, lookup: ComponentLookup, prefix: str) -> ComponentConfig:

@@ -93,6 +93,13 @@ def ranged(
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"range": bounds})
 
 
+def milestones_field(default_factory: Any = list) -> Any:
+    """A schedule's milestones: positive epochs in increasing order (every schedule a config holds: the run's,
+    a plugin stage's), checked as ranges are."""
+    field = ranged(default_factory=default_factory, ge=1)
+    return dataclasses.field(default_factory=default_factory, metadata={**field.metadata, "increasing": True})
+
+
 def field_range(field: dataclasses.Field) -> Range | None:
     return field.metadata.get("range")
 
@@ -113,5 +120,9 @@ def check_ranges(obj: Any, prefix: str) -> None:
         if bounds is None or value is None or isinstance(value, bool):
             continue
         values = value if isinstance(value, list) else [value]
+        if field.metadata.get("increasing") and not (
+            all(isinstance(v, int) and v in bounds for v in values) and values == sorted(set(values))
+        ):
+            raise ConfigError(f"invalid value for '{join_key(prefix, field.name)}': must be increasing positive epochs")
         if not all(isinstance(v, (int, float)) and v in bounds for v in values):
             raise ConfigError(f"invalid value for '{join_key(prefix, field.name)}': {bounds.describe()}")

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cil.config.fields import ConfigError, check, join_key, ranged
+from cil.config.fields import ConfigError, check, join_key, milestones_field, ranged
 from cil.errors import did_you_mean
 
 DEFAULT_SEED = 1993
@@ -44,7 +44,7 @@ class OptimConfig:
     batch_size: int = ranged(128, ge=2, le=2**20, note="(BatchNorm needs 2 samples)")
     epochs: int = ranged(250, ge=1, le=100_000)
     schedule: Literal["multistep", "cosine", "constant"] = "multistep"
-    milestones: list[int] = field(default_factory=lambda: [100, 150, 200])
+    milestones: list[int] = milestones_field(lambda: [100, 150, 200])
     gamma: float = ranged(0.1, gt=0, le=1)
     warmup_epochs: int = ranged(0, ge=0, le=100_000)
     """Linear warm-up: epoch e < W of a step trains at lr * (e + 1) / W, then the schedule (Goyal et al. 2017;
@@ -62,12 +62,6 @@ class OptimConfig:
     """Clamp every gradient element to [-c, c] before each update (the official PODNet code: 5)."""
 
     def validate(self, prefix: str) -> None:
-        check(
-            all(m > 0 for m in self.milestones) and self.milestones == sorted(set(self.milestones)),
-            prefix,
-            "milestones",
-            "must be increasing positive epochs",
-        )
         check(
             self.warmup_epochs < self.epochs,
             prefix,
