@@ -47,10 +47,19 @@ def _watch(parent: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def command_line(*args: object) -> str:
+    """A cil command as a shell can paste it: cil as this process was called, then ``args``, every word quoted
+    where the shell would read it otherwise (a space, a quote, ``$(...)`` in a run directory's name)."""
+    import shlex
+
+    return " ".join([cil_command(), *(shlex.quote(str(a)) for a in args)])
+
+
 def cil_command() -> str:
     """How to call cil again the way this process was called, for the commands cil prints ("continue with:
     ..."): ``cil`` when that name on the PATH is this script, else the script as typed (``.venv/bin/cil``, after
     ``make demo`` in a shell with no virtual environment active), or ``python -m cil``."""
+    import shlex
     import shutil
     import sys
 
@@ -59,9 +68,9 @@ def cil_command() -> str:
         on_path = shutil.which("cil")
         if on_path and os.path.realpath(on_path) == os.path.realpath(script):
             return "cil"
-        return script
+        return shlex.quote(script)
     if script.endswith(os.path.join("cil", "__main__.py")):
         python = shutil.which("python")
         same = python is not None and os.path.realpath(python) == os.path.realpath(sys.executable)
-        return f"{'python' if same else sys.executable} -m cil"
+        return f"{'python' if same else shlex.quote(sys.executable)} -m cil"
     return "cil"

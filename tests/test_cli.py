@@ -299,3 +299,17 @@ def test_seeds_load_the_dataset_once_and_match_single_runs(tmp_path, monkeypatch
         return [s["accuracy"] for s in json.loads((run_dir / "results.json").read_text())["steps"]]
 
     assert accuracies(tmp_path / "both" / "seed2") == accuracies(tmp_path / "alone")
+
+
+@pytest.mark.parametrize("name", ["runs/with space", "runs/it's", "runs/$(touch pwned)", 'runs/"q"`x`'])
+def test_printed_commands_paste_back_into_a_shell_as_the_same_words(name):
+    """Issue 35 item 12: a run directory with a space, a quote or $(...) gives a resume command that a shell
+    reads as the same path, never running what is inside it."""
+    import shlex
+    from pathlib import Path
+
+    from cil.processes import command_line
+    from cil.runs.run import resume_command
+
+    assert shlex.split(resume_command(Path(name)))[-3:] == ["run", "--resume", name]
+    assert shlex.split(command_line("sweep", "--status", name))[-3:] == ["sweep", "--status", name]

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from cil.processes import cil_command
+from cil.processes import command_line
 from cil.training.distributed import EXIT_PEER_LOST, LAUNCHER_PID
 
 
@@ -40,13 +40,13 @@ def launch(nproc: int, cil_argv: list[str], out: Path) -> int:
         kept = record_lost_rank(out, f"the process of rank {rank} of {nproc} {how}")
         print(
             f"cil: error: the process of rank {rank} of {nproc} {how}; {kept}continue with: "
-            f"{cil_command()} run --resume {out} --nproc {nproc}",
+            f"{command_line('run', '--resume', out, '--nproc', nproc)}",
             file=sys.stderr,
         )
         return 1
     except SignalException:  # SIGTERM/SIGINT: the ranks stopped at once and saved the run as interrupted
         print(
-            f"interrupted: {kept_steps(out)}continue with: {cil_command()} run --resume {out} --nproc {nproc}",
+            f"interrupted: {kept_steps(out)}continue with: {command_line('run', '--resume', out, '--nproc', nproc)}",
             file=sys.stderr,
         )
         return 130

@@ -46,9 +46,9 @@ def sigterm_as_interrupt():
 
 def resume_command(out: Path) -> str:
     """The command that continues the run in ``out``, as this shell can type it."""
-    from cil.processes import cil_command
+    from cil.processes import command_line
 
-    return f"{cil_command()} run --resume {out}"
+    return command_line("run", "--resume", out)
 
 
 def run(

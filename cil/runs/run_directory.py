@@ -10,7 +10,7 @@ from pathlib import Path
 from cil.config import RunConfig, config_differences, strategy_label
 from cil.errors import UserError
 from cil.files import planted_link, refused_writes, remove_stale_temporaries
-from cil.processes import cil_command
+from cil.processes import command_line
 from cil.runs.checkpoint import CHECKPOINT, load_checkpoint
 from cil.runs.results import RESULTS, load_results
 
@@ -41,7 +41,7 @@ def open_run_directory(
         return _checkpoint_to_resume(out, cfg, log)
     if not overwrite and (out / RESULTS).exists():
         raise UserError(
-            f"{out} already holds a run ({RESULTS}); continue it with '{cil_command()} run --resume {out}', "
+            f"{out} already holds a run ({RESULTS}); continue it with: {command_line('run', '--resume', out)}; "
             f"or choose another --out, or pass --overwrite"
         )
     if overwrite:

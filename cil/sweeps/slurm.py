@@ -25,6 +25,7 @@ from typing import Any
 
 from cil.errors import UserError
 from cil.files import open_append, refused_writes
+from cil.processes import command_line
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 SUBMITIT = ".submitit"
@@ -151,7 +152,7 @@ def submit(tasks: list, out: Path, launcher: str, options: SlurmOptions, wait: b
             )
     print(
         f"submitted {len(jobs)} runs as {launcher} jobs {jobs[0].job_id}{'...' if len(jobs) > 1 else ''}; "
-        f"see them with: cil sweep --status {out}",
+        f"see them with: {command_line('sweep', '--status', out)}",
         file=sys.stderr,
     )
     if not wait:
