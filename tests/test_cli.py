@@ -82,6 +82,8 @@ def test_list(capsys):
         (["frobnicate"], "invalid choice"),
         (["run", "--scenario", "cifar100-b50-5"], "needs --scenario and --strategy"),
         (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,x"], "--seeds"),
+        (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,,2"], "got '1,,2'"),
+        (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2,"], "got '1,2,'"),
         (
             ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2", "--seed", "3"],
             "not both",

@@ -344,3 +344,25 @@ def test_every_count_has_an_upper_bound_or_a_reason():
         if (bounds is None or bounds.high is None) and key not in UNBOUNDED_COUNTS
     ]
     assert not missing
+
+
+@pytest.mark.parametrize(
+    "profiles, message",
+    [
+        ({"cifarr": {"optim": {"lr": 0.05}}}, "unknown profile 'cifarr' under 'profiles' (did you mean 'cifar'?)"),
+        ({"imagenet": {"optim": {"lrr": 0.05}}}, "profile 'imagenet': unknown key 'optim.lrr' (did you mean 'lr'?)"),
+        ({"lt-cifar": {"optim": {"milestones": [0]}}}, "profile 'lt-cifar': invalid value for 'optim.milestones'"),
+    ],
+)
+def test_a_strategy_files_profiles_are_checked_as_the_rest_of_it(tmp_path, capsys, profiles, message):
+    """Issue 35 item 15: a profile entry whose name is no profile, or whose keys are unknown, was accepted and
+    never applied; now one line, before any data, even when this run's dataset does not apply it."""
+    import yaml
+
+    from cil.cli import main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({"extends": "il-baseline", "profiles": profiles}))
+    assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

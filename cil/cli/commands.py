@@ -136,7 +136,7 @@ def parse_seeds(text: str | None) -> list[int]:
     if text is None:
         return []
     try:
-        seeds = [int(v) for v in text.split(",") if v.strip()]
+        seeds = [int(v) for v in text.split(",")]  # an empty item ('1,,2') is a typo, not nothing
     except ValueError:
         raise UserError(f"--seeds expects comma-separated integers, got '{text}'") from None
     if not seeds or len(set(seeds)) != len(seeds):

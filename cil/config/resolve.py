@@ -7,7 +7,7 @@ import dataclasses
 from typing import Any
 
 from cil.config.coerce import ComponentLookup, build_run_config
-from cil.config.fields import ConfigError
+from cil.config.fields import ConfigError, IncompatibleConfigError
 from cil.config.layers import (
     apply_command_line,
     check_profiles,
@@ -41,6 +41,7 @@ def assemble(
     raw: dict[str, Any] = deep_merge({"scenario": scenario, "strategy": strategy}, scenario_defaults)
     layers = strategy_layers(strategy)
     sections = [layer.pop("profiles", {}) or {} for layer in layers]
+    check_strategy_profiles(strategy, layers, sections, lookup)
     for layer, own in zip(layers, sections):
         raw = deep_merge(raw, layer)
         for name in applied:
@@ -62,6 +63,46 @@ def assemble(
     # the run is filed and reported under its strategy and every plugin the command line added
     raw["strategy"] = "+".join([base, *named_plugins, *(flags.get("add_plugins") or [])])
     return _with_command_line(raw, flags, sets, lookup, overrides, plugin_settings)
+
+
+def dataset_profiles() -> list[str]:
+    """The profiles the scenario files apply by dataset (``cifar``, ``imagenet``, ``imagenet-full``)."""
+    from cil.config.layers import config_root, load_yaml
+
+    names: list[str] = []
+    for path in sorted((config_root() / "scenarios").glob("*.yaml")):
+        profile = load_yaml(path).get("profile") or []
+        names += [profile] if isinstance(profile, str) else list(profile)
+    return sorted(set(names))
+
+
+def check_strategy_profiles(
+    strategy: str, layers: list[dict[str, Any]], sections: list[dict[str, Any]], lookup: ComponentLookup
+) -> None:
+    """A strategy file's ``profiles:`` entries are checked as the rest of the file: a name that is no profile
+    (it would never apply) and a key or value the config does not take are one error line, whether or not this
+    run applies them."""
+    from cil.config.layers import available_profiles
+    from cil.errors import did_you_mean
+
+    known = sorted({*dataset_profiles(), *available_profiles()})
+    plain: dict[str, Any] = {"scenario": "synthetic-b50-5", "strategy": strategy}
+    for layer in layers:
+        plain = deep_merge(plain, layer)
+    for own in sections:
+        if not isinstance(own, dict):
+            raise ConfigError(f"strategy {strategy}: 'profiles' must map profile names to config values")
+        for name, values in own.items():
+            if name not in known:
+                raise ConfigError(
+                    f"strategy {strategy}: unknown profile '{name}' under 'profiles'{did_you_mean(str(name), known)}"
+                )
+            try:
+                build_run_config(deep_merge(plain, values if isinstance(values, dict) else {}), lookup)
+            except IncompatibleConfigError:
+                pass  # a combination this profile's runs would refuse with their own options; not a typo
+            except ConfigError as exc:
+                raise ConfigError(f"strategy {strategy}, profile '{name}': {exc}") from None
 
 
 IMBALANCE_PROFILES = {"exp": "long-tailed", "step": "step-imbalanced"}
