@@ -83,6 +83,18 @@ def test_list(capsys):
         (["run", "--scenario", "cifar100-b50-5"], "needs --scenario and --strategy"),
         (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,x"], "--seeds"),
         (["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,,2"], "got '1,,2'"),
+        (
+            [
+                "run",
+                "--scenario",
+                "synthetic-b50-5",
+                "--strategy",
+                "il-baseline",
+                "--set",
+                f"logging.wandb_tags=[{'t' * 65}]",
+            ],
+            "invalid value for 'logging.wandb_tags.0': a W&B tag has 1 to 64 characters",
+        ),
         (["sweep", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2,"], "got '1,2,'"),
         (
             ["run", "--scenario", "synthetic-b50-5", "--strategy", "il-baseline", "--seeds", "1,2", "--seed", "3"],

@@ -223,6 +223,18 @@ class LoggingConfig:
         repeated = sorted({name for name in self.loggers if self.loggers.count(name) > 1})
         if repeated:
             raise ConfigError(f"invalid value for '{join_key(prefix, 'loggers')}': '{repeated[0]}' is named twice")
+        for i, tag in enumerate(self.wandb_tags):  # W&B refuses these itself, but only once the run has started
+            check(
+                0 < len(tag) <= WANDB_TAG_LENGTH,
+                prefix,
+                f"wandb_tags.{i}",
+                f"a W&B tag has 1 to {WANDB_TAG_LENGTH} characters, '{tag if len(tag) <= 20 else tag[:20] + '...'}' "
+                f"has {len(tag)}",
+            )
+
+
+WANDB_TAG_LENGTH = 64
+"""The longest tag W&B accepts."""
 
 
 @dataclass
