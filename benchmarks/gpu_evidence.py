@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -355,8 +356,38 @@ def table(phases: list[Phase], header: dict) -> str:
     return "\n".join(lines)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes as one line and exit 2, as cil's own commands (not argparse's three-line usage)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"gpu_evidence: error: {message}\n")
+
+
+MAX_BUDGET_S = 7 * 24 * 3600.0
+"""The longest --budget taken (a week); more is a typo."""
+
+
+def checked_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The chosen phases, once every argument is known good; one error line otherwise (before anything is made)."""
+    if not (math.isfinite(args.budget) and 0 < args.budget <= MAX_BUDGET_S):
+        parser.error(f"--budget must be seconds in (0, {MAX_BUDGET_S:.0f}], got {args.budget}")
+    chosen = [p for p in args.phases.split(",") if p]
+    unknown = [p for p in chosen if p not in PHASES]
+    if unknown or not chosen:
+        parser.error(
+            f"{f'unknown phase {unknown[0]!r}' if unknown else '--phases names no phase'}; valid: {', '.join(PHASES)}"
+        )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file, not a folder")
+    existing = next(p for p in [out.resolve(), *out.resolve().parents] if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        parser.error(f"--out {out}: {existing} is not writable")
+    return chosen
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu-evidence", help="folder for gpu_evidence.json and the phases' logs")
     parser.add_argument("--bundle", help="the folder make device-bundle wrote (.devsite): install cil from it")
     parser.add_argument("--dry-run", action="store_true", help="the same sequence on the CPU at tiny sizes")
@@ -367,15 +398,23 @@ def main() -> int:
     if args.time_phases:
         time_phases(Path(args.time_phases), args.dry_run)
         return 0
-    chosen = [p for p in args.phases.split(",") if p]
-    unknown = [p for p in chosen if p not in PHASES]
-    if unknown:
-        parser.error(f"unknown phase {unknown[0]!r}; valid: {', '.join(PHASES)}")
+    chosen = checked_arguments(parser, args)
     started = time.monotonic()
     out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        parser.error(f"--out {args.out}: cannot make it ({exc.strerror})")
     scratch = Path(tempfile.mkdtemp(prefix="cil-evidence-"))
+    try:
+        return run_phases(args, chosen, out, scratch, started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # a refused or failed run leaves no copy behind either
+
+
+def run_phases(args: argparse.Namespace, chosen: list[str], out: Path, scratch: Path, started: float) -> int:
+    """Install (from the bundle), describe the device, run the chosen phases; the report after every phase."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     if args.bundle:
         env.update(install(Path(args.bundle).resolve(), scratch / "site"))
     ctx = Context(
@@ -407,7 +446,6 @@ def main() -> int:
     write_report(out, phases, header)
     print(table(phases, header), flush=True)
     print(f"\nwritten: {out / 'gpu_evidence.json'}")
-    shutil.rmtree(scratch, ignore_errors=True)
     return 1 if failed else 0
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.gpu_evidence import PHASES, Phase, table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,3 +43,32 @@ def test_table_says_what_ran_and_what_did_not():
     header = {"device_name": "NVIDIA H200", "torch": "2.11", "cil": "0.1.0", "dry_run": False, "seconds": 105.0}
     text = table(phases, header)
     assert "NVIDIA H200" in text and "| gpu-tests | ok | 75 passed | 100 |" in text and "| schedule | time |" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--budget", "1e30"], "--budget must be seconds in (0, 604800], got 1e+30"),
+        (["--budget", "-1"], "--budget must be seconds"),
+        (["--budget", "nan"], "--budget must be seconds"),
+        (["--phases", ""], "--phases names no phase; valid: gpu-tests"),
+        (["--phases", "speed"], "unknown phase 'speed'; valid: gpu-tests"),
+        (["--out", "README.md"], "--out README.md is a file, not a folder"),
+        (["--out", "/proc/no/such"], "--out /proc/no/such: cannot make it"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_arguments_are_one_line_and_leave_nothing_behind(argv, message):
+    """Issue 35 item 9: each was a traceback, argparse's three lines or a run that started; none may leave a
+    /tmp/cil-evidence-* copy."""
+    import glob
+
+    root = REPO
+    before = set(glob.glob("/tmp/cil-evidence-*"))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu_evidence.py", "--dry-run", *argv], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == f"gpu_evidence: error: {done.stderr.strip().split('error: ', 1)[1]}"
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
+    assert set(glob.glob("/tmp/cil-evidence-*")) == before
