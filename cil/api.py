@@ -75,6 +75,45 @@ def _check_options(options: dict[str, Any], extra: tuple[str, ...] = ()) -> None
         raise UserError(f"unknown argument '{name}'{did_you_mean(name, [*OPTIONS, *extra])}")
 
 
+def _check_types(**arguments: Any) -> None:
+    """One UserError, as the command line's, for an argument of the wrong type (a traceback from deep inside
+    otherwise, or a value silently read as something else)."""
+    from cil.errors import UserError
+
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def names(v: Any) -> bool:
+        return not isinstance(v, (str, bytes, dict)) and isinstance(v, Iterable) and all(isinstance(n, str) for n in v)
+
+    rules: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "scenario": (lambda v: isinstance(v, str), "a scenario name such as 'cifar100-b50-5'"),
+        "strategy": (lambda v: isinstance(v, (str, Path)), "a strategy name or a strategy file's path"),
+        "seed": (lambda v: v is None or integer(v), "an integer"),
+        "memory": (lambda v: v is None or integer(v), "an integer (exemplars per class)"),
+        "memory_budget": (lambda v: v is None or integer(v), "an integer (exemplars in all)"),
+        "epochs": (lambda v: v is None or integer(v), "an integer"),
+        "limit_per_class": (lambda v: v is None or integer(v), "an integer"),
+        "imbalance": (lambda v: v is None or isinstance(v, str), "a profile such as 'exp:100'"),
+        "plugins": (lambda v: isinstance(v, str) or names(v), "a list of plugin names, e.g. ['nme'] (or one name)"),
+        "profiles": (lambda v: isinstance(v, str) or names(v), "a list of profile names (or one name)"),
+        "overrides": (lambda v: v is None or isinstance(v, dict), "a dict of config keys, e.g. {'optim.lr': 0.05}"),
+        "device": (lambda v: v is None or isinstance(v, str), "'auto', 'cpu' or 'cuda'"),
+        "data_root": (lambda v: v is None or isinstance(v, (str, Path)), "a folder"),
+        "progress": (lambda v: isinstance(v, bool), "True or False"),
+        "loggers": (lambda v: v is None or isinstance(v, str) or names(v), "a list of logger names, or ()"),
+        "log": (lambda v: v is None or callable(v), "a function taking one line of text"),
+        "out": (lambda v: v is None or isinstance(v, (str, Path)), "a folder"),
+        "overwrite": (lambda v: isinstance(v, bool), "True or False"),
+    }
+    for name, value in arguments.items():
+        ok, expected = rules[name]
+        if not ok(value):
+            raise UserError(f"{name} must be {expected}, got {value!r}")
+    if arguments.get("memory") is not None and arguments.get("memory_budget") is not None:
+        raise UserError("give memory (per class) or memory_budget (in all), not both")
+
+
 def _items(value: Any) -> list:
     """A list of ``value``'s items; a single string or path is one item, never split into characters."""
     if isinstance(value, (str, Path, dict)):
@@ -110,6 +149,23 @@ def experiment_config(
     from cil.config import options_layer
 
     _check_options(unknown)
+    _check_types(
+        scenario=scenario,
+        strategy=strategy,
+        seed=seed,
+        memory=memory,
+        memory_budget=memory_budget,
+        epochs=epochs,
+        limit_per_class=limit_per_class,
+        imbalance=imbalance,
+        plugins=plugins,
+        profiles=profiles,
+        overrides=overrides,
+        device=device,
+        data_root=data_root,
+        progress=progress,
+        loggers=loggers,
+    )
     from cil.runs.assemble import build_config
 
     flags = options_layer(
@@ -118,7 +174,7 @@ def experiment_config(
         memory=memory,
         memory_budget=memory_budget,
         epochs=epochs,
-        data_root=data_root,
+        data_root=None if data_root is None else str(data_root),
         limit_per_class=limit_per_class,
         imbalance=imbalance,
         progress=progress,
@@ -126,7 +182,7 @@ def experiment_config(
         plugins=tuple(_items(plugins)),
         profiles=tuple(_items(profiles)),
     )
-    return build_config(scenario, strategy, flags, [], overrides=overrides)
+    return build_config(scenario, str(strategy), flags, [], overrides=overrides)
 
 
 def run_experiment(
@@ -150,6 +206,7 @@ def run_experiment(
     from cil.runs.run_directory import default_run_dir
 
     _check_options(options)
+    _check_types(out=out, overwrite=overwrite, log=log)
     cfg = experiment_config(scenario, strategy, **options)
     run_dir = Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed)
     results = run(
@@ -173,7 +230,15 @@ def run_seeds(
     if "seed" in kwargs:
         raise UserError("run_seeds takes seeds=[...], not seed=")
     running = {k: kwargs.pop(k) for k in ("overwrite", "log", "extra_plugins") if k in kwargs}
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise UserError(f"seeds must be a list of integers, got {seeds!r}")
+    seeds = list(seeds)
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise UserError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds must be distinct, got {seeds!r}")
+    _check_types(out=out, **{k: v for k, v in running.items() if k in ("overwrite", "log")})
     configs = [experiment_config(scenario, strategy, seed=seed, **kwargs) for seed in seeds]
     log = running.pop("log", None) or (lambda line: print(line, file=sys.stderr))
     results = run_each(configs, Path(out), log=log, **running)

@@ -131,3 +131,42 @@ def test_a_single_string_is_one_item(tmp_path):
     assert cfg.logging.loggers == ["csv"] and cfg.plugins[-1].name == "nme"
     with pytest.raises(UserError, match=f"no results.json found under {tmp_path}$"):  # a folder, not characters
         api.collect_runs(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"scenario": 5}, "scenario must be a scenario name such as 'cifar100-b50-5', got 5"),
+        ({"strategy": None}, "strategy must be a strategy name or a strategy file's path, got None"),
+        ({"strategy": ["il-baseline"]}, "strategy must be a strategy name"),
+        ({"epochs": "3"}, "epochs must be an integer, got '3'"),
+        ({"epochs": 3.5}, "epochs must be an integer, got 3.5"),
+        ({"memory": True}, "memory must be an integer"),
+        ({"overrides": ["optim.lr=0.05"]}, "overrides must be a dict of config keys"),
+        ({"plugins": [{"name": "nme"}]}, "plugins must be a list of plugin names"),
+        ({"progress": "no"}, "progress must be True or False, got 'no'"),
+        ({"memory": 2, "memory_budget": 100}, "give memory (per class) or memory_budget (in all), not both"),
+    ],
+)
+def test_every_api_argument_is_checked_with_one_line(arguments, message):
+    """Issue 35 item 13: these were tracebacks from deep inside, or silently accepted."""
+    call = {"scenario": "synthetic-b6-2", "strategy": "il-baseline", **arguments}
+    with pytest.raises(UserError) as caught:
+        api.experiment_config(**call)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [([], "non-empty list of integers"), ("12", "list of integers, got '12'"), ([1, 1], "distinct"), ([1.5], "")],
+)
+def test_run_seeds_checks_its_seeds_before_any_run(tmp_path, seeds, message):
+    with pytest.raises(UserError, match="seeds must be") as caught:
+        api.run_seeds("synthetic-b6-2", "il-baseline", seeds, out=tmp_path / "s")
+    assert message in str(caught.value) and not (tmp_path / "s").exists()
+
+
+def test_run_experiment_checks_its_own_arguments(tmp_path):
+    with pytest.raises(UserError, match="log must be a function taking one line of text, got 'x'"):
+        api.run_experiment("synthetic-b6-2", "il-baseline", out=tmp_path / "r", log="x")
+    assert not (tmp_path / "r").exists()
