@@ -348,9 +348,13 @@ def test_report_lists_damaged_results_instead_of_crashing(runs_root, tmp_path, c
     for name, text in [("list", "[]"), ("null", "null"), ("broken", "{not json")]:
         (tree / name).mkdir()
         (tree / name / "results.json").write_text(text)
+    odd = json.loads((tree / "good" / "results.json").read_text())
+    (tree / "odd").mkdir()
+    (tree / "odd" / "results.json").write_text(json.dumps({**odd, "strategy": "+nme"}))  # issue 35 item 14
     assert main(["report", str(tree)]) == 0
     out = capsys.readouterr().out
     assert "| il-baseline" in out
+    assert f"{tree / 'odd'}: unreadable (" in out
     assert f"{tree / 'list'}: unreadable (the file must be a JSON object, got a list)" in out
     assert f"{tree / 'null'}: unreadable (the file must be a JSON object, got null)" in out
     assert f"{tree / 'broken'}: unreadable (" in out
@@ -399,3 +403,17 @@ def test_a_grid_sweeps_rows_and_figures_tell_its_variants_apart(runs_root, tmp_p
     assert not list(monkey_cwd.iterdir())
     one = mean_curves_figure([runs[0]]).axes[0].get_title()
     assert "band" not in one  # one run: no band, and the title does not promise one
+
+
+def test_plot_draws_the_good_runs_and_names_the_damaged_ones(runs_root, tmp_path, capsys):
+    """Issue 35 item 14: one results.json with an odd strategy label ('+nme') made `cil plot DIR` exit 2."""
+    tree = tmp_path / "tree"
+    for seed in ("seed1", "seed2"):
+        shutil.copytree(runs_root / "il-baseline" / seed, tree / seed)
+    odd = json.loads((tree / "seed1" / "results.json").read_text())
+    (tree / "odd").mkdir()
+    (tree / "odd" / "results.json").write_text(json.dumps({**odd, "strategy": "+nme"}))
+    assert main(["plot", str(tree), "--kind", "curves", "--out", str(tmp_path / "figs")]) == 0
+    err = capsys.readouterr().err
+    assert f"cil: skipped {tree / 'odd'}: results.json is unreadable (" in err
+    assert (tmp_path / "figs" / "accuracy_curves.png").is_file()

@@ -14,6 +14,7 @@ The confusion matrix of an imbalanced run lists the classes of each step by trai
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,11 @@ def plot_runs(
     if out is not None:
         writable_folder(out, "--out")  # before any run is read
     runs = collect(paths)  # a folder stands for every run under it (e.g. the seeds of a strategy)
+    unreadable = [r for r in runs if str(r.results.get("status", "")).startswith("unreadable")]
+    if unreadable and len(unreadable) < len(runs):  # the others are drawn; the damaged ones named, not drawn
+        for run in unreadable:
+            print(f"cil: skipped {run.path}: results.json is {run.results['status']}", file=sys.stderr)
+        runs = [r for r in runs if r not in unreadable]
     if kind == "all":
         kinds = list(KINDS)
     elif kind:

@@ -130,6 +130,8 @@ class Run:
 
     @property
     def label(self) -> str:
+        if self.results.get("status", "").startswith("unreadable"):
+            return "?"
         return strategy_label(str(self.results.get("strategy", "?")))
 
     def metric(self, name: str) -> float | None:
@@ -185,8 +187,10 @@ def collect(paths: list[Path]) -> list[Run]:
 def _readable_results(path: Path) -> dict[str, Any]:
     """A run's results, or a stand-in whose status says why they cannot be used (listed, never averaged)."""
     try:
-        return load_results(path)
-    except UserError as exc:  # "cannot read PATH: why" or "results file PATH: what is wrong"
+        results = load_results(path)
+        strategy_label(str(results.get("strategy", "?")))
+        return results
+    except UserError as exc:  # "cannot read PATH: why", "results file PATH: what is wrong", an odd strategy label
         return {"status": f"unreadable ({str(exc).split(': ', 1)[-1][:100]})", "steps": []}
 
 
