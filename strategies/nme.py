@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ComponentConfig, Engine, NetOutput, UserError, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, NetOutput, UserError, register
 
 
 def class_means(features: torch.Tensor, flipped: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -28,6 +28,12 @@ def class_means(features: torch.Tensor, flipped: torch.Tensor, labels: torch.Ten
 @dataclass
 class NMEConfig(ComponentConfig):
     name: str = "nme"
+
+    def validate_with(self, run, prefix: str) -> None:
+        if not run.memory.enabled:
+            raise IncompatibleConfigError(
+                f"{prefix} nme classifies by the means of the exemplars: use a memory (--memory N or --memory-budget M)"
+            )
 
 
 @register("plugin", "nme", NMEConfig)

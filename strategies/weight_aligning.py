@@ -47,7 +47,8 @@ class WeightAligningConfig(ComponentConfig):
         if run.model.head != "linear":
             raise IncompatibleConfigError(
                 f"{prefix} weight-aligning rescales the weight vectors of a linear classifier; model.head "
-                f"{run.model.head} normalises them (its logits do not depend on their norms): use model.head=linear"
+                f"{run.model.head} normalises them (its logits do not depend on their norms): add it to a strategy "
+                "with a linear head (il-baseline, bic, eeil, ss-il, icarl, il-baseline-bsce)"
             )
 
 

@@ -322,7 +322,7 @@ def test_icarl_records_nme_and_classifier_accuracy(tmp_path, capsys):
     [
         (
             ["--strategy", "lucir", "--plugin", "weight-aligning"],
-            "weight-aligning rescales the weight vectors of a linear classifier; model.head cosine",
+            "model.head cosine normalises them (its logits do not depend on their norms): add it to a strategy with",
         ),
         (
             ["--strategy", "il-baseline", "--plugin", "weight-aligning", "--plugin", "bic-bias-layer"],
@@ -333,6 +333,9 @@ def test_icarl_records_nme_and_classifier_accuracy(tmp_path, capsys):
             "plugins balanced-finetuning and nme both correct the bias toward new classes after training",
         ),
         (["--strategy", "bic", "--memory", "0"], "bic-bias-layer learns its correction on a validation set"),
+        (["--strategy", "icarl", "--memory", "0"], "plugins.nme nme classifies by the means of the exemplars"),
+        (["--strategy", "il-baseline", "--plugin", "nme", "--memory", "0"], "nme classifies by the means"),
+        (["--strategy", "icarl", "--memory-budget", "5"], "--memory-budget 5 keeps no exemplar of a class once"),
         (
             ["--strategy", "bic", "--memory", "1", "--set", "plugins.bic-bias-layer.validation=exemplars"],
             "plugins.bic-bias-layer validation exemplars holds images out of 1 exemplar per class, leaving none",

@@ -58,7 +58,8 @@ def build_config(
 
 def check_data_options(cfg: RunConfig, plan: ScenarioPlan) -> None:
     """Refuse, before any data loads, a data option the dataset cannot take: image lists for a dataset that is no
-    folder, an imbalance profile that leaves a class without images (datasets whose counts are known)."""
+    folder, an imbalance profile that leaves a class without images (datasets whose counts are known), a fixed
+    memory smaller than the scenario's classes (no exemplar left per class at the end)."""
     from cil.config import IncompatibleConfigError
 
     _, spec = parse_scenario(cfg.scenario)
@@ -72,6 +73,12 @@ def check_data_options(cfg: RunConfig, plan: ScenarioPlan) -> None:
         raise IncompatibleConfigError("data.test_list needs data.train_list (the list that numbers the classes)")
     if cfg.data.imbalance is not None and not spec.takes_lists:  # counts known without reading a folder
         planned_train_counts(spec, cfg.data, plan)
+    used = plan.n_seen(plan.n_steps - 1)
+    if cfg.memory.budget is not None and cfg.memory.budget < used:
+        raise IncompatibleConfigError(
+            f"--memory-budget {cfg.memory.budget} keeps no exemplar of a class once the scenario's {used} classes "
+            f"are seen: give at least {used} (or --memory 0 for none)"
+        )
 
 
 def check_plugin_combination(cfg: RunConfig) -> None:
