@@ -91,6 +91,16 @@ class BalancedFinetuningConfig(ComponentConfig):
     """Train with the strategy's whole training loss (its classification loss and every method term, e.g.
     LUCIR's less-forget and margin ranking terms) instead of the classification loss alone (LUCIR's code)."""
 
+    def check_steps(self, step_sizes: list[int], prefix: str) -> list[str]:
+        single = [step for step, size in enumerate(step_sizes) if step > 0 and size == 1]
+        if not (self.distill_new and single):
+            return []
+        return [
+            f"{prefix} balanced-finetuning: the distillation of a step's new classes is 0 where the step learns one "
+            f"class (step{'s' if len(single) > 1 else ''} {', '.join(map(str, single))}): a softmax over one logit "
+            "is constant"
+        ]
+
 
 @register("plugin", "balanced-finetuning", BalancedFinetuningConfig)
 class BalancedFinetuning(CilPlugin):

@@ -140,6 +140,16 @@ def separated_softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
 class SeparatedSoftmaxConfig(ComponentConfig):
     name: str = "separated-softmax"
 
+    def check_steps(self, step_sizes: list[int], prefix: str) -> list[str]:
+        single = [step for step, size in enumerate(step_sizes) if step > 0 and size == 1]
+        if single:
+            raise IncompatibleConfigError(
+                f"{prefix} separated-softmax: step {single[0]} learns one class; its samples' softmax runs over that "
+                "one logit, which is constant, so the class gets no gradient and is never learned: use steps of "
+                "2 classes or more"
+            )
+        return []
+
 
 @register("loss", "separated-softmax", SeparatedSoftmaxConfig)
 class SeparatedSoftmax(ClassificationLoss):

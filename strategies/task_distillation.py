@@ -53,6 +53,17 @@ class TaskWiseKDConfig(ComponentConfig):
     squared_temperature: bool = True
     """Multiply by T^2, as SS-IL's code does for both methods."""
 
+    def check_steps(self, step_sizes: list[int], prefix: str) -> list[str]:
+        single = [step for step, size in enumerate(step_sizes[:-1]) if size == 1]
+        if not single:
+            return []
+        return [
+            f"{prefix} task-wise-kd: step{'s' if len(single) > 1 else ''} {', '.join(map(str, single))} "
+            f"learn{'' if len(single) > 1 else 's'} one class; a softmax over one logit is constant, so "
+            f"{'their' if len(single) > 1 else 'its'} distillation is 0 and only the classification loss keeps "
+            "that class (docs/strategies.md)"
+        ]
+
 
 @register("method", "task-wise-kd", TaskWiseKDConfig)
 class TaskWiseDistillation(CilPlugin):

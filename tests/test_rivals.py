@@ -337,6 +337,10 @@ def test_icarl_records_nme_and_classifier_accuracy(tmp_path, capsys):
         (["--strategy", "il-baseline", "--plugin", "nme", "--memory", "0"], "nme classifies by the means"),
         (["--strategy", "icarl", "--memory-budget", "5"], "--memory-budget 5 keeps no exemplar of a class once"),
         (
+            ["--strategy", "ss-il", "--set", "data.synthetic_classes=8"],  # synthetic-b6-2 of 8 classes: steps of 1
+            "loss separated-softmax: step 1 learns one class; its samples' softmax runs over that one logit",
+        ),
+        (
             ["--strategy", "bic", "--memory", "1", "--set", "plugins.bic-bias-layer.validation=exemplars"],
             "plugins.bic-bias-layer validation exemplars holds images out of 1 exemplar per class, leaving none",
         ),
@@ -530,3 +534,22 @@ def test_bic_validation_count_rounds_down_as_the_official_code():
     assert [plugin.validation_per_class(engine(100 * t, 20000)) for t in range(1, 10)] == official
     assert plugin.pool_per_class(engine(100, 20000)) == 20
     assert plugin.validation_per_class(engine(50, None)) == plugin.pool_per_class(engine(50, None, base=50)) == 2
+
+
+def test_one_class_steps_are_said_once_where_a_distillation_is_constant(tmp_path, capsys):
+    """Issue 35 item 3: a softmax over one logit is constant, so EEIL's task-wise distillation of a one-class step,
+    and its finetuning's distillation of one new class, are 0: the run says so once, before training."""
+    code = main(
+        ["run", "--scenario", "synthetic-b5-5", "--strategy", "eeil", *SMALL, "--set", "data.synthetic_classes=10"]
+        + ["--set", "plugins.balanced-finetuning.epochs=1", "--set", "plugins.augmented-copies.copies=1"]
+        + ["--out", str(tmp_path / "r")]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: method task-wise-kd: steps 1, 2, 3, 4 learn one class; a softmax over one logit is constant, so their "
+        "distillation is 0 and only the classification loss keeps that class (docs/strategies.md)",
+        "note: plugins.balanced-finetuning balanced-finetuning: the distillation of a step's new classes is 0 where "
+        "the step learns one class (steps 1, 2, 3, 4, 5): a softmax over one logit is constant",
+    ]

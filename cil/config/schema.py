@@ -33,6 +33,11 @@ class ComponentConfig:
         """Raise IncompatibleConfigError when this component cannot work with the rest of ``run`` (e.g. it needs
         a memory)."""
 
+    def check_steps(self, step_sizes: list[int], prefix: str) -> list[str]:
+        """Given the scenario's classes per step (base step first): raise IncompatibleConfigError when this
+        component cannot learn with them, or return notes the run prints once (what they make it do)."""
+        return []
+
 
 @dataclass
 class OptimConfig:

@@ -53,7 +53,16 @@ def build_config(
     plan = scenario_plan(scenario, cfg.data, cfg.class_order_seed)  # an impossible split: one line, before any data
     check_data_options(cfg, plan)
     check_plugin_combination(cfg)
+    step_notes(cfg, plan)
     return cfg
+
+
+def step_notes(cfg: RunConfig, plan: ScenarioPlan) -> list[str]:
+    """What each component says of the scenario's step sizes: a refusal (raised) or notes to print once (a
+    distillation that is constant on one-class steps)."""
+    sizes = [len(classes) for classes in plan.step_classes]
+    components = [("method", cfg.method), ("loss", cfg.loss), *((f"plugins.{p.name}", p) for p in cfg.plugins)]
+    return [note for prefix, component in components for note in component.check_steps(sizes, prefix)]
 
 
 def check_data_options(cfg: RunConfig, plan: ScenarioPlan) -> None:

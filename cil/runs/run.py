@@ -16,7 +16,14 @@ from cil.config import RunConfig, strategy_label
 from cil.data.scenarios import build_streams
 from cil.errors import ReportedInterrupt, RunDiverged, StorageError, TrainingDiverged, UserError
 from cil.files import writable_folder
-from cil.runs.assemble import build_strategy, device_description, prepare, resolve_device, seed_everything
+from cil.runs.assemble import (
+    build_strategy,
+    device_description,
+    prepare,
+    resolve_device,
+    seed_everything,
+    step_notes,
+)
 from cil.runs.checkpoint import load_checkpoint
 from cil.runs.loggers import LogContext, check_loggers, open_loggers
 from cil.runs.metrics import shot_groups
@@ -139,6 +146,8 @@ def _run_in(
         f"memory {cfg.memory.describe()}, {cfg.optim.epochs} epochs, device {device_description(runtime.device)} "
         f"({runtime.describe()})"
     )
+    for note in step_notes(cfg, plan):
+        log(f"note: {note}")
     train_stream, test_stream = build_streams(plan, prepared.data.train.targets, prepared.data.test.targets)
     first_step = checkpoint["state"]["step"] + 1 if checkpoint is not None else 0
     from cil.runs.loggers.run_loggers import RunLoggers
