@@ -358,3 +358,21 @@ def test_deterministic_gpu_runs_have_a_kernel_for_every_backward(backbone, head)
     out = net(torch.randn(2, 3, side, side))
     names = backward_functions(out.logits.sum() + sum(m.sum() for m in out.stage_maps))
     assert "ConvolutionBackward0" in names and not names & NO_DETERMINISTIC_CUDA_BACKWARD
+
+
+def test_the_cpu_thread_count_is_a_runtime_setting(tmp_path):
+    """Issue 35 item 7: runtime.threads sets torch's CPU threads for the run (and is free to change on resume)."""
+    import torch
+
+    from cil.config import RUNTIME_KEYS
+
+    lines: list[str] = []
+    before = torch.get_num_threads()
+    try:
+        cfg = build_config("synthetic-b4-1", "il-baseline", copy.deepcopy(FLAGS), [*TINY, "runtime.threads=1"])
+        run(cfg, out=tmp_path / "r", log=lines.append)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert any("device cpu (1 threads)" in line for line in lines), lines
+    assert "runtime.threads" in RUNTIME_KEYS

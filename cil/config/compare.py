@@ -21,6 +21,7 @@ RUNTIME_KEYS = (
     "data.num_workers",
     "runtime.compile",
     "runtime.eval_batch_size",
+    "runtime.threads",
     "tensorboard",
 )
 """Keys that say where and how a run executes, not what it computes: free to differ on resume

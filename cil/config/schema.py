@@ -256,6 +256,9 @@ class RuntimeConfig:
     """torch.compile the backbone (the head grows every step and stays eager)."""
     eval_batch_size: int | None = ranged(None, ge=1, le=2**20)
     """Batch of evaluation, herding and feature extraction (None: 1024 on CUDA, 256 on the CPU)."""
+    threads: int | None = ranged(None, ge=1, le=4096)
+    """CPU threads torch computes with (None: torch's default, one per core; a sweep's --jobs workers share
+    the cores). Fewer on a loaded machine; a CPU run's results may differ in the last bits with another count."""
 
 
 @dataclass

@@ -87,6 +87,8 @@ def run(
     if world.active and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
     runtime = Runtime.resolve(cfg.runtime, device, deterministic=cfg.deterministic)
+    if cfg.runtime.threads is not None:
+        torch.set_num_threads(cfg.runtime.threads)
     out = world.share(
         writable_folder(
             Path(out) if out is not None else default_run_dir(cfg.scenario, cfg.strategy, cfg.seed), "--out"
