@@ -275,6 +275,25 @@ def collect_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return runs_frame(collect([Path(p) for p in _items(paths)]))
 
 
+def report(
+    paths: Iterable[str | Path],
+    metrics: str = "avg_incremental_accuracy",
+    sort: str | None = None,
+    fmt: str = "markdown",
+) -> str:
+    """The table ``cil report`` prints (``metrics``: one name, several comma-separated, or 'all'; ``sort``: a metric
+    to rank the rows by, best first; ``fmt``: markdown, csv or latex), as a string: no extra package needed
+    (pandas' ``to_markdown`` wants ``tabulate``)."""
+    from cil.analysis.report import check_metric, check_metrics, collect, summary_table
+    from cil.errors import UserError
+
+    if fmt not in ("markdown", "csv", "latex"):
+        raise UserError(f"fmt must be markdown, csv or latex, got {fmt!r}")
+    chosen = check_metrics(metrics)
+    ranking = None if sort is None else check_metric(sort)
+    return summary_table(collect([Path(p) for p in _items(paths)]), metrics=chosen, fmt=fmt, sort=ranking)
+
+
 def summary(paths: Iterable[str | Path], metric: str = "avg_incremental_accuracy") -> pd.DataFrame:
     """Mean, sample std and count of ``metric`` (a name of ``cil report --metric``) over the complete runs of
     each strategy and scenario."""

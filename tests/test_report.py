@@ -417,3 +417,19 @@ def test_plot_draws_the_good_runs_and_names_the_damaged_ones(runs_root, tmp_path
     err = capsys.readouterr().err
     assert f"cil: skipped {tree / 'odd'}: results.json is unreadable (" in err
     assert (tmp_path / "figs" / "accuracy_curves.png").is_file()
+
+
+def test_report_ranks_rows_and_puts_metrics_side_by_side_for_one_scenario(runs_root, capsys):
+    """Issue 35 item 5: rows only alphabetical, no wall time, '--metric all' six tables."""
+    assert main(["report", str(runs_root), "--metric", "final_accuracy,train_minutes", "--sort", "final_accuracy"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [c.strip() for c in lines[0].split("|")[1:4]] == ["strategy", "final_accuracy", "train_minutes"]
+    rows = [[c.strip() for c in line.split("|")[1:4]] for line in lines[2:]]
+    means = [float(r[1].split(" ")[0]) for r in rows]
+    assert means == sorted(means, reverse=True) and len(rows) == 2
+    assert all(float(r[2].split(" ")[0]) > 0 for r in rows)  # minutes of training, from train_seconds
+    from cil import api
+
+    by_time = api.report([runs_root], "train_minutes", sort="train_minutes")
+    minutes = [float(line.split("|")[2].split()[0]) for line in by_time.splitlines() if line.startswith("| il")]
+    assert minutes == sorted(minutes)

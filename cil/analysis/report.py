@@ -88,6 +88,8 @@ METRICS = {
     "avg_incremental_top5": "average incremental top-5 accuracy",
     "forgetting": "average forgetting after the last step (per step's class group: best accuracy before "
     "the last step minus accuracy after it; lower is better)",
+    "train_minutes": "wall time of the run's training, every step's (memory updates and second stages included, "
+    "evaluation not), in minutes",
 }
 """The run-level numbers of every table, frame and logger, named as in results.json (``avg_incremental_accuracy``,
 ``final_accuracy``, ``forgetting``) and, for the derived ones, after the step keys they come from
@@ -101,6 +103,18 @@ RENAMED_METRICS = {
     "top5-aia": "avg_incremental_top5",
 }
 """Names used before cil had one vocabulary: asked for by one of them, cil names the new one."""
+
+
+LOWER_IS_BETTER = frozenset({"forgetting", "train_minutes"})
+"""Metrics ``--sort`` ranks smallest first (every other one: largest first)."""
+
+
+def check_metrics(text: str) -> list[str]:
+    """``--metric``: one name, several comma-separated, or ``all``."""
+    if text == "all":
+        return list(METRICS)
+    names = [check_metric(name.strip()) for name in text.split(",")]
+    return list(dict.fromkeys(names))
 
 
 def check_metric(name: str) -> str:
@@ -144,6 +158,9 @@ class Run:
             return steps[-1].get(name.removeprefix("final_"))
         if name == "avg_incremental_top5":
             return float(np.mean([s["top5"] for s in steps]))
+        if name == "train_minutes":
+            seconds = [s.get("train_seconds") for s in steps]
+            return None if any(v is None for v in seconds) else float(sum(seconds)) / 60
         if name == "forgetting":
             if "forgetting" in r:
                 return r["forgetting"]
@@ -269,17 +286,32 @@ def _cell(mean: float, std: float, n: int, uniform_n: bool, fmt: str) -> str:
     return text if uniform_n else f"{text} (n={n})"
 
 
+def ranked_rows(runs: list[Run], rows: list[str], sort: str | None) -> list[str]:
+    """``rows`` by name, or by ``sort``'s mean over seeds (and scenarios), best first; rows without it last."""
+    if sort is None:
+        return rows
+    stats = summary_frame(runs, sort).groupby("row")["mean"].mean()
+    sign = 1 if sort in LOWER_IS_BETTER else -1
+    return sorted(rows, key=lambda r: (r not in stats.index, sign * stats.get(r, 0.0), _natural(r)))
+
+
 def summary_table(
-    runs: list[Run], metrics: Sequence[str] = ("avg_incremental_accuracy",), fmt: str = "markdown"
+    runs: list[Run],
+    metrics: Sequence[str] = ("avg_incremental_accuracy",),
+    fmt: str = "markdown",
+    sort: str | None = None,
 ) -> str:
-    """Strategies (and variants) as rows, scenarios as columns, mean ± std over seeds; incomplete runs listed."""
+    """Strategies (and variants) as rows, scenarios as columns (or, for one scenario and several metrics, the
+    metrics as columns), mean ± std over seeds, rows by name or ranked by ``sort``; incomplete runs listed."""
     import pandas as pd
 
     frame = runs_frame(runs)
     scenarios = sorted(frame["scenario"].dropna().unique(), key=_natural)
-    rows = sorted(frame["row"].unique(), key=_natural)
+    rows = ranked_rows(runs, sorted(frame["row"].unique(), key=_natural), sort)
     out: list[str] = []
-    if fmt == "csv":
+    if fmt != "csv" and len(scenarios) == 1 and len(metrics) > 1:
+        out.append(metrics_table(runs, rows, scenarios[0], metrics, fmt))
+    elif fmt == "csv":
         parts = [summary_frame(runs, m).assign(metric=m) for m in metrics]
         tidy = pd.concat(parts)[["metric", "row", "scenario", "mean", "std", "count", "seeds"]]
         tidy = tidy.rename(columns={"row": "strategy", "count": "n"})
@@ -298,6 +330,21 @@ def summary_table(
             out.append(render_table(["strategy", *scenarios], table, fmt, caption))
     out.append(_incomplete_note(frame, fmt))
     return "\n\n".join(part for part in out if part)
+
+
+def metrics_table(runs: list[Run], rows: list[str], scenario: str, metrics: Sequence[str], fmt: str) -> str:
+    """One scenario: strategies as rows, one column per metric (accuracies, forgetting, wall time side by side)."""
+    table = [[row] + ["-"] * len(metrics) for row in rows]
+    every = [summary_frame(runs, metric) for metric in metrics]
+    runs_per_cell = {int(n) for stats in every for n in stats["count"]}
+    for column, stats in enumerate(every, start=1):
+        for _, s in stats.iterrows():
+            table[rows.index(s["row"])][column] = _cell(
+                s["mean"], s["std"], int(s["count"]), len(runs_per_cell) == 1, fmt
+            )
+    n_note = f"{runs_per_cell.pop()} run(s) per cell" if len(runs_per_cell) == 1 else "n = runs per cell"
+    caption = f"{scenario}: mean ± sample std over seeds, {n_note}; " + "; ".join(f"{m}: {METRICS[m]}" for m in metrics)
+    return render_table(["strategy", *metrics], table, fmt, caption)
 
 
 def _incomplete_note(frame: pd.DataFrame, fmt: str) -> str:

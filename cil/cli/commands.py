@@ -366,14 +366,15 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from cil.analysis.report import METRICS, check_metric, collect, per_step_table, summary_table
+    from cil.analysis.report import check_metric, check_metrics, collect, per_step_table, summary_table
 
-    metrics = list(METRICS) if args.metric == "all" else [check_metric(args.metric)]
+    metrics = check_metrics(args.metric)
+    sort = None if args.sort in (None, "name") else check_metric(args.sort)
     runs = collect([Path(p) for p in args.paths])
     if args.per_step:
         print(per_step_table(runs, args.format))
     else:
-        print(summary_table(runs, metrics=metrics, fmt=args.format))
+        print(summary_table(runs, metrics=metrics, fmt=args.format, sort=sort))
     return 0
 
 

@@ -176,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric",
         default="avg_incremental_accuracy",
         help="avg_incremental_accuracy (default), final_accuracy, final_accuracy_base, final_accuracy_new, "
-        "final_accuracy_many, final_accuracy_medium, final_accuracy_few, avg_incremental_top5, forgetting; or 'all'",
+        "final_accuracy_many, final_accuracy_medium, final_accuracy_few, avg_incremental_top5, forgetting, "
+        "train_minutes; several comma-separated, or 'all' (one scenario: one table, a column each)",
+    )
+    report.add_argument(
+        "--sort",
+        metavar="METRIC",
+        help="rank the rows by this metric's mean, best first (forgetting and train_minutes: smallest first); "
+        "default: by name",
     )
     report.add_argument("--format", default="markdown", choices=["markdown", "csv", "latex"])
     report.add_argument("--per-step", action="store_true", help="the accuracy after every step of every run")
