@@ -102,6 +102,7 @@ def test_csv_and_latex_parse(runs_root, capsys):
         "final_accuracy_few",  # a handful of images per class: every class few-shot, no many- or medium-shot row
         "avg_incremental_top5",
         "forgetting",
+        "train_minutes",
     }
     aia = {r["strategy"]: r for r in rows if r["metric"] == "avg_incremental_accuracy"}
     assert aia["il-baseline"]["n"] == "3" and float(aia["il-baseline"]["mean"]) == pytest.approx(
@@ -212,7 +213,7 @@ def test_shipped_sweep_files_expand(capsys):
     assert main(["sweep", "figure4-epsilon", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
     assert "0 invalid" in capsys.readouterr().err
     assert main(["sweep", "table1-rivals", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
-    assert "54 runs" in (err := capsys.readouterr().err) and "0 invalid" in err  # 3 scenarios x 6 strategies x 3
+    assert "63 runs" in (err := capsys.readouterr().err) and "0 invalid" in err  # 3 scenarios x 7 strategies x 3
     assert main(["sweep", "table2-imagenet", "--dry-run", "--out", "/nonexistent/sweep"]) == 0
     assert "5 runs" in (err := capsys.readouterr().err) and "0 invalid" in err
 
