@@ -290,6 +290,27 @@ def run_ok(tmp_path, capsys, *argv):
 def test_weight_aligning_composes_with_il_baseline(tmp_path, capsys):
     results = run_ok(tmp_path, capsys, "--strategy", "il-baseline", "--plugin", "weight-aligning")
     assert [("wa_gamma" in s) for s in results["steps"]] == [False, True, True]
+    # issue 35 item 2: a correction that changes the model is evaluated before it too
+    assert [("classifier_accuracy" in s) for s in results["steps"]] == [False, True, True]
+
+
+def test_every_correction_reports_the_classifier_before_it(tmp_path, capsys):
+    """Weight aligning and balanced finetuning change the model itself, so the step is evaluated before them as
+    well; cil report then has the uncorrected classifier as a metric of its own (issue 35 item 2)."""
+    results = run_ok(
+        tmp_path,
+        capsys,
+        "--strategy",
+        "il-baseline",
+        "--plugin",
+        "balanced-finetuning",
+        "--set",
+        "plugins.balanced-finetuning.epochs=2",
+    )
+    steps = results["steps"]
+    assert all({"classifier_accuracy", "classifier_accuracy_new", "classifier_top5"} <= set(s) for s in steps[1:])
+    assert main(["report", str(tmp_path / "run"), "--metric", "final_classifier_accuracy"]) == 0
+    assert f"{steps[-1]['classifier_accuracy']:.2f}" in capsys.readouterr().out
 
 
 def test_bic_bias_layer_composes_with_lucir(tmp_path, capsys):

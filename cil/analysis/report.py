@@ -88,6 +88,10 @@ METRICS = {
     "avg_incremental_top5": "average incremental top-5 accuracy",
     "forgetting": "average forgetting after the last step (per step's class group: best accuracy before "
     "the last step minus accuracy after it; lower is better)",
+    "avg_incremental_classifier_accuracy": "average incremental accuracy of the classifier before the run's post-hoc "
+    "correction (bic-bias-layer, weight-aligning, balanced-finetuning, nme, lws, ...; a step it left alone counts "
+    "its accuracy)",
+    "final_classifier_accuracy": "accuracy of the classifier before the post-hoc correction after the last step",
     "train_minutes": "wall time of the run's training, every step's (memory updates and second stages included, "
     "evaluation not), in minutes",
 }
@@ -158,6 +162,11 @@ class Run:
             return steps[-1].get(name.removeprefix("final_"))
         if name == "avg_incremental_top5":
             return float(np.mean([s["top5"] for s in steps]))
+        if name in ("avg_incremental_classifier_accuracy", "final_classifier_accuracy"):
+            if not any("classifier_accuracy" in s for s in steps):
+                return None  # no correction: the plain accuracies are the classifier's
+            own = [s.get("classifier_accuracy", s["accuracy"]) for s in steps]
+            return float(np.mean(own)) if name.startswith("avg") else float(own[-1])
         if name == "train_minutes":
             seconds = [s.get("train_seconds") for s in steps]
             return None if any(v is None for v in seconds) else float(sum(seconds)) / 60

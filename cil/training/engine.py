@@ -160,6 +160,19 @@ class IncrementalStrategy(SupervisedTemplate):
         self.evaluation_name = namer.evaluation_name if namer is not None else "cnn"
         """How predictions are made: "cnn" (classifier argmax) unless a component says otherwise (e.g. "nme")."""
         self.scorer = self.hooks.one("evaluation_scores")
+        corrector = self.hooks.one("posthoc_correction")
+        self.weight_corrector = (
+            corrector
+            if corrector is not None
+            and corrector is not self.scorer
+            and corrector not in self.hooks.all("adjust_scores")
+            else None
+        )
+        """A post-hoc correction that changes the model itself (weight aligning, balanced finetuning): the step is
+        also evaluated before it, so that the uncorrected classifier's accuracy is reported beside the corrected."""
+        self.evaluation_experiences: list[Any] = []
+        """The test experiences the step is evaluated on (set before each step by ``run_steps``)."""
+        self._uncorrected_scores: np.ndarray | None = None
         self.batch_sampler = self.hooks.one("epoch_positions")
         self.gradient_combiner = self.hooks.one("backward")
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
@@ -521,6 +534,9 @@ class IncrementalStrategy(SupervisedTemplate):
             self.step_record.update(
                 self.memory.update(self.experience_data, self.new_classes, self.n_seen, self.extract_features)
             )
+        self._uncorrected_scores = None
+        if self.weight_corrector is not None and self.n_old > 0 and self.evaluation_experiences:
+            self._uncorrected_scores = self.evaluate(self.evaluation_experiences).scores  # before it changes the model
         for component in self.components:
             component.after_training(self.view)
         trigger_plugins(self, "after_training_exp", **kwargs)
@@ -786,6 +802,9 @@ class IncrementalStrategy(SupervisedTemplate):
         adjusted = scores
         for component in self.hooks.all("adjust_scores"):
             adjusted = component.adjust_scores(self.view, adjusted)
+        if self._uncorrected_scores is not None:  # the model before a weight-changing correction: both reported
+            uncorrected, self._uncorrected_scores = self._uncorrected_scores, None
+            return Evaluation(adjusted.numpy(), targets.numpy(), uncorrected)
         # a bias correction of the classifier's predictions (not a classifier of its own, such as NCM): both reported
         corrected = bool(self.hooks.all("adjust_scores")) or hasattr(self.scorer, "posthoc_correction")
         return Evaluation(adjusted.numpy(), targets.numpy(), logits.numpy() if corrected else None)
@@ -806,6 +825,7 @@ def run_steps(
         if step < first_step:
             continue
         start = time.perf_counter()
+        strategy.evaluation_experiences = list(test_stream)[: step + 1]
         strategy.train(experience, eval_streams=[])
         train_seconds = time.perf_counter() - start
         evaluation = strategy.evaluate(list(test_stream)[: step + 1])
