@@ -126,6 +126,9 @@ def test_epochs_flag_scales_milestones():
     assert OptimConfig(epochs=250, milestones=[100, 150, 200]).with_epochs(2).milestones == [1]
     explicit = make(epochs=3, sets=["optim.milestones=[1,2]"])  # --set wins over --epochs' scaling
     assert explicit.optim.epochs == 3 and explicit.optim.milestones == [1, 2]
+    # halves round up (issue 35 item 1: LUCIR's 80 and 120 of 160 epochs at 5 epochs were [2, 4])
+    assert OptimConfig(epochs=160, milestones=[80, 120]).with_epochs(5).milestones == [3, 4]
+    assert OptimConfig(epochs=4, milestones=[1, 3], warmup_epochs=1).with_epochs(10).milestones == [3, 8]
 
 
 def test_cli_flags_override_yaml():

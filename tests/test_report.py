@@ -434,3 +434,27 @@ def test_report_ranks_rows_and_puts_metrics_side_by_side_for_one_scenario(runs_r
     by_time = api.report([runs_root], "train_minutes", sort="train_minutes")
     minutes = [float(line.split("|")[2].split()[0]) for line in by_time.splitlines() if line.startswith("| il")]
     assert minutes == sorted(minutes)
+
+
+def test_a_sweep_sets_a_plugins_key_for_the_strategies_that_have_it(tmp_path, capsys):
+    """Issue 35 item 1: '--set plugins.balanced-finetuning.epochs=4' over il-baseline and eeil was refused for
+    il-baseline; now it tunes eeil alone, and a plugin no strategy of the sweep has is refused naming one."""
+    argv = ["sweep", "--scenario", "synthetic-b6-2", "--strategy", "il-baseline,eeil", "--dry-run"]
+    assert main([*argv, "--set", "plugins.balanced-finetuning.epochs=4", "--out", str(tmp_path)]) == 0
+    assert "2 to run, 0 to resume, 0 complete, 0 invalid" in capsys.readouterr().err
+    from cil.sweeps.plan import SweepBlock, SweepPlan
+
+    plan = SweepPlan("x", [SweepBlock(["s"], ["il-baseline", "eeil"])], [1], ["plugins.balanced-finetuning.epochs=4"])
+    assert plan.sets_for("il-baseline") == [] and plan.sets_for("eeil") == ["plugins.balanced-finetuning.epochs=4"]
+    bad = [
+        "sweep",
+        "--scenario",
+        "synthetic-b6-2",
+        "--strategy",
+        "il-baseline,bic",
+        "--dry-run",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main([*bad, "--set", "plugins.balanced-finetuning.epochs=4"]) == 2
+    assert "unknown key 'plugins.balanced-finetuning': strategy il-baseline has plugins []" in capsys.readouterr().err

@@ -73,6 +73,23 @@ def strategy_label(strategy: str, added: list[str] | tuple[str, ...] = ()) -> st
     return "+".join([Path(base).stem, *plugins, *added])
 
 
+def strategy_plugin_names(strategy: str) -> list[str]:
+    """The plugins a strategy has: its files' ``plugins`` lists and the ones added with ``+``."""
+    names: list[str] = []
+    for layer in strategy_layers(strategy):
+        for entry in layer.get("plugins") or []:
+            name = entry.get("name") if isinstance(entry, dict) else entry
+            if isinstance(name, str):
+                names.append(name)
+    return list(dict.fromkeys([*names, *split_strategy(strategy)[1]]))
+
+
+def set_plugin_name(assignment: str) -> str | None:
+    """The plugin a ``--set plugins.NAME.KEY=V`` addresses (None for any other key)."""
+    key = assignment.split("=", 1)[0].strip().split(".")
+    return key[1] if len(key) >= 3 and key[0] == "plugins" else None
+
+
 def strategy_layers(strategy: str) -> list[dict[str, Any]]:
     """The YAML layers of a named strategy (or a path to one), base first, following ``extends``
     (``STRATEGY+PLUGIN``: STRATEGY's layers; :func:`cil.config.assemble` adds the plugins).
@@ -208,8 +225,9 @@ def apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
         plugins = raw.setdefault("plugins", [])
         names = [p.get("name") if isinstance(p, dict) else p for p in plugins]
         if parts[1] not in names:
+            strategy = f"strategy {raw['strategy']}" if isinstance(raw.get("strategy"), str) else "this strategy"
             raise ConfigError(
-                f"unknown key 'plugins.{parts[1]}': this strategy has plugins [{', '.join(map(str, names))}]"
+                f"unknown key 'plugins.{parts[1]}': {strategy} has plugins [{', '.join(map(str, names))}]"
             )
         idx = names.index(parts[1])
         if not isinstance(plugins[idx], dict):

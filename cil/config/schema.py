@@ -8,6 +8,7 @@ methods add the rules a range cannot say. Components (method, loss, plugins) sub
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +38,12 @@ class ComponentConfig:
         """Given the scenario's classes per step (base step first): raise IncompatibleConfigError when this
         component cannot learn with them, or return notes the run prints once (what they make it do)."""
         return []
+
+
+def half_up(x: float) -> int:
+    """x rounded to the nearest integer, halves up (Python's round sends 2.5 to 2: LUCIR's milestone 80 of 160
+    epochs became epoch 2 of 5)."""
+    return math.floor(x + 0.5)
 
 
 @dataclass
@@ -88,8 +95,9 @@ class OptimConfig:
         if epochs == self.epochs:
             return self
         scale = epochs / self.epochs
-        milestones = sorted({max(1, round(m * scale)) for m in self.milestones if round(m * scale) < epochs})
-        warmup = min(epochs - 1, max(1, round(self.warmup_epochs * scale))) if self.warmup_epochs else 0
+        scaled = [half_up(m * scale) for m in self.milestones]
+        milestones = sorted({max(1, m) for m in scaled if m < epochs})
+        warmup = min(epochs - 1, max(1, half_up(self.warmup_epochs * scale))) if self.warmup_epochs else 0
         return dataclasses.replace(self, epochs=epochs, milestones=milestones, warmup_epochs=warmup)
 
 

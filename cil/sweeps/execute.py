@@ -36,7 +36,7 @@ def plan_actions(plan: SweepPlan, flags_of: Callable[[int], dict], out: Path) ->
     for spec in plan.runs(out):
         try:
             flags = {**flags_of(spec.seed), **({"profiles": plan.profiles} if plan.profiles else {})}
-            cfg = build_config(spec.scenario, spec.strategy, flags, plan.sets + spec.sets)
+            cfg = build_config(spec.scenario, spec.strategy, flags, plan.sets_for(spec.strategy) + spec.sets)
         except IncompatibleConfigError as exc:
             planned.append(Planned(spec, "invalid", str(exc)))
             continue

@@ -90,6 +90,21 @@ class SweepPlan:
     plugins: list[str] = field(default_factory=list)  # --plugin: added to every strategy
     profiles: list[str] = field(default_factory=list)  # the file's 'profiles' and --profile: applied to every run
 
+    def sets_for(self, strategy: str) -> list[str]:
+        """The sweep's ``--set``s for one strategy: one addressing a plugin (``plugins.NAME.KEY=V``) applies to the
+        strategies that have it and is left out for the others, so that one sweep can tune EEIL's finetuning beside
+        methods without one; a plugin no strategy of the sweep has stays, and is refused naming the strategy."""
+        from cil.config.layers import set_plugin_name, strategy_plugin_names
+
+        everyone = {name for block in self.blocks for s in block.strategies for name in strategy_plugin_names(s)}
+        own = set(strategy_plugin_names(strategy)) | set(self.plugins)
+        kept = []
+        for assignment in self.sets:
+            name = set_plugin_name(assignment)
+            if name is None or name in own or name not in everyone | set(self.plugins):
+                kept.append(assignment)
+        return kept
+
     @classmethod
     def from_args(cls, args, seeds: list[int]) -> SweepPlan:
         """The plan of a ``cil sweep`` command line (``seeds`` parsed from --seeds)."""
