@@ -369,3 +369,16 @@ def test_a_strategy_files_profiles_are_checked_as_the_rest_of_it(tmp_path, capsy
     assert main(["run", "--scenario", "synthetic-b6-2", "--strategy", str(path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_epochs_scales_every_stage_in_proportion():
+    """Issue 35 item 1: at --epochs 8, BiC's 200-epoch bias layer and EEIL's 30-epoch finetuning kept their
+    lengths (EEIL took 5x the time of the others); every stage now scales as the main schedule, at least one
+    epoch, and a stage length the command line sets is kept."""
+    bic = make(strategy="bic", epochs=8).plugins[0]  # 250 epochs -> 8: factor 0.032
+    assert (bic.epochs, bic.milestones) == (6, [2, 4, 5])  # 200 -> 6.4; [60, 120, 160, 180] -> [1.9, 3.8, 5.1, 5.8]
+    eeil = {p.name: p for p in make(strategy="eeil", epochs=8).plugins}["balanced-finetuning"]  # 40 -> 8: 0.2
+    assert (eeil.epochs, eeil.milestones) == (6, [2, 4])
+    kept = make(strategy="eeil", epochs=8, sets=["plugins.balanced-finetuning.epochs=30"])
+    assert {p.name: p for p in kept.plugins}["balanced-finetuning"].epochs == 30
+    assert make(strategy="bic").plugins[0].epochs == 200  # without --epochs nothing changes

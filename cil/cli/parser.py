@@ -43,7 +43,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seeds", metavar="S1,S2,...", help="training seeds, one run each (the class order stays --class-order-seed's)"
     )
-    p.add_argument("--epochs", type=int, metavar="E", help="epochs per step; LR milestones scale in proportion")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        metavar="E",
+        help="epochs per step; the LR milestones and every second stage (balanced finetuning, BiC's bias layer, "
+        "lws) scale in proportion, each at least 1 epoch (a stage's --set epochs wins)",
+    )
     p.add_argument("--limit-per-class", type=int, metavar="N", help="use only the first N training images per class")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (cuda when available)")
     p.add_argument(

@@ -156,11 +156,36 @@ def _with_command_line(
     if epochs is not None:
         if epochs < 1:
             raise ConfigError("invalid value for '--epochs': must be >= 1")
-        if "optim.milestones" in _assigned_keys(sets, overrides):  # --set wins over --epochs' scaling
+        assigned = _assigned_keys(sets, overrides)
+        scale_stages(cfg, epochs / cfg.optim.epochs, assigned)
+        if "optim.milestones" in assigned:  # --set wins over --epochs' scaling
             cfg.optim = dataclasses.replace(cfg.optim, epochs=epochs)
         else:
             cfg.optim = cfg.optim.with_epochs(epochs)
     return cfg
+
+
+def scale_stages(cfg: RunConfig, factor: float, assigned: set[str]) -> None:
+    """``--epochs`` scales every stage a component trains (balanced finetuning, BiC's bias layer, the weight
+    scaling stage: a component config's ``epochs`` and ``milestones``) in proportion to the main schedule, at
+    least one epoch each; a key the command line sets keeps its value."""
+    from cil.config.schema import half_up
+
+    for prefix, component in [
+        ("method", cfg.method),
+        ("loss", cfg.loss),
+        *((f"plugins.{p.name}", p) for p in cfg.plugins),
+    ]:
+        names = {f.name for f in dataclasses.fields(component)}
+        if "epochs" not in names or f"{prefix}.epochs" in assigned:
+            continue
+        epochs = max(1, half_up(component.epochs * factor))  # type: ignore[attr-defined]
+        changes: dict[str, Any] = {"epochs": epochs}
+        if "milestones" in names and f"{prefix}.milestones" not in assigned:
+            scaled = [half_up(m * factor) for m in component.milestones]  # type: ignore[attr-defined]
+            changes["milestones"] = sorted({max(1, m) for m in scaled if m < epochs})
+        for key, value in changes.items():
+            setattr(component, key, value)
 
 
 def _assigned_keys(sets: list[str], overrides: dict[str, Any] | None) -> set[str]:
