@@ -274,7 +274,7 @@ def test_plots_are_pngs_of_the_expected_size_and_not_blank(runs_root, tmp_path, 
     assert capsys.readouterr().out.split() == [str(tmp_path / "cmp" / "accuracy_curves.png")]
     assert main(["plot", *several, "--kind", "confusion", "--out", str(tmp_path / "cmp")]) == 0
     side_by_side = png_pixels(Path(capsys.readouterr().out.strip()))
-    assert side_by_side.shape[:2] == (650, 1420)  # two panels on one colour scale
+    assert side_by_side.shape[:2] == (650, 1500)  # two panels side by side on one colour scale (a grid from 4 on)
 
 
 def test_plot_step_out_of_range_is_one_line(runs_root, capsys):
@@ -383,11 +383,27 @@ def test_a_grid_sweeps_rows_and_figures_tell_its_variants_apart(runs_root, tmp_p
     from cil.analysis.plots_steps import mean_curves_figure
 
     runs = collect([sweep])
-    legend = [t.get_text() for t in mean_curves_figure(runs).axes[0].get_legend().get_texts()]
-    assert len(legend) == 4 and all("[memory.per_class=" in t and "(n=2)" in t for t in legend), legend
-    axes = curves_figure(runs).axes[0]
-    assert all(float(t).is_integer() for t in axes.get_xticks()) and axes.get_ylim() == (0, 100)
-    assert axes.get_legend().get_texts()[0].get_fontsize() >= 9
+    mean_figure = mean_curves_figure(runs)
+    legend = [t.get_text() for t in mean_figure.legends[0].get_texts()]
+    assert len(legend) == 4 and all("[memory.per_class=" in t and "(n=" not in t for t in legend), legend
+    assert "mean over 2 seeds" in mean_figure.axes[0].get_title()  # said once, not "(n=2)" in every entry
+    # paper-ready (issue 35 item 4): the legend below the axes, not over the data; entries ranked by their
+    # average incremental accuracy; the accuracy axis fitted to the data
+    aia = [float(t.split("avg inc. acc. ")[1].split()[0]) for t in legend]
+    assert aia == sorted(aia, reverse=True)
+    figure = curves_figure(runs)
+    axes = figure.axes[0]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    assert axes.get_legend() is None and len(figure.legends) == 1
+    assert figure.legends[0].get_window_extent(renderer).y1 <= axes.get_window_extent(renderer).y0  # below the axes
+    accuracies = [s["accuracy"] for r in runs for s in r.results["steps"]]
+    low, high = axes.get_ylim()
+    assert 0 <= low <= min(accuracies) - 5 and max(accuracies) + 5 <= high <= 100 and (low, high) != (0, 100)
+    assert all(float(t).is_integer() for t in axes.get_xticks())
+    assert figure.legends[0].get_texts()[0].get_fontsize() >= 9
 
     monkey_cwd = tmp_path / "elsewhere"
     monkey_cwd.mkdir()
@@ -458,3 +474,12 @@ def test_a_sweep_sets_a_plugins_key_for_the_strategies_that_have_it(tmp_path, ca
     ]
     assert main([*bad, "--set", "plugins.balanced-finetuning.epochs=4"]) == 2
     assert "unknown key 'plugins.balanced-finetuning': strategy il-baseline has plugins []" in capsys.readouterr().err
+
+
+def test_plot_out_holds_every_figure_of_several_runs(runs_root, tmp_path, capsys):
+    """Issue 35 item 4: `cil plot RUN RUN --out DIR` wrote the one-run figures into each run's plots/."""
+    several = [str(runs_root / s / "seed1") for s in ("il-baseline", "il-baseline-bsce")]
+    assert main(["plot", *several, "--kind", "base-new", "--out", str(tmp_path / "figs")]) == 0
+    written = [Path(p) for p in capsys.readouterr().out.split()]
+    assert len(written) == 2 and all(p.parent == tmp_path / "figs" and p.is_file() for p in written)
+    assert written[0].name != written[1].name and all(p.name.startswith("base_vs_new_il-baseline") for p in written)

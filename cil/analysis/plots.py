@@ -14,6 +14,7 @@ The confusion matrix of an imbalanced run lists the classes of each step by trai
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from cil.files import atomic_write_bytes, writable_folder
 KINDS = ("confusion", "curves", "mean-curves", "base-new", "accuracy-matrix", "forgetting", "per-class")
 DPI = 100
 CONFUSION_INCHES = (7.5, 6.5)
+CONFUSION_COLUMNS = 3
+"""Confusion matrices of several runs: at most this many side by side, then a new row."""
 CURVE_INCHES = (8.0, 5.0)
 
 
@@ -39,9 +42,9 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _title(run: Run) -> str:
+def _title(run: Run, variant: str = "") -> str:
     r = run.results
-    return f"{run.label} on {r.get('scenario')} (seed {r.get('seed')})"
+    return f"{run.label}{f' [{variant}]' if variant else ''} on {r.get('scenario')} (seed {r.get('seed')})"
 
 
 def _confusion_of(run: Run, step: int | None) -> tuple[int, np.ndarray]:
@@ -56,7 +59,7 @@ def _confusion_of(run: Run, step: int | None) -> tuple[int, np.ndarray]:
         raise UserError(f"cannot read {path}: {exc}") from None
 
 
-def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
+def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float, variant: str = ""):
     steps = run.results["steps"]
     record = steps[step]
     imbalanced = plots_classes.is_imbalanced(run)
@@ -79,7 +82,7 @@ def _draw_confusion(ax, run: Run, step: int, matrix: np.ndarray, vmax: float):
     ax.set_xlabel(f"predicted class (grouped by the step that introduced them; {within})", fontsize=9)
     ax.set_ylabel("true class")
     ax.set_title(
-        f"{_title(run)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
+        f"{_title(run, variant)}\nafter step {step}, {matrix.shape[0]} classes: accuracy "
         f"{record['accuracy']:.2f}% (base {record['accuracy_base']:.2f}%, new {record['accuracy_new']:.2f}%)",
         fontsize=10,
     )
@@ -98,12 +101,18 @@ def confusion_figure(runs: list[Run], step: int | None = None):
     panels = [(run, *_confusion_of(run, step)) for run in runs]
     vmax = max(float(np.log1p(m.max())) for _, _, m in panels)
     width, height = CONFUSION_INCHES
-    fig = new_figure((width * len(panels) - 0.8 * (len(panels) - 1), height))
-    axes = fig.subplots(1, len(panels), squeeze=False)
-    for ax, (run, s, matrix) in zip(axes[0], panels):
-        image = _draw_confusion(ax, run, s, matrix, vmax)
-    bar = fig.colorbar(image, ax=list(axes[0]), fraction=0.046 / len(panels), pad=0.04)
-    bar.set_label("log(1 + number of test images)")
+    columns = min(int(np.ceil(np.sqrt(len(panels)))), CONFUSION_COLUMNS)  # a grid, not one very wide row
+    rows = -(-len(panels) // columns)
+    fig = new_figure((width * columns, height * rows))
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    variants = variant_labels(runs)
+    for ax, (run, s, matrix) in zip(axes.flat, panels):
+        image = _draw_confusion(ax, run, s, matrix, vmax, variants.get(run.path, ""))
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    bar = fig.colorbar(image, ax=list(axes.flat), shrink=0.8 if rows > 1 else 1.0)
+    bar.set_label("log(1 + number of test images) (same scale in every panel)")
     return fig
 
 
@@ -118,29 +127,32 @@ def curves_figure(runs: list[Run]):
     ax = fig.subplots()
     variants = variant_labels(runs)
     scenarios = {run.results.get("scenario") for run in runs}
+    drawn = [run for run in runs if run.results.get("steps")]
+    same_seed = plots_steps.shared_seed(drawn)
     counts: list[int] = []
-    for run in runs:
-        if not run.results.get("steps"):
-            continue
+    values: list[float] = []
+    for run in sorted(drawn, key=lambda r: -float(np.mean([s["accuracy"] for s in r.results["steps"]]))):
         accs = [s["accuracy"] for s in run.results["steps"]]
         status = "" if run.complete else f", {run.results.get('status')}"
         name = f"{run.label} [{variants[run.path]}]" if variants[run.path] else run.label
         where = f" on {run.results.get('scenario')}" if len(scenarios) > 1 else ""
+        seed = "" if same_seed else f" seed {run.results.get('seed')}"
         counts += classes_seen(run)
+        values += accs
         ax.plot(
             classes_seen(run),
             accs,
             marker="o",
             markersize=3,
-            label=f"{name}{where} seed {run.results.get('seed')} (avg inc. acc. {np.mean(accs):.2f}{status})",
+            label=f"{name}{where}{seed}: avg inc. acc. {np.mean(accs):.2f}{status}",
         )
-    ax.set_ylim(0, 100)
+    plots_steps.fitted_ylim(ax, values)
     return finish_step_axes(
         fig,
         ax,
         "top-1 accuracy on all seen classes (%)",
-        "Accuracy after each incremental step",
-        {"loc": "lower left"},
+        f"Accuracy after each incremental step{same_seed}",
+        None,
         counts,
     )
 
@@ -166,7 +178,7 @@ def base_new_figure(run: Run):
         points = [(xi, s[key]) for xi, s in zip(x, steps) if s.get(key) is not None]
         if points:
             ax.plot(*zip(*points), marker="o", markersize=3, label=name, **style)
-    ax.set_ylim(0, 100)
+    plots_steps.fitted_ylim(ax, [v for key, _, _ in series for v in (s.get(key) for s in steps) if v is not None])
     return finish_step_axes(fig, ax, "top-1 accuracy (%)", f"Stability and plasticity: {_title(run)}", counts=x)
 
 
@@ -210,7 +222,7 @@ def plot_runs(
         kinds = ["mean-curves"] if len(set(keys)) < len(keys) else ["curves"]
     single = len(runs) == 1
     shared = out or (runs[0].path / "plots" if single else _beside(paths))
-    own = lambda run: out if (out is not None and single) else run.path / "plots"  # noqa: E731
+    own = lambda run: run.path / "plots" if out is None else out  # noqa: E731
     written = []
     for k in kinds:
         if k == "curves":
@@ -225,8 +237,18 @@ def plot_runs(
             written.append(_save(plots_classes.per_class_figure(runs, step), shared / "per_class_accuracy.png"))
         elif k == "accuracy-matrix":
             written += [
-                _save(plots_steps.accuracy_matrix_figure(run), own(run) / "accuracy_matrix.png") for run in runs
+                _save(plots_steps.accuracy_matrix_figure(run), own(run) / _per_run("accuracy_matrix", run, runs, out))
+                for run in runs
             ]
         else:
-            written += [plot_base_new(run, own(run)) for run in runs]
+            written += [_save(base_new_figure(run), own(run) / _per_run("base_vs_new", run, runs, out)) for run in runs]
     return written
+
+
+def _per_run(stem: str, run: Run, runs: list[Run], out: Path | None) -> str:
+    """A one-run figure's file name: ``stem.png`` in the run's own plots/, or, when several runs share ``--out``,
+    named after the run (strategy, seed, folder) so that none overwrites another."""
+    if out is None or len(runs) == 1:
+        return f"{stem}.png"
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", f"{run.label}_seed{run.results.get('seed')}_{run.path.name}")
+    return f"{stem}_{safe}.png"

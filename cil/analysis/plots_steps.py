@@ -58,17 +58,41 @@ def step_ticks(ax, counts: list[int]) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def fitted_ylim(ax, values: list[float], margin: float = 5.0) -> None:
+    """The accuracy axis around the data (to the next multiple of 5 beyond a 5-point margin, within 0-100):
+    values in 10-40 no longer sit in a quarter of a 0-100 axis."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        ax.set_ylim(0, 100)
+        return
+    low = max(0.0, 5 * np.floor((min(finite) - margin) / 5))
+    high = min(100.0, 5 * np.ceil((max(finite) + margin) / 5))
+    ax.set_ylim(low, high if high > low else low + 5)
+
+
 def finish_step_axes(fig, ax, ylabel: str, title: str, legend: dict | None = None, counts: list[int] | None = None):
     """Labels, ticks on the step boundaries (``counts``: classes seen after each step), grid and legend of a
-    per-step figure; returns the laid-out figure."""
+    per-step figure, the legend below the axes (never over the data), in the order the lines were drawn;
+    returns the laid-out figure."""
     ax.set_xlabel("number of classes seen")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     step_ticks(ax, counts or [])
     ax.grid(alpha=0.3)
-    ax.legend(**{"fontsize": LEGEND_POINTS, **(legend or {})})
-    fig.tight_layout()
+    handles, labels = ax.get_legend_handles_labels()
+    fig.set_layout_engine("constrained")
+    if handles:
+        columns = 1 if max(len(label) for label in labels) > 45 or len(labels) < 4 else 2
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=columns, **{"fontsize": LEGEND_POINTS, **(legend or {})}
+        )
     return fig
+
+
+def shared_seed(runs: list[Run]) -> str:
+    """' (seed S)' when every run has the same seed (said once in the title, not in every legend entry)."""
+    seeds = {r.results.get("seed") for r in runs}
+    return f" (seed {seeds.pop()})" if len(seeds) == 1 else ""
 
 
 def group_matrix(run: Run) -> np.ndarray:
@@ -103,32 +127,41 @@ def mean_curves_figure(runs: list[Run]):
     fig = new_figure(CURVE_INCHES)
     ax = fig.subplots()
     counts: list[int] = []
+    values: list[float] = []
     scenarios = {scenario for scenario, _ in groups}
-    for (scenario, label), members in sorted(groups.items()):
+    sizes = {len(members) for members in groups.values()}
+
+    def ranking(item: tuple[tuple[str, str], list[Run]]) -> float:  # best average incremental accuracy first
+        return -float(np.mean([[s["accuracy"] for s in r.results["steps"]] for r in item[1]]))
+
+    for (scenario, label), members in sorted(groups.items(), key=ranking):
         curves = np.array([[s["accuracy"] for s in r.results["steps"]] for r in members])
         x = classes_seen(members[0])
         counts += x
         mean = curves.mean(axis=0)
         std = curves.std(axis=0, ddof=1) if len(members) > 1 else np.zeros_like(mean)
+        values += list(mean - std) + list(mean + std)
         aia = curves.mean(axis=1)
         spread = f" ± {aia.std(ddof=1):.2f}" if len(members) > 1 else ""
+        n = f" (n={len(members)})" if len(sizes) > 1 else ""
         (line,) = ax.plot(
             x,
             mean,
             marker="o",
             markersize=3,
             label=f"{label}{f' on {scenario}' if len(scenarios) > 1 else ''}: avg inc. acc. {aia.mean():.2f}"
-            f"{spread} (n={len(members)})",
+            f"{spread}{n}",
         )
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
     banded = any(len(members) > 1 for members in groups.values())
-    ax.set_ylim(0, 100)
+    fitted_ylim(ax, values)
+    over = f"mean over {sizes.pop()} seeds" if len(sizes) == 1 else "mean over seeds"
     return finish_step_axes(
         fig,
         ax,
         "top-1 accuracy on all seen classes (%)",
-        "Accuracy after each step: mean over seeds" + (", band = ± 1 std" if banded else ""),
-        {"loc": "lower left"},
+        f"Accuracy after each step, {over}" + (", band = ± 1 std" if banded else ""),
+        None,
         counts,
     )
 
