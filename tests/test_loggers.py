@@ -260,3 +260,13 @@ def test_one_vocabulary_on_every_surface(logged):
     assert api.summary(out, metric="final_accuracy")["mean"].iloc[0] == pytest.approx(results["final_accuracy"])
     with pytest.raises(UserError, match="metric 'final' is now called 'final_accuracy'"):
         api.summary(out, metric="final")
+
+
+def test_the_uncorrected_classifier_is_logged_as_a_test_metric():
+    """Issue 35 item 2: one naming for corrected and uncorrected accuracies on every surface."""
+    from cil.runs.loggers.scalars import step_scalars
+
+    record = {"step": 1, "accuracy": 40.0, "classifier_accuracy": 35.0, "classifier_top5": 70.0, "n_train": 9}
+    values = step_scalars(record, {})
+    assert values["test/classifier_accuracy"] == 35.0 and values["test/classifier_top5"] == 70.0
+    assert "step/classifier_accuracy" not in values and values["step/n_train"] == 9.0

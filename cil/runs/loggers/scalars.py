@@ -45,10 +45,14 @@ def epoch_scalars(result: EpochResult) -> dict[str, float]:
 
 def step_scalars(record: dict[str, Any], results: dict[str, Any]) -> dict[str, float]:
     """``test/<key>`` for the step's accuracies (``accuracy``, ``top5``, ``accuracy_base``, ``accuracy_old``,
-    ``accuracy_new``, ``accuracy_many``, ``accuracy_medium``, ``accuracy_few``) and the run's
+    ``accuracy_new``, ``accuracy_many``, ``accuracy_medium``, ``accuracy_few``, and the uncorrected classifier's
+    ``classifier_*`` where a post-hoc correction made the predictions) and the run's
     ``avg_incremental_accuracy`` and ``forgetting`` so far; ``step/<key>`` for every other number in the step's
     record (memory size, rho, alpha, train seconds, ...: not test metrics)."""
     values = {f"test/{key}": float(record[key]) for key in ACCURACY_KEYS if record.get(key) is not None}
+    for key, value in record.items():  # the classifier before a post-hoc correction: test metrics too
+        if key.startswith("classifier_") and isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[f"test/{key}"] = float(value)
     for key in ("avg_incremental_accuracy", "forgetting"):
         if results.get(key) is not None:
             values[f"test/{key}"] = float(results[key])
@@ -56,6 +60,7 @@ def step_scalars(record: dict[str, Any], results: dict[str, Any]) -> dict[str, f
         if (
             key not in ACCURACY_KEYS
             and key not in NOT_LOGGED
+            and not key.startswith("classifier_")
             and isinstance(value, (int, float))
             and not isinstance(value, bool)
         ):
