@@ -483,3 +483,23 @@ def test_plot_out_holds_every_figure_of_several_runs(runs_root, tmp_path, capsys
     written = [Path(p) for p in capsys.readouterr().out.split()]
     assert len(written) == 2 and all(p.parent == tmp_path / "figs" and p.is_file() for p in written)
     assert written[0].name != written[1].name and all(p.name.startswith("base_vs_new_il-baseline") for p in written)
+
+
+def test_runs_of_the_first_results_layout_read_as_their_successors(runs_root, tmp_path, capsys):
+    """Issue 35 item 14: runtime.precision / channels_last saved as null by the first layout split a report
+    into two rows, and its accuracy-matrix plot was an empty heatmap with exit 0."""
+    from cil.analysis.report import Run, variant_labels
+
+    def fake(name: str, runtime: dict) -> Run:
+        return Run(Path(name), {"scenario": "s", "strategy": "il-baseline", "config": {"runtime": runtime}})
+
+    runs = [fake("old", {"precision": None, "channels_last": None}), fake("new", {"precision": "auto"})]
+    assert variant_labels(runs) == {Path("old"): "", Path("new"): ""}
+    old = tmp_path / "old"
+    shutil.copytree(runs_root / "il-baseline" / "seed1", old)
+    results = json.loads((old / "results.json").read_text())
+    for step in results["steps"]:
+        step.pop("accuracy_per_group", None)
+    (old / "results.json").write_text(json.dumps(results))
+    assert main(["plot", str(old), "--kind", "accuracy-matrix"]) == 2
+    assert "records no accuracy per step's classes" in capsys.readouterr().err

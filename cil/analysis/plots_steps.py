@@ -169,6 +169,11 @@ def mean_curves_figure(runs: list[Run]):
 def accuracy_matrix_figure(run: Run):
     """Heatmap of A[t, g]: rows are the steps after which it is measured, columns the steps whose classes."""
     matrix = group_matrix(run)
+    if np.isnan(matrix).all():
+        raise UserError(
+            f"{run.path} records no accuracy per step's classes (accuracy_per_group: results written before it "
+            "was recorded), so there is no accuracy matrix to draw"
+        )
     n = len(matrix)
     fig = new_figure((max(4.5, 0.75 * n + 3), max(3.8, 0.6 * n + 2.4)))
     ax = fig.subplots()

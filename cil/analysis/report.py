@@ -226,7 +226,7 @@ def variant_labels(runs: list[Run]) -> dict[Path, str]:
     row of a ``--grid memory=2,4`` sweep, whichever strategy). Keys a strategy itself sets differently (its
     loss, its schedule) are not listed: the strategy's name says them; nor are keys the run's config lacks (the
     options of a plugin only another strategy of the table has)."""
-    flats = {run.path: flatten(run.results.get("config", {})) for run in runs}
+    flats = {run.path: _defaults_filled(flatten(run.results.get("config", {}))) for run in runs}
     groups: dict[tuple[str | None, str], list[Run]] = {}
     for run in runs:
         groups.setdefault((run.results.get("scenario"), run.label), []).append(run)
@@ -238,6 +238,15 @@ def variant_labels(runs: list[Run]) -> dict[Path, str]:
     ordered = sorted(varying)
     # a key a run's config does not have (a plugin another strategy of the table uses) is not the run's variant
     return {run.path: ", ".join(f"{k}={flats[run.path][k]}" for k in ordered if k in flats[run.path]) for run in runs}
+
+
+LATER_KEYS = {"runtime.precision": "auto", "runtime.channels_last": "auto"}
+"""Config keys added after the first results layout, with the value those runs effectively had (they were
+saved as null then): an old run is not a variant of a new one for lacking them."""
+
+
+def _defaults_filled(flat: dict[str, Any]) -> dict[str, Any]:
+    return {**flat, **{k: v for k, v in LATER_KEYS.items() if flat.get(k, v) is None}}
 
 
 def _natural(text: str) -> list:
