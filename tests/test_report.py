@@ -493,7 +493,10 @@ def test_runs_of_the_first_results_layout_read_as_their_successors(runs_root, tm
     def fake(name: str, runtime: dict) -> Run:
         return Run(Path(name), {"scenario": "s", "strategy": "il-baseline", "config": {"runtime": runtime}})
 
-    runs = [fake("old", {"precision": None, "channels_last": None}), fake("new", {"precision": "auto"})]
+    runs = [
+        fake("old", {"precision": None, "channels_last": None}),
+        fake("new", {"precision": "auto", "channels_last": "auto"}),
+    ]
     assert variant_labels(runs) == {Path("old"): "", Path("new"): ""}
     old = tmp_path / "old"
     shutil.copytree(runs_root / "il-baseline" / "seed1", old)
