@@ -6,7 +6,8 @@ tree (copy this file and tests/test_faults.py into an older checkout to count "b
 Families: every write of a small run refused by the OS (each point x ENOSPC, EROFS, EACCES); links planted where
 a run writes (each name x new run, --overwrite, --resume); claim files cil did not write (generated); strategy and
 sweep names that try to leave configs/ (generated); values that pass the old checks and fail later (every count
-x huge values, Slurm options, --wait without a launcher); deaths in data-parallel runs (each rank, the launcher).
+x huge values, Slurm options, --wait without a launcher); combinations and typos that must be refused before any
+data (issue 35's items 3, 10, 11, 15); deaths in data-parallel runs (each rank, the launcher).
 A case ends well when it ends in one line and the exit code cil documents (and, for refused writes, when the run
 then finishes with the uninterrupted run's accuracies; for links, when what the link points to is unchanged).
 """
@@ -209,6 +210,35 @@ def late_values(work: Path, count) -> None:
     count("Slurm options and --wait", "silently ignored" if "cil: error" not in err else outcome)
 
 
+def refused_before_data(work: Path, count) -> None:
+    """Issue 35's faults of the week: combinations refused only after training (items 10, 3), stage schedules
+    run as given (11), typos in a strategy file's profiles or --seeds accepted (15), an over-long W&B tag refused
+    by W&B once the run started (15). Each must be one line and exit 2 from a dry run, before any data."""
+    import yaml
+
+    strategy_file = work / "typo.yaml"
+    strategy_file.write_text(yaml.safe_dump({"extends": "il-baseline", "profiles": {"cifarr": {"optim": {"lr": 1}}}}))
+    cases = [
+        ["--strategy", "icarl", "--memory", "0"],
+        ["--strategy", "il-baseline", "--plugin", "nme", "--memory", "0"],
+        ["--strategy", "icarl", "--memory-budget", "3"],
+        ["--strategy", "bic", "--memory", "1", "--set", "plugins.bic-bias-layer.validation=exemplars"],
+        ["--strategy", "bic", "--set", "plugins.bic-bias-layer.milestones=[0,5]"],
+        ["--strategy", "bic", "--set", "plugins.bic-bias-layer.milestones=[-3]"],
+        ["--strategy", "eeil", "--set", "plugins.balanced-finetuning.milestones=[20,10]"],
+        ["--strategy", "ss-il", "--set", "data.synthetic_classes=6"],  # synthetic-b4-2 of 6: one-class steps
+        ["--strategy", str(strategy_file)],
+        ["--strategy", "il-baseline", "--seeds", "1,,2"],
+        ["--strategy", "il-baseline", "--set", f"logging.wandb_tags=[{'t' * 65}]"],
+    ]
+    for case in cases:
+        argv = ["sweep", "--scenario", "synthetic-b4-2", *case, "--dry-run", "--out", work / "w"]
+        outcome, err = attempt(argv, expected=(0, 2))
+        if outcome == "ok" and "cil: error" not in err and "invalid  " not in err:
+            outcome = "accepted (refused late or never)"
+        count("refused before any data (issue 35 items 3, 10, 11, 15)", outcome)
+
+
 def rank_deaths(work: Path, count) -> None:
     from tests.test_distributed import start_and_wait_for_step_0
 
@@ -259,6 +289,7 @@ def census(n: int) -> dict[str, Counter]:
         escaping_names(work, count, every)
         os.chdir(here)
         late_values(work, count)
+        refused_before_data(work, count)
         rank_deaths(work, count)
     finally:
         os.chdir(here)
