@@ -271,7 +271,9 @@ def test_nme_without_memory_is_one_clear_error(tmp_path, capsys):
             "plugins=[nme]",
         ]
     )
-    assert code == 2 and "nme evaluation needs exemplars" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "nme classifies by the means of the exemplars: use a memory" in err  # before any data
+    assert not (tmp_path / "x").exists()
 
 
 def test_bsce_counts_follow_the_training_set():
