@@ -329,8 +329,9 @@ STRATEGIES_WITHOUT_MEMORY = {  # strategy: a loss term that needs the previous m
 }
 
 
-NEED_A_MEMORY = {"il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce", "icarl", "bic"}
-"""Meta BSCE draws B_t from the exemplars, iCaRL classifies by their means, BiC learns its layer on them."""
+NEED_A_MEMORY = {"il-baseline-meta-bsce", "lucir-meta-bsce", "podnet-meta-bsce", "icarl", "icarl-hou", "bic"}
+"""Meta BSCE draws B_t from the exemplars, iCaRL (both readings) classifies by their means, BiC sizes its
+validation set by them."""
 
 
 def test_every_strategy_is_listed_here():
