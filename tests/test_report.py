@@ -444,7 +444,10 @@ def test_report_ranks_rows_and_puts_metrics_side_by_side_for_one_scenario(runs_r
     rows = [[c.strip() for c in line.split("|")[1:4]] for line in lines[2:]]
     means = [float(r[1].split(" ")[0]) for r in rows]
     assert means == sorted(means, reverse=True) and len(rows) == 2
-    assert all(float(r[2].split(" ")[0]) > 0 for r in rows)  # minutes of training, from train_seconds
+    for strategy, _, shown in rows:  # minutes of training, the mean over seeds of the steps' train_seconds summed
+        results = [json.loads(f.read_text()) for f in sorted((runs_root / strategy).glob("*/results.json"))]
+        minutes = [sum(s["train_seconds"] for s in r["steps"]) / 60 for r in results if r["status"] == "complete"]
+        assert abs(float(shown.split(" ")[0]) - sum(minutes) / len(minutes)) <= 0.005 + 1e-9
     from cil import api
 
     by_time = api.report([runs_root], "train_minutes", sort="train_minutes")

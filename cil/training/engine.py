@@ -40,7 +40,7 @@ from avalanche.training.utils import trigger_plugins
 
 from cil.config import OptimConfig, RuntimeConfig
 from cil.config.shapes import INT, NULL, SECTION, ListOf, Mapping, OneOf
-from cil.errors import TrainingDiverged, UserError
+from cil.errors import TrainingDiverged
 from cil.training.contract import Batch, CilPlugin, ClassificationLoss, Engine, PluginHooks, TrainingStage
 from cil.training.distributed import SINGLE, World
 from cil.training.epoch_losses import EpochLosses
@@ -261,20 +261,9 @@ class IncrementalStrategy(SupervisedTemplate):
 
     def withhold(self, per_class: int) -> TrainingSet:
         """``per_class`` random samples of every new class leave the step's data (and so the memory's choice)."""
-        data, chosen = self.experience_data, []
-        for label in self.new_classes:
-            positions = (data.labels == label).nonzero().flatten()
-            if len(positions) <= per_class:
-                raise UserError(
-                    f"cannot withhold {per_class} training samples of class {label}: it has {len(positions)}, and "
-                    "at least one must stay to train on"
-                )
-            chosen.append(positions[torch.randperm(len(positions), generator=self._order_generator)[:per_class]])
-        mask = torch.zeros(len(data), dtype=torch.bool)
-        if chosen:
-            mask[torch.cat(chosen)] = True
-        withheld = data.subset(mask)
-        self.experience_data = data.subset(~mask)
+        self.experience_data, withheld = balanced_split(
+            self.experience_data, self.new_classes, per_class, self._order_generator
+        )
         self._train_set = self._train_set.subset(~torch.isin(self._train_set.indices, withheld.indices))
         return withheld
 

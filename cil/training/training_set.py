@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -36,18 +37,20 @@ class TrainingSet:
 
 
 def balanced_split(
-    training_set: TrainingSet, n_classes: int, per_class: int, generator: torch.Generator
+    training_set: TrainingSet, classes: int | Iterable[int], per_class: int, generator: torch.Generator
 ) -> tuple[TrainingSet, TrainingSet]:
-    """(rest, held out): ``per_class`` random samples of every class 0..n_classes-1 are held out."""
+    """(rest, held out): ``per_class`` random samples of every class in ``classes`` (an int n: 0..n-1) are held
+    out; at least one sample of each must stay."""
     chosen = []
-    for c in range(n_classes):
+    for c in range(classes) if isinstance(classes, int) else classes:
         positions = (training_set.labels == c).nonzero().flatten()
         if len(positions) <= per_class:
             raise UserError(
                 f"cannot hold out {per_class} training samples of class {c}: it has {len(positions)}, "
-                f"and at least one more must stay in the training set (use a larger memory)"
+                "and at least one more must stay to train on (a larger memory or fewer held out)"
             )
         chosen.append(positions[torch.randperm(len(positions), generator=generator)[:per_class]])
     held_out = torch.zeros(len(training_set), dtype=torch.bool)
-    held_out[torch.cat(chosen)] = True
+    if chosen:
+        held_out[torch.cat(chosen)] = True
     return training_set.subset(~held_out), training_set.subset(held_out)
