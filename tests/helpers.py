@@ -156,10 +156,11 @@ def small_engine(
     memory_per_class: int | None = None,
     seed: int = 0,
     batch_size: int = 8,
+    train_on_exemplars: bool = False,
 ):
     """A real engine (cil.training.engine) on random 32x32 images, ``per_class`` of each of ``n_classes``
     classes, set as during step 1 (``n_old`` old classes); ``memory_per_class`` stores that many of every
-    class as exemplars. For calling a component's hooks directly."""
+    class as exemplars (``train_on_exemplars``: the training set is them). For calling a component's hooks directly."""
     import torch
 
     from cil.config import MemoryConfig, OptimConfig, RuntimeConfig
@@ -167,7 +168,7 @@ def small_engine(
     from cil.data.base import TensorImageData
     from cil.data.scenarios import ScenarioName, ScenarioPlan
     from cil.training.contract import ClassificationLoss
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
     from cil.training.memory import Rehearsal
     from cil.training.runtime import Runtime
 
@@ -196,7 +197,7 @@ def small_engine(
             }
         )
     device = torch.device("cpu")
-    engine = IncrementalStrategy(
+    engine = TrainingEngine(
         model=model,
         plan=plan,
         train_data=data,
@@ -212,6 +213,8 @@ def small_engine(
     )
     engine.step, engine.n_old, engine.n_seen = 1, n_old, n_classes
     engine.new_classes = list(range(n_old, n_classes))
+    if memory is not None and train_on_exemplars:  # the step's training set as the engine builds it: + exemplars
+        engine._train_set = engine._train_set + memory.exemplars()
     return engine
 
 

@@ -131,7 +131,7 @@ class Vandal(CilPlugin):
         exemplars.indices[:] = -1
         exemplars.labels[:] = 0
         with pytest.raises(AttributeError):
-            engine.train_set = exemplars  # a read-only property: extend_training_set or hold_out change it
+            engine.train_set = exemplars  # a read-only property: hold_out, withhold and train_on change it
 
 
 def test_the_memory_cannot_be_changed_from_outside(tmp_path):
@@ -209,9 +209,9 @@ def test_every_named_strategy_uses_only_the_engine_protocol(tmp_path, monkeypatc
     Engine protocol fails the run (checkpoints resume through the proxy too)."""
     from cil.cli.commands import run_flags
     from cil.cli.parser import build_parser
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
 
-    monkeypatch.setattr(IncrementalStrategy, "view", property(lambda engine: StrictEngine(engine)))
+    monkeypatch.setattr(TrainingEngine, "view", property(lambda engine: StrictEngine(engine)))
     args = build_parser().parse_args(["run", "--scenario", "synthetic-b4-2", "--strategy", strategy, *extra])
     flags = {**run_flags(args), **SMALL_FLAGS}
     if "memory" not in flags and strategy not in ("finetune", "ncm", "slda") and "relaxed" not in strategy:
@@ -239,9 +239,9 @@ class SetsTheStep(CilPlugin):
     "probe, message", [(ReadsTheOptimizer(), "read engine.optimizer"), (SetsTheStep(), "assigned engine.n_old")]
 )
 def test_the_strict_proxy_catches_what_is_outside_the_protocol(tmp_path, monkeypatch, probe, message):
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
 
-    monkeypatch.setattr(IncrementalStrategy, "view", property(lambda engine: StrictEngine(engine)))
+    monkeypatch.setattr(TrainingEngine, "view", property(lambda engine: StrictEngine(engine)))
     cfg = build_config("synthetic-b4-2", "il-baseline", SMALL_FLAGS, SMALL_SETS)
     with pytest.raises(AssertionError, match=message):
         run(cfg, out=tmp_path / "r", extra_plugins=[probe], log=lambda line: None)
@@ -286,9 +286,9 @@ def test_memory_set_is_read_only(tmp_path, capsys):
         "2",
         *TINY,
     )
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
 
-    assert isinstance(IncrementalStrategy.memory_set, property) and IncrementalStrategy.memory_set.fset is None
+    assert isinstance(TrainingEngine.memory_set, property) and TrainingEngine.memory_set.fset is None
     assert [s["memory_size"] for s in results["steps"]] == [12, 16, 20]
 
 

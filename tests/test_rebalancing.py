@@ -77,10 +77,10 @@ def test_the_engine_uses_the_batch_sampler():
                 yield torch.zeros(len(chunk), 3, 4, 4)
 
     from cil.config import RuntimeConfig
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
     from cil.training.runtime import Runtime
 
-    strategy = IncrementalStrategy.__new__(IncrementalStrategy)
+    strategy = TrainingEngine.__new__(TrainingEngine)
     strategy._train_set = TrainingSet(torch.arange(24), torch.tensor([0, 0, 1, 1] + [2] * 10 + [3] * 10))
     strategy.n_old, strategy.train_mb_size, strategy.device = 2, 8, torch.device("cpu")
     strategy.runtime = Runtime.resolve(RuntimeConfig(), strategy.device)

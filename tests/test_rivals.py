@@ -245,8 +245,7 @@ def test_bic_holds_out_a_balanced_set_learns_on_it_and_corrects_scores_and_teach
     model = build_net("tiny", "linear")
     model.head.add_classes(2)
     model.head.add_classes(2)
-    engine = small_engine(model, n_classes=4, n_old=2, per_class=10, memory_per_class=10)
-    engine.extend_training_set(engine.memory.exemplars().indices, engine.memory.exemplars().labels)
+    engine = small_engine(model, n_classes=4, n_old=2, per_class=10, memory_per_class=10, train_on_exemplars=True)
     plugin = BiasCorrectionLayer(BiasLayerConfig(epochs=3, milestones=[], validation="exemplars"))
     plugin.before_step(engine)
     assert plugin.validation_set is not None and torch.bincount(plugin.validation_set.labels).tolist() == [1, 1, 1, 1]

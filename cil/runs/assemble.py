@@ -185,7 +185,7 @@ def build_strategy(
     after the configured ones: cil components (``CilPlugin``) join the strategy's components, anything else
     is an Avalanche plugin and receives Avalanche's callbacks."""
     from cil.models import build_net
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
 
     seed_everything(cfg.seed)
     model = build_net(
@@ -201,7 +201,7 @@ def build_strategy(
     if world.active:
         check_data_parallel(cfg)
     components = [p for p in extra_plugins if isinstance(p, CilPlugin)]
-    return IncrementalStrategy(
+    return TrainingEngine(
         model=model,
         plan=prepared.plan,
         train_data=prepared.data.train,

@@ -25,11 +25,11 @@ DAMAGED_ADVICE = "restore it from a backup, or start the run again with --overwr
 
 def checkpoint_shape() -> Mapping:
     """What a checkpoint file holds: the format, the engine's state, the results so far and the resolved config."""
-    from cil.training.engine import IncrementalStrategy
+    from cil.training.engine import TrainingEngine
 
     return Mapping(
         required=("format", "state", "results", "config"),
-        fields={"format": INT, "state": IncrementalStrategy.STATE, "results": RESULTS_FILE, "config": RESOLVED_CONFIG},
+        fields={"format": INT, "state": TrainingEngine.STATE, "results": RESULTS_FILE, "config": RESOLVED_CONFIG},
         what="a cil checkpoint",
     )
 

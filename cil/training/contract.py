@@ -30,7 +30,7 @@ most one" refuses a strategy where two plugins have it.
 What a plugin may change on the engine: the per-step settings ``classification_weight`` and
 ``train_epochs`` (reset before every step; set them in ``before_step``) and entries of
 ``step_record`` / ``epoch_scalars`` (values to report). Everything else goes through a named engine
-method: ``extend_training_set``, ``hold_out``, ``train_on``. The exemplars are the engine's:
+method: ``hold_out``, ``withhold``, ``train_on``. The exemplars are the engine's:
 ``memory_set`` is a copy, updated after every step's training before any plugin's ``after_training``.
 """
 
@@ -230,9 +230,6 @@ class Engine(Protocol):
         """(x, y) mini-batches of ``training_set`` in its order, with the evaluation transform."""
 
     # ------------------------------------------------------------------ changing the run
-    def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add samples (store indices, labels) to this step's training set."""
-
     def hold_out(self, per_class: int) -> TrainingSet:
         """Take ``per_class`` random samples of every seen class out of the training set; return them (a
         class-balanced validation set, Meta BSCE's B_t, BiC's validation part)."""

@@ -1,19 +1,23 @@
 """The engine: one SGD loop for every method, the method living in its components (cil/training/contract.py).
 
-For every step t of the scenario (``run_steps``)::
+``run_steps`` calls ``TrainingEngine.run_step`` for every step t of the scenario; that one method shows a
+step's order::
 
-    before_step     the step's data (cil's plan) + the exemplars; the head grown to N_t; the optimizer
+    begin_step      the step's data (cil's plan) + the exemplars; the head grown to N_t; the optimizer
     epochs          training_epoch: order, then for every mini-batch
                       before_batch -> forward -> after_forward -> loss -> backward -> update -> after_batch
-    after_training  the memory update (herding), then the components' second stages and statistics
-    previous model  a frozen copy of the model, the teacher of step t+1
+    end_step        the memory update (herding), then the components' second stages and statistics;
+                    a frozen copy of the model, the teacher of step t+1
     evaluation      scores of the test images of every seen class (``evaluate``)
 
-The engine is an Avalanche ``SupervisedTemplate``: Avalanche plugins given to it (``avalanche_plugins``)
-receive Avalanche's callbacks at their usual places, and ``experience``, ``mbatch``/``mb_x``/``mb_y``
-and ``mb_output`` hold what Avalanche's own loop would. cil's components receive cil's hooks with the
-engine as an ``Engine`` (the Protocol of cil/training/contract.py), before Avalanche's callbacks at the
-same place, in the strategy's order: method, extra plugins, classification loss.
+cil drives the step; Avalanche only supplies the streams and its plugin callbacks. The engine subclasses
+Avalanche's ``SupervisedTemplate`` for the state Avalanche plugins and metrics read (``experience``,
+``mbatch``/``mb_x``/``mb_y``, ``mb_output``, ``loss``, ``clock``, ``evaluator``, ``is_training``), but calls
+neither its ``train`` nor its ``eval`` nor any of its private methods: Avalanche plugins given to it
+(``avalanche_plugins``; an ``EvaluationPlugin`` among them becomes the evaluator) receive Avalanche's callbacks
+from ``run_step``, ``training_epoch`` and ``evaluate``, through Avalanche's public ``trigger_plugins``, after cil's
+hooks at the same place. cil's components receive cil's hooks with the engine as an ``Engine`` (the Protocol of
+cil/training/contract.py), in the strategy's order: method, extra plugins, classification loss.
 
 The per-batch path (data, forward, losses, backward, update, and every hook called in it) reads no
 device value on the host, so a GPU never waits for Python: loss sums stay on the device until the end
@@ -40,7 +44,7 @@ from avalanche.training.utils import trigger_plugins
 
 from cil.config import OptimConfig, RuntimeConfig
 from cil.config.shapes import INT, NULL, SECTION, ListOf, Mapping, OneOf
-from cil.errors import TrainingDiverged
+from cil.errors import TrainingDiverged, UserError
 from cil.training.contract import Batch, CilPlugin, ClassificationLoss, Engine, PluginHooks, TrainingStage
 from cil.training.distributed import SINGLE, World
 from cil.training.epoch_losses import EpochLosses
@@ -56,6 +60,40 @@ if TYPE_CHECKING:
     from cil.data.base import ImageData
     from cil.data.scenarios import ScenarioPlan
     from cil.models import IncrementalNet, NetOutput
+
+    class _AvalancheTemplate:
+        """What the engine uses of Avalanche's ``SupervisedTemplate``, typed. Avalanche ships no type information:
+        a base class mypy cannot see would lend the engine every attribute, and a member of ``Engine`` renamed or
+        removed here would still pass ``make lint``. With this stand-in, ``TrainingEngine.view`` returning
+        ``self`` as an ``Engine`` is the type checker's proof that the engine keeps the contract."""
+
+        model: IncrementalNet
+        device: torch.device
+        plugins: list[Any]
+        experience: Any
+        is_training: bool
+        train_epochs: int
+        train_mb_size: int
+        eval_mb_size: int
+        optimizer: torch.optim.Optimizer
+        retain_graph: bool
+        mbatch: list[torch.Tensor] | None
+        mb_output: Any
+        loss: torch.Tensor
+        dataloader: Any
+        adapted_dataset: Any
+        current_eval_stream: Any
+        _stop_training: bool
+
+        def __init__(self, **settings: Any) -> None: ...
+        @property
+        def mb_x(self) -> torch.Tensor: ...
+        @property
+        def mb_y(self) -> torch.Tensor: ...
+        def train_dataset_adaptation(self) -> None: ...
+        def eval_dataset_adaptation(self) -> None: ...
+else:
+    _AvalancheTemplate = SupervisedTemplate
 
 
 class Evaluation(NamedTuple):
@@ -86,14 +124,17 @@ class EpochResult:
 
 
 def _evaluator() -> EvaluationPlugin:
-    """Avalanche's evaluator with no metrics and no loggers (cil computes and gathers its own across ranks), so it
-    is safe data-parallel: it says so, and Avalanche does not warn about it in every data-parallel run."""
-    evaluator = EvaluationPlugin(loggers=[])
+    """Avalanche's evaluator when the user gives none: no metrics and no loggers (cil computes and gathers its own
+    across ranks), so it is safe data-parallel: it says so, and Avalanche does not warn about it in every
+    data-parallel run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No loggers specified")
+        evaluator = EvaluationPlugin(loggers=[])
     evaluator.supports_distributed = True
     return evaluator
 
 
-class IncrementalStrategy(SupervisedTemplate):
+class TrainingEngine(_AvalancheTemplate):
     """One SGD strategy for every method; the method lives in its components."""
 
     world: World = SINGLE
@@ -123,20 +164,21 @@ class IncrementalStrategy(SupervisedTemplate):
         self.world = world
         """This process's rank among the run's processes (cil/training/distributed.py); SINGLE for one."""
         runtime = runtime if runtime is not None else Runtime.resolve(RuntimeConfig(precision="fp32"), device)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No loggers specified")
-            super().__init__(
-                model=model,
-                optimizer=torch.optim.SGD(model.parameters(), lr=optim.lr),  # replaced at every step
-                criterion=torch.nn.CrossEntropyLoss(),  # not used: the loss is the components' (criterion())
-                train_mb_size=optim.batch_size,
-                train_epochs=optim.epochs,
-                eval_mb_size=runtime.eval_batch_size,
-                device=device,
-                plugins=list(avalanche_plugins or []),
-                evaluator=_evaluator(),
-                eval_every=-1,
-            )
+        plugins_of_avalanche = list(avalanche_plugins or [])
+        evaluators = [p for p in plugins_of_avalanche if isinstance(p, EvaluationPlugin)]
+        if len(evaluators) > 1:
+            raise UserError("give the engine at most one Avalanche EvaluationPlugin (it is Avalanche's evaluator)")
+        super().__init__(
+            model=model,
+            optimizer=None,  # built for every step (its parameter groups are the components')
+            train_mb_size=optim.batch_size,
+            train_epochs=optim.epochs,
+            eval_mb_size=runtime.eval_batch_size,
+            device=device,
+            plugins=[p for p in plugins_of_avalanche if not isinstance(p, EvaluationPlugin)],
+            evaluator=evaluators[0] if evaluators else _evaluator(),
+            eval_every=-1,
+        )
         self.runtime = runtime
         self.loss_scaler = runtime.loss_scaler()
         """Backward pass and optimizer step (fp16: with dynamic loss scaling), kept across steps."""
@@ -218,7 +260,7 @@ class IncrementalStrategy(SupervisedTemplate):
 
     @property
     def train_set(self) -> TrainingSet:
-        """What this step trains on (changed only by ``extend_training_set``, ``hold_out`` and ``train_on``)."""
+        """What this step trains on (changed only by ``hold_out``, ``withhold`` and ``train_on``)."""
         return self._train_set
 
     @property
@@ -251,10 +293,6 @@ class IncrementalStrategy(SupervisedTemplate):
             counts = torch.bincount(self._train_set.labels, minlength=self.n_seen).float().to(self.device)
             self._train_class_counts = cached = (self._train_set, counts)
         return cached[1]
-
-    def extend_training_set(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add samples (e.g. exemplars) to this step's training set."""
-        self._train_set = self._train_set + TrainingSet(indices.long().cpu(), labels.long().cpu())
 
     def memory_per_class(self, n_classes: int) -> int:
         return self.memory.memory.quota(n_classes) if self.memory is not None else 0
@@ -448,10 +486,48 @@ class IncrementalStrategy(SupervisedTemplate):
             logits = self.model.head(features)
         return NetOutput(logits, features, out.stage_maps, getattr(self.model.head, "scale", None))
 
-    # ================================================================ one step
+    # ================================================================ one step: its order, in one place
 
-    def _before_training_exp(self, **kwargs: Any) -> None:
-        self.step = self.experience.current_experience
+    def run_step(self, experience: Any, test_experiences: list[Any]) -> tuple[Evaluation, float]:
+        """Train on ``experience`` (step t), then evaluate on the test images of every seen class; the evaluation
+        and the seconds the training took (memory update and second stages included).
+
+        cil's hooks (components, in the strategy's order) and Avalanche's callbacks (``avalanche_plugins``,
+        after cil's hooks at the same place) fire here and in ``training_epoch``, nowhere else::
+
+            begin_step   Avalanche before_training; the step's data (cil's plan) + the exemplars, between
+                         Avalanche's before/after_train_dataset_adaptation; the head grown to N_t; the
+                         optimizer; components' before_step; Avalanche before_training_exp
+            epochs       begin_epoch (before_epoch; before_training_epoch), training_epoch, end_epoch (the
+                         schedule, the loss means, after_epoch; after_training_epoch); an Avalanche plugin may
+                         end them early (``stop_training()``)
+            end_step     the memory update; the uncorrected evaluation (a correction that changes the model);
+                         components' after_training; Avalanche after_training_exp, after_training; the frozen
+                         teacher of step t+1
+            evaluation   ``evaluate``: Avalanche's eval callbacks around cil's scoring of every test experience
+        """
+        start = time.perf_counter()
+        self._begin_step(experience, test_experiences)
+        for epoch in range(self.train_epochs):
+            self.epoch = epoch
+            self._begin_epoch()
+            if self._stop_training:  # an Avalanche plugin stopped the step early
+                self._stop_training = False
+                break
+            self.training_epoch()
+            self._end_epoch()
+        self._end_step()
+        train_seconds = time.perf_counter() - start
+        return self.evaluate(test_experiences), train_seconds
+
+    def _begin_step(self, experience: Any, test_experiences: list[Any]) -> None:
+        self.is_training, self._stop_training = True, False
+        self.model.train()
+        self.model.to(self.device)
+        trigger_plugins(self, "before_training")
+        self.experience = experience
+        self._test_experiences = test_experiences
+        self.step = experience.current_experience
         self.new_classes = list(self.plan.step_classes[self.step])
         self.n_old = self.plan.n_seen(self.step - 1) if self.step > 0 else 0
         self.n_seen = self.plan.n_seen(self.step)
@@ -466,29 +542,22 @@ class IncrementalStrategy(SupervisedTemplate):
         self.epoch = self.batch_index = 0
         self._epoch_seconds = []
         self._step_start = time.perf_counter()
-        self._before_train_dataset_adaptation(**kwargs)
-        self.train_dataset_adaptation(**kwargs)
-        self._after_train_dataset_adaptation(**kwargs)
-        self.model = self.model_adaptation()
-        self.make_optimizer()
+        trigger_plugins(self, "before_train_dataset_adaptation")
+        self.train_dataset_adaptation()  # Avalanche's adapted_dataset, for Avalanche plugins
+        self._train_set = self.experience_data
+        if self.memory is not None and len(exemplars := self.memory.exemplars()):
+            self._train_set = self._train_set + exemplars
+        trigger_plugins(self, "after_train_dataset_adaptation")
+        if self.model.n_classes < self.n_seen:
+            self.model.head.add_classes(self.n_seen - self.model.n_classes)
+        self.model.to(self.device)
+        self._make_optimizer()
         for component in self.components:
             component.before_step(self.view)
-        trigger_plugins(self, "before_training_exp", **kwargs)
+        trigger_plugins(self, "before_training_exp")
 
-    def train_dataset_adaptation(self, **kwargs: Any) -> None:
-        super().train_dataset_adaptation(**kwargs)  # Avalanche's adapted_dataset, for Avalanche plugins
-        self._train_set = self.experience_data
-        exemplars = self.memory.exemplars() if self.memory is not None else TrainingSet.empty()
-        if len(exemplars):
-            self.extend_training_set(exemplars.indices, exemplars.labels)
-
-    def model_adaptation(self, model: IncrementalNet | None = None) -> IncrementalNet:
-        model = self.model if model is None else model
-        if self.is_training and model.n_classes < self.n_seen:
-            model.head.add_classes(self.n_seen - model.n_classes)
-        return model.to(self.device)
-
-    def make_optimizer(self, **kwargs: Any) -> None:
+    def _make_optimizer(self) -> None:
+        """The step's SGD over the trainable parameters (every component's ``param_groups``) and its schedule."""
         cfg = self.optim_config
         lr, weight_decay = cfg.step_lr(self.step), cfg.step_weight_decay(self.step)
         self.step_record["lr"], self.step_record["weight_decay"] = lr, weight_decay
@@ -508,30 +577,23 @@ class IncrementalStrategy(SupervisedTemplate):
         else:
             self.scheduler = None
 
-    def _train_exp(self, experience: Any, eval_streams: Any = None, **kwargs: Any) -> None:
-        for epoch in range(self.train_epochs):
-            self.epoch = epoch
-            self._before_training_epoch(**kwargs)
-            if self._stop_training:  # an Avalanche plugin stopped the step early
-                self._stop_training = False
-                break
-            self.training_epoch(**kwargs)
-            self._after_training_epoch(**kwargs)
-
-    def _after_training_exp(self, **kwargs: Any) -> None:
+    def _end_step(self) -> None:
         if self.memory is not None:  # first, so that every component's after_training sees the new exemplars
             self.step_record.update(
                 self.memory.update(self.experience_data, self.new_classes, self.n_seen, self.extract_features)
             )
         self._uncorrected_scores = None
-        if self.weight_corrector is not None and self.n_old > 0 and self.evaluation_experiences:
-            self._uncorrected_scores = self.evaluate(self.evaluation_experiences).scores  # before it changes the model
+        if self.weight_corrector is not None and self.n_old > 0 and self._test_experiences:
+            self._uncorrected_scores = self.evaluate(self._test_experiences).scores  # before it changes the model
         for component in self.components:
             component.after_training(self.view)
-        trigger_plugins(self, "after_training_exp", **kwargs)
+        trigger_plugins(self, "after_training_exp")
         self.step_record["final_epoch_loss"] = dict(self.loss_parts)
         self.step_record["seconds_per_epoch"] = round(sum(self._epoch_seconds) / max(1, len(self._epoch_seconds)), 2)
         self.previous_model = self.frozen_copy()
+        trigger_plugins(self, "after_training")
+        self.experience, self.adapted_dataset, self.dataloader = None, None, []  # as Avalanche leaves them
+        self.mbatch, self.mb_output, self.loss = None, None, torch.zeros(1, device=self.device)
 
     def frozen_copy(self) -> IncrementalNet:
         """A frozen copy of the model in evaluation mode, prepared as the model is (layout, compilation)."""
@@ -551,7 +613,7 @@ class IncrementalStrategy(SupervisedTemplate):
         n = self.batch_sampler.epoch_length(self.view) if self.batch_sampler is not None else len(self._train_set)
         return math.ceil(n / self.batch_size)
 
-    def _before_training_epoch(self, **kwargs: Any) -> None:
+    def _begin_epoch(self) -> None:
         self._epoch_losses = EpochLosses()
         self._epoch_images = 0
         self._epoch_lr = float(self.optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
@@ -566,9 +628,9 @@ class IncrementalStrategy(SupervisedTemplate):
         )
         for component in self.components:
             component.before_epoch(self.view)
-        trigger_plugins(self, "before_training_epoch", **kwargs)
+        trigger_plugins(self, "before_training_epoch")
 
-    def training_epoch(self, **kwargs: Any) -> None:
+    def training_epoch(self) -> None:
         """One epoch of the step: the epoch's order, then for every mini-batch the components' ``before_batch``,
         the forward pass, the loss (weighted L_c + every component's terms), the backward pass (or a
         component's gradient combiner), the update, and ``after_batch``; Avalanche's callbacks at their places."""
@@ -578,33 +640,34 @@ class IncrementalStrategy(SupervisedTemplate):
                 break
             self._iteration += 1
             self._set_batch(Batch(x, y), task)
-            trigger_plugins(self, "before_training_iteration", **kwargs)
+            trigger_plugins(self, "before_training_iteration")
             self.optimizer.zero_grad()
             for component in self.components:
                 self._set_batch(component.before_batch(self.view, self._current_batch()), task)
             batch = self._current_batch()
-            trigger_plugins(self, "before_forward", **kwargs)
+            trigger_plugins(self, "before_forward")
             with self.runtime.autocast():
-                self.mb_output = output = self.model(batch.x)
+                output = self.model(batch.x)
+            self.mb_output = output.logits  # what Avalanche's metrics read: the output tensor
             for component in self.components:
                 component.after_forward(self.view, output)
-            trigger_plugins(self, "after_forward", **kwargs)
+            trigger_plugins(self, "after_forward")
             with self.runtime.autocast():
                 self.loss, parts = self.training_loss(output, batch.y, record=True)
             self.batch_loss_parts = parts
             self._epoch_losses.add(parts)
-            trigger_plugins(self, "before_backward", **kwargs)
+            trigger_plugins(self, "before_backward")
             if self.gradient_combiner is not None:
                 self.gradient_combiner.backward(self.view, output, batch.y, parts)
             else:
                 self.loss_scaler.backward(self.loss, retain_graph=self.retain_graph)
-            trigger_plugins(self, "after_backward", **kwargs)
-            trigger_plugins(self, "before_update", **kwargs)
+            trigger_plugins(self, "after_backward")
+            trigger_plugins(self, "before_update")
             self.optimizer_step()
-            trigger_plugins(self, "after_update", **kwargs)
+            trigger_plugins(self, "after_update")
             for component in self.components:
                 component.after_batch(self.view)
-            trigger_plugins(self, "after_training_iteration", **kwargs)
+            trigger_plugins(self, "after_training_iteration")
             self.batch_index += 1
             self._epoch_images += len(batch.y)
             if self._bar is not None:
@@ -636,7 +699,7 @@ class IncrementalStrategy(SupervisedTemplate):
         if self.world.active:
             self.world.broadcast_(list(self.model.buffers()))
 
-    def _after_training_epoch(self, **kwargs: Any) -> None:
+    def _end_epoch(self) -> None:
         if self.scheduler is not None:
             self.scheduler.step()
         if self._bar is not None:
@@ -660,7 +723,7 @@ class IncrementalStrategy(SupervisedTemplate):
             )
         for component in self.components:
             component.after_epoch(self.view)
-        trigger_plugins(self, "after_training_epoch", **kwargs)
+        trigger_plugins(self, "after_training_epoch")
         if self.on_epoch is not None:
             self.on_epoch(
                 EpochResult(
@@ -747,35 +810,57 @@ class IncrementalStrategy(SupervisedTemplate):
 
     # ================================================================ evaluation
 
-    def make_eval_dataloader(self, **kwargs: Any) -> None:
-        idx, labels = self.plan.step_samples(self.experience.current_experience, self.test_data.targets)
+    def _test_batches(self, experience: Any) -> Iterator[list[torch.Tensor]]:
+        """Avalanche mini-batches [x, y, task labels] of ``experience``'s test images (this rank's chunk)."""
+        idx, labels = self.plan.step_samples(experience.current_experience, self.test_data.targets)
         idx_t = self.world.chunk(torch.from_numpy(idx))
         lab_t = self.world.chunk(torch.from_numpy(labels).to(self.device))
+        images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
+        task = torch.zeros(min(self.eval_mb_size, len(lab_t)), dtype=torch.long, device=self.device)
+        for x, y in zip(images, lab_t.split(self.eval_mb_size)):
+            yield [self.runtime.input(x), y, task[: len(y)]]
 
-        def batches() -> Iterator[list[torch.Tensor]]:
-            images = self.test_data.batches(idx_t, self.eval_mb_size, train=False, device=self.device)
-            task = torch.zeros(min(self.eval_mb_size, len(lab_t)), dtype=torch.long, device=self.device)
-            for x, y in zip(images, lab_t.split(self.eval_mb_size)):
-                yield [self.runtime.input(x), y, task[: len(y)]]
-
-        self.dataloader = batches()
-
-    def eval_epoch(self, **kwargs: Any) -> None:
-        """Scores of the current test experience: the model's logits, or a component's ``evaluation_scores``."""
+    def _score(self, experience: Any) -> None:
+        """Scores of one test experience: the model's logits, or a component's ``evaluation_scores``; Avalanche's
+        eval callbacks around it, as its own ``eval`` fires them."""
+        trigger_plugins(self, "before_eval_dataset_adaptation")
+        self.eval_dataset_adaptation()  # Avalanche's adapted_dataset, for Avalanche plugins
+        trigger_plugins(self, "after_eval_dataset_adaptation")
+        self.dataloader = self._test_batches(experience)
+        trigger_plugins(self, "before_eval_exp")
         for mbatch in self.dataloader:
             self.mbatch = mbatch
-            trigger_plugins(self, "before_eval_iteration", **kwargs)
-            trigger_plugins(self, "before_eval_forward", **kwargs)
+            trigger_plugins(self, "before_eval_iteration")
+            trigger_plugins(self, "before_eval_forward")
             with self.runtime.autocast():
                 output = self.model(self.mb_x)
             if self.scorer is not None:
                 self._eval_logits.append(output.logits.float())
                 output = output._replace(logits=self.scorer.evaluation_scores(self.view, output))
-            self.mb_output = output
-            trigger_plugins(self, "after_eval_forward", **kwargs)
-            self._eval_scores.append(self.mb_output.logits.float())  # on the device until the end
+            self.mb_output = output.logits  # the scores predictions are made from, for Avalanche's metrics
+            trigger_plugins(self, "after_eval_forward")
+            self._eval_scores.append(self.mb_output.float())  # on the device until the end
             self._eval_targets.append(self.mb_y)
-            trigger_plugins(self, "after_eval_iteration", **kwargs)
+            trigger_plugins(self, "after_eval_iteration")
+        trigger_plugins(self, "after_eval_exp")
+
+    def _eval_loop(self, experiences: list[Any]) -> None:
+        """Every experience scored with the model in evaluation mode; the training state (the experience, every
+        module's mode) as it was afterwards, so that a step may evaluate in the middle of its end."""
+        saved = (self.experience, self.is_training, self.adapted_dataset, self.dataloader)
+        modes = {name: module.training for name, module in self.model.named_modules()}
+        self.is_training = False
+        self.model.eval()
+        self.current_eval_stream = experiences
+        trigger_plugins(self, "before_eval")
+        for self.experience in experiences:
+            self._score(self.experience)
+        trigger_plugins(self, "after_eval")
+        self.current_eval_stream = []
+        self.mbatch, self.mb_output, self.loss = None, None, torch.zeros(1, device=self.device)
+        self.experience, self.is_training, self.adapted_dataset, self.dataloader = saved
+        for name, module in self.model.named_modules():
+            module.train(modes.get(name, True))
 
     def evaluate(self, experiences: list[Any]) -> Evaluation:
         """Scores [N, n_seen] and labels of the test images of ``experiences`` (all seen classes), and the
@@ -783,7 +868,7 @@ class IncrementalStrategy(SupervisedTemplate):
         self._eval_scores, self._eval_targets, self._eval_logits = [], [], []
         self.synchronize_buffers()  # after whatever a component re-estimated at the end of the step
         with self.runtime.inference():
-            self.eval(experiences)
+            self._eval_loop(experiences)
             scores = self.world.gather_rows(torch.cat(self._eval_scores)).cpu()  # each rank scored its chunk
             targets = self.world.gather_rows(torch.cat(self._eval_targets)).cpu()
             logits = self.world.gather_rows(torch.cat(self._eval_logits)).cpu() if self._eval_logits else scores
@@ -800,7 +885,7 @@ class IncrementalStrategy(SupervisedTemplate):
 
 
 def run_steps(
-    strategy: IncrementalStrategy,
+    strategy: TrainingEngine,
     train_stream: Any,
     test_stream: Any,
     on_step: Callable[[int, Evaluation, float, int], None],
@@ -810,12 +895,9 @@ def run_steps(
 
     ``on_step(step, evaluation, train_seconds, n_train)`` receives every step's evaluation.
     """
+    test_experiences = list(test_stream)
     for step, experience in enumerate(train_stream):
         if step < first_step:
             continue
-        start = time.perf_counter()
-        strategy.evaluation_experiences = list(test_stream)[: step + 1]
-        strategy.train(experience, eval_streams=[])
-        train_seconds = time.perf_counter() - start
-        evaluation = strategy.evaluate(list(test_stream)[: step + 1])
+        evaluation, train_seconds = strategy.run_step(experience, test_experiences[: step + 1])
         on_step(step, evaluation, train_seconds, len(strategy.train_set))
