@@ -7,7 +7,7 @@ and their meaning); this module is its stable public face, for cil's own methods
 ``cil.strategies`` as for anyone's.
 """
 
-from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError, milestones_field, ranged
+from cil.config import ComponentConfig, ConfigError, IncompatibleConfigError, RunConfig, milestones_field, ranged
 from cil.errors import UserError
 from cil.models.net import NetOutput
 from cil.registry import register
@@ -15,6 +15,7 @@ from cil.training.contract import (
     Batch,
     CilPlugin,
     ClassificationLoss,
+    ConfigT,
     Engine,
     StageLoss,
     TrainingStage,
@@ -28,10 +29,12 @@ __all__ = [
     "CilPlugin",
     "ClassificationLoss",
     "ComponentConfig",
+    "ConfigT",
     "ConfigError",
     "Engine",
     "IncompatibleConfigError",
     "NetOutput",
+    "RunConfig",
     "StageLoss",
     "TrainingSet",
     "TrainingStage",

@@ -31,7 +31,7 @@ class AugmentedCopiesConfig(ComponentConfig):
 
 
 @register("plugin", "augmented-copies", AugmentedCopiesConfig)
-class AugmentedCopies(CilPlugin):
+class AugmentedCopies(CilPlugin[AugmentedCopiesConfig]):
     def epoch_length(self, engine: Engine) -> int:
         return len(engine.train_set) * self.config.copies
 

@@ -103,7 +103,7 @@ class BalancedFinetuningConfig(ComponentConfig):
 
 
 @register("plugin", "balanced-finetuning", BalancedFinetuningConfig)
-class BalancedFinetuning(CilPlugin):
+class BalancedFinetuning(CilPlugin[BalancedFinetuningConfig]):
     posthoc_correction = "balanced-finetuning"
 
     def after_training(self, engine: Engine) -> None:

@@ -45,6 +45,7 @@ from cil.plugin import (
     Engine,
     IncompatibleConfigError,
     NetOutput,
+    RunConfig,
     TrainingSet,
     TrainingStage,
     UserError,
@@ -85,7 +86,7 @@ class BiasLayerConfig(ComponentConfig):
     beta_decay: float = ranged(0.1, ge=0)
     """Weight of the L2 term on beta (the official code's 0.1)."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         if not run.memory.enabled:
             raise IncompatibleConfigError(
                 f"{prefix} bic-bias-layer learns its correction on a validation set sized by the exemplars per "
@@ -99,7 +100,7 @@ class BiasLayerConfig(ComponentConfig):
 
 
 @register("plugin", "bic-bias-layer", BiasLayerConfig)
-class BiasCorrectionLayer(CilPlugin):
+class BiasCorrectionLayer(CilPlugin[BiasLayerConfig]):
     posthoc_correction = "bic-bias-layer"
 
     def __init__(self, config: BiasLayerConfig):

@@ -51,12 +51,12 @@ class BSCEConfig(ComponentConfig):
 
 
 @register("loss", "bsce", BSCEConfig)
-class BalancedSoftmaxCE(ClassificationLoss):
+class BalancedSoftmaxCE(ClassificationLoss[BSCEConfig]):
     def __init__(self, config: BSCEConfig):
         super().__init__(config)
         self._weights: tuple[object, torch.Tensor] | None = None
 
-    def class_weights(self, engine) -> torch.Tensor:
+    def class_weights(self, engine: Engine) -> torch.Tensor:
         """lambda of Eq. 5 for the current training set, counted once per training set."""
         if self._weights is None or self._weights[0] is not engine.train_set:
             counts = engine.train_class_counts

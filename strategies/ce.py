@@ -16,7 +16,7 @@ class CEConfig(ComponentConfig):
 
 
 @register("loss", "ce", CEConfig)
-class CrossEntropy(ClassificationLoss):
+class CrossEntropy(ClassificationLoss[CEConfig]):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
 

@@ -3,9 +3,13 @@ their embeddings and whose old classes are frozen during incremental steps."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from typing import Any, Protocol, TypeVar
+
 import torch
 import torch.nn.functional as F
 
+from cil.models.heads import CosineHead, LocalSimilarityHead
 from cil.plugin import CilPlugin, Engine, require_head, without_parameters
 
 
@@ -15,15 +19,28 @@ def embedding_distillation_loss(features: torch.Tensor, previous_features: torch
     return (1.0 - F.cosine_similarity(features, previous_features.detach(), dim=1)).mean()
 
 
-def imprint_new_classes(engine, **kwargs) -> None:
+def imprint_new_classes(engine: Engine, **kwargs: Any) -> None:
     """Initialise the newest head group from the embeddings (evaluation transform) of the step's new classes."""
     new = engine.experience_data
     features = engine.extract_features(new.indices)
     per_class = [features[(new.labels == c).to(features.device)] for c in engine.new_classes]
-    engine.model.head.imprint(len(engine.model.head.groups) - 1, per_class, **kwargs)
+    head = engine.model.head
+    assert isinstance(head, CosineHead | LocalSimilarityHead), "the method checked the head (require_head)"
+    head.imprint(len(head.groups) - 1, per_class, **kwargs)
 
 
-class CosineHeadMethod(CilPlugin):
+class CosineHeadSettings(Protocol):
+    """What LUCIR's and PODNet's configs share."""
+
+    name: str
+    imprint: bool
+    freeze_old_weights: bool
+
+
+SettingsT = TypeVar("SettingsT", bound=CosineHeadSettings)
+
+
+class CosineHeadMethod(CilPlugin[SettingsT], ABC):
     """Checks the head, imprints the new classes and freezes the old ones (``config.imprint``,
     ``config.freeze_old_weights``); subclasses set ``head_type``/``head_name`` and implement
     ``start_incremental_step``."""
@@ -39,8 +56,9 @@ class CosineHeadMethod(CilPlugin):
         if self.config.imprint:
             imprint_new_classes(engine, **self.imprint_options(engine))
 
-    def start_incremental_step(self, engine: Engine, n_new: int) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def start_incremental_step(self, engine: Engine, n_new: int) -> None:
+        """An incremental step begins with ``n_new`` new classes (before their imprinting)."""
 
     def imprint_options(self, engine: Engine) -> dict:
         return {}

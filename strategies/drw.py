@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cil.plugin import CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, ranged, register
+from cil.plugin import CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, RunConfig, ranged, register
 
 
 def effective_number_weights(counts: torch.Tensor, beta: float) -> torch.Tensor:
@@ -43,7 +43,7 @@ class DRWConfig(ComponentConfig):
     beta: float = ranged(0.9999, ge=0, lt=1)
     """Of the effective number (1 - beta^n) / (1 - beta) (LDAM-DRW: 0.9999)."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         from cil import registry
         from cil.plugin import ClassificationLoss
 
@@ -56,7 +56,7 @@ class DRWConfig(ComponentConfig):
 
 
 @register("plugin", "drw", DRWConfig)
-class DeferredReweighting(CilPlugin):
+class DeferredReweighting(CilPlugin[DRWConfig]):
     def __init__(self, config: DRWConfig):
         super().__init__(config)
         self.weights: torch.Tensor | None = None

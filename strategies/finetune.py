@@ -14,5 +14,5 @@ class FinetuneConfig(ComponentConfig):
 
 
 @register("method", "finetune", FinetuneConfig)
-class Finetune(CilPlugin):
+class Finetune(CilPlugin[FinetuneConfig]):
     pass

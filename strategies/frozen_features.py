@@ -9,12 +9,14 @@ replaces the network's logits by its own scores at evaluation (``evaluation_scor
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
-from cil.plugin import CilPlugin, Engine, NetOutput
+from cil.plugin import CilPlugin, ConfigT, Engine, NetOutput
 
 
-class FrozenFeatureClassifier(CilPlugin):
+class FrozenFeatureClassifier(CilPlugin[ConfigT], ABC):
     """Subclasses implement ``learn(features, labels, n_seen)`` and ``scores(features)``."""
 
     evaluation_name = "frozen-features"
@@ -32,8 +34,10 @@ class FrozenFeatureClassifier(CilPlugin):
     def evaluation_scores(self, engine: Engine, output: NetOutput) -> torch.Tensor:
         return self.scores(output.features.float())
 
-    def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:
+        """Update the classifier with the step's training features and labels (``n_seen`` classes so far)."""
 
-    def scores(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_seen] of evaluation features."""

@@ -100,7 +100,7 @@ class GALAConfig(ComponentConfig):
 
 
 @register("plugin", "gala", GALAConfig)
-class GALA(CilPlugin):
+class GALA(CilPlugin[GALAConfig]):
     data_parallel = False  # gradient statistics accumulated per process: not summed across ranks yet
 
     def __init__(self, config: GALAConfig):

@@ -34,7 +34,17 @@ import numpy as np
 import torch
 from cil.strategies.min_norm import min_norm_weights
 
-from cil.plugin import Batch, CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, NetOutput, ranged, register
+from cil.plugin import (
+    Batch,
+    CilPlugin,
+    ComponentConfig,
+    Engine,
+    IncompatibleConfigError,
+    NetOutput,
+    RunConfig,
+    ranged,
+    register,
+)
 
 
 def cosine_similarity_matrix(gradients: torch.Tensor) -> torch.Tensor:
@@ -118,7 +128,7 @@ class GBGConfig(ComponentConfig):
     sum_i a_i g_i of the raw gradients, as in their code. ``none`` makes d the min-norm point itself, which is
     (near) zero whenever the groups' gradients conflict: training stalls (the collapse to one class)."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         if run.runtime.compile:
             raise IncompatibleConfigError(
                 f"{prefix} gbg differentiates one loss per group through the same graph (retain_graph), which a "
@@ -127,7 +137,7 @@ class GBGConfig(ComponentConfig):
 
 
 @register("plugin", "gbg", GBGConfig)
-class GradientBalancedGrouping(CilPlugin):
+class GradientBalancedGrouping(CilPlugin[GBGConfig]):
     data_parallel = False  # its own backward per group: not averaged across ranks yet
 
     def __init__(self, config: GBGConfig):
@@ -146,7 +156,7 @@ class GradientBalancedGrouping(CilPlugin):
             n_groups = int(self.group_of.max()) + 1
             self.weight_sums, self.batches = torch.zeros(n_groups, dtype=torch.float64), 0
 
-    def make_groups(self, engine) -> torch.Tensor:
+    def make_groups(self, engine: Engine) -> torch.Tensor:
         n = engine.n_seen
         if self.config.grouping == "old-new":
             return (torch.arange(n) >= engine.n_old).long() if engine.n_old > 0 else torch.zeros(n, dtype=torch.long)
@@ -154,7 +164,7 @@ class GradientBalancedGrouping(CilPlugin):
         groups = normalized_cut_groups(cosine_similarity_matrix(gradients), self.config.groups, seed=engine.step)
         return torch.as_tensor(groups, dtype=torch.long)
 
-    def class_gradients(self, engine) -> torch.Tensor:
+    def class_gradients(self, engine: Engine) -> torch.Tensor:
         """V [n_seen, P]: each class's average gradient of the classification loss w.r.t. the trainable parameters
         (``class_gradients: all``, Algorithm 1's theta) or the head's only."""
         model, data = engine.model, engine.train_set

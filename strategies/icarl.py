@@ -36,6 +36,7 @@ from cil.plugin import (
     Engine,
     IncompatibleConfigError,
     NetOutput,
+    RunConfig,
     register,
 )
 
@@ -82,7 +83,7 @@ class ICaRLLossConfig(ComponentConfig):
 
 
 @register("loss", "icarl-bce", ICaRLLossConfig)
-class ICaRLClassification(ClassificationLoss):
+class ICaRLClassification(ClassificationLoss[ICaRLLossConfig]):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n = averaged_outputs(engine, self.config.average_over)
         return icarl_classification(logits, targets, engine.n_old, n)
@@ -94,7 +95,7 @@ class ICaRLConfig(ComponentConfig):
     average_over: AverageOver = "all"
     """As the loss's ``average_over`` (the two parts of Alg. 3's loss share one mean)."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         other = getattr(run.loss, "average_over", self.average_over)
         if run.loss.name == "icarl-bce" and other != self.average_over:
             raise IncompatibleConfigError(
@@ -104,7 +105,7 @@ class ICaRLConfig(ComponentConfig):
 
 
 @register("method", "icarl", ICaRLConfig)
-class ICaRL(CilPlugin):
+class ICaRL(CilPlugin[ICaRLConfig]):
     def loss_terms(self, engine: Engine, output: NetOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if engine.n_old == 0:
             return {}

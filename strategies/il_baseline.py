@@ -55,7 +55,7 @@ class ILBaselineConfig(ComponentConfig):
 
 
 @register("method", "il-baseline", ILBaselineConfig)
-class ILBaseline(CilPlugin):
+class ILBaseline(CilPlugin[ILBaselineConfig]):
     def __init__(self, config: ILBaselineConfig):
         super().__init__(config)
         self.rho = 0.0

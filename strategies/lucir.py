@@ -68,7 +68,7 @@ class LUCIRConfig(ComponentConfig):
 
 
 @register("method", "lucir", LUCIRConfig)
-class LUCIR(CosineHeadMethod):
+class LUCIR(CosineHeadMethod[LUCIRConfig]):
     head_type, head_name = CosineHead, "cosine"
 
     def __init__(self, config: LUCIRConfig):

@@ -65,7 +65,7 @@ class LWSConfig(ComponentConfig):
 
 
 @register("plugin", "lws", LWSConfig)
-class LearnableWeightScaling(CilPlugin):
+class LearnableWeightScaling(CilPlugin[LWSConfig]):
     def __init__(self, config: LWSConfig):
         super().__init__(config)
         self.scales = torch.ones(0)

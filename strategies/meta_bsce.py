@@ -51,6 +51,7 @@ from cil.plugin import (
     ComponentConfig,
     Engine,
     IncompatibleConfigError,
+    RunConfig,
     TrainingSet,
     UserError,
     ranged,
@@ -77,7 +78,7 @@ class MetaBSCEConfig(ComponentConfig):
     alpha_min: float = ranged(1e-4, gt=0, le=1)
     """With ``alpha_update: alpha``, alpha is stopped here when a step would take it to 0 or below."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         if run.memory.budget is None and run.memory.per_class < 2:
             raise IncompatibleConfigError(
                 f"{prefix} {self.name} needs a memory of at least 2 exemplars per class (B_t is drawn from it; "
@@ -102,7 +103,7 @@ class MetaBSCEConfig(ComponentConfig):
                 )
 
 
-def smallest_class(run) -> int | None:
+def smallest_class(run: RunConfig) -> int | None:
     """The fewest training images of a class an imbalanced run will have (None: a balanced run, or a dataset
     counted only when it loads)."""
     from cil.data import DATASETS, parse_scenario, planned_train_counts, scenario_plan
@@ -113,7 +114,7 @@ def smallest_class(run) -> int | None:
     return min(planned_train_counts(parse_scenario(run.scenario)[1], run.data, plan))
 
 
-def most_old_classes(run) -> int | None:
+def most_old_classes(run: RunConfig) -> int | None:
     """Old classes at the scenario's last step (the most a fixed memory is split into while B_t is
     drawn from it); None when counting the classes needs data that is not there (checked at run time)."""
     from cil.data import scenario_plan
@@ -126,7 +127,7 @@ def most_old_classes(run) -> int | None:
 
 
 @register("loss", "meta-bsce", MetaBSCEConfig)
-class MetaBalancedSoftmaxCE(ClassificationLoss):
+class MetaBalancedSoftmaxCE(ClassificationLoss[MetaBSCEConfig]):
     def __init__(self, config: MetaBSCEConfig):
         super().__init__(config)
         self.learned = torch.ones(())
@@ -148,7 +149,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
     def alpha(self) -> float:
         return float(self.alpha_of(self.learned))
 
-    def validation_size_per_class(self, engine) -> int:
+    def validation_size_per_class(self, engine: Engine) -> int:
         if self.config.validation_per_class is not None:
             return self.config.validation_per_class
         old_counts = engine.train_class_counts[: engine.n_old]
@@ -167,7 +168,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
             return
         self.validation_set = engine.hold_out(self.validation_size_per_class(engine))  # B_t; D_t stays
 
-    def class_weights(self, engine, learned: torch.Tensor) -> torch.Tensor:
+    def class_weights(self, engine: Engine, learned: torch.Tensor) -> torch.Tensor:
         """lambda of Eq. 5 with the alpha of ``learned``; counts of D_t, counted once per training set."""
         if self._counts is None or self._counts[0] is not engine.train_set:
             self._counts = (engine.train_set, engine.train_class_counts)
@@ -183,7 +184,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
         weights = self.class_weights(engine, self.learned)
         return balanced_softmax_cross_entropy(logits, targets, weights, reduction="none")
 
-    def validation_batch(self, engine) -> tuple[torch.Tensor, torch.Tensor]:
+    def validation_batch(self, engine: Engine) -> tuple[torch.Tensor, torch.Tensor]:
         """The next mini-batch of B_t (evaluation transform), cycling through B_t in random order."""
         assert self.validation_set is not None, "B_t is held out in before_step"
         while True:
@@ -200,7 +201,7 @@ class MetaBalancedSoftmaxCE(ClassificationLoss):
             self.update_alpha(engine, batch)
         return batch
 
-    def update_alpha(self, engine, batch) -> None:
+    def update_alpha(self, engine: Engine, batch: Batch) -> None:
         """One step of Algorithm 1 on alpha for the current mini-batch."""
         x_val, y_val = self.validation_batch(engine)
         self.learned = self.learned.detach().requires_grad_(True)  # the loss now depends on it

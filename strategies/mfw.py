@@ -57,10 +57,10 @@ class MFWConfig(ComponentConfig):
 
 
 @register("plugin", "mfw", MFWConfig)
-class MajorFeatureWeakening(CilPlugin):
+class MajorFeatureWeakening(CilPlugin[MFWConfig]):
     def __init__(self, config: MFWConfig):
         super().__init__(config)
-        self._hook = None
+        self._hook: torch.utils.hooks.RemovableHandle | None = None
         self._lam: torch.Tensor | None = None
         self._permutation: torch.Tensor | None = None
         self.weights = torch.zeros(0)
@@ -90,7 +90,7 @@ class MajorFeatureWeakening(CilPlugin):
     def after_forward(self, engine: Engine, output: NetOutput) -> None:
         self._lam = self._permutation = None
 
-    def _mix(self, module, inputs, output):
+    def _mix(self, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         if not module.training or self._lam is None or self._permutation is None or len(output) != len(self._lam):
             return output
         return mix_features(output, self._lam, self._permutation)

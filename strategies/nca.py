@@ -63,7 +63,7 @@ class NCAConfig(ComponentConfig):
 
 
 @register("loss", "nca", NCAConfig)
-class NCALoss(ClassificationLoss):
+class NCALoss(ClassificationLoss[NCAConfig]):
     def before_step(self, engine: Engine) -> None:
         if not hasattr(engine.model.head, "scale"):
             raise UserError("the nca loss needs a head with a learned scale (model.head: lsc or cosine)")

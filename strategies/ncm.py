@@ -29,7 +29,7 @@ class NCMConfig(ComponentConfig):
 
 
 @register("method", "ncm", NCMConfig)
-class NearestClassMean(FrozenFeatureClassifier):
+class NearestClassMean(FrozenFeatureClassifier[NCMConfig]):
     evaluation_name = "ncm"
 
     def __init__(self, config: NCMConfig):
@@ -42,11 +42,11 @@ class NearestClassMean(FrozenFeatureClassifier):
     def load_state_dict(self, state: dict, engine: Engine) -> None:
         self.means = None if state["means"] is None else state["means"].to(engine.device)
 
-    def learn(self, features, labels, n_seen):
+    def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:
         known = 0 if self.means is None else len(self.means)
         new = normalised_class_means(features, labels, list(range(known, n_seen)))
         self.means = new if self.means is None else torch.cat([self.means, new])
 
-    def scores(self, features):
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
         assert self.means is not None, "class means are learned after the base step"
         return -torch.cdist(F.normalize(features, dim=1), self.means).pow(2)

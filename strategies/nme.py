@@ -14,7 +14,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, NetOutput, UserError, register
+from cil.plugin import (
+    CilPlugin,
+    ComponentConfig,
+    Engine,
+    IncompatibleConfigError,
+    NetOutput,
+    RunConfig,
+    UserError,
+    register,
+)
 
 
 def class_means(features: torch.Tensor, flipped: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -29,7 +38,7 @@ def class_means(features: torch.Tensor, flipped: torch.Tensor, labels: torch.Ten
 class NMEConfig(ComponentConfig):
     name: str = "nme"
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         if not run.memory.enabled:
             raise IncompatibleConfigError(
                 f"{prefix} nme classifies by the means of the exemplars: use a memory (--memory N or --memory-budget M)"
@@ -37,7 +46,7 @@ class NMEConfig(ComponentConfig):
 
 
 @register("plugin", "nme", NMEConfig)
-class NearestMeanOfExemplars(CilPlugin):
+class NearestMeanOfExemplars(CilPlugin[NMEConfig]):
     evaluation_name = "nme"
     posthoc_correction = "nme"
 

@@ -66,7 +66,7 @@ class PODNetConfig(ComponentConfig):
 
 
 @register("method", "podnet", PODNetConfig)
-class PODNet(CosineHeadMethod):
+class PODNet(CosineHeadMethod[PODNetConfig]):
     head_type, head_name = LocalSimilarityHead, "lsc"
 
     def __init__(self, config: PODNetConfig):

@@ -29,7 +29,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cil.plugin import CilPlugin, ClassificationLoss, ComponentConfig, Engine, IncompatibleConfigError, ranged, register
+from cil.plugin import (
+    CilPlugin,
+    ClassificationLoss,
+    ComponentConfig,
+    Engine,
+    IncompatibleConfigError,
+    RunConfig,
+    ranged,
+    register,
+)
 
 
 def interleaved_replay_positions(
@@ -80,7 +89,7 @@ class MemoryOversamplingConfig(ComponentConfig):
 
 
 @register("plugin", "memory-oversampling", MemoryOversamplingConfig)
-class MemoryOversampling(CilPlugin):
+class MemoryOversampling(CilPlugin[MemoryOversamplingConfig]):
     def epoch_length(self, engine: Engine) -> int:
         labels = engine.train_set.labels
         n_new = int((labels >= engine.n_old).sum())
@@ -96,7 +105,7 @@ class ClassOversamplingConfig(ComponentConfig):
 
 
 @register("plugin", "class-oversampling", ClassOversamplingConfig)
-class ClassOversampling(CilPlugin):
+class ClassOversampling(CilPlugin[ClassOversamplingConfig]):
     def epoch_length(self, engine: Engine) -> int:
         return len(engine.train_set)
 
@@ -116,7 +125,7 @@ class LossRescalingConfig(ComponentConfig):
 
 
 @register("loss", "loss-rescaling", LossRescalingConfig)
-class LossRescaling(ClassificationLoss):
+class LossRescaling(ClassificationLoss[LossRescalingConfig]):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.sample_losses(engine, logits, targets).mean()
 
@@ -152,7 +161,7 @@ class SeparatedSoftmaxConfig(ComponentConfig):
 
 
 @register("loss", "separated-softmax", SeparatedSoftmaxConfig)
-class SeparatedSoftmax(ClassificationLoss):
+class SeparatedSoftmax(ClassificationLoss[SeparatedSoftmaxConfig]):
     def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return separated_softmax_cross_entropy(logits, targets, engine.n_old)
 
@@ -164,7 +173,7 @@ class RatioPreservingConfig(ComponentConfig):
     """Exemplars in every mini-batch; the others of ``optim.batch_size`` are new-class samples (SS-IL: 32 of
     128 + 32)."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         if self.replay_batch_size >= run.optim.batch_size:
             raise IncompatibleConfigError(
                 f"{prefix}.replay_batch_size {self.replay_batch_size} leaves no new-class sample in a mini-batch of "
@@ -173,7 +182,7 @@ class RatioPreservingConfig(ComponentConfig):
 
 
 @register("plugin", "ratio-preserving-batches", RatioPreservingConfig)
-class RatioPreservingBatches(CilPlugin):
+class RatioPreservingBatches(CilPlugin[RatioPreservingConfig]):
     """SS-IL's mini-batches: a fixed number of new-class samples and of replayed exemplars in each."""
 
     def _chunks(self, engine: Engine) -> tuple[int, int]:

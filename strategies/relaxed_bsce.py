@@ -44,7 +44,7 @@ class RelaxedBSCEConfig(ComponentConfig):
 
 
 @register("loss", "relaxed-bsce", RelaxedBSCEConfig)
-class RelaxedBalancedSoftmaxCE(ClassificationLoss):
+class RelaxedBalancedSoftmaxCE(ClassificationLoss[RelaxedBSCEConfig]):
     def __init__(self, config: RelaxedBSCEConfig):
         super().__init__(config)
         self._weights: tuple[object, torch.Tensor] | None = None
@@ -55,7 +55,7 @@ class RelaxedBalancedSoftmaxCE(ClassificationLoss):
             return float(self.config.epsilon)
         return default_epsilon(counts, n_old, self.config.epsilon_fraction)
 
-    def class_weights(self, engine) -> torch.Tensor:
+    def class_weights(self, engine: Engine) -> torch.Tensor:
         """lambda of Eq. 6 for the current training set, computed once per training set."""
         if self._weights is None or self._weights[0] is not engine.train_set:
             counts = engine.train_class_counts

@@ -74,7 +74,7 @@ class SLDAConfig(ComponentConfig):
 
 
 @register("method", "slda", SLDAConfig)
-class SLDA(FrozenFeatureClassifier):
+class SLDA(FrozenFeatureClassifier[SLDAConfig]):
     evaluation_name = "slda"
 
     def __init__(self, config: SLDAConfig):
@@ -95,13 +95,13 @@ class SLDA(FrozenFeatureClassifier):
             )
             self.weights, self.bias = self.lda.discriminant()
 
-    def learn(self, features, labels, n_seen):
+    def learn(self, features: torch.Tensor, labels: torch.Tensor, n_seen: int) -> None:
         if self.lda is None:
             self.lda = StreamingLDA(features.shape[1], self.config.shrinkage, features.device)
         for start in range(0, len(features), 256):
             self.lda.update(features[start : start + 256], labels[start : start + 256], n_seen)
         self.weights, self.bias = self.lda.discriminant()
 
-    def scores(self, features):
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
         """[B, n_seen]: w_c . z + b_c."""
         return (features.double() @ self.weights.t() + self.bias).float()

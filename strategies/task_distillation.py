@@ -66,7 +66,7 @@ class TaskWiseKDConfig(ComponentConfig):
 
 
 @register("method", "task-wise-kd", TaskWiseKDConfig)
-class TaskWiseDistillation(CilPlugin):
+class TaskWiseDistillation(CilPlugin[TaskWiseKDConfig]):
     def loss_terms(self, engine: Engine, output: NetOutput, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if engine.n_old == 0:
             return {}

@@ -25,7 +25,16 @@ from typing import Literal
 
 import torch
 
-from cil.plugin import CilPlugin, ComponentConfig, Engine, IncompatibleConfigError, ranged, register, require_head
+from cil.plugin import (
+    CilPlugin,
+    ComponentConfig,
+    Engine,
+    IncompatibleConfigError,
+    RunConfig,
+    ranged,
+    register,
+    require_head,
+)
 
 
 def aligning_factor(old_weights: torch.Tensor, new_weights: torch.Tensor, p: int = 2) -> torch.Tensor:
@@ -43,7 +52,7 @@ class WeightAligningConfig(ComponentConfig):
     max_gamma: float | None = ranged(1.0, gt=0)
     """gamma clamped at this value (the authors' code: 1, only shrinking the new weights); null: unclamped (PyCIL)."""
 
-    def validate_with(self, run, prefix: str) -> None:
+    def validate_with(self, run: RunConfig, prefix: str) -> None:
         if run.model.head != "linear":
             raise IncompatibleConfigError(
                 f"{prefix} weight-aligning rescales the weight vectors of a linear classifier; model.head "
@@ -53,7 +62,7 @@ class WeightAligningConfig(ComponentConfig):
 
 
 @register("plugin", "weight-aligning", WeightAligningConfig)
-class WeightAligning(CilPlugin):
+class WeightAligning(CilPlugin[WeightAligningConfig]):
     posthoc_correction = "weight-aligning"
 
     def before_step(self, engine: Engine) -> None:

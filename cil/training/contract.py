@@ -36,9 +36,10 @@ method: ``hold_out``, ``withhold``, ``train_on``. The exemplars are the engine's
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, overload
 
 import torch
 
@@ -101,7 +102,6 @@ class TrainingStage:
     """Give ``loss`` the output of a frozen copy of the model as it was when the stage started."""
 
 
-@runtime_checkable
 class Engine(Protocol):
     """The engine as components see it: what they may read and call, and nothing else."""
 
@@ -248,15 +248,20 @@ class Engine(Protocol):
 # ------------------------------------------------------------------------------------------------
 
 
-class CilPlugin:
+ConfigT = TypeVar("ConfigT")
+"""A component's config dataclass (what ``register`` names with it): ``class BalancedSoftmaxCE(
+ClassificationLoss[BSCEConfig])`` lets the type checker check every ``self.config.alpha``."""
+
+
+class CilPlugin(Generic[ConfigT]):
     """A component of a strategy; subclasses override the hooks they need (module docstring)."""
 
     data_parallel = True
     """False: the plugin keeps per-process state (gradient statistics, its own backward) that the
     processes of a data-parallel run would not share; such a strategy is refused under torchrun."""
 
-    def __init__(self, config: Any = None):
-        self.config = config
+    def __init__(self, config: ConfigT = None):  # type: ignore[assignment]  # None: a plugin without settings
+        self.config: ConfigT = config
 
     def before_step(self, engine: Engine) -> None:
         """The step's data, head and optimizer are ready (set per-step settings, imprint, hold out)."""
@@ -293,13 +298,12 @@ class CilPlugin:
         """Restore ``state_dict()`` when a run resumes after a completed step."""
 
 
-class ClassificationLoss(CilPlugin):
+class ClassificationLoss(CilPlugin[ConfigT], ABC):
     """Turns logits into the classification loss L_c; exactly one per strategy."""
 
-    def classification_loss(
-        self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor
-    ) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def classification_loss(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """L_c of the mini-batch from its logits (after every plugin's ``adjust_logits``)."""
 
     def sample_losses(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
         """L_c of every sample [B] (their mean is ``classification_loss``), or None for a loss that is not a mean
@@ -340,47 +344,40 @@ CALLBACK_RENAMES = {
 # ------------------------------------------------------------------------------------------------
 
 
-@runtime_checkable
 class AdjustsLogits(Protocol):
     def adjust_logits(self, engine: Engine, logits: torch.Tensor, targets: torch.Tensor, record: bool) -> torch.Tensor:
         """Logits as the classification loss sees them in training (``record``: the real mini-batch,
         not a re-evaluation such as Meta BSCE's virtual step)."""
 
 
-@runtime_checkable
 class AdjustsScores(Protocol):
     def adjust_scores(self, engine: Engine, scores: torch.Tensor) -> torch.Tensor:
         """Post-hoc change of the evaluation scores [N, n_seen] of all test images of a step at once."""
 
 
-@runtime_checkable
 class NamesEvaluation(Protocol):
     evaluation_name: str
     """How this plugin makes predictions ("nme", "ncm", ...), recorded as the run's ``eval``."""
 
 
-@runtime_checkable
 class AdjustsPreviousOutput(Protocol):
     def adjust_previous_output(self, engine: Engine, output: NetOutput) -> NetOutput:
         """The previous step's model's output as distillation sees it (BiC: through the bias layer learned for
         it); what ``engine.previous_output()`` returns."""
 
 
-@runtime_checkable
 class ScoresEvaluation(Protocol):
     def evaluation_scores(self, engine: Engine, output: NetOutput) -> torch.Tensor:
         """The scores [B, n_seen] of an evaluation mini-batch, from the model's output (its features)
         instead of the classifier's logits."""
 
 
-@runtime_checkable
 class EditsParamGroups(Protocol):
     def param_groups(self, engine: Engine, groups: list[dict], lr: float) -> list[dict]:
         """The optimizer's parameter groups for this step (e.g. frozen weights removed); what is left out
         is not trained, by the real step or by a virtual one (``trainable_parameter_groups``)."""
 
 
-@runtime_checkable
 class SamplesBatches(Protocol):
     def epoch_positions(self, engine: Engine) -> torch.Tensor:
         """Positions in ``engine.train_set`` of one epoch's mini-batches, in order (repetitions allowed)."""
@@ -389,7 +386,6 @@ class SamplesBatches(Protocol):
         """How many positions ``epoch_positions`` returns."""
 
 
-@runtime_checkable
 class CombinesGradients(Protocol):
     def backward(
         self, engine: Engine, output: NetOutput, targets: torch.Tensor, terms: dict[str, torch.Tensor]
@@ -399,7 +395,6 @@ class CombinesGradients(Protocol):
         come from ``engine.scale_loss(...)``."""
 
 
-@runtime_checkable
 class WeighsClasses(Protocol):
     def loss_class_weights(self, engine: Engine) -> torch.Tensor | None:
         """Weights [n_seen] of each class's samples in L_c, or None (unweighted): L_c becomes the weighted mean
@@ -407,7 +402,6 @@ class WeighsClasses(Protocol):
         (deferred re-weighting, Cao et al. 2019)."""
 
 
-@runtime_checkable
 class CorrectsBias(Protocol):
     posthoc_correction: str
     """A bias correction applied after a step's training (balanced finetuning, weight aligning, a bias
@@ -465,10 +459,30 @@ class PluginHooks:
                     )
             self._by_hook[name] = having
 
-    def all(self, hook: str) -> list:
+    @overload
+    def all(self, hook: Literal["adjust_logits"]) -> list[AdjustsLogits]: ...
+    @overload
+    def all(self, hook: Literal["adjust_scores"]) -> list[AdjustsScores]: ...
+    @overload
+    def all(self, hook: Literal["param_groups"]) -> list[EditsParamGroups]: ...
+    def all(self, hook: str) -> list[Any]:
         """Every plugin with ``hook``, in the strategy's plugin order."""
         return self._by_hook[hook]
 
+    @overload
+    def one(self, hook: Literal["adjust_previous_output"]) -> AdjustsPreviousOutput | None: ...
+    @overload
+    def one(self, hook: Literal["evaluation_name"]) -> NamesEvaluation | None: ...
+    @overload
+    def one(self, hook: Literal["evaluation_scores"]) -> ScoresEvaluation | None: ...
+    @overload
+    def one(self, hook: Literal["epoch_positions"]) -> SamplesBatches | None: ...
+    @overload
+    def one(self, hook: Literal["backward"]) -> CombinesGradients | None: ...
+    @overload
+    def one(self, hook: Literal["loss_class_weights"]) -> WeighsClasses | None: ...
+    @overload
+    def one(self, hook: Literal["posthoc_correction"]) -> CorrectsBias | None: ...
     def one(self, hook: str) -> Any:
         """The plugin with ``hook`` (None if none); only for hooks at most one plugin may have."""
         assert HOOKS[hook].at_most_one, hook
